@@ -1,0 +1,1 @@
+//! Command line: flags, environment and the TOML file mapped onto a run.

@@ -1,0 +1,1 @@
+//! The extract stage: read leads from the Bitrix24 REST API.

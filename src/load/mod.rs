@@ -1,0 +1,93 @@
+//! The load stage: sinks that write [`Batch`]es into a database.
+//!
+//! Every sink keeps the same six Oktell tables (`../shared/docs/oktell-schema.md`) with the
+//! same table and column names, so the queries a telephony system runs work on both.
+//! A sink's contract, whatever the database:
+//! - `load_batch` is one transaction and set-based (stage the rows, then a few statements);
+//! - leads are upserted by `sql_ID`; a row whose values did not change is not touched;
+//! - a lead's contact values and solution are *replaced*: a value removed in Bitrix24
+//!   disappears here too;
+//! - `bitrix_import_lead_error` holds the current problems of each lead in the batch: a
+//!   lead that now loads cleanly loses its old error rows, an unchanged problem keeps its
+//!   row (and its first-seen date), a new problem adds one. So a re-run changes nothing.
+
+pub mod mssql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use std::time::Duration;
+
+use crate::model::Batch;
+
+/// What one `load_batch` call changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub leads_inserted: u64,
+    pub leads_updated: u64,
+    pub leads_unchanged: u64,
+    /// Contact values written (inserted or changed) and removed.
+    pub contacts_written: u64,
+    pub contacts_deleted: u64,
+    /// Rows this batch left in `bitrix_import_lead_error` (new or kept).
+    pub error_rows: u64,
+}
+
+impl BatchOutcome {
+    pub fn add(&mut self, other: &BatchOutcome) {
+        self.leads_inserted += other.leads_inserted;
+        self.leads_updated += other.leads_updated;
+        self.leads_unchanged += other.leads_unchanged;
+        self.contacts_written += other.contacts_written;
+        self.contacts_deleted += other.contacts_deleted;
+        self.error_rows += other.error_rows;
+    }
+}
+
+/// What `init_schema` found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaReport {
+    /// Objects created by this call (tables, indexes, migrations applied), for the log.
+    pub created: Vec<String>,
+    /// Problems that need a person (e.g. duplicate `sql_ID` rows), each with what to do.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The database cannot be opened or reached; `target` never holds a password.
+    #[error("cannot open the database {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    /// Another run holds the run lock.
+    #[error("another b24sync run holds the lock on {target} (waited {waited_secs} s); try again later or raise --lock-wait")]
+    LockBusy { target: String, waited_secs: u64 },
+    /// The schema is not what the loader needs (run `b24sync init-db`, or fix what it says).
+    #[error("{0}")]
+    Schema(String),
+    /// A statement failed.
+    #[error("database error while {context}: {reason}")]
+    Database { context: String, reason: String },
+}
+
+/// A database the pipeline writes into. See the module docs for the contract.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// A name for messages: the file path or `host:port/database` (never a password).
+    fn describe(&self) -> String;
+
+    /// Create what is missing of the schema (`b24sync init-db`); never drops or alters data.
+    async fn init_schema(&self) -> Result<SchemaReport, LoadError>;
+
+    /// Take the run lock so two runs cannot interleave; wait at most `wait`.
+    /// Held until [`Sink::unlock_run`] or the process ends.
+    async fn lock_run(&self, wait: Duration) -> Result<(), LoadError>;
+
+    /// Release the run lock (a no-op when not held).
+    async fn unlock_run(&self) -> Result<(), LoadError>;
+
+    /// Upsert one batch in one transaction. `now` stamps new error rows.
+    async fn load_batch(&self, batch: Batch, now: NaiveDateTime) -> Result<BatchOutcome, LoadError>;
+
+    /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError>;
+}

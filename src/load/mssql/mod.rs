@@ -1,0 +1,1 @@
+//! The SQL Server sink (the production target): the Oktell tables in an existing database.

@@ -1,0 +1,304 @@
+//! The typed rows that flow between the pipeline's stages.
+//!
+//! `extract` yields raw lead JSON; `transform` turns each lead into a [`LeadRecord`]
+//! (or a [`RejectedLead`] when it cannot be keyed at all); `load` writes [`Batch`]es of
+//! them. Column names and sizes of the Oktell contract live here, once, so the transform,
+//! both sinks and the schema tests agree on them.
+
+use chrono::NaiveDateTime;
+
+/// A Bitrix24 lead ID as stored in `bitrix_leads.sql_ID` (`int NOT NULL`).
+pub type LeadId = i32;
+
+/// How a `bitrix_leads` column stores its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// `nvarchar(N)`: text of at most `max_chars` UTF-16 code units.
+    Text { max_chars: usize },
+    /// `ntext`: text of any length.
+    LongText,
+    /// `datetime`: a wall-clock date and time (see `transform::TimePolicy`).
+    DateTime,
+    /// `datetime` holding a calendar date at midnight (BIRTHDATE).
+    Date,
+}
+
+/// One data column of `bitrix_leads`: the Bitrix24 field and how it is stored.
+/// The SQL column is the field name with the prefix `sql_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadColumn {
+    pub field: &'static str,
+    pub kind: ColumnKind,
+}
+
+impl LeadColumn {
+    /// The column's name in SQL (`sql_TITLE` for `TITLE`).
+    pub fn sql_name(&self) -> String {
+        format!("sql_{}", self.field)
+    }
+}
+
+const fn text(field: &'static str, max_chars: usize) -> LeadColumn {
+    LeadColumn { field, kind: ColumnKind::Text { max_chars } }
+}
+const fn col(field: &'static str, kind: ColumnKind) -> LeadColumn {
+    LeadColumn { field, kind }
+}
+
+/// Size of most `bitrix_leads` text columns (`nvarchar(3000)`).
+pub const LEAD_TEXT_CHARS: usize = 3000;
+/// Size of `sql_TITLE` and `sql_COMPANY_TITLE` (`nvarchar(4000)`).
+pub const LEAD_TITLE_CHARS: usize = 4000;
+/// Size of every text column of the other Oktell tables (`nvarchar(2000)`).
+pub const SMALL_TEXT_CHARS: usize = 2000;
+
+/// The Bitrix24 field that keys a lead (`sql_ID int NOT NULL`).
+pub const LEAD_ID_FIELD: &str = "ID";
+
+/// The 33 data columns of `bitrix_leads` besides `sql_ID`, in the contract's order.
+/// Together with `sql_ID` they are the 34 columns of `../shared/docs/oktell-schema.md`.
+pub const LEAD_COLUMNS: [LeadColumn; 33] = [
+    text("ADDRESS", LEAD_TEXT_CHARS),
+    text("ADDRESS_2", LEAD_TEXT_CHARS),
+    text("ADDRESS_CITY", LEAD_TEXT_CHARS),
+    text("ADDRESS_COUNTRY", LEAD_TEXT_CHARS),
+    text("ADDRESS_COUNTRY_CODE", LEAD_TEXT_CHARS),
+    text("ADDRESS_POSTAL_CODE", LEAD_TEXT_CHARS),
+    text("ADDRESS_PROVINCE", LEAD_TEXT_CHARS),
+    text("ADDRESS_REGION", LEAD_TEXT_CHARS),
+    text("ASSIGNED_BY_ID", LEAD_TEXT_CHARS),
+    col("BIRTHDATE", ColumnKind::Date),
+    col("COMMENTS", ColumnKind::LongText),
+    text("COMPANY_ID", LEAD_TEXT_CHARS),
+    text("COMPANY_TITLE", LEAD_TITLE_CHARS),
+    text("CONTACT_ID", LEAD_TEXT_CHARS),
+    text("CREATED_BY_ID", LEAD_TEXT_CHARS),
+    text("CURRENCY_ID", LEAD_TEXT_CHARS),
+    col("DATE_CLOSED", ColumnKind::DateTime),
+    col("DATE_CREATE", ColumnKind::DateTime),
+    col("DATE_MODIFY", ColumnKind::DateTime),
+    text("LAST_NAME", LEAD_TEXT_CHARS),
+    text("MODIFY_BY_ID", LEAD_TEXT_CHARS),
+    text("NAME", LEAD_TEXT_CHARS),
+    text("OPENED", LEAD_TEXT_CHARS),
+    text("OPPORTUNITY", LEAD_TEXT_CHARS),
+    text("ORIGIN_ID", LEAD_TEXT_CHARS),
+    text("ORIGINATOR_ID", LEAD_TEXT_CHARS),
+    text("POST", LEAD_TEXT_CHARS),
+    text("SECOND_NAME", LEAD_TEXT_CHARS),
+    text("SOURCE_DESCRIPTION", LEAD_TEXT_CHARS),
+    text("SOURCE_ID", LEAD_TEXT_CHARS),
+    text("STATUS_DESCRIPTION", LEAD_TEXT_CHARS),
+    text("STATUS_ID", LEAD_TEXT_CHARS),
+    text("TITLE", LEAD_TITLE_CHARS),
+];
+
+/// Index of a field in [`LEAD_COLUMNS`] (and so in [`LeadRow::cells`]).
+pub fn lead_column_index(field: &str) -> Option<usize> {
+    LEAD_COLUMNS.iter().position(|c| c.field == field)
+}
+
+/// The multi-field types copied into `bitrix_lead_contacts` (`sql_TYPE_ID`).
+pub const CONTACT_TYPES: [&str; 4] = ["PHONE", "EMAIL", "WEB", "IM"];
+
+/// One value of a `bitrix_leads` column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    /// A `datetime` value (for [`ColumnKind::Date`], midnight of that date).
+    DateTime(NaiveDateTime),
+}
+
+impl Cell {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_datetime(&self) -> Option<NaiveDateTime> {
+        match self {
+            Cell::DateTime(d) => Some(*d),
+            _ => None,
+        }
+    }
+}
+
+/// One `bitrix_leads` row: `sql_ID` plus the cells of [`LEAD_COLUMNS`], in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadRow {
+    pub id: LeadId,
+    pub cells: Vec<Cell>,
+}
+
+impl LeadRow {
+    /// The cell of a Bitrix24 field (`"TITLE"`), if the field is a contract column.
+    pub fn get(&self, field: &str) -> Option<&Cell> {
+        lead_column_index(field).and_then(|i| self.cells.get(i))
+    }
+}
+
+/// One `bitrix_lead_contacts` row: a single PHONE/EMAIL/WEB/IM value of a lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    pub lead_id: LeadId,
+    /// The multi-field value's own Bitrix24 ID (`sql_CONTACT_ID`).
+    pub contact_id: Option<String>,
+    /// WORK, MOBILE, HOME, ... (`sql_VALUE_TYPE`).
+    pub value_type: Option<String>,
+    /// The value exactly as typed in Bitrix24 (`sql_VALUE`).
+    pub value: Option<String>,
+    /// PHONE, EMAIL, WEB or IM (`sql_TYPE_ID`).
+    pub type_id: String,
+}
+
+/// Something about one field of a lead that could not be stored as received.
+/// The lead is still loaded; each problem becomes part of its `bitrix_import_lead_error` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The Bitrix24 field (`TITLE`, `PHONE`, `UF_CRM_...`).
+    pub field: String,
+    pub kind: ProblemKind,
+    /// What a DBA needs to know, e.g. "5,120 characters; the column holds 4,000: stored the first 4,000".
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Longer than its column: stored cut to the column size.
+    Truncated,
+    /// Not a valid date/number/...: stored as NULL.
+    Unparseable,
+    /// A JSON type the field cannot hold (an object where text was expected): stored as NULL.
+    WrongType,
+    /// A list value whose display name is unknown: stored as its ID.
+    UnknownListValue,
+}
+
+/// A lead turned into rows, ready to load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadRecord {
+    pub lead: LeadRow,
+    pub contacts: Vec<ContactRow>,
+    /// `bitrix_lead_solution.sql_solution`: display names of the selected list values,
+    /// joined with ", " (None when nothing is selected or no solution field is configured).
+    pub solution: Option<String>,
+    pub problems: Vec<Problem>,
+    /// The lead as received (JSON), for `bitrix_import_lead_error.sql_full_lead_info`.
+    pub raw_json: String,
+}
+
+/// A lead that cannot be loaded at all (no usable ID): it goes to the error table whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedLead {
+    /// The ID as received, as text, when there was one.
+    pub lead_id: Option<String>,
+    pub reason: String,
+    pub raw_json: String,
+}
+
+/// One `bitrix_import_lead_error` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRow {
+    pub lead_id: Option<String>,
+    /// `sql_error`: at most [`SMALL_TEXT_CHARS`] characters.
+    pub reason: String,
+    pub lead_json: String,
+}
+
+/// What the load stage writes in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub records: Vec<LeadRecord>,
+    pub rejected: Vec<RejectedLead>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.rejected.is_empty()
+    }
+
+    /// The error rows this batch should leave in `bitrix_import_lead_error`:
+    /// one per rejected lead and one per loaded lead that had problems.
+    pub fn error_rows(&self) -> Vec<ErrorRow> {
+        let rejected = self.rejected.iter().map(|r| ErrorRow {
+            lead_id: r.lead_id.clone(),
+            reason: clip_reason(&r.reason),
+            lead_json: r.raw_json.clone(),
+        });
+        let partial = self.records.iter().filter(|r| !r.problems.is_empty()).map(|r| ErrorRow {
+            lead_id: Some(r.lead.id.to_string()),
+            reason: problems_reason(&r.problems),
+            lead_json: r.raw_json.clone(),
+        });
+        rejected.chain(partial).collect()
+    }
+}
+
+/// One line a DBA can read: "loaded with changes: TITLE: ...; BIRTHDATE: ...".
+pub fn problems_reason(problems: &[Problem]) -> String {
+    let parts: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect();
+    clip_reason(&format!("loaded with changes: {}", parts.join("; ")))
+}
+
+/// Cut a reason to the size of `sql_error`, saying that it was cut.
+pub fn clip_reason(reason: &str) -> String {
+    if utf16_len(reason) <= SMALL_TEXT_CHARS {
+        return reason.to_string();
+    }
+    const MORE: &str = " …(cut)";
+    let mut out = truncate_utf16(reason, SMALL_TEXT_CHARS - utf16_len(MORE)).to_string();
+    out.push_str(MORE);
+    out
+}
+
+/// Length as SQL Server's nvarchar counts it: UTF-16 code units (an emoji counts 2).
+pub fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The longest prefix of `s` that fits in `max` UTF-16 code units, never splitting a character.
+pub fn truncate_utf16(s: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.len_utf16();
+        if used > max {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_has_34_columns_with_their_sizes() {
+        assert_eq!(LEAD_COLUMNS.len() + 1, 34);
+        let title = &LEAD_COLUMNS[lead_column_index("TITLE").unwrap()];
+        assert_eq!(title.kind, ColumnKind::Text { max_chars: 4000 });
+        assert_eq!(title.sql_name(), "sql_TITLE");
+        let mut names: Vec<_> = LEAD_COLUMNS.iter().map(|c| c.field).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 33, "no column twice");
+    }
+
+    #[test]
+    fn utf16_truncation_keeps_whole_characters() {
+        assert_eq!(utf16_len("a😀"), 3);
+        assert_eq!(truncate_utf16("a😀b", 2), "a");
+        assert_eq!(truncate_utf16("a😀b", 3), "a😀");
+        assert_eq!(truncate_utf16("абв", 10), "абв");
+    }
+
+    #[test]
+    fn long_reasons_are_cut_to_the_column_and_say_so() {
+        let long = "x".repeat(5000);
+        let clipped = clip_reason(&long);
+        assert_eq!(utf16_len(&clipped), SMALL_TEXT_CHARS);
+        assert!(clipped.ends_with("(cut)"));
+    }
+}

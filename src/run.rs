@@ -1,0 +1,1 @@
+//! One sync run: extract → transform → load through bounded channels.
