@@ -1,1 +1,410 @@
-//! Command line: flags, environment and the TOML file mapped onto a run.
+//! The command line: clap definitions, settings from flags > environment > TOML file,
+//! and the mapping of each command onto the library. No business logic lives here.
+
+pub mod exit;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::extract::client::{Bitrix24Client, ClientConfig, ExtractError};
+use crate::extract::limits::RateConfig;
+use crate::extract::Webhook;
+use crate::load::{LoadError, Sink};
+use crate::run::{self, RunError, RunSummary, SyncOptions};
+use crate::simulator::{RateLimit, Simulator, SimulatorConfig};
+pub use settings::{FileSettings, Settings};
+
+/// b24sync keeps the Oktell tables of a call centre's database (bitrix_leads,
+/// bitrix_lead_contacts, ...) in step with the leads of a Bitrix24 portal, so that a
+/// telephony system can recognise callers by their phone number.
+#[derive(Debug, Parser)]
+#[command(name = "b24sync", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// TOML settings file [default: ./b24sync.toml when it exists]
+    #[arg(long, global = true, env = "B24SYNC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Settings come from flags, then environment variables (B24SYNC_*), then the TOML file.
+
+Quick start:
+  b24sync demo                                   # simulated portal → ./b24sync.db
+  b24sync sync --webhook https://PORTAL/rest/1/SECRET/ --db leads.db
+  b24sync sync --db 'Server=tcp:sql1,1433;Database=oktell;User Id=b24;Password=...;TrustServerCertificate=true'
+
+Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
+4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
+7 another run holds the lock, 130 interrupted, 1 internal error.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read every lead from Bitrix24 and upsert it into the database
+    Sync(SyncArgs),
+    /// Create the tables and indexes b24sync needs (keeps existing tables and data)
+    InitDb(DbArgs),
+    /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
+    Demo(DemoArgs),
+    /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
+    Simulator(SimulatorArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct DbArgs {
+    /// Database: a file path (the embedded SQLite database) or a SQL Server connection
+    /// string (ADO.NET "Server=...;Database=..." or "jdbc:sqlserver://...") [default: b24sync.db]
+    #[arg(long, env = "B24SYNC_DB", value_name = "PATH|CONNECTION")]
+    pub db: Option<String>,
+    /// SQL Server connection pool size [default: 4]
+    #[arg(long, env = "B24SYNC_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SyncArgs {
+    /// Inbound webhook URL: https://PORTAL/rest/USER_ID/SECRET/ (needs the crm scope)
+    #[arg(long, env = "B24SYNC_WEBHOOK", value_name = "URL", hide_env_values = true)]
+    pub webhook: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The list-type lead field copied into bitrix_lead_solution (UF_CRM_...)
+    #[arg(long, env = "B24SYNC_SOLUTION_FIELD", value_name = "UF_CRM_...")]
+    pub solution_field: Option<String>,
+    /// Wall clock of the datetime columns: "portal" (the portal's own time, as Oktell
+    /// reports expect), "utc", or a zone name like "Europe/Moscow" [default: portal]
+    #[arg(long, env = "B24SYNC_TIME_ZONE", value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// How to page: "batch" (50 pages per request, fastest) or "next" (one page per request) [default: batch]
+    #[arg(long, env = "B24SYNC_PAGING", value_name = "MODE")]
+    pub paging: Option<String>,
+    /// Requests per second the portal allows (Enterprise: 5) [default: 2]
+    #[arg(long, env = "B24SYNC_RATE", value_name = "N")]
+    pub rate: Option<f64>,
+    /// Burst of requests the portal allows (Enterprise: 250) [default: 50]
+    #[arg(long, env = "B24SYNC_BURST", value_name = "N")]
+    pub burst: Option<u32>,
+    /// Leads per database transaction [default: 2500]
+    #[arg(long, env = "B24SYNC_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Seconds to wait for another run's lock before giving up [default: 60]
+    #[arg(long, env = "B24SYNC_LOCK_WAIT", value_name = "SECONDS")]
+    pub lock_wait: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many leads the simulated portal has
+    #[arg(long, default_value_t = 10_000)]
+    pub leads: usize,
+    /// The embedded database to fill
+    #[arg(long, default_value = "b24sync.db")]
+    pub db: PathBuf,
+    /// Seed of the generated data
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How to page: batch or next
+    #[arg(long, default_value = "batch")]
+    pub paging: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulatorArgs {
+    /// Port on 127.0.0.1 (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    #[arg(long, default_value_t = 10_000)]
+    pub leads: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Turn the portal's request-rate limit off
+    #[arg(long)]
+    pub no_rate_limit: bool,
+    /// Enterprise limits (5 requests/s, burst 250) instead of 2/s, burst 50
+    #[arg(long)]
+    pub enterprise: bool,
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    ExitCode::from(code)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,b24sync={level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    let file = match settings::load_file(cli.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail(exit::CONFIG, &e),
+    };
+    match cli.command {
+        Command::Sync(args) => match Settings::resolve(&args, &file) {
+            Ok(s) => sync_command(&s).await,
+            Err(e) => fail(exit::CONFIG, &e),
+        },
+        Command::InitDb(args) => {
+            let s = Settings::resolve(&SyncArgs { db: args, ..Default::default() }, &file);
+            match s {
+                Ok(s) => init_db_command(&s).await,
+                Err(e) => fail(exit::CONFIG, &e),
+            }
+        }
+        Command::Demo(args) => demo_command(&args).await,
+        Command::Simulator(args) => simulator_command(&args).await,
+    }
+}
+
+fn fail(code: u8, e: &anyhow::Error) -> u8 {
+    eprintln!("error: {e:#}");
+    code
+}
+
+/// Cancelled on the first Ctrl-C or SIGTERM; a second one ends the process at once.
+fn interrupt_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)");
+        t.cancel();
+        wait_for_signal().await;
+        std::process::exit(exit::INTERRUPTED as i32);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Exit code for a failed run, with the message printed.
+pub fn run_error_code(e: &RunError) -> u8 {
+    let code = match e {
+        RunError::Extract(ExtractError::Webhook(_)) => exit::CONFIG,
+        RunError::Extract(ExtractError::Refused { .. }) => exit::BITRIX_REFUSED,
+        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => exit::BITRIX_UNREACHABLE,
+        RunError::Extract(ExtractError::Cancelled) => exit::INTERRUPTED,
+        RunError::Load(LoadError::LockBusy { .. }) => exit::LOCKED,
+        RunError::Load(_) => exit::DATABASE,
+        RunError::Config(_) => exit::CONFIG,
+        RunError::Internal(_) => exit::INTERNAL,
+    };
+    eprintln!("error: {e}");
+    code
+}
+
+/// Exit code for a finished run.
+pub fn summary_code(s: &RunSummary) -> u8 {
+    if s.interrupted {
+        exit::INTERRUPTED
+    } else if s.outcome.error_rows > 0 {
+        exit::LOADED_WITH_ERRORS
+    } else {
+        exit::OK
+    }
+}
+
+/// One line with everything a scheduler's log should keep.
+pub fn summary_line(s: &RunSummary) -> String {
+    format!(
+        "{}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, {} rows in bitrix_import_lead_error, \
+         {} requests ({} retried), {:.1} s server time, {:.1} s",
+        if s.interrupted { "interrupted" } else { "sync finished" },
+        s.leads_read,
+        s.leads_loaded,
+        s.outcome.leads_inserted,
+        s.outcome.leads_updated,
+        s.outcome.leads_unchanged,
+        s.contact_values,
+        s.outcome.error_rows,
+        s.requests,
+        s.retries,
+        s.server_secs,
+        s.elapsed.as_secs_f64(),
+    )
+}
+
+async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
+    crate::load::open(&s.db, s.pool_size).await.map_err(|e| {
+        eprintln!("error: {e}");
+        exit::DATABASE
+    })
+}
+
+fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client, u8> {
+    let webhook_text = s.webhook.as_deref().ok_or_else(|| {
+        eprintln!(
+            "error: no Bitrix24 webhook: pass --webhook https://PORTAL/rest/USER_ID/SECRET/ or set B24SYNC_WEBHOOK \
+             (create one in Bitrix24 under Developer resources → Other → Inbound webhook, with the crm scope)"
+        );
+        exit::CONFIG
+    })?;
+    let webhook = Webhook::parse(webhook_text).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::CONFIG
+    })?;
+    let config = ClientConfig { rate: RateConfig { per_second: s.rate, burst: s.burst }, ..ClientConfig::default() };
+    Bitrix24Client::new(webhook, config, cancel).map_err(|e| run_error_code(&e.into()))
+}
+
+async fn sync_command(s: &Settings) -> u8 {
+    let cancel = interrupt_token();
+    let client = match client_for(s, cancel.clone()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let sink = match open_sink(s).await {
+        Ok(sink) => sink,
+        Err(code) => return code,
+    };
+    tracing::info!(portal = %client.webhook(), db = %sink.describe(), "sync starting");
+    finish(run::sync(&client, sink.as_ref(), &s.sync_options(), cancel).await)
+}
+
+fn finish(result: Result<RunSummary, RunError>) -> u8 {
+    match result {
+        Ok(summary) => {
+            let code = summary_code(&summary);
+            let line = summary_line(&summary);
+            if code == exit::OK {
+                tracing::info!(exit_code = code, "{line}");
+            } else {
+                tracing::warn!(exit_code = code, "{line}");
+            }
+            if summary.interrupted {
+                eprintln!("interrupted: every batch read so far was committed; the next run continues from scratch safely");
+            }
+            code
+        }
+        Err(e) => run_error_code(&e),
+    }
+}
+
+async fn init_db_command(s: &Settings) -> u8 {
+    let sink = match open_sink(s).await {
+        Ok(sink) => sink,
+        Err(code) => return code,
+    };
+    match sink.init_schema().await {
+        Ok(report) => {
+            for c in &report.created {
+                println!("created {c}");
+            }
+            if report.created.is_empty() {
+                println!("{}: schema up to date, nothing to create", sink.describe());
+            }
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            exit::OK
+        }
+        Err(e) => run_error_code(&e.into()),
+    }
+}
+
+async fn demo_command(args: &DemoArgs) -> u8 {
+    let result: anyhow::Result<u8> = async {
+        let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
+        let config = SimulatorConfig { leads: args.leads, seed: args.seed, ..SimulatorConfig::default() };
+        let solution_field = config.solution_field.clone();
+        let sim = Simulator::start(config).await.context("cannot start the Bitrix24 simulator on 127.0.0.1")?;
+        println!("Bitrix24 simulator: {} leads at {}", args.leads, sim.base_url());
+        let cancel = interrupt_token();
+        let webhook = Webhook::parse(&sim.webhook_url())?;
+        let client = Bitrix24Client::new(webhook, ClientConfig::default(), cancel.clone())?;
+        let db = args.db.to_string_lossy().to_string();
+        let sink = crate::load::open(&db, 1).await?;
+        let opts = SyncOptions { paging, solution_field: Some(solution_field), ..SyncOptions::default() };
+        let summary = match run::sync(&client, sink.as_ref(), &opts, cancel).await {
+            Ok(s) => s,
+            Err(e) => return Ok(run_error_code(&e)),
+        };
+        println!("{}", summary_line(&summary));
+        println!(
+            "database: {} (tables bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, bitrix_import_lead_error)",
+            args.db.display()
+        );
+        if summary.outcome.error_rows > 0 {
+            println!(
+                "{} leads have rows in bitrix_import_lead_error (the simulator seeds values too long for their columns); \
+                 see: sqlite3 {} 'SELECT sql_ID, sql_error FROM bitrix_import_lead_error'",
+                summary.outcome.error_rows,
+                args.db.display()
+            );
+        }
+        sim.shutdown().await;
+        Ok(if summary.interrupted { exit::INTERRUPTED } else { exit::OK })
+    }
+    .await;
+    result.unwrap_or_else(|e| fail(exit::INTERNAL, &e))
+}
+
+async fn simulator_command(args: &SimulatorArgs) -> u8 {
+    let rate_limit = match (args.no_rate_limit, args.enterprise) {
+        (true, _) => None,
+        (false, true) => Some(RateLimit::ENTERPRISE),
+        (false, false) => Some(RateLimit::STANDARD),
+    };
+    let config = SimulatorConfig { port: args.port, leads: args.leads, seed: args.seed, rate_limit, ..SimulatorConfig::default() };
+    let sim = match Simulator::start(config).await {
+        Ok(sim) => sim,
+        Err(e) => return fail(exit::CONFIG, &anyhow::anyhow!("cannot start the simulator on port {}: {e}", args.port)),
+    };
+    println!("Bitrix24 simulator with {} leads; webhook URL:", args.leads);
+    println!("{}", sim.webhook_url());
+    println!("(Ctrl-C to stop)");
+    wait_for_signal().await;
+    sim.shutdown().await;
+    exit::OK
+}
+

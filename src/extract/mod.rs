@@ -1,1 +1,18 @@
 //! The extract stage: read leads from the Bitrix24 REST API.
+//!
+//! - [`auth`]: where requests go (the inbound webhook URL), and how to print it without
+//!   its secret.
+//! - [`client`]: one HTTP client; turns Bitrix24's error envelope into [`ExtractError`]s and
+//!   retries what can heal (rate limit, operating limit, 5xx, timeouts, cut connections).
+//! - [`limits`]: the client-side leaky bucket and operating-time budget every request passes.
+//! - [`paging`]: strategies that turn "all leads" into a stream of pages.
+//! - [`query`]: PHP-style query strings, the format of `batch` sub-commands.
+
+pub mod auth;
+pub mod client;
+pub mod limits;
+pub mod paging;
+pub mod query;
+
+pub use auth::Webhook;
+pub use client::{Bitrix24Client, ClientConfig, ExtractError};

@@ -91,3 +91,14 @@ pub trait Sink: Send + Sync {
     /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError>;
 }
+
+/// Open the database named by `--db`: a SQL Server connection string, or else a file path
+/// for the embedded database.
+pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, LoadError> {
+    if mssql::is_connection_string(db) {
+        let opts = mssql::MssqlOptions { pool_size, ..Default::default() };
+        Ok(Box::new(mssql::MssqlSink::connect(db, opts).await?))
+    } else {
+        Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(db))?))
+    }
+}

@@ -54,3 +54,4 @@ pub fn transform_lead(raw: &serde_json::Value, ctx: &TransformContext) -> Transf
     let _ = (raw, ctx);
     todo!("transform helper")
 }
+

@@ -1,0 +1,144 @@
+//! Settings: flags win over environment variables (clap reads both), which win over the
+//! TOML file. Defaults are applied last, here, so a file value is not masked by a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use super::SyncArgs;
+use crate::extract::paging::Paging;
+use crate::run::SyncOptions;
+use crate::transform::TimePolicy;
+
+/// The TOML file. Unknown keys are an error naming the key (a typo must not be ignored).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub webhook: Option<String>,
+    pub db: Option<String>,
+    pub pool_size: Option<u32>,
+    pub solution_field: Option<String>,
+    pub time_zone: Option<String>,
+    pub paging: Option<String>,
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+    pub batch_size: Option<usize>,
+    pub lock_wait: Option<u64>,
+}
+
+/// Everything a command needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub webhook: Option<String>,
+    pub db: String,
+    pub pool_size: u32,
+    pub solution_field: Option<String>,
+    pub time_policy: TimePolicy,
+    pub paging: Paging,
+    pub rate: f64,
+    pub burst: u32,
+    pub batch_size: usize,
+    pub lock_wait: Duration,
+}
+
+const DEFAULT_FILE: &str = "b24sync.toml";
+
+/// Read the settings file: the one named, else `./b24sync.toml` if present, else none.
+pub fn load_file(named: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let path: PathBuf = match named {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(FileSettings::default()),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    parse_file(&text).with_context(|| format!("in the settings file {}", path.display()))
+}
+
+pub fn parse_file(text: &str) -> anyhow::Result<FileSettings> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))
+}
+
+impl Settings {
+    pub fn resolve(args: &SyncArgs, file: &FileSettings) -> anyhow::Result<Settings> {
+        let time_zone = args.time_zone.clone().or_else(|| file.time_zone.clone()).unwrap_or_else(|| "portal".into());
+        let time_policy: TimePolicy =
+            time_zone.parse().map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
+        let paging_text = args.paging.clone().or_else(|| file.paging.clone()).unwrap_or_else(|| "batch".into());
+        let paging: Paging = paging_text.parse().map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
+        let rate = args.rate.or(file.rate).unwrap_or(2.0);
+        if !(rate > 0.0 && rate <= 1000.0) {
+            bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 (2 for most plans, 5 for Enterprise); got {rate}");
+        }
+        let burst = args.burst.or(file.burst).unwrap_or(50);
+        if burst == 0 {
+            bail!("--burst / B24SYNC_BURST must be at least 1 (50 for most plans, 250 for Enterprise)");
+        }
+        let batch_size = args.batch_size.or(file.batch_size).unwrap_or(2500);
+        if batch_size == 0 {
+            bail!("--batch-size / B24SYNC_BATCH_SIZE must be at least 1 lead");
+        }
+        let solution_field = args.solution_field.clone().or_else(|| file.solution_field.clone()).filter(|f| !f.trim().is_empty());
+        if let Some(f) = &solution_field {
+            if !f.starts_with("UF_") {
+                bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
+            }
+        }
+        Ok(Settings {
+            webhook: args.webhook.clone().or_else(|| file.webhook.clone()).filter(|w| !w.trim().is_empty()),
+            db: args.db.db.clone().or_else(|| file.db.clone()).unwrap_or_else(|| "b24sync.db".into()),
+            pool_size: args.db.pool_size.or(file.pool_size).unwrap_or(4).max(1),
+            solution_field,
+            time_policy,
+            paging,
+            rate,
+            burst,
+            batch_size,
+            lock_wait: Duration::from_secs(args.lock_wait.or(file.lock_wait).unwrap_or(60)),
+        })
+    }
+
+    pub fn sync_options(&self) -> SyncOptions {
+        SyncOptions {
+            paging: self.paging,
+            time_policy: self.time_policy.clone(),
+            solution_field: self.solution_field.clone(),
+            batch_leads: self.batch_size,
+            lock_wait: self.lock_wait,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse_file("webhook = \"https://x/rest/1/s/\"\nsolution_feild = \"UF_CRM_1\"\n").unwrap_err();
+        assert!(e.to_string().contains("solution_feild"), "{e}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_come_last() {
+        let file = parse_file("db = \"from-file.db\"\nrate = 5.0\nburst = 250\n").unwrap();
+        let mut args = SyncArgs::default();
+        args.db.db = Some("from-flag.db".into());
+        let s = Settings::resolve(&args, &file).unwrap();
+        assert_eq!(s.db, "from-flag.db");
+        assert_eq!((s.rate, s.burst), (5.0, 250));
+        assert_eq!(s.batch_size, 2500);
+        assert_eq!(s.time_policy, TimePolicy::Portal);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let args = SyncArgs { time_zone: Some("Mars/Olympus".into()), ..Default::default() };
+        let e = Settings::resolve(&args, &FileSettings::default()).unwrap_err().to_string();
+        assert!(e.contains("--time-zone") && e.contains("Mars/Olympus"), "{e}");
+        let args = SyncArgs { solution_field: Some("SOLUTION".into()), ..Default::default() };
+        let e = Settings::resolve(&args, &FileSettings::default()).unwrap_err().to_string();
+        assert!(e.contains("UF_CRM_"), "{e}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Export strategies: turn "all leads" (or "leads changed since W") into a stream of pages.
+//!
+//! Both strategies walk the leads in ascending ID order with a keyset cursor
+//! (`filter[>ID] = last ID seen`), never with growing offsets: an offset shifts when a
+//! lead is deleted during the export and a lead would be skipped; a keyset cannot skip
+//! a lead that existed throughout, and leads created meanwhile get higher IDs and are
+//! read at the end.
+//!
+//! - [`Paging::Batch`] (default, fastest): 50 chained `crm.lead.list` pages inside one
+//!   `batch` request, each page's filter referring to the previous page's 50th ID
+//!   (`$result[p0][49][ID]`), without counting (`start=-1`): up to 2,500 leads per HTTP
+//!   request. The first page shorter than 50 proves the end; pages after a short or failed
+//!   page are ignored (their reference could not resolve) and re-read from the cursor.
+//! - [`Paging::Next`] (one page per request, the documented shape): `crm.lead.list`
+//!   with counting, continuing while Bitrix24 returns `next`. The cursor still moves by ID.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::client::{Bitrix24Client, ExtractError, SubResult};
+use super::query;
+use crate::model::{CONTACT_TYPES, LEAD_COLUMNS, LEAD_ID_FIELD};
+
+/// Bitrix24's fixed page size for list methods.
+pub const PAGE_SIZE: usize = 50;
+/// Bitrix24's maximum number of sub-commands in one `batch`.
+pub const BATCH_SIZE: usize = 50;
+/// Sub-command failures tolerated in a row at the same cursor before giving up.
+const MAX_SUB_FAILURES: u32 = 6;
+
+/// How to page through the leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Paging {
+    #[default]
+    Batch,
+    Next,
+}
+
+impl std::str::FromStr for Paging {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "batch" => Ok(Paging::Batch),
+            "next" => Ok(Paging::Next),
+            _ => Err(format!("unknown paging {s:?}: use \"batch\" (fastest) or \"next\"")),
+        }
+    }
+}
+
+/// Which leads to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportFilter {
+    /// Only leads with `DATE_MODIFY >=` this Bitrix24 timestamp (`2024-05-01T12:00:00+03:00`).
+    pub modified_since: Option<String>,
+    /// Which fields to ask for.
+    pub select: Vec<String>,
+}
+
+/// What an export read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    pub pages: u64,
+    pub leads: u64,
+}
+
+/// The fields the tables need: `ID`, the contract columns, the multi-fields, and the
+/// configured user fields. Naming them (instead of `*` + `UF_*`) keeps each page cheap
+/// for the server and makes sure a multiple list field is not left out by `UF_*`.
+pub fn select_fields(user_fields: &[String]) -> Vec<String> {
+    let mut fields = vec![LEAD_ID_FIELD.to_string()];
+    fields.extend(LEAD_COLUMNS.iter().map(|c| c.field.to_string()));
+    fields.extend(CONTACT_TYPES.iter().map(|t| t.to_string()));
+    for uf in user_fields {
+        if !fields.contains(uf) {
+            fields.push(uf.clone());
+        }
+    }
+    fields
+}
+
+/// Read the leads selected by `filter`, sending each page (in ID order) to `pages`.
+/// Returns when every lead was read, the receiver was dropped, or a request failed for good.
+pub async fn export(
+    client: &Bitrix24Client,
+    paging: Paging,
+    filter: &ExportFilter,
+    pages: mpsc::Sender<Vec<Value>>,
+) -> Result<ExportStats, ExtractError> {
+    match paging {
+        Paging::Batch => export_batched(client, filter, pages).await,
+        Paging::Next => export_next(client, filter, pages).await,
+    }
+}
+
+/// The `crm.lead.list` parameters for the page after `cursor`.
+fn list_params(filter: &ExportFilter, cursor: Value, start: i64) -> Value {
+    let mut f = serde_json::Map::new();
+    f.insert(">ID".into(), cursor);
+    if let Some(since) = &filter.modified_since {
+        f.insert(">=DATE_MODIFY".into(), Value::String(since.clone()));
+    }
+    json!({ "order": {"ID": "ASC"}, "filter": f, "select": filter.select, "start": start })
+}
+
+/// The numeric ID of a lead, if it has one.
+fn lead_id(lead: &Value) -> Option<i64> {
+    match lead.get(LEAD_ID_FIELD)? {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// Keep the leads after the cursor (and those without a numeric ID, which the transform
+/// will report); return them with the highest ID among them.
+fn after_cursor(rows: Vec<Value>, cursor: i64) -> (Vec<Value>, Option<i64>) {
+    let mut max = None;
+    let kept = rows
+        .into_iter()
+        .filter(|lead| match lead_id(lead) {
+            Some(id) if id <= cursor => false,
+            Some(id) => {
+                max = Some(max.map_or(id, |m: i64| m.max(id)));
+                true
+            }
+            None => true,
+        })
+        .collect();
+    (kept, max)
+}
+
+fn rows_of(result: Value) -> Result<Vec<Value>, String> {
+    match result {
+        Value::Array(rows) => Ok(rows),
+        // An empty page may arrive as `{}` from some PHP versions.
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        other => Err(format!("crm.lead.list returned {} instead of a list of leads", json_kind(&other))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+async fn export_next(
+    client: &Bitrix24Client,
+    filter: &ExportFilter,
+    pages: mpsc::Sender<Vec<Value>>,
+) -> Result<ExportStats, ExtractError> {
+    let mut stats = ExportStats::default();
+    let mut cursor = 0i64;
+    loop {
+        let resp = client.call("crm.lead.list", &list_params(filter, json!(cursor), 0)).await?;
+        let rows = rows_of(resp.result).map_err(|detail| protocol(client, detail))?;
+        let full = rows.len() >= PAGE_SIZE;
+        let (rows, max) = after_cursor(rows, cursor);
+        stats.pages += 1;
+        stats.leads += rows.len() as u64;
+        if !rows.is_empty() && pages.send(rows).await.is_err() {
+            return Ok(stats);
+        }
+        match (resp.next, max) {
+            (Some(_), Some(max)) => cursor = max,
+            // `next` without progress would loop forever: a full page we could not move past.
+            (Some(_), None) if full => {
+                return Err(protocol(client, format!("a full page after lead {cursor} held no lead with a higher ID")))
+            }
+            _ => return Ok(stats),
+        }
+    }
+}
+
+async fn export_batched(
+    client: &Bitrix24Client,
+    filter: &ExportFilter,
+    pages: mpsc::Sender<Vec<Value>>,
+) -> Result<ExportStats, ExtractError> {
+    let mut stats = ExportStats::default();
+    let mut cursor = 0i64;
+    let mut failures_here = 0u32;
+    loop {
+        let commands: Vec<(String, String)> = (0..BATCH_SIZE)
+            .map(|i| {
+                let from = if i == 0 { json!(cursor) } else { json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1)) };
+                (format!("p{i}"), format!("crm.lead.list?{}", query::build(&list_params(filter, from, -1))))
+            })
+            .collect();
+        let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
+        let before = cursor;
+        for i in 0..BATCH_SIZE {
+            match results.remove(&format!("p{i}")).unwrap_or(SubResult::Missing) {
+                SubResult::Ok { result, .. } => {
+                    let rows = rows_of(result).map_err(|detail| protocol(client, detail))?;
+                    let full = rows.len() >= PAGE_SIZE;
+                    let (rows, max) = after_cursor(rows, cursor);
+                    stats.pages += 1;
+                    stats.leads += rows.len() as u64;
+                    if !rows.is_empty() && pages.send(rows).await.is_err() {
+                        return Ok(stats);
+                    }
+                    match max {
+                        Some(max) if full => cursor = max,
+                        // A short page whose filter was a known ID: nothing is left after it.
+                        _ if !full => return Ok(stats),
+                        // A full page without progress: its reference did not resolve; restart from the cursor.
+                        _ => break,
+                    }
+                }
+                SubResult::Err { code, description } => {
+                    let retry = client.sub_error("crm.lead.list", &code, &description)?;
+                    tracing::warn!(page = i, after_id = cursor, "{retry}; re-reading from lead {cursor}");
+                    failures_here += 1;
+                    if let Some(wait) = client.sub_error_wait("crm.lead.list", &code) {
+                        client.pause(wait).await?;
+                    }
+                    break;
+                }
+                SubResult::Missing => break,
+            }
+        }
+        if cursor > before {
+            failures_here = 0;
+        } else if failures_here >= MAX_SUB_FAILURES {
+            return Err(ExtractError::Unreachable {
+                portal: client.webhook().portal(),
+                method: "crm.lead.list (in batch)".into(),
+                attempts: failures_here,
+                secs: 0,
+                last: format!("the page after lead {cursor} kept failing"),
+            });
+        } else if failures_here == 0 {
+            // No progress and no error: the first page itself was full of leads we had.
+            return Err(protocol(client, format!("a full page after lead {cursor} held no lead with a higher ID")));
+        }
+    }
+}
+
+fn protocol(client: &Bitrix24Client, detail: String) -> ExtractError {
+    ExtractError::Protocol { portal: client.webhook().portal(), method: "crm.lead.list".into(), detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_names_every_needed_field_once() {
+        let s = select_fields(&["UF_CRM_SOLUTION".into(), "PHONE".into()]);
+        assert_eq!(s.len(), 1 + 33 + 4 + 1);
+        assert_eq!(s[0], "ID");
+        assert!(s.contains(&"PHONE".to_string()) && s.contains(&"UF_CRM_SOLUTION".to_string()));
+        assert!(!s.iter().any(|f| f == "*" || f == "UF_*"));
+    }
+
+    #[test]
+    fn rows_at_or_before_the_cursor_are_dropped() {
+        let rows = vec![json!({"ID": "3"}), json!({"ID": "5"}), json!({"ID": "abc"}), json!({"ID": 7})];
+        let (kept, max) = after_cursor(rows, 4);
+        assert_eq!(kept, vec![json!({"ID": "5"}), json!({"ID": "abc"}), json!({"ID": 7})]);
+        assert_eq!(max, Some(7));
+    }
+
+    #[test]
+    fn batch_commands_chain_on_the_previous_page() {
+        let f = ExportFilter { modified_since: Some("2024-05-01T00:00:00+03:00".into()), select: vec!["ID".into()] };
+        let q = query::build(&list_params(&f, json!("$result[p0][49][ID]"), -1));
+        assert!(q.contains("filter%5B%3EID%5D=%24result%5Bp0%5D%5B49%5D%5BID%5D"), "{q}");
+        assert!(q.contains("filter%5B%3E%3DDATE_MODIFY%5D=2024-05-01T00%3A00%3A00%2B03%3A00"), "{q}");
+        assert!(q.ends_with("start=-1"), "{q}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Shared helpers of the end-to-end tests: a simulator, a client, a real SQLite file,
+//! and readers that dump tables for exact comparisons.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use b24sync::extract::client::{Bitrix24Client, ClientConfig};
+use b24sync::extract::limits::RateConfig;
+use b24sync::extract::Webhook;
+use b24sync::load::sqlite::SqliteSink;
+use b24sync::run::{self, RunError, RunSummary, SyncOptions};
+use b24sync::simulator::{Simulator, SimulatorConfig};
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub const SOLUTION: &str = "UF_CRM_SOLUTION";
+
+pub async fn simulator(leads: usize) -> Simulator {
+    Simulator::start(SimulatorConfig { leads, ..SimulatorConfig::default() }).await.expect("simulator starts")
+}
+
+/// A client that paces itself like a standard portal, but with quick retries for tests.
+pub fn client_for(sim: &Simulator, cancel: CancellationToken) -> Bitrix24Client {
+    let config = ClientConfig {
+        rate: RateConfig { per_second: 2.0, burst: 50 },
+        backoff_base: std::time::Duration::from_millis(50),
+        backoff_max: std::time::Duration::from_millis(500),
+        ..ClientConfig::default()
+    };
+    Bitrix24Client::new(Webhook::parse(&sim.webhook_url()).unwrap(), config, cancel).unwrap()
+}
+
+pub fn options() -> SyncOptions {
+    SyncOptions { solution_field: Some(SOLUTION.into()), ..SyncOptions::default() }
+}
+
+pub struct TestDb {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn test_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b24sync.db");
+    TestDb { _dir: dir, path }
+}
+
+pub async fn sync_into(sim: &Simulator, db: &Path, opts: &SyncOptions) -> Result<RunSummary, RunError> {
+    let client = client_for(sim, CancellationToken::new());
+    let sink = SqliteSink::open(db).unwrap();
+    run::sync(&client, &sink, opts, CancellationToken::new()).await
+}
+
+/// Every row of a table, ordered by `Id`, as SQLite values.
+pub fn dump(db: &Path, table: &str) -> Vec<Vec<SqlValue>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY Id")).unwrap();
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| (0..n).map(|i| r.get::<_, SqlValue>(i)).collect::<Result<Vec<_>, _>>())
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+pub fn query_strings(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get::<_, SqlValue>(i)? {
+                        SqlValue::Null => None,
+                        SqlValue::Integer(v) => Some(v.to_string()),
+                        SqlValue::Real(v) => Some(v.to_string()),
+                        SqlValue::Text(s) => Some(s),
+                        SqlValue::Blob(_) => Some("<blob>".into()),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+pub fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// The contact values a lead has in the simulator: (TYPE_ID, ID, VALUE_TYPE, VALUE), sorted.
+pub fn expected_contacts(lead: &Value) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    for ty in ["PHONE", "EMAIL", "WEB", "IM"] {
+        if let Some(Value::Array(items)) = lead.get(ty) {
+            for item in items {
+                let text = |k: &str| match item.get(k) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                if text("VALUE").map(|v| v.is_empty()).unwrap_or(true) {
+                    continue;
+                }
+                out.push((ty.to_string(), text("ID"), text("VALUE_TYPE"), text("VALUE")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The contact rows of a lead in the database, in the same shape as [`expected_contacts`].
+pub fn stored_contacts(db: &Path, lead_id: i64) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+    let mut rows: Vec<_> = query_strings(
+        db,
+        &format!(
+            "SELECT sql_TYPE_ID, sql_CONTACT_ID, sql_VALUE_TYPE, sql_VALUE FROM bitrix_lead_contacts WHERE sql_LEAD_ID = {lead_id}"
+        ),
+    )
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone(), r[2].clone(), r[3].clone()))
+    .collect();
+    rows.sort();
+    rows
+}
+
+pub fn text_field(lead: &Value, field: &str) -> Option<String> {
+    match lead.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
