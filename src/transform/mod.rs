@@ -1,6 +1,9 @@
 //! The transform stage: pure functions from one raw Bitrix24 lead (JSON) to rows.
 //!
-//! No I/O here. Column sizes come from [`crate::model`]; date rules live in this module.
+//! No I/O here. Column sizes come from [`crate::model`]. Each kind of value has its own file:
+//! `text` (nvarchar/ntext cells and problem wording), `dates` (datetime/date cells and the
+//! [`TimePolicy`]), `contacts` (PHONE/EMAIL/WEB/IM rows), `solution` (the list field and its
+//! labels). Nothing here rejects a lead except a missing or unusable ID.
 
 mod contacts;
 mod dates;
