@@ -39,7 +39,10 @@ impl LeadColumn {
 }
 
 const fn text(field: &'static str, max_chars: usize) -> LeadColumn {
-    LeadColumn { field, kind: ColumnKind::Text { max_chars } }
+    LeadColumn {
+        field,
+        kind: ColumnKind::Text { max_chars },
+    }
 }
 const fn col(field: &'static str, kind: ColumnKind) -> LeadColumn {
     LeadColumn { field, kind }
@@ -227,18 +230,25 @@ impl Batch {
             reason: clip_reason(&r.reason),
             lead_json: r.raw_json.clone(),
         });
-        let partial = self.records.iter().filter(|r| !r.problems.is_empty()).map(|r| ErrorRow {
-            lead_id: Some(r.lead.id.to_string()),
-            reason: problems_reason(&r.problems),
-            lead_json: r.raw_json.clone(),
-        });
+        let partial = self
+            .records
+            .iter()
+            .filter(|r| !r.problems.is_empty())
+            .map(|r| ErrorRow {
+                lead_id: Some(r.lead.id.to_string()),
+                reason: problems_reason(&r.problems),
+                lead_json: r.raw_json.clone(),
+            });
         rejected.chain(partial).collect()
     }
 }
 
 /// One line a DBA can read: "loaded with changes: TITLE: ...; BIRTHDATE: ...".
 pub fn problems_reason(problems: &[Problem]) -> String {
-    let parts: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.detail)).collect();
+    let parts: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.detail))
+        .collect();
     clip_reason(&format!("loaded with changes: {}", parts.join("; ")))
 }
 

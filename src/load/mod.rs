@@ -86,7 +86,8 @@ pub trait Sink: Send + Sync {
     async fn unlock_run(&self) -> Result<(), LoadError>;
 
     /// Upsert one batch in one transaction. `now` stamps new error rows.
-    async fn load_batch(&self, batch: Batch, now: NaiveDateTime) -> Result<BatchOutcome, LoadError>;
+    async fn load_batch(&self, batch: Batch, now: NaiveDateTime)
+        -> Result<BatchOutcome, LoadError>;
 
     /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError>;

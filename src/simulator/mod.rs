@@ -21,9 +21,15 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// Every plan but Enterprise: 2 requests/s, burst 50.
-    pub const STANDARD: RateLimit = RateLimit { per_second: 2.0, burst: 50 };
+    pub const STANDARD: RateLimit = RateLimit {
+        per_second: 2.0,
+        burst: 50,
+    };
     /// Enterprise: 5 requests/s, burst 250.
-    pub const ENTERPRISE: RateLimit = RateLimit { per_second: 5.0, burst: 250 };
+    pub const ENTERPRISE: RateLimit = RateLimit {
+        per_second: 5.0,
+        burst: 250,
+    };
 }
 
 /// How the simulator is set up.

@@ -1,10 +1,26 @@
 //! The transform stage: pure functions from one raw Bitrix24 lead (JSON) to rows.
 //!
-//! No I/O here. Column sizes come from [`crate::model`]; date rules live in this module.
+//! No I/O here. Column sizes come from [`crate::model`]. Each kind of value has its own file:
+//! `text` (nvarchar/ntext cells and problem wording), `dates` (datetime/date cells and the
+//! [`TimePolicy`]), `contacts` (PHONE/EMAIL/WEB/IM rows), `solution` (the list field and its
+//! labels). Nothing here rejects a lead except a missing or unusable ID.
+
+mod contacts;
+mod dates;
+mod solution;
+mod text;
 
 use std::collections::HashMap;
 
-use crate::model::{LeadRecord, RejectedLead};
+use serde_json::Value;
+
+use crate::model::{
+    truncate_utf16, Batch, Cell, ColumnKind, LeadId, LeadRecord, LeadRow, Problem, RejectedLead,
+    LEAD_COLUMNS, LEAD_ID_FIELD, SMALL_TEXT_CHARS,
+};
+
+pub use dates::{apply_policy, parse_datetime, ParsedDateTime};
+pub use solution::{is_list_field, solution_labels_from_fields, solution_labels_from_userfield};
 
 /// Which wall clock the `datetime` columns hold. Bitrix24 sends `2024-05-01T12:34:56+03:00`;
 /// the Oktell columns have no offset, so one must be chosen.
@@ -50,8 +66,176 @@ pub enum Transformed {
 }
 
 /// Turn one lead, as received from `crm.lead.list`, into rows.
-pub fn transform_lead(raw: &serde_json::Value, ctx: &TransformContext) -> Transformed {
-    let _ = (raw, ctx);
-    todo!("transform helper")
+///
+/// Only a lead without a usable ID is rejected; any other field that cannot be stored as
+/// received is stored as NULL or cut, and named in the record's `problems`.
+pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
+    let raw_json = raw.to_string();
+    let Value::Object(lead) = raw else {
+        return Transformed::Rejected(RejectedLead {
+            lead_id: None,
+            reason: format!(
+                "the lead is {}, not a JSON object; it cannot be keyed in bitrix_leads.sql_ID",
+                text::describe(raw)
+            ),
+            raw_json,
+        });
+    };
+    let id = match lead_id(lead.get(LEAD_ID_FIELD)) {
+        Ok(id) => id,
+        Err((lead_id, reason)) => {
+            return Transformed::Rejected(RejectedLead {
+                lead_id,
+                reason,
+                raw_json,
+            });
+        }
+    };
+
+    let mut problems: Vec<Problem> = Vec::new();
+    let cells = LEAD_COLUMNS
+        .iter()
+        .map(|col| {
+            let v = lead.get(col.field);
+            let cell = match col.kind {
+                ColumnKind::Text { max_chars } => {
+                    text::text_cell(v, Some(max_chars), col.field, &mut problems).map(Cell::Text)
+                }
+                ColumnKind::LongText => {
+                    text::text_cell(v, None, col.field, &mut problems).map(Cell::Text)
+                }
+                ColumnKind::DateTime => {
+                    dates::datetime_cell(v, &ctx.time_policy, col.field, &mut problems)
+                        .map(Cell::DateTime)
+                }
+                ColumnKind::Date => {
+                    dates::date_cell(v, col.field, &mut problems).map(Cell::DateTime)
+                }
+            };
+            cell.unwrap_or(Cell::Null)
+        })
+        .collect();
+    let contacts = contacts::contacts(lead, id, &mut problems);
+    let solution = ctx
+        .solution_field
+        .as_deref()
+        .and_then(|field| solution::solution(lead, field, &ctx.solution_labels, &mut problems));
+
+    Transformed::Record(LeadRecord {
+        lead: LeadRow { id, cells },
+        contacts,
+        solution,
+        problems,
+        raw_json,
+    })
 }
 
+/// Why an ID cannot key `bitrix_leads.sql_ID` (`int`), with the ID as received (as text).
+type IdError = (Option<String>, String);
+
+/// The lead's key: a positive whole number that fits SQL Server's `int`, sent as a string of
+/// digits (legacy API) or a JSON number (`crm.item.*`).
+fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
+    const KEYED: &str = "the lead cannot be keyed in bitrix_leads.sql_ID";
+    let v = match v {
+        None => return Err((None, format!("the lead has no ID; {KEYED}"))),
+        Some(Value::Null) => return Err((None, format!("ID is null; {KEYED}"))),
+        Some(v) => v,
+    };
+    let as_text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let shown = text::quote(&as_text);
+    let received = Some(truncate_utf16(&as_text, SMALL_TEXT_CHARS).to_string());
+    let fail = |why: String| Err((received.clone(), format!("ID {shown} {why}; {KEYED}")));
+    let too_large = || {
+        fail(format!(
+            "is too large for an int (at most {})",
+            text::thousands(LeadId::MAX as usize)
+        ))
+    };
+    let not_positive = || fail("is not a positive number".to_string());
+
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            let (negative, digits) = match t.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, t.strip_prefix('+').unwrap_or(t)),
+            };
+            if t.is_empty() {
+                return Err((received.clone(), format!("ID is empty; {KEYED}")));
+            }
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return fail("is not a whole number".to_string());
+            }
+            let significant = digits.trim_start_matches('0');
+            if significant.is_empty() || negative {
+                return not_positive();
+            }
+            // More than 10 digits cannot fit; fewer parse into u64 without overflow.
+            match significant.parse::<u64>() {
+                Ok(n) if significant.len() <= 10 => match LeadId::try_from(n) {
+                    Ok(id) => Ok(id),
+                    Err(_) => too_large(),
+                },
+                _ => too_large(),
+            }
+        }
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if i <= 0 {
+                    return not_positive();
+                }
+                return LeadId::try_from(i).or_else(|_| too_large());
+            }
+            if n.as_u64().is_some() {
+                return too_large();
+            }
+            // A float: accepted only when whole (`5.0`), which some JSON writers produce.
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f.fract() == 0.0 => {
+                    if f <= 0.0 {
+                        not_positive()
+                    } else if f > f64::from(LeadId::MAX) {
+                        too_large()
+                    } else {
+                        Ok(f as LeadId)
+                    }
+                }
+                _ => fail("is not a whole number".to_string()),
+            }
+        }
+        other => Err((
+            received.clone(),
+            format!("ID is {}, not a number; {KEYED}", text::describe(other)),
+        )),
+    }
+}
+
+/// Transform one page of leads. Pages can overlap when rows shift during paging, so a lead
+/// ID seen twice is kept once, from its last occurrence (the freshest copy).
+pub fn transform_page(leads: &[Value], ctx: &TransformContext) -> Batch {
+    let results: Vec<Transformed> = leads.iter().map(|l| transform_lead(l, ctx)).collect();
+    let mut last: HashMap<LeadId, usize> = HashMap::new();
+    for (i, r) in results.iter().enumerate() {
+        if let Transformed::Record(rec) = r {
+            last.insert(rec.lead.id, i);
+        }
+    }
+    let mut batch = Batch::default();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Transformed::Record(rec) if last.get(&rec.lead.id) == Some(&i) => {
+                batch.records.push(rec)
+            }
+            Transformed::Record(_) => {}
+            Transformed::Rejected(rej) => batch.rejected.push(rej),
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests;
