@@ -1,4 +1,6 @@
 -- Leads already present whose values changed; an unchanged row is not touched.
+-- The unary + keeps the planner from scanning every lead and probing the (small) staging
+-- table by its key; it walks the staged rows and looks each lead up by the index instead.
 UPDATE bitrix_leads AS l SET
     sql_ADDRESS = s.sql_ADDRESS,
     sql_ADDRESS_2 = s.sql_ADDRESS_2,
@@ -34,7 +36,7 @@ UPDATE bitrix_leads AS l SET
     sql_STATUS_ID = s.sql_STATUS_ID,
     sql_TITLE = s.sql_TITLE
 FROM temp.stage_leads AS s
-WHERE l.sql_ID = s.sql_ID
+WHERE l.sql_ID = +s.sql_ID
   AND (
        l.sql_ADDRESS IS NOT s.sql_ADDRESS
     OR l.sql_ADDRESS_2 IS NOT s.sql_ADDRESS_2

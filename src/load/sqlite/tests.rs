@@ -6,7 +6,7 @@ use crate::model::{
     LEAD_COLUMNS,
 };
 use chrono::NaiveDate;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSql, Value};
 use tempfile::TempDir;
 
 fn dt(d: u32, h: u32) -> NaiveDateTime {
@@ -788,4 +788,83 @@ fn static_column_lists_name_exactly_the_lead_columns() {
     update.extend(["sql_ID", "sql_ID"]);
     update.extend(data.iter().flat_map(|c| [*c, *c]));
     assert_eq!(sql_identifiers(sql::LEADS_UPDATE), update);
+}
+
+#[tokio::test]
+async fn batch_statements_never_scan_a_whole_contract_table() {
+    let f = fixture();
+    f.sink.init_schema().await.unwrap();
+    let db = lock_ignoring_poison(&f.sink.db);
+    db.conn.execute_batch(sql::STAGE_CREATE).unwrap();
+    for (name, statement) in [
+        ("leads_update", sql::LEADS_UPDATE),
+        ("leads_insert", sql::LEADS_INSERT),
+        ("contacts_delete", sql::CONTACTS_DELETE),
+        ("contacts_update", sql::CONTACTS_UPDATE),
+        ("contacts_insert", sql::CONTACTS_INSERT),
+        ("solution_delete", sql::SOLUTION_DELETE),
+        ("solution_update", sql::SOLUTION_UPDATE),
+        ("solution_insert", sql::SOLUTION_INSERT),
+        ("errors_delete", sql::ERRORS_DELETE),
+        ("errors_update", sql::ERRORS_UPDATE),
+        ("errors_insert", sql::ERRORS_INSERT),
+    ] {
+        let mut stmt = db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        let params: &[&dyn ToSql] = if name == "errors_insert" {
+            &[&"now"]
+        } else {
+            &[]
+        };
+        let plan: Vec<String> = stmt
+            .query_map(params, |r| r.get("detail"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for line in &plan {
+            if let Some(scanned) = line.strip_prefix("SCAN ") {
+                assert!(
+                    scanned == "s" || scanned.contains("stage_"),
+                    "{name} scans {scanned}: {plan:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_large_batch_loads_and_reloads_set_based() {
+    let f = fixture();
+    let make = |title: &str| {
+        let records = (1..=5_000)
+            .map(|id| {
+                let mut r = lead(id, &format!("{title} {id}"));
+                r.contacts = vec![
+                    phone(id, Some(&format!("{id}1")), "+7 1"),
+                    phone(id, Some(&format!("{id}2")), "+7 2"),
+                ];
+                r
+            })
+            .collect();
+        batch(records)
+    };
+    let first = f.load(make("lead")).await;
+    assert_eq!(
+        (first.leads_inserted, first.contacts_written),
+        (5_000, 10_000)
+    );
+    let mut changed = make("lead");
+    changed.records[10] = lead(11, "changed");
+    let second = f.load(changed).await;
+    assert_eq!(
+        second,
+        BatchOutcome {
+            leads_updated: 1,
+            leads_unchanged: 4_999,
+            contacts_deleted: 2,
+            ..Default::default()
+        }
+    );
 }
