@@ -1,0 +1,1 @@
+SELECT sql_ID FROM bitrix_leads GROUP BY sql_ID HAVING COUNT(*) > 1 ORDER BY sql_ID LIMIT 5;

@@ -1,0 +1,1 @@
+SELECT version FROM b24sync_migrations ORDER BY version;

@@ -1,0 +1,1 @@
+SELECT value FROM b24sync_state WHERE name = ?1;

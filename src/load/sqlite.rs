@@ -1,1 +1,0 @@
-//! The embedded sink: a SQLite file holding the six Oktell tables under the same names.

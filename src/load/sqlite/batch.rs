@@ -1,0 +1,197 @@
+//! `load_batch`: stage the batch in temp tables with prepared statements (SQLite's bulk
+//! load), then bring the real tables in line with a few set-based statements, all in one
+//! transaction.
+
+use chrono::NaiveDateTime;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::collections::{HashMap, HashSet};
+
+use super::{db_err, sql, DATETIME_FORMAT};
+use crate::load::{BatchOutcome, LoadError};
+use crate::model::{Batch, Cell, ErrorRow, LeadId, LeadRecord, LEAD_COLUMNS};
+
+/// Binds a [`Cell`] without copying its text (COMMENTS can be large).
+struct SqlCell<'a>(&'a Cell);
+
+impl ToSql for SqlCell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Cell::DateTime(d) => ToSqlOutput::from(d.format(DATETIME_FORMAT).to_string()),
+        })
+    }
+}
+
+pub(super) fn load(
+    conn: &mut Connection,
+    mut batch: Batch,
+    now: NaiveDateTime,
+) -> Result<BatchOutcome, LoadError> {
+    keep_last_record_per_lead(&mut batch.records);
+    let errors = distinct_error_rows(batch.error_rows());
+
+    // IMMEDIATE takes the write lock up front, so a concurrent reader cannot make the
+    // later upgrade fail with SQLITE_BUSY halfway through.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err("starting the batch transaction"))?;
+    tx.execute_batch(sql::STAGE_CREATE)
+        .map_err(db_err("creating the staging tables"))?;
+    // Cleared first as well as last: a batch that failed mid-way leaves nothing behind.
+    tx.execute_batch(sql::STAGE_CLEAR)
+        .map_err(db_err("clearing the staging tables"))?;
+    stage_records(&tx, &batch)?;
+    stage_errors(&tx, &batch, &errors)?;
+
+    let run = |statement: &str, context: &str| -> Result<u64, LoadError> {
+        let n = tx.execute(statement, []).map_err(db_err(context))?;
+        Ok(n as u64)
+    };
+    // Update before insert, so each statement's change count is exactly its own rows.
+    let leads_updated = run(sql::LEADS_UPDATE, "updating changed leads")?;
+    let leads_inserted = run(sql::LEADS_INSERT, "inserting new leads")?;
+    let contacts_deleted = run(sql::CONTACTS_DELETE, "deleting removed contact values")?;
+    let contacts_written = run(sql::CONTACTS_UPDATE, "updating changed contact values")?
+        + run(sql::CONTACTS_INSERT, "inserting new contact values")?;
+    run(sql::SOLUTION_DELETE, "deleting removed solutions")?;
+    run(sql::SOLUTION_UPDATE, "updating changed solutions")?;
+    run(sql::SOLUTION_INSERT, "inserting new solutions")?;
+    run(sql::ERRORS_DELETE, "deleting resolved lead errors")?;
+    run(sql::ERRORS_UPDATE, "refreshing kept lead errors")?;
+    tx.execute(
+        sql::ERRORS_INSERT,
+        [now.format(DATETIME_FORMAT).to_string()],
+    )
+    .map_err(db_err("inserting new lead errors"))?;
+    // Frees the staged text (large COMMENTS) instead of keeping it until the next batch.
+    tx.execute_batch(sql::STAGE_CLEAR)
+        .map_err(db_err("clearing the staging tables"))?;
+    tx.commit().map_err(db_err("committing the batch"))?;
+
+    let staged = batch.records.len() as u64;
+    Ok(BatchOutcome {
+        leads_inserted,
+        leads_updated,
+        leads_unchanged: staged.saturating_sub(leads_inserted + leads_updated),
+        contacts_written,
+        contacts_deleted,
+        error_rows: errors.len() as u64,
+    })
+}
+
+/// A batch should not repeat a lead; if it does, the later record is the newer one.
+fn keep_last_record_per_lead(records: &mut Vec<LeadRecord>) {
+    let last: HashMap<LeadId, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.lead.id, i))
+        .collect();
+    let mut index = 0;
+    records.retain(|r| {
+        let keep = last.get(&r.lead.id) == Some(&index);
+        index += 1;
+        keep
+    });
+}
+
+/// One row per (lead, problem) (the last JSON wins); rows without a lead ID are matched
+/// by (problem, JSON), as `errors_insert.sql` does.
+fn distinct_error_rows(rows: Vec<ErrorRow>) -> Vec<ErrorRow> {
+    let mut out: Vec<ErrorRow> = Vec::with_capacity(rows.len());
+    let mut seen: HashMap<(Option<String>, String, Option<String>), usize> = HashMap::new();
+    for row in rows {
+        let json_key = row.lead_id.is_none().then(|| row.lead_json.clone());
+        let key = (row.lead_id.clone(), row.reason.clone(), json_key);
+        match seen.get(&key) {
+            Some(&i) => out[i].lead_json = row.lead_json,
+            None => {
+                seen.insert(key, out.len());
+                out.push(row);
+            }
+        }
+    }
+    out
+}
+
+fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), LoadError> {
+    let mut lead_stmt = tx
+        .prepare_cached(sql::STAGE_LEAD)
+        .map_err(db_err("preparing to stage leads"))?;
+    let mut contact_stmt = tx
+        .prepare_cached(sql::STAGE_CONTACT)
+        .map_err(db_err("preparing to stage contact values"))?;
+    for record in &batch.records {
+        let lead = &record.lead;
+        if lead.cells.len() != LEAD_COLUMNS.len() {
+            return Err(LoadError::Database {
+                context: format!("staging lead {}", lead.id),
+                reason: format!(
+                    "the row has {} cells; bitrix_leads has {} data columns besides sql_ID",
+                    lead.cells.len(),
+                    LEAD_COLUMNS.len()
+                ),
+            });
+        }
+        let cells: Vec<SqlCell<'_>> = lead.cells.iter().map(SqlCell).collect();
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(cells.len() + 2);
+        params.push(&lead.id);
+        params.extend(cells.iter().map(|c| c as &dyn ToSql));
+        params.push(&record.solution);
+        lead_stmt
+            .execute(params.as_slice())
+            .map_err(db_err("staging a lead"))?;
+
+        // The record owns its contact set, so the record's lead ID is the one that counts.
+        // A value listed twice is staged once (the first), so matching stays one-to-one.
+        let mut keyed: HashSet<&str> = HashSet::new();
+        let mut unkeyed: HashSet<(&str, Option<&str>, Option<&str>)> = HashSet::new();
+        for c in &record.contacts {
+            let first = match &c.contact_id {
+                Some(id) => keyed.insert(id.as_str()),
+                None => unkeyed.insert((
+                    c.type_id.as_str(),
+                    c.value.as_deref(),
+                    c.value_type.as_deref(),
+                )),
+            };
+            if first {
+                contact_stmt
+                    .execute(rusqlite::params![
+                        lead.id,
+                        c.contact_id,
+                        c.value_type,
+                        c.value,
+                        c.type_id
+                    ])
+                    .map_err(db_err("staging a contact value"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stage_errors(tx: &Transaction<'_>, batch: &Batch, errors: &[ErrorRow]) -> Result<(), LoadError> {
+    let mut id_stmt = tx
+        .prepare_cached(sql::STAGE_ERROR_ID)
+        .map_err(db_err("preparing to stage lead IDs"))?;
+    // Every lead of the batch, clean or not, has its error rows brought up to date.
+    for record in &batch.records {
+        id_stmt
+            .execute([record.lead.id.to_string()])
+            .map_err(db_err("staging a lead ID"))?;
+    }
+    for id in batch.rejected.iter().filter_map(|r| r.lead_id.as_deref()) {
+        id_stmt.execute([id]).map_err(db_err("staging a lead ID"))?;
+    }
+    let mut error_stmt = tx
+        .prepare_cached(sql::STAGE_ERROR)
+        .map_err(db_err("preparing to stage lead errors"))?;
+    for e in errors {
+        error_stmt
+            .execute(rusqlite::params![e.lead_id, e.reason, e.lead_json])
+            .map_err(db_err("staging a lead error"))?;
+    }
+    Ok(())
+}

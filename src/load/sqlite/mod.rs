@@ -1,0 +1,303 @@
+//! The embedded sink: a SQLite file holding the six Oktell tables under the same names.
+//!
+//! Same tables and column names as on SQL Server, so the same SELECTs work on both;
+//! datetimes are stored as text `YYYY-MM-DD HH:MM:SS`, so they sort and compare as text.
+//! The schema is created by [`Sink::init_schema`] and also on first use by any other
+//! method: for an embedded file there is no DBA to run `init-db` first, and the
+//! migrations are idempotent. The run lock is an OS advisory lock on `<db path>.lock`.
+//! One connection is shared behind a mutex; every call runs on the blocking pool.
+
+mod batch;
+mod schema;
+mod sql;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use rusqlite::{Connection, OptionalExtension};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{BatchOutcome, LoadError, SchemaReport, Sink};
+use crate::model::Batch;
+
+/// How datetime cells are stored: text that sorts and compares chronologically.
+pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts to take the run lock.
+const LOCK_RETRY: Duration = Duration::from_millis(100);
+
+struct Db {
+    conn: Connection,
+    /// Set once the migrations ran on this connection, so later calls skip them.
+    schema_ready: bool,
+}
+
+/// The SQLite sink. Cheap to share: all state is behind `Arc`s.
+pub struct SqliteSink {
+    path: PathBuf,
+    db: Arc<Mutex<Db>>,
+    /// The open lock file while this sink holds the run lock.
+    run_lock: Arc<Mutex<Option<File>>>,
+}
+
+impl std::fmt::Debug for SqliteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSink")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteSink {
+    /// Open (creating if needed) the database file, in WAL mode. The schema is created
+    /// later, by `init_schema` or the first other call.
+    pub fn open(path: &Path) -> Result<SqliteSink, LoadError> {
+        let unreachable = |reason: String| LoadError::Unreachable {
+            target: path.display().to_string(),
+            reason,
+        };
+        if path.is_dir() {
+            return Err(unreachable(
+                "it is a folder, not a database file".to_string(),
+            ));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(unreachable(format!(
+                    "the folder {} does not exist",
+                    parent.display()
+                )));
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| unreachable(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| unreachable(e.to_string()))?;
+        // Switching to WAL reads the file header, so a file that is not a SQLite database
+        // (or cannot be written) fails here rather than at the first batch. WAL lets
+        // readers (reports) work while a sync writes.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unreachable(format!(
+                "cannot switch it to WAL journaling (got {mode})"
+            )));
+        }
+        // In WAL mode NORMAL is still crash-safe for the database; only the last
+        // commits before a power loss may be lost, and the next sync redoes them.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(SqliteSink {
+            path: path.to_path_buf(),
+            db: Arc::new(Mutex::new(Db {
+                conn,
+                schema_ready: false,
+            })),
+            run_lock: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The side file that carries the run lock: `<db path>.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name: OsString = self.path.clone().into_os_string();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// A value of `b24sync_state` (watermarks and such), if set.
+    pub async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+        let name = name.to_string();
+        self.with_schema("reading b24sync_state", move |conn| {
+            conn.query_row(sql::STATE_READ, [&name], |r| r.get(0))
+                .optional()
+                .map_err(db_err("reading b24sync_state"))
+        })
+        .await
+    }
+
+    /// Set a value of `b24sync_state` (its `updated_at` is UTC now).
+    pub async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.with_schema("writing b24sync_state", move |conn| {
+            conn.execute(sql::STATE_WRITE, [&name, &value])
+                .map(drop)
+                .map_err(db_err("writing b24sync_state"))
+        })
+        .await
+    }
+
+    /// Run `f` on the blocking pool with the connection.
+    async fn with_db<T, F>(&self, context: &'static str, f: F) -> Result<T, LoadError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, LoadError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&mut lock_ignoring_poison(&db)))
+            .await
+            .map_err(|e| LoadError::Database {
+                context: context.to_string(),
+                reason: format!("the database task failed: {e}"),
+            })?
+    }
+
+    /// Like [`Self::with_db`], after making sure the schema exists.
+    async fn with_schema<T, F>(&self, context: &'static str, f: F) -> Result<T, LoadError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, LoadError> + Send + 'static,
+    {
+        let target = self.describe();
+        self.with_db(context, move |db| {
+            if !db.schema_ready {
+                let report = schema::migrate(&mut db.conn, &target)?;
+                log_report(&target, &report);
+                db.schema_ready = true;
+            }
+            f(&mut db.conn)
+        })
+        .await
+    }
+}
+
+/// A panic while the mutex was held rolled its transaction back (rusqlite rolls back on
+/// drop), so the connection is still usable.
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn log_report(target: &str, report: &SchemaReport) {
+    if !report.created.is_empty() {
+        tracing::info!(database = target, created = ?report.created, "created the schema");
+    }
+    for w in &report.warnings {
+        tracing::warn!(database = target, "{w}");
+    }
+}
+
+/// Maps a rusqlite error to [`LoadError::Database`] saying what was being done.
+fn db_err(context: &str) -> impl FnOnce(rusqlite::Error) -> LoadError + '_ {
+    move |e| LoadError::Database {
+        context: context.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// One attempt at the run lock: `Ok(true)` when this sink holds it now.
+fn try_take_lock(held: &Mutex<Option<File>>, lock_path: &Path) -> Result<bool, LoadError> {
+    let mut held = lock_ignoring_poison(held);
+    if held.is_some() {
+        return Ok(true);
+    }
+    let lock_error = |reason: String| LoadError::Database {
+        context: format!("taking the run lock {}", lock_path.display()),
+        reason,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .map_err(|e| lock_error(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            *held = Some(file);
+            Ok(true)
+        }
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(lock_error(e.to_string())),
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn init_schema(&self) -> Result<SchemaReport, LoadError> {
+        let target = self.describe();
+        self.with_db("creating the schema", move |db| {
+            let report = schema::migrate(&mut db.conn, &target)?;
+            db.schema_ready = true;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn lock_run(&self, wait: Duration) -> Result<(), LoadError> {
+        let started = Instant::now();
+        loop {
+            let held = Arc::clone(&self.run_lock);
+            let lock_path = self.lock_path();
+            let taken = tokio::task::spawn_blocking(move || try_take_lock(&held, &lock_path))
+                .await
+                .map_err(|e| LoadError::Database {
+                    context: "taking the run lock".to_string(),
+                    reason: format!("the lock task failed: {e}"),
+                })??;
+            if taken {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Err(LoadError::LockBusy {
+                    target: self.describe(),
+                    waited_secs: waited.as_secs(),
+                });
+            }
+            tokio::time::sleep(LOCK_RETRY.min(wait - waited)).await;
+        }
+    }
+
+    async fn unlock_run(&self) -> Result<(), LoadError> {
+        let held = Arc::clone(&self.run_lock);
+        tokio::task::spawn_blocking(move || {
+            // Closing the file releases the OS lock; unlocking first just makes it explicit.
+            if let Some(file) = lock_ignoring_poison(&held).take() {
+                file.unlock().map_err(|e| LoadError::Database {
+                    context: "releasing the run lock".to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| LoadError::Database {
+            context: "releasing the run lock".to_string(),
+            reason: format!("the lock task failed: {e}"),
+        })?
+    }
+
+    async fn load_batch(
+        &self,
+        batch: Batch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, LoadError> {
+        self.with_schema("loading a batch", move |conn| batch::load(conn, batch, now))
+            .await
+    }
+
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
+        let finished = finished.format(DATETIME_FORMAT).to_string();
+        self.with_schema("stamping bitrix_lead_runtime", move |conn| {
+            conn.execute(sql::RUNTIME_STAMP, [&finished])
+                .map(drop)
+                .map_err(db_err("stamping bitrix_lead_runtime"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,217 @@
+//! Numbered migrations, recorded in `b24sync_migrations`; each runs once, in its own
+//! transaction. They only create what is missing (`IF NOT EXISTS`), never drop or alter.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::collections::BTreeSet;
+
+use super::{db_err, sql};
+use crate::load::{LoadError, SchemaReport};
+use crate::model::LEAD_COLUMNS;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "contract tables, loader indexes, b24sync_state",
+    sql: sql::MIGRATION_0001,
+}];
+
+/// The columns the loader reads or writes, per table (the contract's names).
+fn required_columns() -> Vec<(&'static str, Vec<String>)> {
+    let mut leads = vec!["Id".to_string(), "sql_ID".to_string()];
+    leads.extend(LEAD_COLUMNS.iter().map(|c| c.sql_name()));
+    let owned = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    vec![
+        ("bitrix_leads", leads),
+        (
+            "bitrix_lead_contacts",
+            owned(&[
+                "Id",
+                "sql_LEAD_ID",
+                "sql_CONTACT_ID",
+                "sql_VALUE_TYPE",
+                "sql_VALUE",
+                "sql_TYPE_ID",
+            ]),
+        ),
+        (
+            "bitrix_lead_solution",
+            owned(&["Id", "sql_LEAD_ID", "sql_solution"]),
+        ),
+        (
+            "bitrix_import_lead_error",
+            owned(&[
+                "Id",
+                "sql_ID",
+                "sql_error",
+                "sql_full_lead_info",
+                "sql_date_error",
+            ]),
+        ),
+        (
+            "bitrix_lead_runtime",
+            owned(&["Id", "lead_get_by_id_dt", "lead_list_dt"]),
+        ),
+    ]
+}
+
+/// Apply the pending migrations and check the tables the loader needs.
+/// `target` names the database in messages.
+pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaReport, LoadError> {
+    let mut report = SchemaReport::default();
+    let newest = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+    for migration in MIGRATIONS {
+        // IMMEDIATE: two processes starting at once serialise here instead of both
+        // applying the same migration.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("starting a schema migration"))?;
+        let before = objects(&tx)?;
+        tx.execute_batch(sql::MIGRATIONS_TABLE)
+            .map_err(db_err("creating b24sync_migrations"))?;
+        let applied = applied(&tx)?;
+        if let Some(v) = applied.iter().copied().find(|v| *v > newest) {
+            return Err(LoadError::Schema(format!(
+                "the database {target} has schema version {v}, made by a newer b24sync \
+                 (this one knows up to {newest}); use that version"
+            )));
+        }
+        if applied.contains(&migration.version) {
+            // Commit anyway: on a brand-new file the bootstrap table was just created.
+            tx.commit().map_err(db_err("committing a schema check"))?;
+            continue;
+        }
+        if migration.version == 1 {
+            check_duplicate_leads(&tx, target)?;
+        }
+        tx.execute_batch(migration.sql).map_err(db_err(&format!(
+            "applying schema migration {} ({})",
+            migration.version, migration.name
+        )))?;
+        tx.execute(
+            sql::MIGRATION_RECORD,
+            rusqlite::params![migration.version, migration.name],
+        )
+        .map_err(db_err("recording a schema migration"))?;
+        let after = objects(&tx)?;
+        tx.commit()
+            .map_err(db_err("committing a schema migration"))?;
+        report.created.extend(
+            after
+                .difference(&before)
+                .map(|(kind, name)| format!("{kind} {name}")),
+        );
+        report.created.push(format!(
+            "migration {} ({})",
+            migration.version, migration.name
+        ));
+    }
+    check_columns(conn, target)?;
+    Ok(report)
+}
+
+fn objects(tx: &Transaction<'_>) -> Result<BTreeSet<(String, String)>, LoadError> {
+    let context = "listing the schema";
+    let mut stmt = tx.prepare(sql::SCHEMA_OBJECTS).map_err(db_err(context))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err(context))?;
+    rows.collect::<Result<_, _>>().map_err(db_err(context))
+}
+
+fn applied(tx: &Transaction<'_>) -> Result<BTreeSet<i64>, LoadError> {
+    let context = "reading b24sync_migrations";
+    let mut stmt = tx
+        .prepare(sql::MIGRATIONS_APPLIED)
+        .map_err(db_err(context))?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err(context))?;
+    rows.collect::<Result<_, _>>().map_err(db_err(context))
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, LoadError> {
+    let context = "reading table columns";
+    let mut stmt = conn.prepare(sql::TABLE_COLUMNS).map_err(db_err(context))?;
+    let rows = stmt
+        .query_map([table], |r| r.get(0))
+        .map_err(db_err(context))?;
+    rows.collect::<Result<_, _>>().map_err(db_err(context))
+}
+
+/// The unique index on `bitrix_leads(sql_ID)` cannot be built over the duplicate rows the
+/// old row-by-row scripts could leave; say so plainly, with the fix, instead of failing
+/// with SQLite's "UNIQUE constraint failed".
+fn check_duplicate_leads(tx: &Transaction<'_>, target: &str) -> Result<(), LoadError> {
+    let context = "looking for duplicate sql_ID rows";
+    if table_columns(tx, "bitrix_leads")?.is_empty() {
+        return Ok(());
+    }
+    let (ids, surplus): (i64, i64) = tx
+        .query_row(sql::DUPLICATE_LEADS_SUMMARY, [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(db_err(context))?
+        .unwrap_or((0, 0));
+    if ids == 0 {
+        return Ok(());
+    }
+    let mut stmt = tx
+        .prepare(sql::DUPLICATE_LEADS_EXAMPLES)
+        .map_err(db_err(context))?;
+    let examples: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, rusqlite::types::Value>(0))
+        .map_err(db_err(context))?
+        .map(|v| v.map(|v| display_value(&v)))
+        .collect::<Result<_, _>>()
+        .map_err(db_err(context))?;
+    Err(LoadError::Schema(format!(
+        "the database {target} has {ids} lead ID(s) stored more than once in bitrix_leads \
+         ({surplus} extra row(s); e.g. sql_ID {}), probably left by the old row-by-row import. \
+         b24sync keeps one row per lead (a unique index on sql_ID) and cannot create that index \
+         over them. Keep the newest row of each (the highest Id) with\n    {}\nthen run \
+         `b24sync init-db` again.",
+        examples.join(", "),
+        sql::FIX_DUPLICATE_LEADS.trim(),
+    )))
+}
+
+fn display_value(v: &rusqlite::types::Value) -> String {
+    use rusqlite::types::Value;
+    match v {
+        Value::Null => "NULL".to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(t) => format!("'{t}'"),
+        Value::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+/// A table that existed before b24sync (made by hand or another tool) may lack columns;
+/// `CREATE TABLE IF NOT EXISTS` keeps it as it is, so name what is missing.
+fn check_columns(conn: &Connection, target: &str) -> Result<(), LoadError> {
+    let mut problems = Vec::new();
+    for (table, required) in required_columns() {
+        let present = table_columns(conn, table)?;
+        let missing: Vec<&str> = required
+            .iter()
+            .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("{table} lacks {}", missing.join(", ")));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Schema(format!(
+            "the database {target} has tables that do not match the Oktell layout: {}; \
+             add the columns (see docs/oktell-schema.md) or start from a new file",
+            problems.join("; ")
+        )))
+    }
+}

@@ -1,0 +1,40 @@
+//! Every SQL statement the SQLite sink runs, from `sql/sqlite/*.sql`. Values are always
+//! bound as parameters; nothing here is built at run time.
+
+/// Bootstrap: the table that records applied migrations.
+pub const MIGRATIONS_TABLE: &str = include_str!("../../../sql/sqlite/migrations_table.sql");
+/// Migration 1: the six Oktell tables, the loader's indexes, `b24sync_state`.
+pub const MIGRATION_0001: &str = include_str!("../../../sql/sqlite/0001_contract_tables.sql");
+pub const MIGRATIONS_APPLIED: &str = include_str!("../../../sql/sqlite/migrations_applied.sql");
+pub const MIGRATION_RECORD: &str = include_str!("../../../sql/sqlite/migration_record.sql");
+pub const SCHEMA_OBJECTS: &str = include_str!("../../../sql/sqlite/schema_objects.sql");
+pub const TABLE_COLUMNS: &str = include_str!("../../../sql/sqlite/table_columns.sql");
+pub const DUPLICATE_LEADS_SUMMARY: &str =
+    include_str!("../../../sql/sqlite/duplicate_leads_summary.sql");
+pub const DUPLICATE_LEADS_EXAMPLES: &str =
+    include_str!("../../../sql/sqlite/duplicate_leads_examples.sql");
+/// The documented fix for duplicate `sql_ID` rows (keeps the highest `Id` of each).
+pub const FIX_DUPLICATE_LEADS: &str = include_str!("../../../sql/sqlite/fix_duplicate_leads.sql");
+
+pub const STAGE_CREATE: &str = include_str!("../../../sql/sqlite/stage_create.sql");
+pub const STAGE_CLEAR: &str = include_str!("../../../sql/sqlite/stage_clear.sql");
+pub const STAGE_LEAD: &str = include_str!("../../../sql/sqlite/stage_lead.sql");
+pub const STAGE_CONTACT: &str = include_str!("../../../sql/sqlite/stage_contact.sql");
+pub const STAGE_ERROR_ID: &str = include_str!("../../../sql/sqlite/stage_error_id.sql");
+pub const STAGE_ERROR: &str = include_str!("../../../sql/sqlite/stage_error.sql");
+
+pub const LEADS_UPDATE: &str = include_str!("../../../sql/sqlite/leads_update.sql");
+pub const LEADS_INSERT: &str = include_str!("../../../sql/sqlite/leads_insert.sql");
+pub const CONTACTS_DELETE: &str = include_str!("../../../sql/sqlite/contacts_delete.sql");
+pub const CONTACTS_UPDATE: &str = include_str!("../../../sql/sqlite/contacts_update.sql");
+pub const CONTACTS_INSERT: &str = include_str!("../../../sql/sqlite/contacts_insert.sql");
+pub const SOLUTION_DELETE: &str = include_str!("../../../sql/sqlite/solution_delete.sql");
+pub const SOLUTION_UPDATE: &str = include_str!("../../../sql/sqlite/solution_update.sql");
+pub const SOLUTION_INSERT: &str = include_str!("../../../sql/sqlite/solution_insert.sql");
+pub const ERRORS_DELETE: &str = include_str!("../../../sql/sqlite/errors_delete.sql");
+pub const ERRORS_UPDATE: &str = include_str!("../../../sql/sqlite/errors_update.sql");
+pub const ERRORS_INSERT: &str = include_str!("../../../sql/sqlite/errors_insert.sql");
+
+pub const RUNTIME_STAMP: &str = include_str!("../../../sql/sqlite/runtime_stamp.sql");
+pub const STATE_READ: &str = include_str!("../../../sql/sqlite/state_read.sql");
+pub const STATE_WRITE: &str = include_str!("../../../sql/sqlite/state_write.sql");
