@@ -3,13 +3,59 @@
 //! and injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
 //! benchmarks. Where the fact sheet is unsure, the simulator is the strict side.
 //!
-//! SPEC (to be implemented by the simulator work; signatures are the contract):
-//! - `Simulator::start(config)` binds 127.0.0.1:0 (or `config.port`) and serves until dropped
-//!   or `shutdown`.
-//! - Webhook URL: `{base}/rest/{user_id}/{secret}/` + method, `.json` suffix optional.
+//! # The model
+//!
+//! ```text
+//!  reqwest ──HTTP──► server.rs ─► faults.rs   (queued failures, first match wins)
+//!                        │      ─► limits.rs   (leaky bucket, per-method operating time)
+//!                        ▼
+//!                    methods.rs  (crm.lead.list/get/fields, userfield.list, user.get,
+//!                        │        server.time; `batch` is in server.rs)
+//!                        ▼
+//!                    data.rs     Portal: BTreeMap<i64, Lead> behind a Mutex + clock
+//!                        │
+//!                    gen.rs      seeded lead content, rendered on demand
+//! ```
+//!
+//! - [`Simulator::start`] binds `127.0.0.1:config.port` (0 = any free port) and serves
+//!   until [`Simulator::shutdown`] or drop.
+//! - Webhook URL: `{base}/rest/{user}/{secret}/` + method, `.json` suffix optional.
 //!   A wrong user/secret answers 401 `NO_AUTH_FOUND` "Wrong authorization data".
+//!   OAuth (`/rest/{method}` + `auth`) is routed but every token is rejected for now.
+//! - Parameters: query string, then a JSON or form body on top; query and form go through
+//!   a faithful PHP `parse_str` ([`query::parse_str`]), which reproduces the real traps
+//!   (raw `=` in `>=`, raw `+` in offsets).
+//! - [`Portal`] is the test's handle on the data: read leads as the API returns them,
+//!   mutate them (DATE_MODIFY follows), move the clock.
+//! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
+//!   block; with `sleep_scale > 0` the server also really sleeps it.
+//!
+//! Generated data lives between 2023-11 and 2026-11-01 (fixed, so a seed always gives
+//! the same portal); changes through [`Portal`] are stamped with the portal's real now.
 
+mod data;
+mod faults;
+mod fields;
+mod gen;
+mod limits;
+mod methods;
+pub mod query;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use data::Portal;
+pub use faults::{Fault, FaultKind};
+pub use limits::{CostModel, OperatingLimit, RequestStats};
+
+use server::{lock, Shared};
 
 /// The portal's request-rate limit (leaky bucket): each request adds 1, the counter drains
 /// `per_second`; a request that would take it above `burst` is answered 503 `QUERY_LIMIT_EXCEEDED`.
@@ -54,6 +100,17 @@ pub struct SimulatorConfig {
     pub latency: Duration,
     /// Name of the generated list-type (multiple) user field ("solution").
     pub solution_field: String,
+    /// Per-method operating-time budget; `None` = unlimited. Default 480 s / 600 s.
+    pub operating_limit: Option<OperatingLimit>,
+    /// Simulated server time per call (see [`CostModel`] for the defaults' reasoning).
+    pub cost: CostModel,
+    /// Whether the webhook has the `user` scope; without it `user.get` answers 401
+    /// `insufficient_scope`. Default true.
+    pub user_scope: bool,
+    /// Whether `select: ["UF_*"]` also returns *multiple* user fields. The docs say
+    /// "without multiple" (ambiguous), so the strict default is false: the solution
+    /// field must be named.
+    pub uf_mask_includes_multiple: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -69,6 +126,118 @@ impl Default for SimulatorConfig {
             rate_limit: Some(RateLimit::STANDARD),
             latency: Duration::ZERO,
             solution_field: "UF_CRM_SOLUTION".to_string(),
+            operating_limit: Some(OperatingLimit::default()),
+            cost: CostModel::default(),
+            user_scope: true,
+            uf_mask_includes_multiple: false,
         }
     }
+}
+
+/// A running simulator; serves while alive.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Generates the portal and starts serving on `127.0.0.1:config.port`.
+    pub async fn start(config: SimulatorConfig) -> std::io::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        // Generation is CPU work (≈ 100 ms per million leads); keep it off the reactor.
+        let cfg = config.clone();
+        let portal = tokio::task::spawn_blocking(move || Portal::generate(&cfg))
+            .await
+            .map_err(std::io::Error::other)?;
+        let shared = Arc::new(Shared::new(config, portal));
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "simulator server stopped with an error");
+            }
+        });
+        Ok(Simulator {
+            shared,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/rest/{user}/{secret}/`
+    pub fn webhook_url(&self) -> String {
+        format!(
+            "{}/rest/{}/{}/",
+            self.base_url(),
+            self.shared.config.webhook_user,
+            self.shared.config.webhook_secret
+        )
+    }
+
+    pub fn portal(&self) -> Portal {
+        self.shared.portal.clone()
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        lock(&self.shared.stats).clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *lock(&self.shared.stats) = RequestStats::default();
+    }
+
+    /// Queues a fault for the next matching requests.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
+    }
+
+    /// Stops accepting, lets running requests finish (up to 5 s), then returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// `b24sync simulator`: start, print the webhook URL on stdout, serve until Ctrl-C.
+pub async fn serve_until_ctrl_c(config: SimulatorConfig) -> std::io::Result<()> {
+    let sim = Simulator::start(config).await?;
+    println!("{}", sim.webhook_url());
+    tracing::info!(webhook = %sim.webhook_url(), "simulator serving; Ctrl-C stops it");
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
 }
