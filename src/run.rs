@@ -86,8 +86,16 @@ pub fn local_now() -> NaiveDateTime {
 }
 
 /// Read the display names of the solution field's list.
-pub async fn solution_labels(client: &Bitrix24Client, field: &str) -> Result<HashMap<String, String>, RunError> {
-    let resp = client.call("crm.lead.userfield.list", &json!({ "filter": { "FIELD_NAME": field } })).await?;
+pub async fn solution_labels(
+    client: &Bitrix24Client,
+    field: &str,
+) -> Result<HashMap<String, String>, RunError> {
+    let resp = client
+        .call(
+            "crm.lead.userfield.list",
+            &json!({ "filter": { "FIELD_NAME": field } }),
+        )
+        .await?;
     let entries = resp.result.as_array().cloned().unwrap_or_default();
     let entry = entries
         .iter()
@@ -98,7 +106,10 @@ pub async fn solution_labels(client: &Bitrix24Client, field: &str) -> Result<Has
                  to the UF_CRM_... code of the list field, as shown in CRM → Settings → Custom fields → Leads"
             ))
         })?;
-    let kind = entry.get("USER_TYPE_ID").and_then(Value::as_str).unwrap_or("");
+    let kind = entry
+        .get("USER_TYPE_ID")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if kind != "enumeration" {
         return Err(RunError::Config(format!(
             "the solution field {field} is of type {kind:?}, not a list (enumeration): choose a list field"
@@ -147,7 +158,10 @@ async fn sync_locked(
         solution_labels,
     };
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let filter = ExportFilter { modified_since: None, select: paging::select_fields(&user_fields) };
+    let filter = ExportFilter {
+        modified_since: None,
+        select: paging::select_fields(&user_fields),
+    };
 
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
     let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
@@ -157,14 +171,23 @@ async fn sync_locked(
         let (client, paging) = (client.clone(), opts.paging);
         tokio::spawn(async move { paging::export(&client, paging, &filter, page_tx).await })
     };
-    let transformer = tokio::spawn(transform_stage(page_rx, batch_tx, ctx, opts.batch_leads.max(1)));
+    let transformer = tokio::spawn(transform_stage(
+        page_rx,
+        batch_tx,
+        ctx,
+        opts.batch_leads.max(1),
+    ));
 
     let mut summary = RunSummary::default();
     let mut load_error = None;
     while let Some(batch) = batch_rx.recv().await {
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
-        summary.contact_values += batch.records.iter().map(|r| r.contacts.len() as u64).sum::<u64>();
+        summary.contact_values += batch
+            .records
+            .iter()
+            .map(|r| r.contacts.len() as u64)
+            .sum::<u64>();
         match sink.load_batch(batch, local_now()).await {
             Ok(outcome) => {
                 summary.outcome.add(&outcome);
@@ -183,8 +206,12 @@ async fn sync_locked(
         }
     }
     drop(batch_rx);
-    let transformed = transformer.await.map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
-    let exported = extractor.await.map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
+    let transformed = transformer
+        .await
+        .map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
+    let exported = extractor
+        .await
+        .map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
     if let Some(e) = load_error {
         return Err(e.into());
     }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use b24sync::extract::paging::Paging;
-use b24sync::model::LEAD_COLUMNS;
 use b24sync::model::ColumnKind;
+use b24sync::model::LEAD_COLUMNS;
 use b24sync::run::SyncOptions;
 use b24sync::simulator::{Fault, FaultKind};
 use common::*;
@@ -41,30 +41,58 @@ fn assert_matches_simulator(sim: &b24sync::simulator::Simulator, db: &std::path:
     let leads = sim.portal().leads();
     let labels: HashMap<String, String> = sim.portal().solution_items().into_iter().collect();
     let columns: Vec<String> = LEAD_COLUMNS.iter().map(|c| c.sql_name()).collect();
-    let rows = query_strings(db, &format!("SELECT sql_ID, {} FROM bitrix_leads ORDER BY sql_ID", columns.join(", ")));
+    let rows = query_strings(
+        db,
+        &format!(
+            "SELECT sql_ID, {} FROM bitrix_leads ORDER BY sql_ID",
+            columns.join(", ")
+        ),
+    );
     assert_eq!(rows.len(), leads.len(), "one bitrix_leads row per lead");
     let mut contact_total = 0;
     for (lead, row) in leads.iter().zip(&rows) {
         let id = text_field(lead, "ID").unwrap();
         assert_eq!(row[0].as_deref(), Some(id.as_str()));
         for (i, col) in LEAD_COLUMNS.iter().enumerate() {
-            assert_eq!(row[i + 1], expected_cell(lead, col.field, col.kind), "lead {id} column {}", col.field);
+            assert_eq!(
+                row[i + 1],
+                expected_cell(lead, col.field, col.kind),
+                "lead {id} column {}",
+                col.field
+            );
         }
         let expected = expected_contacts(lead);
         contact_total += expected.len();
-        assert_eq!(stored_contacts(db, id.parse().unwrap()), expected, "contacts of lead {id}");
+        assert_eq!(
+            stored_contacts(db, id.parse().unwrap()),
+            expected,
+            "contacts of lead {id}"
+        );
         let selected: Vec<String> = match lead.get(SOLUTION) {
-            Some(Value::Array(ids)) => ids.iter().filter_map(|v| v.as_str().map(|s| labels[s].clone())).collect(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| labels[s].clone()))
+                .collect(),
             _ => vec![],
         };
-        let stored = query_strings(db, &format!("SELECT sql_solution FROM bitrix_lead_solution WHERE sql_LEAD_ID = {id}"));
+        let stored = query_strings(
+            db,
+            &format!("SELECT sql_solution FROM bitrix_lead_solution WHERE sql_LEAD_ID = {id}"),
+        );
         if selected.is_empty() {
             assert!(stored.is_empty(), "lead {id} has no solution row");
         } else {
-            assert_eq!(stored, vec![vec![Some(selected.join(", "))]], "solution of lead {id}");
+            assert_eq!(
+                stored,
+                vec![vec![Some(selected.join(", "))]],
+                "solution of lead {id}"
+            );
         }
     }
-    assert_eq!(count(db, "SELECT COUNT(*) FROM bitrix_lead_contacts") as usize, contact_total);
+    assert_eq!(
+        count(db, "SELECT COUNT(*) FROM bitrix_lead_contacts") as usize,
+        contact_total
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,20 +107,46 @@ async fn full_sync_loads_every_lead_and_contact_value_exactly() {
     assert_matches_simulator(&sim, &db.path);
     // Batched keyset paging: ceil(3000 / 2500) + 1 batches, plus the solution field's labels.
     let stats = sim.stats();
-    assert_eq!(stats.by_method.get("batch"), Some(&2), "{:?}", stats.by_method);
+    assert_eq!(
+        stats.by_method.get("batch"),
+        Some(&2),
+        "{:?}",
+        stats.by_method
+    );
     assert_eq!(stats.http_requests, 3, "{:?}", stats.by_method);
     // Over-long titles were cut and reported; nothing else was.
     let long_titles: Vec<String> = sim
         .portal()
         .leads()
         .iter()
-        .filter(|l| text_field(l, "TITLE").map(|t| utf16_len(&t) > 4000).unwrap_or(false))
+        .filter(|l| {
+            text_field(l, "TITLE")
+                .map(|t| utf16_len(&t) > 4000)
+                .unwrap_or(false)
+        })
         .map(|l| text_field(l, "ID").unwrap())
         .collect();
-    let errors = query_strings(&db.path, "SELECT sql_ID, sql_error FROM bitrix_import_lead_error ORDER BY CAST(sql_ID AS INTEGER)");
-    assert_eq!(errors.iter().map(|r| r[0].clone().unwrap()).collect::<Vec<_>>(), long_titles);
-    assert!(errors.iter().all(|r| r[1].as_deref().unwrap().contains("TITLE")), "{errors:?}");
-    let stamped = count(&db.path, "SELECT COUNT(*) FROM bitrix_lead_runtime WHERE Id = 1 AND lead_list_dt IS NOT NULL");
+    let errors = query_strings(
+        &db.path,
+        "SELECT sql_ID, sql_error FROM bitrix_import_lead_error ORDER BY CAST(sql_ID AS INTEGER)",
+    );
+    assert_eq!(
+        errors
+            .iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>(),
+        long_titles
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|r| r[1].as_deref().unwrap().contains("TITLE")),
+        "{errors:?}"
+    );
+    let stamped = count(
+        &db.path,
+        "SELECT COUNT(*) FROM bitrix_lead_runtime WHERE Id = 1 AND lead_list_dt IS NOT NULL",
+    );
     assert_eq!(stamped, 1);
 }
 
@@ -101,12 +155,26 @@ async fn a_second_run_changes_nothing() {
     let sim = simulator(700).await;
     let db = test_db();
     sync_into(&sim, &db.path, &options()).await.unwrap();
-    let tables = ["bitrix_leads", "bitrix_lead_contacts", "bitrix_lead_solution", "bitrix_import_lead_error"];
+    let tables = [
+        "bitrix_leads",
+        "bitrix_lead_contacts",
+        "bitrix_lead_solution",
+        "bitrix_import_lead_error",
+    ];
     let before: Vec<_> = tables.iter().map(|t| dump(&db.path, t)).collect();
     let again = sync_into(&sim, &db.path, &options()).await.unwrap();
-    assert_eq!((again.outcome.leads_inserted, again.outcome.leads_updated), (0, 0));
+    assert_eq!(
+        (again.outcome.leads_inserted, again.outcome.leads_updated),
+        (0, 0)
+    );
     assert_eq!(again.outcome.leads_unchanged, 700);
-    assert_eq!((again.outcome.contacts_written, again.outcome.contacts_deleted), (0, 0));
+    assert_eq!(
+        (
+            again.outcome.contacts_written,
+            again.outcome.contacts_deleted
+        ),
+        (0, 0)
+    );
     let after: Vec<_> = tables.iter().map(|t| dump(&db.path, t)).collect();
     assert_eq!(before, after, "a re-run must not touch a row");
 }
@@ -120,7 +188,12 @@ async fn edits_in_bitrix24_are_reflected_exactly() {
     let lead = portal
         .leads()
         .into_iter()
-        .find(|l| l.get("PHONE").and_then(Value::as_array).map(|p| p.len() >= 2).unwrap_or(false))
+        .find(|l| {
+            l.get("PHONE")
+                .and_then(Value::as_array)
+                .map(|p| p.len() >= 2)
+                .unwrap_or(false)
+        })
         .expect("a lead with two phones");
     let id: i64 = text_field(&lead, "ID").unwrap().parse().unwrap();
     let removed = lead["PHONE"][0]["VALUE"].as_str().unwrap().to_string();
@@ -136,14 +209,33 @@ async fn edits_in_bitrix24_are_reflected_exactly() {
     assert_eq!(summary.outcome.leads_updated, 1);
     assert_eq!(summary.outcome.leads_inserted, 0);
     assert_matches_simulator(&sim, &db.path);
-    let title = query_strings(&db.path, &format!("SELECT sql_TITLE FROM bitrix_leads WHERE sql_ID = {id}"));
-    assert_eq!(title, vec![vec![Some("Новый заголовок \"после\" правки".to_string())]]);
+    let title = query_strings(
+        &db.path,
+        &format!("SELECT sql_TITLE FROM bitrix_leads WHERE sql_ID = {id}"),
+    );
+    assert_eq!(
+        title,
+        vec![vec![Some("Новый заголовок \"после\" правки".to_string())]]
+    );
     let phones = query_strings(&db.path, &format!("SELECT sql_VALUE FROM bitrix_lead_contacts WHERE sql_LEAD_ID = {id} AND sql_TYPE_ID = 'PHONE'"));
-    assert!(!phones.iter().any(|r| r[0].as_deref() == Some(removed.as_str())), "the removed phone is gone");
-    assert!(phones.iter().any(|r| r[0].as_deref() == Some("+7 (999) 000-11-22")), "the added phone is there");
+    assert!(
+        !phones
+            .iter()
+            .any(|r| r[0].as_deref() == Some(removed.as_str())),
+        "the removed phone is gone"
+    );
+    assert!(
+        phones
+            .iter()
+            .any(|r| r[0].as_deref() == Some("+7 (999) 000-11-22")),
+        "the added phone is there"
+    );
     let kept_id_after =
         query_strings(&db.path, &format!("SELECT Id FROM bitrix_lead_contacts WHERE sql_LEAD_ID = {id} AND sql_CONTACT_ID = '{}'", lead["PHONE"][1]["ID"].as_str().unwrap()));
-    assert_eq!(kept_id_before, kept_id_after, "an untouched phone keeps its row");
+    assert_eq!(
+        kept_id_before, kept_id_after,
+        "an untouched phone keeps its row"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,26 +253,64 @@ async fn bad_values_go_to_the_error_table_while_other_leads_load() {
     assert_eq!(summary.leads_loaded, 199);
     assert_eq!(summary.leads_rejected, 1);
     assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads"), 199);
-    assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads WHERE sql_ID = 10"), 0);
+    assert_eq!(
+        count(
+            &db.path,
+            "SELECT COUNT(*) FROM bitrix_leads WHERE sql_ID = 10"
+        ),
+        0
+    );
 
     let errors = query_strings(&db.path, "SELECT sql_ID, sql_error, sql_full_lead_info, sql_date_error FROM bitrix_import_lead_error");
-    let by_id: HashMap<String, Vec<Option<String>>> = errors.into_iter().map(|r| (r[0].clone().unwrap_or_default(), r)).collect();
-    let reason = |id: &str| by_id.get(id).and_then(|r| r[1].clone()).unwrap_or_else(|| panic!("no error row for {id}"));
+    let by_id: HashMap<String, Vec<Option<String>>> = errors
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap_or_default(), r))
+        .collect();
+    let reason = |id: &str| {
+        by_id
+            .get(id)
+            .and_then(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("no error row for {id}"))
+    };
     assert!(reason("abc").contains("abc"), "{}", reason("abc"));
     let json: Value = serde_json::from_str(by_id["abc"][2].as_deref().unwrap()).unwrap();
     assert_eq!(json["ID"], json!("abc"), "the whole lead JSON is kept");
     assert!(by_id["abc"][3].is_some(), "dated");
     assert!(reason("11").contains("TITLE"), "{}", reason("11"));
-    assert!(reason("12").contains("BIRTHDATE") && reason("12").contains("31.02.2020"), "{}", reason("12"));
-    assert!(reason("13").contains("NAME") && reason("13").contains("3000"), "{}", reason("13"));
+    assert!(
+        reason("12").contains("BIRTHDATE") && reason("12").contains("31.02.2020"),
+        "{}",
+        reason("12")
+    );
+    assert!(
+        reason("13").contains("NAME") && reason("13").contains("3,000"),
+        "{}",
+        reason("13")
+    );
     assert!(reason("14").contains("DATE_CREATE"), "{}", reason("14"));
 
-    let row = query_strings(&db.path, "SELECT sql_TITLE, sql_NAME FROM bitrix_leads WHERE sql_ID = 11");
+    let row = query_strings(
+        &db.path,
+        "SELECT sql_TITLE, sql_NAME FROM bitrix_leads WHERE sql_ID = 11",
+    );
     assert_eq!(row[0][0], None, "the bad value is NULL");
-    assert!(row[0][1].is_some() || text_field(&portal.lead(11).unwrap(), "NAME").is_none(), "the rest of the lead is kept");
-    let name = query_strings(&db.path, "SELECT sql_NAME FROM bitrix_leads WHERE sql_ID = 13");
-    assert_eq!(name[0][0].as_deref().map(|n| n.chars().count()), Some(3000), "cut to the column size");
-    let birth = query_strings(&db.path, "SELECT sql_BIRTHDATE FROM bitrix_leads WHERE sql_ID = 12");
+    assert!(
+        row[0][1].is_some() || text_field(&portal.lead(11).unwrap(), "NAME").is_none(),
+        "the rest of the lead is kept"
+    );
+    let name = query_strings(
+        &db.path,
+        "SELECT sql_NAME FROM bitrix_leads WHERE sql_ID = 13",
+    );
+    assert_eq!(
+        name[0][0].as_deref().map(|n| n.chars().count()),
+        Some(3000),
+        "cut to the column size"
+    );
+    let birth = query_strings(
+        &db.path,
+        "SELECT sql_BIRTHDATE FROM bitrix_leads WHERE sql_ID = 12",
+    );
     assert_eq!(birth[0][0], None);
 
     // Fixing a lead in Bitrix24 clears its error row on the next run; the others stay, once.
@@ -188,12 +318,19 @@ async fn bad_values_go_to_the_error_table_while_other_leads_load() {
         l.insert("TITLE".into(), json!("Исправлено"));
     }));
     sync_into(&sim, &db.path, &options()).await.unwrap();
-    let ids: Vec<String> = query_strings(&db.path, "SELECT sql_ID FROM bitrix_import_lead_error ORDER BY sql_ID")
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect();
+    let ids: Vec<String> = query_strings(
+        &db.path,
+        "SELECT sql_ID FROM bitrix_import_lead_error ORDER BY sql_ID",
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect();
     let expected: Vec<String> = {
-        let mut v: Vec<String> = by_id.keys().filter(|k| k.as_str() != "11").cloned().collect();
+        let mut v: Vec<String> = by_id
+            .keys()
+            .filter(|k| k.as_str() != "11")
+            .cloned()
+            .collect();
         v.sort();
         v
     };
@@ -206,12 +343,19 @@ async fn paging_by_next_loads_the_same_rows() {
     let (a, b) = (test_db(), test_db());
     sync_into(&sim, &a.path, &options()).await.unwrap();
     sim.reset_stats();
-    let next = SyncOptions { paging: Paging::Next, ..options() };
+    let next = SyncOptions {
+        paging: Paging::Next,
+        ..options()
+    };
     let summary = sync_into(&sim, &b.path, &next).await.unwrap();
     assert_eq!(summary.leads_read, 260);
     // 6 pages of 50 (the last one short) plus the labels.
     assert_eq!(sim.stats().by_method.get("crm.lead.list"), Some(&6));
-    for t in ["bitrix_leads", "bitrix_lead_contacts", "bitrix_lead_solution"] {
+    for t in [
+        "bitrix_leads",
+        "bitrix_lead_contacts",
+        "bitrix_lead_solution",
+    ] {
         assert_eq!(dump(&a.path, t), dump(&b.path, t), "{t}");
     }
 }
@@ -227,7 +371,11 @@ async fn broken_answers_are_retried_and_never_shorten_the_export() {
         FaultKind::QueryLimit,
         FaultKind::QueryLimit,
     ] {
-        sim.inject(Fault { method: Some("batch".into()), kind, times: 1 });
+        sim.inject(Fault {
+            method: Some("batch".into()),
+            kind,
+            times: 1,
+        });
     }
     let db = test_db();
     let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
@@ -250,16 +398,29 @@ async fn cancelling_commits_the_batch_in_flight_and_stops() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let client = client_for(&sim, cancel.clone());
     let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
-    let opts = SyncOptions { paging: Paging::Next, batch_leads: 100, ..options() };
+    let opts = SyncOptions {
+        paging: Paging::Next,
+        batch_leads: 100,
+        ..options()
+    };
     let trigger = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         trigger.cancel();
     });
-    let summary = b24sync::run::sync(&client, &sink, &opts, cancel).await.unwrap();
+    let summary = b24sync::run::sync(&client, &sink, &opts, cancel)
+        .await
+        .unwrap();
     assert!(summary.interrupted);
     let stored = count(&db.path, "SELECT COUNT(*) FROM bitrix_leads");
     assert!(stored > 0 && stored < 2000, "{stored}");
-    assert_eq!(stored as u64, summary.leads_loaded, "everything read was committed");
-    assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_lead_runtime"), 0, "an interrupted run is not stamped");
+    assert_eq!(
+        stored as u64, summary.leads_loaded,
+        "everything read was committed"
+    );
+    assert_eq!(
+        count(&db.path, "SELECT COUNT(*) FROM bitrix_lead_runtime"),
+        0,
+        "an interrupted run is not stamped"
+    );
 }

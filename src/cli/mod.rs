@@ -76,7 +76,12 @@ pub struct DbArgs {
 #[derive(Debug, Args, Default)]
 pub struct SyncArgs {
     /// Inbound webhook URL: https://PORTAL/rest/USER_ID/SECRET/ (needs the crm scope)
-    #[arg(long, env = "B24SYNC_WEBHOOK", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "B24SYNC_WEBHOOK",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub webhook: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
@@ -141,7 +146,10 @@ pub struct SimulatorArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -161,7 +169,11 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,b24sync={level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 async fn dispatch(cli: Cli) -> u8 {
@@ -175,7 +187,13 @@ async fn dispatch(cli: Cli) -> u8 {
             Err(e) => fail(exit::CONFIG, &e),
         },
         Command::InitDb(args) => {
-            let s = Settings::resolve(&SyncArgs { db: args, ..Default::default() }, &file);
+            let s = Settings::resolve(
+                &SyncArgs {
+                    db: args,
+                    ..Default::default()
+                },
+                &file,
+            );
             match s {
                 Ok(s) => init_db_command(&s).await,
                 Err(e) => fail(exit::CONFIG, &e),
@@ -197,7 +215,9 @@ fn interrupt_token() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)");
+        eprintln!(
+            "interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)"
+        );
         t.cancel();
         wait_for_signal().await;
         std::process::exit(exit::INTERRUPTED as i32);
@@ -232,7 +252,9 @@ pub fn run_error_code(e: &RunError) -> u8 {
     let code = match e {
         RunError::Extract(ExtractError::Webhook(_)) => exit::CONFIG,
         RunError::Extract(ExtractError::Refused { .. }) => exit::BITRIX_REFUSED,
-        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => exit::BITRIX_UNREACHABLE,
+        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => {
+            exit::BITRIX_UNREACHABLE
+        }
         RunError::Extract(ExtractError::Cancelled) => exit::INTERRUPTED,
         RunError::Load(LoadError::LockBusy { .. }) => exit::LOCKED,
         RunError::Load(_) => exit::DATABASE,
@@ -293,7 +315,13 @@ fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client,
         eprintln!("error: {e}");
         exit::CONFIG
     })?;
-    let config = ClientConfig { rate: RateConfig { per_second: s.rate, burst: s.burst }, ..ClientConfig::default() };
+    let config = ClientConfig {
+        rate: RateConfig {
+            per_second: s.rate,
+            burst: s.burst,
+        },
+        ..ClientConfig::default()
+    };
     Bitrix24Client::new(webhook, config, cancel).map_err(|e| run_error_code(&e.into()))
 }
 
@@ -395,10 +423,21 @@ async fn simulator_command(args: &SimulatorArgs) -> u8 {
         (false, true) => Some(RateLimit::ENTERPRISE),
         (false, false) => Some(RateLimit::STANDARD),
     };
-    let config = SimulatorConfig { port: args.port, leads: args.leads, seed: args.seed, rate_limit, ..SimulatorConfig::default() };
+    let config = SimulatorConfig {
+        port: args.port,
+        leads: args.leads,
+        seed: args.seed,
+        rate_limit,
+        ..SimulatorConfig::default()
+    };
     let sim = match Simulator::start(config).await {
         Ok(sim) => sim,
-        Err(e) => return fail(exit::CONFIG, &anyhow::anyhow!("cannot start the simulator on port {}: {e}", args.port)),
+        Err(e) => {
+            return fail(
+                exit::CONFIG,
+                &anyhow::anyhow!("cannot start the simulator on port {}: {e}", args.port),
+            )
+        }
     };
     println!("Bitrix24 simulator with {} leads; webhook URL:", args.leads);
     println!("{}", sim.webhook_url());
@@ -407,4 +446,3 @@ async fn simulator_command(args: &SimulatorArgs) -> u8 {
     sim.shutdown().await;
     exit::OK
 }
-

@@ -52,7 +52,8 @@ pub fn load_file(named: Option<&Path>) -> anyhow::Result<FileSettings> {
         None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
         None => return Ok(FileSettings::default()),
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the settings file {}", path.display()))?;
     parse_file(&text).with_context(|| format!("in the settings file {}", path.display()))
 }
 
@@ -62,11 +63,22 @@ pub fn parse_file(text: &str) -> anyhow::Result<FileSettings> {
 
 impl Settings {
     pub fn resolve(args: &SyncArgs, file: &FileSettings) -> anyhow::Result<Settings> {
-        let time_zone = args.time_zone.clone().or_else(|| file.time_zone.clone()).unwrap_or_else(|| "portal".into());
-        let time_policy: TimePolicy =
-            time_zone.parse().map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
-        let paging_text = args.paging.clone().or_else(|| file.paging.clone()).unwrap_or_else(|| "batch".into());
-        let paging: Paging = paging_text.parse().map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
+        let time_zone = args
+            .time_zone
+            .clone()
+            .or_else(|| file.time_zone.clone())
+            .unwrap_or_else(|| "portal".into());
+        let time_policy: TimePolicy = time_zone
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
+        let paging_text = args
+            .paging
+            .clone()
+            .or_else(|| file.paging.clone())
+            .unwrap_or_else(|| "batch".into());
+        let paging: Paging = paging_text
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
         let rate = args.rate.or(file.rate).unwrap_or(2.0);
         if !(rate > 0.0 && rate <= 1000.0) {
             bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 (2 for most plans, 5 for Enterprise); got {rate}");
@@ -79,15 +91,28 @@ impl Settings {
         if batch_size == 0 {
             bail!("--batch-size / B24SYNC_BATCH_SIZE must be at least 1 lead");
         }
-        let solution_field = args.solution_field.clone().or_else(|| file.solution_field.clone()).filter(|f| !f.trim().is_empty());
+        let solution_field = args
+            .solution_field
+            .clone()
+            .or_else(|| file.solution_field.clone())
+            .filter(|f| !f.trim().is_empty());
         if let Some(f) = &solution_field {
             if !f.starts_with("UF_") {
                 bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
             }
         }
         Ok(Settings {
-            webhook: args.webhook.clone().or_else(|| file.webhook.clone()).filter(|w| !w.trim().is_empty()),
-            db: args.db.db.clone().or_else(|| file.db.clone()).unwrap_or_else(|| "b24sync.db".into()),
+            webhook: args
+                .webhook
+                .clone()
+                .or_else(|| file.webhook.clone())
+                .filter(|w| !w.trim().is_empty()),
+            db: args
+                .db
+                .db
+                .clone()
+                .or_else(|| file.db.clone())
+                .unwrap_or_else(|| "b24sync.db".into()),
             pool_size: args.db.pool_size.or(file.pool_size).unwrap_or(4).max(1),
             solution_field,
             time_policy,
@@ -116,7 +141,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = parse_file("webhook = \"https://x/rest/1/s/\"\nsolution_feild = \"UF_CRM_1\"\n").unwrap_err();
+        let e = parse_file("webhook = \"https://x/rest/1/s/\"\nsolution_feild = \"UF_CRM_1\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("solution_feild"), "{e}");
     }
 
@@ -134,11 +160,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let args = SyncArgs { time_zone: Some("Mars/Olympus".into()), ..Default::default() };
-        let e = Settings::resolve(&args, &FileSettings::default()).unwrap_err().to_string();
-        assert!(e.contains("--time-zone") && e.contains("Mars/Olympus"), "{e}");
-        let args = SyncArgs { solution_field: Some("SOLUTION".into()), ..Default::default() };
-        let e = Settings::resolve(&args, &FileSettings::default()).unwrap_err().to_string();
+        let args = SyncArgs {
+            time_zone: Some("Mars/Olympus".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args, &FileSettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--time-zone") && e.contains("Mars/Olympus"),
+            "{e}"
+        );
+        let args = SyncArgs {
+            solution_field: Some("SOLUTION".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args, &FileSettings::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UF_CRM_"), "{e}");
     }
 }

@@ -30,31 +30,59 @@ impl Webhook {
     /// Bitrix24 itself requires HTTPS.
     pub fn parse(input: &str) -> Result<Webhook, WebhookError> {
         let input = input.trim();
-        let fail = |reason: &str| WebhookError { shown: redact_url_text(input), reason: reason.to_string() };
+        let fail = |reason: &str| WebhookError {
+            shown: redact_url_text(input),
+            reason: reason.to_string(),
+        };
         let url = Url::parse(input).map_err(|e| fail(&format!("{e}; {EXPECTED}")))?;
-        let host = url.host_str().ok_or_else(|| fail(&format!("no host; {EXPECTED}")))?.to_string();
+        let host = url
+            .host_str()
+            .ok_or_else(|| fail(&format!("no host; {EXPECTED}")))?
+            .to_string();
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&host) => {}
-            "http" => return Err(fail("Bitrix24 requires https (http is only accepted for a local simulator)")),
+            "http" => {
+                return Err(fail(
+                    "Bitrix24 requires https (http is only accepted for a local simulator)",
+                ))
+            }
             other => return Err(fail(&format!("unsupported scheme {other:?}; {EXPECTED}"))),
         }
-        let segments: Vec<&str> = url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
-        let rest_at = segments.iter().position(|s| *s == "rest").ok_or_else(|| fail(&format!("no /rest/ in the path; {EXPECTED}")))?;
-        let user = segments.get(rest_at + 1).ok_or_else(|| fail(&format!("no user ID after /rest/; {EXPECTED}")))?;
-        let secret = segments.get(rest_at + 2).ok_or_else(|| fail(&format!("no secret after the user ID; {EXPECTED}")))?;
+        let segments: Vec<&str> = url
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default();
+        let rest_at = segments
+            .iter()
+            .position(|s| *s == "rest")
+            .ok_or_else(|| fail(&format!("no /rest/ in the path; {EXPECTED}")))?;
+        let user = segments
+            .get(rest_at + 1)
+            .ok_or_else(|| fail(&format!("no user ID after /rest/; {EXPECTED}")))?;
+        let secret = segments
+            .get(rest_at + 2)
+            .ok_or_else(|| fail(&format!("no secret after the user ID; {EXPECTED}")))?;
         if user.is_empty() || !user.chars().all(|c| c.is_ascii_digit()) {
-            return Err(fail(&format!("the user ID {user:?} is not a number; {EXPECTED}")));
+            return Err(fail(&format!(
+                "the user ID {user:?} is not a number; {EXPECTED}"
+            )));
         }
         if segments.len() > rest_at + 4 {
             return Err(fail(&format!("too many path segments; {EXPECTED}")));
         }
-        let prefix: String = segments[..rest_at].iter().map(|s| format!("/{s}")).collect();
+        let prefix: String = segments[..rest_at]
+            .iter()
+            .map(|s| format!("/{s}"))
+            .collect();
         let mut base = url.clone();
         base.set_path(&format!("{prefix}/rest/{user}/{secret}/"));
         base.set_query(None);
         base.set_fragment(None);
-        Ok(Webhook { base, user: user.to_string() })
+        Ok(Webhook {
+            base,
+            user: user.to_string(),
+        })
     }
 
     /// The URL of a REST method (`crm.lead.list` → `.../SECRET/crm.lead.list.json`).
@@ -80,7 +108,13 @@ impl Webhook {
 
 impl fmt::Display for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}/rest/{}/***/", self.base.scheme(), self.portal(), self.user)
+        write!(
+            f,
+            "{}://{}/rest/{}/***/",
+            self.base.scheme(),
+            self.portal(),
+            self.user
+        )
     }
 }
 
@@ -92,7 +126,11 @@ impl fmt::Debug for Webhook {
 
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// Best-effort redaction of a URL-ish text that failed to parse: anything after `/rest/USER/` is hidden.
@@ -103,7 +141,10 @@ fn redact_url_text(s: &str) -> String {
             let user_end = after.find('/').map(|j| i + 6 + j + 1).unwrap_or(s.len());
             format!("{}***", &s[..user_end])
         }
-        None if s.len() > 60 => format!("{}…", &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]),
+        None if s.len() > 60 => format!(
+            "{}…",
+            &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]
+        ),
         None => s.to_string(),
     }
 }
@@ -115,7 +156,10 @@ mod tests {
     #[test]
     fn parses_webhook_and_hides_the_secret() {
         let w = Webhook::parse("https://acme.bitrix24.ru/rest/7/s3cr3tvalue/").unwrap();
-        assert_eq!(w.method_url("crm.lead.list").as_str(), "https://acme.bitrix24.ru/rest/7/s3cr3tvalue/crm.lead.list.json");
+        assert_eq!(
+            w.method_url("crm.lead.list").as_str(),
+            "https://acme.bitrix24.ru/rest/7/s3cr3tvalue/crm.lead.list.json"
+        );
         assert_eq!(w.to_string(), "https://acme.bitrix24.ru/rest/7/***/");
         assert!(!format!("{w:?}").contains("s3cr3t"));
         assert_eq!(w.portal(), "acme.bitrix24.ru");
@@ -124,9 +168,15 @@ mod tests {
     #[test]
     fn ignores_a_trailing_method_and_missing_slash() {
         let w = Webhook::parse("https://acme.bitrix24.ru/rest/7/abc/profile.json").unwrap();
-        assert_eq!(w.method_url("batch").as_str(), "https://acme.bitrix24.ru/rest/7/abc/batch.json");
+        assert_eq!(
+            w.method_url("batch").as_str(),
+            "https://acme.bitrix24.ru/rest/7/abc/batch.json"
+        );
         let w = Webhook::parse("https://acme.bitrix24.ru/rest/7/abc").unwrap();
-        assert_eq!(w.method_url("batch").as_str(), "https://acme.bitrix24.ru/rest/7/abc/batch.json");
+        assert_eq!(
+            w.method_url("batch").as_str(),
+            "https://acme.bitrix24.ru/rest/7/abc/batch.json"
+        );
     }
 
     #[test]
@@ -140,10 +190,20 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_explained_without_the_secret() {
-        for bad in ["acme.bitrix24.ru/rest/1/topsecret/", "https://acme.bitrix24.ru/rest/x/topsecret/", "https://acme.bitrix24.ru/rest/1/", "https://acme.bitrix24.ru/"] {
+        for bad in [
+            "acme.bitrix24.ru/rest/1/topsecret/",
+            "https://acme.bitrix24.ru/rest/x/topsecret/",
+            "https://acme.bitrix24.ru/rest/1/",
+            "https://acme.bitrix24.ru/",
+        ] {
             let e = Webhook::parse(bad).unwrap_err();
             assert!(!e.to_string().contains("topsecret"), "{e}");
-            assert!(e.to_string().contains("expected https://PORTAL/rest/USER_ID/SECRET/") || e.reason.contains("https"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("expected https://PORTAL/rest/USER_ID/SECRET/")
+                    || e.reason.contains("https"),
+                "{e}"
+            );
         }
     }
 }

@@ -55,13 +55,30 @@ pub enum ExtractError {
     Webhook(#[from] WebhookError),
     /// Bitrix24 refused: credentials, permissions, plan. Retrying cannot help.
     #[error("Bitrix24 at {portal} refused {method}: {code} ({description}). {hint}")]
-    Refused { portal: String, method: String, status: u16, code: String, description: String, hint: String },
+    Refused {
+        portal: String,
+        method: String,
+        status: u16,
+        code: String,
+        description: String,
+        hint: String,
+    },
     /// The portal could not be reached, or kept failing, for all attempts.
     #[error("Bitrix24 at {portal} did not answer {method} after {attempts} attempts over {secs} s; last problem: {last}")]
-    Unreachable { portal: String, method: String, attempts: u32, secs: u64, last: String },
+    Unreachable {
+        portal: String,
+        method: String,
+        attempts: u32,
+        secs: u64,
+        last: String,
+    },
     /// The portal answered, successfully, with something we cannot use.
     #[error("Bitrix24 at {portal} answered {method} with something unexpected: {detail}")]
-    Protocol { portal: String, method: String, detail: String },
+    Protocol {
+        portal: String,
+        method: String,
+        detail: String,
+    },
     #[error("interrupted")]
     Cancelled,
 }
@@ -69,7 +86,10 @@ pub enum ExtractError {
 impl ExtractError {
     /// True for errors about credentials and permissions (the DBA must act in Bitrix24).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, ExtractError::Refused { .. } | ExtractError::Webhook(_))
+        matches!(
+            self,
+            ExtractError::Refused { .. } | ExtractError::Webhook(_)
+        )
     }
 }
 
@@ -111,8 +131,15 @@ pub struct ApiResponse {
 /// One sub-command's outcome inside a `batch`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubResult {
-    Ok { result: Value, total: Option<u64>, next: Option<u64> },
-    Err { code: String, description: String },
+    Ok {
+        result: Value,
+        total: Option<u64>,
+        next: Option<u64>,
+    },
+    Err {
+        code: String,
+        description: String,
+    },
     /// Not in the answer at all (after a `halt`, or lost by the server).
     Missing,
 }
@@ -152,14 +179,24 @@ pub struct Bitrix24Client {
 /// How one attempt failed.
 enum Failure {
     /// Try again after a backoff; `rate_limited` also fills our bucket.
-    Retry { reason: String, rate_limited: bool },
+    Retry {
+        reason: String,
+        rate_limited: bool,
+    },
     /// Try again once the method's operating window has moved.
-    RetryAt { reason: String, unix: Option<f64> },
+    RetryAt {
+        reason: String,
+        unix: Option<f64>,
+    },
     Fatal(ExtractError),
 }
 
 impl Bitrix24Client {
-    pub fn new(webhook: Webhook, config: ClientConfig, cancel: CancellationToken) -> Result<Bitrix24Client, ExtractError> {
+    pub fn new(
+        webhook: Webhook,
+        config: ClientConfig,
+        cancel: CancellationToken,
+    ) -> Result<Bitrix24Client, ExtractError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("b24sync/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
@@ -193,7 +230,12 @@ impl Bitrix24Client {
             requests: self.stats.requests.load(Ordering::Relaxed),
             retries: self.stats.retries.load(Ordering::Relaxed),
             server_secs: self.stats.server_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            by_method: self.stats.by_method.lock().map(|m| m.clone()).unwrap_or_default(),
+            by_method: self
+                .stats
+                .by_method
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -213,7 +255,10 @@ impl Bitrix24Client {
             };
             let (reason, wait) = match failure {
                 Failure::Fatal(e) => return Err(e),
-                Failure::Retry { reason, rate_limited } => {
+                Failure::Retry {
+                    reason,
+                    rate_limited,
+                } => {
                     if rate_limited {
                         self.bucket.mark_full();
                     }
@@ -222,7 +267,9 @@ impl Bitrix24Client {
                 Failure::RetryAt { reason, unix } => {
                     let until = unix.or_else(|| self.budget.reset_at(method));
                     let wait = match until {
-                        Some(t) if t > unix_now() => Duration::from_secs_f64((t - unix_now()).min(600.0) + 1.0),
+                        Some(t) if t > unix_now() => {
+                            Duration::from_secs_f64((t - unix_now()).min(600.0) + 1.0)
+                        }
                         _ => self.backoff(attempt),
                     };
                     self.budget.clear(method);
@@ -239,21 +286,47 @@ impl Bitrix24Client {
                 });
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(method, attempt, max = self.config.max_attempts, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
+            tracing::warn!(
+                method,
+                attempt,
+                max = self.config.max_attempts,
+                wait_ms = wait.as_millis() as u64,
+                "{reason}; retrying"
+            );
             self.sleep(wait).await?;
         }
     }
 
     /// Run up to 50 sub-commands (`name`, `method?query`) in one request. Sub-command
     /// failures come back per name; the call itself fails only when the request does.
-    pub async fn batch(&self, commands: &[(String, String)]) -> Result<BTreeMap<String, SubResult>, ExtractError> {
-        let cmd: Map<String, Value> = commands.iter().map(|(n, c)| (n.clone(), Value::String(c.clone()))).collect();
-        let resp = self.call("batch", &json!({ "halt": 0, "cmd": cmd })).await?;
-        let protocol = |detail: String| ExtractError::Protocol { portal: self.webhook.portal(), method: "batch".into(), detail };
-        let body = resp.result.as_object().ok_or_else(|| protocol("result is not an object".into()))?;
+    pub async fn batch(
+        &self,
+        commands: &[(String, String)],
+    ) -> Result<BTreeMap<String, SubResult>, ExtractError> {
+        let cmd: Map<String, Value> = commands
+            .iter()
+            .map(|(n, c)| (n.clone(), Value::String(c.clone())))
+            .collect();
+        let resp = self
+            .call("batch", &json!({ "halt": 0, "cmd": cmd }))
+            .await?;
+        let protocol = |detail: String| ExtractError::Protocol {
+            portal: self.webhook.portal(),
+            method: "batch".into(),
+            detail,
+        };
+        let body = resp
+            .result
+            .as_object()
+            .ok_or_else(|| protocol("result is not an object".into()))?;
         let section = |key: &str| keyed(body.get(key), commands);
-        let (results, errors, totals, nexts, times) =
-            (section("result"), section("result_error"), section("result_total"), section("result_next"), section("result_time"));
+        let (results, errors, totals, nexts, times) = (
+            section("result"),
+            section("result_error"),
+            section("result_total"),
+            section("result_next"),
+            section("result_time"),
+        );
         let mut out = BTreeMap::new();
         for (name, command) in commands {
             let sub_method = command.split('?').next().unwrap_or(command);
@@ -262,8 +335,16 @@ impl Bitrix24Client {
             }
             let outcome = if let Some(err) = errors.get(name) {
                 SubResult::Err {
-                    code: err.get("error").and_then(Value::as_str).unwrap_or("").to_string(),
-                    description: err.get("error_description").and_then(Value::as_str).unwrap_or("").to_string(),
+                    code: err
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    description: err
+                        .get("error_description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                 }
             } else if let Some(result) = results.get(name) {
                 SubResult::Ok {
@@ -281,14 +362,25 @@ impl Bitrix24Client {
 
     /// Sort a sub-command's error inside a `batch` (which arrives with HTTP 200): `Ok` with
     /// a reason when re-reading can help, `Err` when it cannot.
-    pub fn sub_error(&self, method: &str, code: &str, description: &str) -> Result<String, ExtractError> {
-        let body: Map<String, Value> =
-            [("error".to_string(), json!(code)), ("error_description".to_string(), json!(description))].into_iter().collect();
+    pub fn sub_error(
+        &self,
+        method: &str,
+        code: &str,
+        description: &str,
+    ) -> Result<String, ExtractError> {
+        let body: Map<String, Value> = [
+            ("error".to_string(), json!(code)),
+            ("error_description".to_string(), json!(description)),
+        ]
+        .into_iter()
+        .collect();
         // Sub-command errors carry no HTTP status of their own; treat unknown ones as
         // server-side trouble (retried a few times) rather than as a refusal.
         match self.classify(method, 500, &body) {
             Failure::Fatal(e) => Err(e),
-            Failure::Retry { reason, .. } | Failure::RetryAt { reason, .. } => Ok(format!("{method} in a batch failed: {reason}")),
+            Failure::Retry { reason, .. } | Failure::RetryAt { reason, .. } => {
+                Ok(format!("{method} in a batch failed: {reason}"))
+            }
         }
     }
 
@@ -296,7 +388,12 @@ impl Bitrix24Client {
     pub fn sub_error_wait(&self, method: &str, code: &str) -> Option<Duration> {
         match code {
             "OPERATION_TIME_LIMIT" => {
-                let wait = self.budget.reset_at(method).map(|t| t - unix_now()).filter(|w| *w > 0.0).unwrap_or(60.0);
+                let wait = self
+                    .budget
+                    .reset_at(method)
+                    .map(|t| t - unix_now())
+                    .filter(|w| *w > 0.0)
+                    .unwrap_or(60.0);
                 self.budget.clear(method);
                 Some(Duration::from_secs_f64(wait.min(600.0) + 1.0))
             }
@@ -313,7 +410,11 @@ impl Bitrix24Client {
     async fn pace(&self, method: &str) -> Result<(), ExtractError> {
         let delay = self.budget.delay_for(method);
         if !delay.is_zero() {
-            tracing::info!(method, wait_s = delay.as_secs(), "close to the method's server-time budget; waiting for it to renew");
+            tracing::info!(
+                method,
+                wait_s = delay.as_secs(),
+                "close to the method's server-time budget; waiting for it to renew"
+            );
             self.sleep(delay).await?;
             self.budget.clear(method);
         }
@@ -331,17 +432,23 @@ impl Bitrix24Client {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.config.backoff_base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.config.backoff_max);
         // Jitter, so that clients sharing a portal do not retry in step.
         capped.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
     }
 
     fn note_time(&self, method: &str, time: &ResponseTime) {
-        self.budget.record(method, time.operating, time.operating_reset_at);
+        self.budget
+            .record(method, time.operating, time.operating_reset_at);
         if method != "batch" || time.operating.is_none() {
             let micros = (time.server_secs() * 1e6) as u64;
-            self.stats.server_micros.fetch_add(micros, Ordering::Relaxed);
+            self.stats
+                .server_micros
+                .fetch_add(micros, Ordering::Relaxed);
         }
     }
 
@@ -351,9 +458,17 @@ impl Bitrix24Client {
             *m.entry(method.to_string()).or_default() += 1;
         }
         let url = self.webhook.method_url(method);
-        let resp = self.http.post(url).header("Accept", "application/json").json(params).send().await.map_err(|e| {
-            Failure::Retry { reason: describe_reqwest(&e), rate_limited: false }
-        })?;
+        let resp = self
+            .http
+            .post(url)
+            .header("Accept", "application/json")
+            .json(params)
+            .send()
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: describe_reqwest(&e),
+                rate_limited: false,
+            })?;
         let status = resp.status();
         if status.is_redirection() {
             let to = resp
@@ -371,13 +486,15 @@ impl Bitrix24Client {
                 "The portal was renamed: update the webhook URL to the new address.",
             )));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Failure::Retry { reason: format!("the answer was cut off ({})", describe_reqwest(&e)), rate_limited: false })?;
+        let bytes = resp.bytes().await.map_err(|e| Failure::Retry {
+            reason: format!("the answer was cut off ({})", describe_reqwest(&e)),
+            rate_limited: false,
+        })?;
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         match parsed {
-            Some(Value::Object(body)) if body.contains_key("error") => Err(self.classify(method, status.as_u16(), &body)),
+            Some(Value::Object(body)) if body.contains_key("error") => {
+                Err(self.classify(method, status.as_u16(), &body))
+            }
             Some(Value::Object(mut body)) if status.is_success() => match body.remove("result") {
                 Some(result) => Ok(ApiResponse {
                     result,
@@ -385,12 +502,20 @@ impl Bitrix24Client {
                     next: body.get("next").and_then(number).map(|n| n as u64),
                     time: ResponseTime::from_json(body.get("time")),
                 }),
-                None => Err(Failure::Retry { reason: "an answer without \"result\"".into(), rate_limited: false }),
+                None => Err(Failure::Retry {
+                    reason: "an answer without \"result\"".into(),
+                    rate_limited: false,
+                }),
             },
-            _ if status.is_success() || status.is_server_error() || status.as_u16() == 429 => Err(Failure::Retry {
-                reason: format!("HTTP {status} with {} instead of Bitrix24 JSON", describe_body(&bytes)),
-                rate_limited: false,
-            }),
+            _ if status.is_success() || status.is_server_error() || status.as_u16() == 429 => {
+                Err(Failure::Retry {
+                    reason: format!(
+                        "HTTP {status} with {} instead of Bitrix24 JSON",
+                        describe_body(&bytes)
+                    ),
+                    rate_limited: false,
+                })
+            }
             _ => Err(Failure::Fatal(self.refused(
                 method,
                 status.as_u16(),
@@ -403,10 +528,19 @@ impl Bitrix24Client {
 
     /// Sort a Bitrix24 error envelope (`{"error", "error_description"}`) into retry or fatal.
     fn classify(&self, method: &str, status: u16, body: &Map<String, Value>) -> Failure {
-        let code = body.get("error").and_then(Value::as_str).unwrap_or("").to_string();
-        let description = body.get("error_description").and_then(Value::as_str).unwrap_or("").to_string();
+        let code = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let description = body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let reason = format!("HTTP {status} {code}: {description}");
-        let fatal = |hint: &str| Failure::Fatal(self.refused(method, status, &code, &description, hint));
+        let fatal =
+            |hint: &str| Failure::Fatal(self.refused(method, status, &code, &description, hint));
         match code.as_str() {
             "QUERY_LIMIT_EXCEEDED" => Failure::Retry { reason, rate_limited: true },
             "OPERATION_TIME_LIMIT" => Failure::RetryAt {
@@ -434,12 +568,23 @@ impl Bitrix24Client {
         }
     }
 
-    fn refused(&self, method: &str, status: u16, code: &str, description: &str, hint: &str) -> ExtractError {
+    fn refused(
+        &self,
+        method: &str,
+        status: u16,
+        code: &str,
+        description: &str,
+        hint: &str,
+    ) -> ExtractError {
         ExtractError::Refused {
             portal: self.webhook.portal(),
             method: method.to_string(),
             status,
-            code: if code.is_empty() { format!("HTTP {status}") } else { code.to_string() },
+            code: if code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                code.to_string()
+            },
             description: description.to_string(),
             hint: hint.to_string(),
         }
@@ -450,7 +595,11 @@ impl Bitrix24Client {
 fn keyed(section: Option<&Value>, commands: &[(String, String)]) -> Map<String, Value> {
     match section {
         Some(Value::Object(m)) => m.clone(),
-        Some(Value::Array(items)) => commands.iter().map(|(n, _)| n.clone()).zip(items.iter().cloned()).collect(),
+        Some(Value::Array(items)) => commands
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(items.iter().cloned())
+            .collect(),
         _ => Map::new(),
     }
 }
@@ -494,7 +643,13 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 /// Belt and braces: no URL (and so no webhook secret) ever leaves through an error text.
 fn strip_urls(s: &str) -> String {
     s.split_whitespace()
-        .map(|w| if w.contains("://") || w.contains("/rest/") { "<url>" } else { w })
+        .map(|w| {
+            if w.contains("://") || w.contains("/rest/") {
+                "<url>"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -520,7 +675,10 @@ mod tests {
     #[test]
     fn bodies_are_described_without_echoing_them() {
         assert_eq!(describe_body(b"<html>502</html>"), "an HTML page");
-        assert_eq!(describe_body(b"{\"result\": [1,"), "incomplete or malformed JSON (13 bytes)");
+        assert_eq!(
+            describe_body(b"{\"result\": [1,"),
+            "incomplete or malformed JSON (14 bytes)"
+        );
         assert_eq!(describe_body(b""), "an empty body");
     }
 

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+// tokio's clock, so that paused-time tests see the bucket drain.
+use tokio::time::Instant;
 
 /// Request-rate settings (the portal's plan).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,7 +24,10 @@ pub struct RateConfig {
 impl Default for RateConfig {
     /// Every plan but Enterprise: 2 requests/s, burst 50.
     fn default() -> Self {
-        RateConfig { per_second: 2.0, burst: 50 }
+        RateConfig {
+            per_second: 2.0,
+            burst: 50,
+        }
     }
 }
 
@@ -41,7 +46,13 @@ struct BucketState {
 
 impl LeakyBucket {
     pub fn new(config: RateConfig) -> LeakyBucket {
-        LeakyBucket { config, state: Mutex::new(BucketState { level: 0.0, at: Instant::now() }) }
+        LeakyBucket {
+            config,
+            state: Mutex::new(BucketState {
+                level: 0.0,
+                at: Instant::now(),
+            }),
+        }
     }
 
     pub fn config(&self) -> RateConfig {
@@ -58,7 +69,9 @@ impl LeakyBucket {
                     s.level += 1.0;
                     return;
                 }
-                Duration::from_secs_f64((s.level + 1.0 - self.config.burst as f64) / self.config.per_second)
+                Duration::from_secs_f64(
+                    (s.level + 1.0 - self.config.burst as f64) / self.config.per_second,
+                )
             };
             tokio::time::sleep(wait).await;
         }
@@ -91,7 +104,10 @@ pub struct OperatingConfig {
 
 impl Default for OperatingConfig {
     fn default() -> Self {
-        OperatingConfig { budget_secs: 480.0, slow_down_at: 0.8 }
+        OperatingConfig {
+            budget_secs: 480.0,
+            slow_down_at: 0.8,
+        }
     }
 }
 
@@ -113,13 +129,22 @@ pub struct OperatingBudget {
 
 impl OperatingBudget {
     pub fn new(config: OperatingConfig) -> OperatingBudget {
-        OperatingBudget { config, spend: Mutex::new(HashMap::new()) }
+        OperatingBudget {
+            config,
+            spend: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Record what a response said about a method.
     pub fn record(&self, method: &str, operating: Option<f64>, reset_at: Option<f64>) {
         let Some(operating) = operating else { return };
-        lock(&self.spend).insert(method.to_string(), MethodSpend { operating, reset_at });
+        lock(&self.spend).insert(
+            method.to_string(),
+            MethodSpend {
+                operating,
+                reset_at,
+            },
+        );
     }
 
     /// The last `operating_reset_at` seen for a method (unix seconds).
@@ -131,9 +156,10 @@ impl OperatingBudget {
     pub fn delay_for(&self, method: &str) -> Duration {
         let spend = lock(&self.spend).get(method).copied();
         match spend {
-            Some(MethodSpend { operating, reset_at: Some(reset_at) })
-                if operating >= self.config.budget_secs * self.config.slow_down_at =>
-            {
+            Some(MethodSpend {
+                operating,
+                reset_at: Some(reset_at),
+            }) if operating >= self.config.budget_secs * self.config.slow_down_at => {
                 let wait = reset_at - unix_now();
                 if wait > 0.0 {
                     Duration::from_secs_f64(wait.min(600.0))
@@ -152,7 +178,10 @@ impl OperatingBudget {
 }
 
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A poisoned lock only means another thread panicked mid-update of plain numbers: keep going.
@@ -166,12 +195,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_a_burst_then_the_drain_rate() {
-        let bucket = LeakyBucket::new(RateConfig { per_second: 2.0, burst: 5 });
+        let bucket = LeakyBucket::new(RateConfig {
+            per_second: 2.0,
+            burst: 5,
+        });
         let start = tokio::time::Instant::now();
         for _ in 0..5 {
             bucket.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(10), "the burst is immediate");
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "the burst is immediate"
+        );
         for _ in 0..4 {
             bucket.acquire().await;
         }
@@ -182,7 +217,10 @@ mod tests {
 
     #[test]
     fn budget_slows_down_near_the_limit_only() {
-        let b = OperatingBudget::new(OperatingConfig { budget_secs: 10.0, slow_down_at: 0.8 });
+        let b = OperatingBudget::new(OperatingConfig {
+            budget_secs: 10.0,
+            slow_down_at: 0.8,
+        });
         b.record("crm.lead.list", Some(5.0), Some(unix_now() + 30.0));
         assert_eq!(b.delay_for("crm.lead.list"), Duration::ZERO);
         b.record("crm.lead.list", Some(9.0), Some(unix_now() + 30.0));

@@ -44,7 +44,9 @@ impl std::str::FromStr for Paging {
         match s.to_ascii_lowercase().as_str() {
             "batch" => Ok(Paging::Batch),
             "next" => Ok(Paging::Next),
-            _ => Err(format!("unknown paging {s:?}: use \"batch\" (fastest) or \"next\"")),
+            _ => Err(format!(
+                "unknown paging {s:?}: use \"batch\" (fastest) or \"next\""
+            )),
         }
     }
 }
@@ -136,7 +138,10 @@ fn rows_of(result: Value) -> Result<Vec<Value>, String> {
         Value::Array(rows) => Ok(rows),
         // An empty page may arrive as `{}` from some PHP versions.
         Value::Object(m) if m.is_empty() => Ok(Vec::new()),
-        other => Err(format!("crm.lead.list returned {} instead of a list of leads", json_kind(&other))),
+        other => Err(format!(
+            "crm.lead.list returned {} instead of a list of leads",
+            json_kind(&other)
+        )),
     }
 }
 
@@ -159,7 +164,9 @@ async fn export_next(
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
     loop {
-        let resp = client.call("crm.lead.list", &list_params(filter, json!(cursor), 0)).await?;
+        let resp = client
+            .call("crm.lead.list", &list_params(filter, json!(cursor), 0))
+            .await?;
         let rows = rows_of(resp.result).map_err(|detail| protocol(client, detail))?;
         let full = rows.len() >= PAGE_SIZE;
         let (rows, max) = after_cursor(rows, cursor);
@@ -172,7 +179,10 @@ async fn export_next(
             (Some(_), Some(max)) => cursor = max,
             // `next` without progress would loop forever: a full page we could not move past.
             (Some(_), None) if full => {
-                return Err(protocol(client, format!("a full page after lead {cursor} held no lead with a higher ID")))
+                return Err(protocol(
+                    client,
+                    format!("a full page after lead {cursor} held no lead with a higher ID"),
+                ))
             }
             _ => return Ok(stats),
         }
@@ -190,14 +200,27 @@ async fn export_batched(
     loop {
         let commands: Vec<(String, String)> = (0..BATCH_SIZE)
             .map(|i| {
-                let from = if i == 0 { json!(cursor) } else { json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1)) };
-                (format!("p{i}"), format!("crm.lead.list?{}", query::build(&list_params(filter, from, -1))))
+                let from = if i == 0 {
+                    json!(cursor)
+                } else {
+                    json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
+                };
+                (
+                    format!("p{i}"),
+                    format!(
+                        "crm.lead.list?{}",
+                        query::build(&list_params(filter, from, -1))
+                    ),
+                )
             })
             .collect();
         let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
         let before = cursor;
         for i in 0..BATCH_SIZE {
-            match results.remove(&format!("p{i}")).unwrap_or(SubResult::Missing) {
+            match results
+                .remove(&format!("p{i}"))
+                .unwrap_or(SubResult::Missing)
+            {
                 SubResult::Ok { result, .. } => {
                     let rows = rows_of(result).map_err(|detail| protocol(client, detail))?;
                     let full = rows.len() >= PAGE_SIZE;
@@ -217,7 +240,11 @@ async fn export_batched(
                 }
                 SubResult::Err { code, description } => {
                     let retry = client.sub_error("crm.lead.list", &code, &description)?;
-                    tracing::warn!(page = i, after_id = cursor, "{retry}; re-reading from lead {cursor}");
+                    tracing::warn!(
+                        page = i,
+                        after_id = cursor,
+                        "{retry}; re-reading from lead {cursor}"
+                    );
                     failures_here += 1;
                     if let Some(wait) = client.sub_error_wait("crm.lead.list", &code) {
                         client.pause(wait).await?;
@@ -239,13 +266,20 @@ async fn export_batched(
             });
         } else if failures_here == 0 {
             // No progress and no error: the first page itself was full of leads we had.
-            return Err(protocol(client, format!("a full page after lead {cursor} held no lead with a higher ID")));
+            return Err(protocol(
+                client,
+                format!("a full page after lead {cursor} held no lead with a higher ID"),
+            ));
         }
     }
 }
 
 fn protocol(client: &Bitrix24Client, detail: String) -> ExtractError {
-    ExtractError::Protocol { portal: client.webhook().portal(), method: "crm.lead.list".into(), detail }
+    ExtractError::Protocol {
+        portal: client.webhook().portal(),
+        method: "crm.lead.list".into(),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -263,18 +297,35 @@ mod tests {
 
     #[test]
     fn rows_at_or_before_the_cursor_are_dropped() {
-        let rows = vec![json!({"ID": "3"}), json!({"ID": "5"}), json!({"ID": "abc"}), json!({"ID": 7})];
+        let rows = vec![
+            json!({"ID": "3"}),
+            json!({"ID": "5"}),
+            json!({"ID": "abc"}),
+            json!({"ID": 7}),
+        ];
         let (kept, max) = after_cursor(rows, 4);
-        assert_eq!(kept, vec![json!({"ID": "5"}), json!({"ID": "abc"}), json!({"ID": 7})]);
+        assert_eq!(
+            kept,
+            vec![json!({"ID": "5"}), json!({"ID": "abc"}), json!({"ID": 7})]
+        );
         assert_eq!(max, Some(7));
     }
 
     #[test]
     fn batch_commands_chain_on_the_previous_page() {
-        let f = ExportFilter { modified_since: Some("2024-05-01T00:00:00+03:00".into()), select: vec!["ID".into()] };
+        let f = ExportFilter {
+            modified_since: Some("2024-05-01T00:00:00+03:00".into()),
+            select: vec!["ID".into()],
+        };
         let q = query::build(&list_params(&f, json!("$result[p0][49][ID]"), -1));
-        assert!(q.contains("filter%5B%3EID%5D=%24result%5Bp0%5D%5B49%5D%5BID%5D"), "{q}");
-        assert!(q.contains("filter%5B%3E%3DDATE_MODIFY%5D=2024-05-01T00%3A00%3A00%2B03%3A00"), "{q}");
+        assert!(
+            q.contains("filter%5B%3EID%5D=%24result%5Bp0%5D%5B49%5D%5BID%5D"),
+            "{q}"
+        );
+        assert!(
+            q.contains("filter%5B%3E%3DDATE_MODIFY%5D=2024-05-01T00%3A00%3A00%2B03%3A00"),
+            "{q}"
+        );
         assert!(q.ends_with("start=-1"), "{q}");
     }
 }

@@ -10,7 +10,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 /// Everything but RFC 3986's unreserved characters is encoded.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
@@ -73,6 +77,9 @@ mod tests {
     #[test]
     fn batch_references_survive_encoding_and_nulls_are_left_out() {
         let q = build(&json!({"filter": {">ID": "$result[p0][49][ID]"}, "x": null, "halt": true}));
-        assert_eq!(q, "filter%5B%3EID%5D=%24result%5Bp0%5D%5B49%5D%5BID%5D&halt=1");
+        assert_eq!(
+            q,
+            "filter%5B%3EID%5D=%24result%5Bp0%5D%5B49%5D%5BID%5D&halt=1"
+        );
     }
 }

@@ -17,13 +17,21 @@ use tokio_util::sync::CancellationToken;
 pub const SOLUTION: &str = "UF_CRM_SOLUTION";
 
 pub async fn simulator(leads: usize) -> Simulator {
-    Simulator::start(SimulatorConfig { leads, ..SimulatorConfig::default() }).await.expect("simulator starts")
+    Simulator::start(SimulatorConfig {
+        leads,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts")
 }
 
 /// A client that paces itself like a standard portal, but with quick retries for tests.
 pub fn client_for(sim: &Simulator, cancel: CancellationToken) -> Bitrix24Client {
     let config = ClientConfig {
-        rate: RateConfig { per_second: 2.0, burst: 50 },
+        rate: RateConfig {
+            per_second: 2.0,
+            burst: 50,
+        },
         backoff_base: std::time::Duration::from_millis(50),
         backoff_max: std::time::Duration::from_millis(500),
         ..ClientConfig::default()
@@ -32,7 +40,10 @@ pub fn client_for(sim: &Simulator, cancel: CancellationToken) -> Bitrix24Client 
 }
 
 pub fn options() -> SyncOptions {
-    SyncOptions { solution_field: Some(SOLUTION.into()), ..SyncOptions::default() }
+    SyncOptions {
+        solution_field: Some(SOLUTION.into()),
+        ..SyncOptions::default()
+    }
 }
 
 pub struct TestDb {
@@ -46,7 +57,11 @@ pub fn test_db() -> TestDb {
     TestDb { _dir: dir, path }
 }
 
-pub async fn sync_into(sim: &Simulator, db: &Path, opts: &SyncOptions) -> Result<RunSummary, RunError> {
+pub async fn sync_into(
+    sim: &Simulator,
+    db: &Path,
+    opts: &SyncOptions,
+) -> Result<RunSummary, RunError> {
     let client = client_for(sim, CancellationToken::new());
     let sink = SqliteSink::open(db).unwrap();
     run::sync(&client, &sink, opts, CancellationToken::new()).await
@@ -55,10 +70,16 @@ pub async fn sync_into(sim: &Simulator, db: &Path, opts: &SyncOptions) -> Result
 /// Every row of a table, ordered by `Id`, as SQLite values.
 pub fn dump(db: &Path, table: &str) -> Vec<Vec<SqlValue>> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY Id")).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY Id"))
+        .unwrap();
     let n = stmt.column_count();
     let rows = stmt
-        .query_map([], |r| (0..n).map(|i| r.get::<_, SqlValue>(i)).collect::<Result<Vec<_>, _>>())
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| r.get::<_, SqlValue>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -95,7 +116,9 @@ pub fn count(db: &Path, sql: &str) -> i64 {
 }
 
 /// The contact values a lead has in the simulator: (TYPE_ID, ID, VALUE_TYPE, VALUE), sorted.
-pub fn expected_contacts(lead: &Value) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+pub fn expected_contacts(
+    lead: &Value,
+) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
     let mut out = Vec::new();
     for ty in ["PHONE", "EMAIL", "WEB", "IM"] {
         if let Some(Value::Array(items)) = lead.get(ty) {
@@ -108,7 +131,12 @@ pub fn expected_contacts(lead: &Value) -> Vec<(String, Option<String>, Option<St
                 if text("VALUE").map(|v| v.is_empty()).unwrap_or(true) {
                     continue;
                 }
-                out.push((ty.to_string(), text("ID"), text("VALUE_TYPE"), text("VALUE")));
+                out.push((
+                    ty.to_string(),
+                    text("ID"),
+                    text("VALUE_TYPE"),
+                    text("VALUE"),
+                ));
             }
         }
     }
@@ -117,7 +145,10 @@ pub fn expected_contacts(lead: &Value) -> Vec<(String, Option<String>, Option<St
 }
 
 /// The contact rows of a lead in the database, in the same shape as [`expected_contacts`].
-pub fn stored_contacts(db: &Path, lead_id: i64) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+pub fn stored_contacts(
+    db: &Path,
+    lead_id: i64,
+) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
     let mut rows: Vec<_> = query_strings(
         db,
         &format!(
