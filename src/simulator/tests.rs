@@ -769,3 +769,41 @@ async fn big_portal_generates_fast_and_pages_by_keyset() {
     assert_eq!(deep["total"], 100_000);
     assert!(deep["time"]["processing"].as_f64().expect("processing") > 2.0);
 }
+
+/// Run by hand: `cargo test --lib simulator::tests::million -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "slow: a million leads"]
+async fn million_leads_fit_in_memory() {
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS"))
+                    .map(str::to_string)
+            })
+    };
+    let before = rss();
+    let t = std::time::Instant::now();
+    let sim = start(config(1_000_000)).await;
+    println!("generated in {:?}; {before:?} -> {:?}", t.elapsed(), rss());
+    let t = std::time::Instant::now();
+    let (_, body) = call(
+        &sim,
+        "crm.lead.list",
+        json!({"filter": {">ID": 999_000}, "select": ["*", "PHONE"], "start": -1}),
+    )
+    .await;
+    assert_eq!(ids(&body["result"]).len(), 50);
+    let (_, body) = call(
+        &sim,
+        "crm.lead.list",
+        json!({"filter": {">=DATE_MODIFY": "2026-10-01"}, "select": ["ID"], "start": 0}),
+    )
+    .await;
+    println!(
+        "two pages in {:?}; total since 2026-10-01: {}",
+        t.elapsed(),
+        body["total"]
+    );
+}
