@@ -807,3 +807,76 @@ async fn million_leads_fit_in_memory() {
         body["total"]
     );
 }
+
+#[tokio::test]
+async fn order_and_other_filters() {
+    let sim = start(config(200)).await;
+    let leads = sim.portal().leads();
+    let (_, body) = call(
+        &sim,
+        "crm.lead.list",
+        json!({"order": {"DATE_MODIFY": "DESC"}, "select": ["ID", "DATE_MODIFY"], "start": 0}),
+    )
+    .await;
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = body["result"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(r["DATE_MODIFY"].as_str().unwrap_or(""))
+                .expect("date")
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]));
+
+    let (_, body) = call(
+        &sim,
+        "crm.lead.list",
+        json!({"filter": {"@ID": [3, "5", 7], "!ID": 5}, "start": 0}),
+    )
+    .await;
+    assert_eq!(ids(&body["result"]), vec![3, 7]);
+    let junk = leads.iter().filter(|l| l["STATUS_ID"] == "JUNK").count() as u64;
+    let (_, body) = get(&sim, "crm.lead.list", "filter%5BSTATUS_ID%5D=JUNK&start=0").await;
+    assert_eq!(body["total"].as_u64(), Some(junk));
+    // Lower-case field names are unknown to the server: the filter is dropped.
+    let (_, body) = get(&sim, "crm.lead.list", "filter%5Bstatus_id%5D=JUNK&start=0").await;
+    assert_eq!(body["total"], 200);
+    let (_, body) = call(
+        &sim,
+        "crm.lead.list",
+        json!({"filter": {"%TITLE": "заявка"}, "select": ["TITLE"], "start": -1}),
+    )
+    .await;
+    for row in body["result"].as_array().expect("rows") {
+        assert!(row["TITLE"]
+            .as_str()
+            .is_some_and(|t| t.to_lowercase().contains("заявка")));
+    }
+}
+
+#[tokio::test]
+async fn latency_and_simulated_cost() {
+    let cost = CostModel {
+        sleep_scale: 1.0,
+        base: 0.15,
+        ..CostModel::default()
+    };
+    let sim = start(SimulatorConfig {
+        latency: Duration::from_millis(100),
+        cost,
+        ..config(10)
+    })
+    .await;
+    let t = std::time::Instant::now();
+    let (_, body) = call(&sim, "crm.lead.fields", json!({})).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(body["time"]["processing"].as_f64(), Some(0.15));
+    assert!((sim.stats().server_time_secs - 0.15).abs() < 1e-9);
+    sim.reset_stats();
+    assert_eq!(sim.stats(), RequestStats::default());
+}
