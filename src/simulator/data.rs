@@ -146,15 +146,19 @@ impl Portal {
     /// HAS_PHONE/HAS_EMAIL/HAS_IMOL follow the multi-fields, new multi-field values get IDs.
     pub fn update_lead(&self, id: i64, f: impl FnOnce(&mut Map<String, Value>)) -> bool {
         let now = self.now_string();
-        let mut st = self.lock();
-        let Some(lead) = st.leads.get(&id).cloned() else {
+        let Some(lead) = self.lock().leads.get(&id).cloned() else {
             return false;
         };
+        // `f` runs without the lock, so it may read the portal itself.
         let mut map = self.render(id, &lead);
         let before = map.get("DATE_MODIFY").cloned();
         f(&mut map);
         if map.get("DATE_MODIFY") == before.as_ref() {
             map.insert("DATE_MODIFY".into(), json!(now));
+        }
+        let mut st = self.lock();
+        if !st.leads.contains_key(&id) {
+            return false; // deleted meanwhile
         }
         Self::fix_multi(&mut st.next_fm_id, &mut map);
         st.leads.insert(id, Self::custom_lead(map));

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 
 /// One queued fault.
 #[derive(Debug, Clone)]
@@ -98,13 +99,16 @@ pub(crate) const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title
 /// makes hyper abort the connection mid-body.
 pub(crate) fn truncated(full: Vec<u8>) -> Response {
     let half = Bytes::copy_from_slice(&full[..full.len() / 2]);
-    let stream = futures::stream::iter(vec![
-        Ok::<Bytes, std::io::Error>(half),
+    // The pause lets hyper flush the headers and the first half before the failure;
+    // an immediate error would abort the response before anything left the socket.
+    let failure = futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "simulated truncation",
-        )),
-    ]);
+        ))
+    });
+    let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(half)]).chain(failure);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")

@@ -176,8 +176,10 @@ pub struct RequestStats {
     pub by_method: BTreeMap<String, u64>,
     /// 503 QUERY_LIMIT_EXCEEDED answers of the leaky bucket.
     pub rate_limited: u64,
-    /// 429 OPERATION_TIME_LIMIT answers (whole requests and batch sub-calls).
+    /// 429 OPERATION_TIME_LIMIT answers of the operating limit (whole requests and batch
+    /// sub-calls); injected faults count only in `faults_served`.
     pub operating_limited: u64,
+    /// Requests that met an injected fault.
     pub faults_served: u64,
     /// Arrival of each HTTP request, ms since start (to check client pacing).
     pub arrivals_ms: Vec<u64>,

@@ -249,7 +249,8 @@ fn parse_filter(ctx: &Ctx<'_>, filter: Option<&Value>) -> Vec<Cond> {
             .iter()
             .find_map(|(p, op)| key.strip_prefix(p).map(|f| (*op, f)))
             .unwrap_or((Op::Eq, key.as_str()));
-        let field = field.trim().to_ascii_uppercase();
+        // Case-sensitive, like the server's field lookup: `>id` is an unknown key.
+        let field = field.to_string();
         if !known_field(ctx, &field) {
             continue;
         }
@@ -387,7 +388,7 @@ impl Selection {
             .unwrap_or_default()
             .iter()
             .filter_map(as_text)
-            .map(|s| s.trim().to_ascii_uppercase())
+            .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
         if names.is_empty() {
@@ -719,10 +720,9 @@ fn user_get(ctx: &Ctx<'_>, params: &Map<String, Value>) -> Result<CallOk, CallEr
         .inner
         .users
         .iter()
-        .filter(|u| {
-            wanted
-                .as_ref()
-                .is_none_or_contains(u["ID"].as_str().unwrap_or_default())
+        .filter(|u| match &wanted {
+            None => true,
+            Some(ids) => ids.iter().any(|w| u["ID"].as_str() == Some(w.as_str())),
         })
         .cloned()
         .collect();
@@ -735,19 +735,6 @@ fn user_get(ctx: &Ctx<'_>, params: &Map<String, Value>) -> Result<CallOk, CallEr
         total: Some(total as u64),
         next,
     })
-}
-
-trait NoneOrContains {
-    fn is_none_or_contains(&self, id: &str) -> bool;
-}
-
-impl NoneOrContains for Option<&Vec<String>> {
-    fn is_none_or_contains(&self, id: &str) -> bool {
-        match self {
-            None => true,
-            Some(ids) => ids.iter().any(|w| w == id),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,21 @@
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
 //!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
+//! let sim = Simulator::start(SimulatorConfig { leads: 500, rate_limit: None, ..Default::default() }).await?;
+//! let url = format!("{}crm.lead.list", sim.webhook_url()); // POST JSON, GET or form
+//! sim.inject(Fault { method: Some("crm.lead.list".into()), kind: FaultKind::Internal, times: 1 });
+//! sim.portal().update_lead(7, |lead| {
+//!     lead.insert("TITLE".into(), serde_json::json!("Изменён"));
+//! });
+//! # let _ = url;
+//! println!("{:?}", sim.stats().by_method);
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! Generated data lives between 2023-11 and 2026-11-01 (fixed, so a seed always gives
 //! the same portal); changes through [`Portal`] are stamped with the portal's real now.
 
@@ -186,6 +201,11 @@ impl Simulator {
             self.shared.config.webhook_user,
             self.shared.config.webhook_secret
         )
+    }
+
+    /// The configuration the simulator runs with.
+    pub fn config(&self) -> &SimulatorConfig {
+        &self.shared.config
     }
 
     pub fn portal(&self) -> Portal {

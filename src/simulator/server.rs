@@ -475,8 +475,8 @@ fn prepare(
     };
     let path = uri.path().strip_prefix("/rest/").ok_or_else(not_found)?;
     let segments: Vec<&str> = path.split('/').collect();
-    let params = read_params(uri, headers, body)?;
-    let method = match segments.as_slice() {
+    // Webhook credentials are checked before the body is even parsed.
+    let (method, params) = match segments.as_slice() {
         [user, secret, method] => {
             let user_ok = user.parse::<u32>().ok() == Some(sh.config.webhook_user);
             if !user_ok || *secret != sh.config.webhook_secret {
@@ -485,11 +485,12 @@ fn prepare(
                     body: error_body("NO_AUTH_FOUND", "Wrong authorization data"),
                 });
             }
-            method
+            (method, read_params(uri, headers, body)?)
         }
         [method] => {
+            let params = read_params(uri, headers, body)?;
             check_oauth_token(params.get("auth").and_then(Value::as_str))?;
-            method
+            (method, params)
         }
         _ => return Err(not_found()),
     };
