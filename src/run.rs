@@ -1,25 +1,73 @@
 //! One sync run — the only place that knows the order of things:
 //!
-//! lock → schema → solution-field labels → extract ⇢ transform ⇢ load (three tokio tasks
-//! joined by bounded channels, so a slow database slows the reader instead of filling
-//! memory) → stamp `bitrix_lead_runtime` → unlock.
+//! lock → schema → decide the mode (full, or incremental from the watermark) →
+//! extract ⇢ transform ⇢ load (three tokio tasks joined by bounded channels, so a slow
+//! database slows the reader instead of filling memory) → deletion check when due →
+//! watermark → stamp `bitrix_lead_runtime` → unlock.
+//!
+//! The watermark is Bitrix24's own clock (`server.time`, asked in the first request of
+//! the run), never this machine's or the database server's: the next incremental run
+//! reads every lead with `DATE_MODIFY >=` that instant minus an overlap, so a lead
+//! changed while this run was reading is read again next time (loads are idempotent).
 //!
 //! Cancellation (Ctrl-C): the reader stops at once, the transform hands over what it has,
 //! the loader commits that last batch, and the run reports itself as interrupted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::extract::client::{Bitrix24Client, ExtractError};
-use crate::extract::paging::{self, ExportFilter, ExportStats, Paging};
+use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::paging::{self, ExportFilter, ExportStats, Extracted, Paging};
+use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, Sink};
-use crate::model::Batch;
+use crate::model::{Batch, LeadId};
 use crate::transform::{self, TimePolicy, TransformContext};
+
+/// `b24sync_state` keys.
+pub mod state_keys {
+    /// Bitrix24's clock at the start of the last completed run (`2024-05-01T12:00:00+03:00`).
+    pub const WATERMARK: &str = "watermark.date_modify";
+    /// Unix seconds (this machine) of the last deletion check.
+    pub const DELETION_CHECK_AT: &str = "deletion_check.last_unix";
+    /// Incremental runs since the last deletion check.
+    pub const RUNS_SINCE_DELETION_CHECK: &str = "deletion_check.runs_since";
+}
+
+/// Which leads a run reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Incremental when a watermark exists (a run has completed), else full.
+    #[default]
+    Auto,
+    /// Every lead.
+    Full,
+    /// Leads modified since this point (`2024-05-01`, `2024-05-01T12:00`, with or
+    /// without an offset; without one, the portal's offset is used).
+    Since(String),
+}
+
+/// When to look for leads deleted in Bitrix24.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionPolicy {
+    /// Check on every N-th incremental run (full runs always check).
+    pub every_runs: u32,
+    /// ... or when this long has passed since the last check.
+    pub every: Duration,
+    /// Refuse to delete more than this share of `bitrix_leads` in one check (a webhook
+    /// that lost its CRM permission sees an empty portal).
+    pub max_share: f64,
+}
+
+impl Default for DeletionPolicy {
+    fn default() -> Self {
+        DeletionPolicy { every_runs: 12, every: Duration::from_secs(3600), max_share: 0.2 }
+    }
+}
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -32,6 +80,10 @@ pub struct SyncOptions {
     pub batch_leads: usize,
     /// How long to wait for another run's lock.
     pub lock_wait: Duration,
+    pub mode: SyncMode,
+    /// How far before the watermark an incremental run starts reading.
+    pub overlap: Duration,
+    pub deletion: DeletionPolicy,
 }
 
 impl Default for SyncOptions {
@@ -42,6 +94,9 @@ impl Default for SyncOptions {
             solution_field: None,
             batch_leads: 2500,
             lock_wait: Duration::from_secs(60),
+            mode: SyncMode::Auto,
+            overlap: Duration::from_secs(300),
+            deletion: DeletionPolicy::default(),
         }
     }
 }
@@ -49,6 +104,10 @@ impl Default for SyncOptions {
 /// What a run did, for the summary line and the exit code.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// For an incremental run: the `DATE_MODIFY` it read from.
+    pub since: Option<String>,
     /// Leads Bitrix24 returned.
     pub leads_read: u64,
     pub pages: u64,
@@ -59,6 +118,9 @@ pub struct RunSummary {
     /// Leads that could not be loaded at all (their whole JSON is in the error table).
     pub leads_rejected: u64,
     pub outcome: BatchOutcome,
+    /// Whether this run looked for leads deleted in Bitrix24, and how many it removed.
+    pub deletion_checked: bool,
+    pub leads_deleted: u64,
     pub requests: u64,
     pub retries: u64,
     pub server_secs: f64,
@@ -76,6 +138,15 @@ pub enum RunError {
     /// A setting does not fit the portal (e.g. the solution field does not exist).
     #[error("{0}")]
     Config(String),
+    /// The deletion check would remove too much: nothing was deleted.
+    #[error(
+        "refusing to delete {would_delete} of {in_table} leads ({:.0}% > the {:.0}% allowed): Bitrix24 \
+         listed far fewer leads than the database holds. Check that the webhook still has the CRM \
+         permission and sees all leads; if the deletions are real, run once with --max-delete-share 1",
+        *would_delete as f64 * 100.0 / (*in_table).max(1) as f64,
+        max_share * 100.0
+    )]
+    DeletionGuard { would_delete: u64, in_table: u64, max_share: f64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,18 +156,33 @@ pub fn local_now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
 
-/// Read the display names of the solution field's list.
-pub async fn solution_labels(
-    client: &Bitrix24Client,
-    field: &str,
-) -> Result<HashMap<String, String>, RunError> {
-    let resp = client
-        .call(
-            "crm.lead.userfield.list",
-            &json!({ "filter": { "FIELD_NAME": field } }),
-        )
-        .await?;
-    let entries = resp.result.as_array().cloned().unwrap_or_default();
+/// The prelude's sub-command names.
+const PRELUDE_TIME: &str = "server_time";
+const PRELUDE_LABELS: &str = "solution_field";
+
+fn prelude(solution_field: Option<&str>) -> Vec<(String, String)> {
+    let mut p = vec![(PRELUDE_TIME.to_string(), "server.time".to_string())];
+    if let Some(field) = solution_field {
+        let q = query::build(&json!({ "filter": { "FIELD_NAME": field } }));
+        p.push((PRELUDE_LABELS.to_string(), format!("crm.lead.userfield.list?{q}")));
+    }
+    p
+}
+
+/// The display names of the solution field's list, from a `crm.lead.userfield.list` answer.
+fn solution_labels(field: &str, answer: Option<&SubResult>, client: &Bitrix24Client) -> Result<HashMap<String, String>, RunError> {
+    let entries = match answer {
+        Some(SubResult::Ok { result, .. }) => result.as_array().cloned().unwrap_or_default(),
+        Some(SubResult::Err { code, description }) => {
+            client.sub_error("crm.lead.userfield.list", code, description)?;
+            return Err(RunError::Extract(ExtractError::Protocol {
+                portal: client.webhook().portal(),
+                method: "crm.lead.userfield.list".into(),
+                detail: format!("{code}: {description}"),
+            }));
+        }
+        _ => Vec::new(),
+    };
     let entry = entries
         .iter()
         .find(|e| e.get("FIELD_NAME").and_then(Value::as_str) == Some(field))
@@ -106,10 +192,7 @@ pub async fn solution_labels(
                  to the UF_CRM_... code of the list field, as shown in CRM → Settings → Custom fields → Leads"
             ))
         })?;
-    let kind = entry
-        .get("USER_TYPE_ID")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let kind = entry.get("USER_TYPE_ID").and_then(Value::as_str).unwrap_or("");
     if kind != "enumeration" {
         return Err(RunError::Config(format!(
             "the solution field {field} is of type {kind:?}, not a list (enumeration): choose a list field"
@@ -118,7 +201,44 @@ pub async fn solution_labels(
     Ok(transform::solution_labels_from_userfield(entry))
 }
 
-/// Run one full sync of every lead into `sink`.
+/// Parse a Bitrix24 timestamp (`2024-05-01T12:00:00+03:00`).
+fn parse_portal_time(s: &str) -> Option<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(s.trim()).ok()
+}
+
+fn format_portal_time(t: &DateTime<FixedOffset>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// `--since` as a Bitrix24 timestamp, in the portal's offset when none was given.
+async fn resolve_since(client: &Bitrix24Client, since: &str) -> Result<String, RunError> {
+    if let Some(t) = parse_portal_time(since) {
+        return Ok(format_portal_time(&t));
+    }
+    let naive = NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M"))
+        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M:%S"))
+        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M"))
+        .or_else(|_| chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN)))
+        .map_err(|_| {
+            RunError::Config(format!(
+                "--since {since:?} is not a date: use 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00"
+            ))
+        })?;
+    // No offset given: the portal's (asked from the portal itself).
+    let now = client.call("server.time", &json!({})).await?;
+    let offset = now.result.as_str().and_then(parse_portal_time).map(|t| *t.offset()).ok_or_else(|| {
+        RunError::Extract(ExtractError::Protocol {
+            portal: client.webhook().portal(),
+            method: "server.time".into(),
+            detail: format!("answered {} instead of a date-time", now.result),
+        })
+    })?;
+    let t = naive.and_local_timezone(offset).single().ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?;
+    Ok(format_portal_time(&t))
+}
+
+/// Run one sync into `sink`.
 pub async fn sync(
     client: &Bitrix24Client,
     sink: &dyn Sink,
@@ -148,46 +268,50 @@ async fn sync_locked(
         tracing::warn!("{warning}");
     }
 
-    let solution_labels = match &opts.solution_field {
-        Some(field) => solution_labels(client, field).await?,
-        None => HashMap::new(),
+    let watermark = sink.read_state(state_keys::WATERMARK).await?;
+    let since = match (&opts.mode, &watermark) {
+        (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
+        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
+        (SyncMode::Auto, Some(w)) => {
+            let w = parse_portal_time(w).ok_or_else(|| {
+                RunError::Config(format!(
+                    "the stored watermark {w:?} is not a date-time; run `b24sync sync --full` once to reset it"
+                ))
+            })?;
+            let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
+            Some(format_portal_time(&(w - overlap)))
+        }
     };
-    let ctx = TransformContext {
-        time_policy: opts.time_policy.clone(),
-        solution_field: opts.solution_field.clone(),
-        solution_labels,
+    let mut summary = RunSummary {
+        mode: if since.is_some() { "incremental" } else { "full" }.to_string(),
+        since: since.clone(),
+        ..RunSummary::default()
     };
+    tracing::info!(mode = %summary.mode, since = since.as_deref().unwrap_or("-"), "reading leads");
+
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let filter = ExportFilter {
-        modified_since: None,
-        select: paging::select_fields(&user_fields),
-    };
+    let filter = ExportFilter { modified_since: since.clone(), select: paging::select_fields(&user_fields) };
+    let prelude = prelude(opts.solution_field.as_deref());
 
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
-    let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
+    let (page_tx, page_rx) = mpsc::channel::<Extracted>(8);
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
-
     let extractor = {
         let (client, paging) = (client.clone(), opts.paging);
-        tokio::spawn(async move { paging::export(&client, paging, &filter, page_tx).await })
+        tokio::spawn(async move { paging::export(&client, paging, &filter, &prelude, page_tx).await })
     };
     let transformer = tokio::spawn(transform_stage(
         page_rx,
         batch_tx,
-        ctx,
+        TransformSetup { time_policy: opts.time_policy.clone(), solution_field: opts.solution_field.clone(), client: client.clone() },
         opts.batch_leads.max(1),
     ));
 
-    let mut summary = RunSummary::default();
     let mut load_error = None;
     while let Some(batch) = batch_rx.recv().await {
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
-        summary.contact_values += batch
-            .records
-            .iter()
-            .map(|r| r.contacts.len() as u64)
-            .sum::<u64>();
+        summary.contact_values += batch.records.iter().map(|r| r.contacts.len() as u64).sum::<u64>();
         match sink.load_batch(batch, local_now()).await {
             Ok(outcome) => {
                 summary.outcome.add(&outcome);
@@ -206,26 +330,18 @@ async fn sync_locked(
         }
     }
     drop(batch_rx);
-    let transformed = transformer
-        .await
-        .map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
-    let exported = extractor
-        .await
-        .map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
+    let transformed = transformer.await.map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
+    let exported = extractor.await.map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
     if let Some(e) = load_error {
         return Err(e.into());
     }
+    let TransformEnd { leads: transformed, portal_time } = transformed?;
     if transformed != summary.leads_loaded + summary.leads_rejected {
         return Err(RunError::Internal(format!(
             "{transformed} leads were transformed but {} reached the database",
             summary.leads_loaded + summary.leads_rejected
         )));
     }
-
-    let stats = client.stats();
-    summary.requests = stats.requests;
-    summary.retries = stats.retries;
-    summary.server_secs = stats.server_secs;
     match exported {
         Ok(ExportStats { pages, leads }) => {
             summary.pages = pages;
@@ -240,34 +356,150 @@ async fn sync_locked(
     if cancel.is_cancelled() {
         summary.interrupted = true;
     }
+
+    let mut guard_error = None;
+    if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
+        match delete_missing(client, sink, opts).await {
+            Ok(deleted) => {
+                summary.deletion_checked = true;
+                summary.leads_deleted = deleted;
+            }
+            Err(RunError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
+            // Refused: keep the data, still move the watermark (the read was complete),
+            // and report the refusal; the next run checks again.
+            Err(e @ RunError::DeletionGuard { .. }) => guard_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
     if !summary.interrupted {
+        // The watermark moves only after a complete read, so nothing is ever skipped.
+        if let Some(t) = portal_time {
+            sink.write_state(state_keys::WATERMARK, &t).await?;
+        }
+        let runs_since = if summary.deletion_checked {
+            0
+        } else {
+            read_u64(sink, state_keys::RUNS_SINCE_DELETION_CHECK).await? + 1
+        };
+        sink.write_state(state_keys::RUNS_SINCE_DELETION_CHECK, &runs_since.to_string()).await?;
+        if summary.deletion_checked {
+            sink.write_state(state_keys::DELETION_CHECK_AT, &unix_now_secs().to_string()).await?;
+        }
         sink.stamp_runtime(local_now()).await?;
     }
+    let stats = client.stats();
+    summary.requests = stats.requests;
+    summary.retries = stats.retries;
+    summary.server_secs = stats.server_secs;
     summary.elapsed = started.elapsed();
+    if let Some(e) = guard_error {
+        return Err(e);
+    }
     Ok(summary)
 }
 
-/// Pages in, batches of about `batch_leads` leads out. Returns how many leads it handled.
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+async fn read_u64(sink: &dyn Sink, key: &str) -> Result<u64, RunError> {
+    Ok(sink.read_state(key).await?.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Full runs always check; incremental runs every N-th run or every T.
+async fn deletion_check_due(sink: &dyn Sink, opts: &SyncOptions, full: bool) -> Result<bool, RunError> {
+    if full {
+        return Ok(true);
+    }
+    let runs_since = read_u64(sink, state_keys::RUNS_SINCE_DELETION_CHECK).await?;
+    let last = read_u64(sink, state_keys::DELETION_CHECK_AT).await?;
+    let due_by_count = opts.deletion.every_runs > 0 && runs_since + 1 >= opts.deletion.every_runs as u64;
+    let due_by_time = unix_now_secs().saturating_sub(last) >= opts.deletion.every.as_secs();
+    Ok(due_by_count || due_by_time)
+}
+
+/// Compare the portal's lead IDs with the table's and delete what Bitrix24 no longer has.
+async fn delete_missing(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<u64, RunError> {
+    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging).await?.into_iter().collect();
+    let in_table = sink.lead_ids().await?;
+    let missing: Vec<LeadId> = in_table.iter().copied().filter(|id| !on_portal.contains(&(*id as i64))).collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let share = missing.len() as f64 / in_table.len().max(1) as f64;
+    if share > opts.deletion.max_share {
+        return Err(RunError::DeletionGuard {
+            would_delete: missing.len() as u64,
+            in_table: in_table.len() as u64,
+            max_share: opts.deletion.max_share,
+        });
+    }
+    tracing::info!(leads = missing.len(), "deleting leads that were deleted in Bitrix24");
+    Ok(sink.delete_leads(missing).await?)
+}
+
+/// What the transform stage needs to build its context from the prelude.
+struct TransformSetup {
+    time_policy: TimePolicy,
+    solution_field: Option<String>,
+    client: Bitrix24Client,
+}
+
+/// What the transform stage reports when its input ends.
+struct TransformEnd {
+    /// Leads handed to the loader.
+    leads: u64,
+    /// Bitrix24's clock when the run's first request was served (the next watermark).
+    portal_time: Option<String>,
+}
+
+/// Prelude, then pages in; batches of about `batch_leads` leads out.
 async fn transform_stage(
-    mut pages: mpsc::Receiver<Vec<Value>>,
+    mut input: mpsc::Receiver<Extracted>,
     batches: mpsc::Sender<Batch>,
-    ctx: TransformContext,
+    setup: TransformSetup,
     batch_leads: usize,
-) -> u64 {
+) -> Result<TransformEnd, RunError> {
+    let mut end = TransformEnd { leads: 0, portal_time: None };
+    let mut ctx = None;
     let mut pending = Pending::default();
-    let mut handled = 0u64;
-    while let Some(page) = pages.recv().await {
-        let batch = transform::transform_page(&page, &ctx);
-        handled += (batch.records.len() + batch.rejected.len()) as u64;
+    while let Some(item) = input.recv().await {
+        let page = match item {
+            Extracted::Prelude(answers) => {
+                end.portal_time = match answers.get(PRELUDE_TIME) {
+                    Some(SubResult::Ok { result: Value::String(t), .. }) if parse_portal_time(t).is_some() => Some(t.clone()),
+                    other => {
+                        tracing::warn!("server.time gave no usable time ({other:?}); the watermark will not move");
+                        None
+                    }
+                };
+                let labels = match &setup.solution_field {
+                    Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), &setup.client)?,
+                    None => HashMap::new(),
+                };
+                ctx = Some(TransformContext {
+                    time_policy: setup.time_policy.clone(),
+                    solution_field: setup.solution_field.clone(),
+                    solution_labels: labels,
+                });
+                continue;
+            }
+            Extracted::Page(page) => page,
+        };
+        let Some(ctx) = &ctx else {
+            return Err(RunError::Internal("a page arrived before the prelude".into()));
+        };
+        let batch = transform::transform_page(&page, ctx);
+        end.leads += (batch.records.len() + batch.rejected.len()) as u64;
         pending.merge(batch);
         if pending.len() >= batch_leads && batches.send(pending.take()).await.is_err() {
-            return handled;
+            return Ok(end);
         }
     }
     if pending.len() > 0 {
         let _ = batches.send(pending.take()).await;
     }
-    handled
+    Ok(end)
 }
 
 /// The batch being filled. A lead already pending is replaced rather than added, so a
@@ -275,7 +507,7 @@ async fn transform_stage(
 #[derive(Default)]
 struct Pending {
     batch: Batch,
-    index: HashMap<crate::model::LeadId, usize>,
+    index: HashMap<LeadId, usize>,
 }
 
 impl Pending {
@@ -300,4 +532,111 @@ impl Pending {
         self.index.clear();
         std::mem::take(&mut self.batch)
     }
+}
+
+/// What `b24sync errors retry` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetrySummary {
+    /// Leads with error rows that were read again from Bitrix24.
+    pub retried: u64,
+    /// Of those, leads that now load cleanly (their error rows are gone).
+    pub now_clean: u64,
+    /// Leads that still have a problem (their rows are kept, not duplicated).
+    pub still_failing: u64,
+    /// Leads no longer in Bitrix24 (removed, with their error rows).
+    pub gone: u64,
+    /// Error rows whose lead ID is not a number, so they cannot be read again.
+    pub not_retryable: u64,
+}
+
+/// Read the leads of `bitrix_import_lead_error` again and load them: rows of leads that
+/// now load cleanly go, those still failing stay (once).
+pub async fn retry_errors(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<RetrySummary, RunError> {
+    sink.lock_run(opts.lock_wait).await?;
+    let result = retry_errors_locked(client, sink, opts).await;
+    if let Err(e) = sink.unlock_run().await {
+        tracing::warn!("could not release the run lock: {e}");
+    }
+    result
+}
+
+async fn retry_errors_locked(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<RetrySummary, RunError> {
+    sink.init_schema().await?;
+    let rows = sink.error_rows().await?;
+    let mut summary = RetrySummary::default();
+    let mut ids: Vec<LeadId> = Vec::new();
+    for row in &rows {
+        match row.lead_id.as_deref().and_then(|id| id.trim().parse::<LeadId>().ok()).filter(|id| *id > 0) {
+            Some(id) if !ids.contains(&id) => ids.push(id),
+            Some(_) => {}
+            None => summary.not_retryable += 1,
+        }
+    }
+    if ids.is_empty() {
+        return Ok(summary);
+    }
+    let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
+    let select = paging::select_fields(&user_fields);
+    let prelude = prelude(opts.solution_field.as_deref());
+    let answers = client.batch(&prelude).await?;
+    let labels = match &opts.solution_field {
+        Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), client)?,
+        None => HashMap::new(),
+    };
+    let ctx = TransformContext { time_policy: opts.time_policy.clone(), solution_field: opts.solution_field.clone(), solution_labels: labels };
+
+    // 50 IDs per sub-command (one page), 50 sub-commands per request.
+    let mut found: BTreeMap<LeadId, Value> = BTreeMap::new();
+    for chunk in ids.chunks(paging::PAGE_SIZE * paging::BATCH_SIZE) {
+        let commands: Vec<(String, String)> = chunk
+            .chunks(paging::PAGE_SIZE)
+            .enumerate()
+            .map(|(i, part)| {
+                let params = json!({ "filter": { "@ID": part }, "select": select, "start": -1 });
+                (format!("ids{i}"), format!("crm.lead.list?{}", query::build(&params)))
+            })
+            .collect();
+        for (_, answer) in client.batch(&commands).await? {
+            match answer {
+                SubResult::Ok { result: Value::Array(leads), .. } => {
+                    for lead in leads {
+                        if let Some(id) = lead.get("ID").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string()))).and_then(|s| s.parse().ok()) {
+                            found.insert(id, lead);
+                        }
+                    }
+                }
+                SubResult::Ok { .. } => {}
+                SubResult::Err { code, description } => {
+                    let reason = client.sub_error("crm.lead.list", &code, &description)?;
+                    return Err(RunError::Extract(ExtractError::Unreachable {
+                        portal: client.webhook().portal(),
+                        method: "crm.lead.list (in batch)".into(),
+                        attempts: 1,
+                        secs: 0,
+                        last: reason,
+                    }));
+                }
+                SubResult::Missing => {
+                    return Err(RunError::Extract(ExtractError::Protocol {
+                        portal: client.webhook().portal(),
+                        method: "batch".into(),
+                        detail: "a sub-command's answer is missing".into(),
+                    }))
+                }
+            }
+        }
+    }
+    summary.retried = found.len() as u64;
+    let leads: Vec<Value> = found.values().cloned().collect();
+    let batch = transform::transform_page(&leads, &ctx);
+    let failing: HashSet<String> = batch.error_rows().into_iter().filter_map(|r| r.lead_id).collect();
+    summary.still_failing = failing.len() as u64;
+    summary.now_clean = summary.retried - summary.still_failing;
+    sink.load_batch(batch, local_now()).await?;
+    let gone: Vec<LeadId> = ids.iter().copied().filter(|id| !found.contains_key(id)).collect();
+    summary.gone = gone.len() as u64;
+    if !gone.is_empty() {
+        sink.delete_leads(gone).await?;
+    }
+    Ok(summary)
 }

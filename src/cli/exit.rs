@@ -17,5 +17,8 @@ pub const BITRIX_UNREACHABLE: u8 = 5;
 pub const DATABASE: u8 = 6;
 /// Another b24sync run holds the run lock.
 pub const LOCKED: u8 = 7;
+/// The deletion check refused: Bitrix24 listed far fewer leads than the database holds
+/// (a webhook that lost its CRM permission sees an empty portal). Nothing was deleted.
+pub const DELETION_REFUSED: u8 = 9;
 /// Interrupted (Ctrl-C / SIGTERM) after committing the batch in flight.
 pub const INTERRUPTED: u8 = 130;

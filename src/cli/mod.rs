@@ -48,12 +48,18 @@ Quick start:
 
 Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
 4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
-7 another run holds the lock, 130 interrupted, 1 internal error.";
+7 another run holds the lock, 9 deletion check refused (too many leads would go),
+130 interrupted, 1 internal error.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read every lead from Bitrix24 and upsert it into the database
+    /// Read leads from Bitrix24 (changed ones once a full sync has completed) and upsert them
     Sync(SyncArgs),
+    /// Keep running: an incremental sync every interval, until Ctrl-C / SIGTERM
+    Run(RunArgs),
+    /// Review bitrix_import_lead_error: list, retry, clear
+    #[command(subcommand)]
+    Errors(ErrorsCommand),
     /// Create the tables and indexes b24sync needs (keeps existing tables and data)
     InitDb(DbArgs),
     /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
@@ -107,6 +113,57 @@ pub struct SyncArgs {
     /// Seconds to wait for another run's lock before giving up [default: 60]
     #[arg(long, env = "B24SYNC_LOCK_WAIT", value_name = "SECONDS")]
     pub lock_wait: Option<u64>,
+    /// Read every lead (default: only leads changed since the last completed run, once one has completed)
+    #[arg(long)]
+    pub full: bool,
+    /// Read leads changed since this point: 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00
+    /// (without an offset, the portal's time zone)
+    #[arg(long, value_name = "DATETIME")]
+    pub since: Option<String>,
+    /// How far before the last run's start an incremental run re-reads (e.g. 5m) [default: 5m]
+    #[arg(long, env = "B24SYNC_OVERLAP", value_name = "DURATION")]
+    pub overlap: Option<String>,
+    /// Look for leads deleted in Bitrix24 on every N-th incremental run (full runs always look) [default: 12]
+    #[arg(long, env = "B24SYNC_DELETION_CHECK_RUNS", value_name = "N")]
+    pub deletion_check_runs: Option<u32>,
+    /// ... or when this long has passed since the last look (e.g. 1h) [default: 1h]
+    #[arg(long, env = "B24SYNC_DELETION_CHECK_EVERY", value_name = "DURATION")]
+    pub deletion_check_every: Option<String>,
+    /// Refuse a deletion check that would delete more than this share of the leads
+    /// (a webhook that lost its CRM permission sees an empty portal) [default: 0.2]
+    #[arg(long, env = "B24SYNC_MAX_DELETE_SHARE", value_name = "SHARE")]
+    pub max_delete_share: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interval between incremental syncs, e.g. 5m
+    #[arg(long, value_name = "DURATION")]
+    pub every: String,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// Show the rows of bitrix_import_lead_error (lead ID, when, reason)
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// One JSON object per line, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read those leads from Bitrix24 again and load them: rows of leads that now load
+    /// cleanly go, rows of leads that still fail stay (once)
+    Retry(SyncArgs),
+    /// Delete error rows dated before DATE (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)
+    Clear {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, value_name = "DATE")]
+        before: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +256,13 @@ async fn dispatch(cli: Cli) -> u8 {
                 Err(e) => fail(exit::CONFIG, &e),
             }
         }
+        Command::Run(args) => match (Settings::resolve(&args.sync, &file), settings::parse_duration(&args.every)) {
+            (Ok(s), Ok(every)) if !every.is_zero() => scheduled_command(&s, every).await,
+            (Err(e), _) => fail(exit::CONFIG, &e),
+            (_, Err(e)) => fail(exit::CONFIG, &anyhow::anyhow!("--every: {e}")),
+            (_, Ok(_)) => fail(exit::CONFIG, &anyhow::anyhow!("--every must be longer than 0 (e.g. 5m)")),
+        },
+        Command::Errors(cmd) => errors_command(cmd, &file).await,
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
     }
@@ -259,6 +323,7 @@ pub fn run_error_code(e: &RunError) -> u8 {
         RunError::Load(LoadError::LockBusy { .. }) => exit::LOCKED,
         RunError::Load(_) => exit::DATABASE,
         RunError::Config(_) => exit::CONFIG,
+        RunError::DeletionGuard { .. } => exit::DELETION_REFUSED,
         RunError::Internal(_) => exit::INTERNAL,
     };
     eprintln!("error: {e}");
@@ -279,9 +344,10 @@ pub fn summary_code(s: &RunSummary) -> u8 {
 /// One line with everything a scheduler's log should keep.
 pub fn summary_line(s: &RunSummary) -> String {
     format!(
-        "{}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, {} rows in bitrix_import_lead_error, \
-         {} requests ({} retried), {:.1} s server time, {:.1} s",
-        if s.interrupted { "interrupted" } else { "sync finished" },
+        "{} {}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, {} rows in bitrix_import_lead_error, \
+         {} deleted, {} requests ({} retried), {:.1} s server time, {:.1} s",
+        s.mode,
+        if s.interrupted { "sync interrupted" } else { "sync finished" },
         s.leads_read,
         s.leads_loaded,
         s.outcome.leads_inserted,
@@ -289,6 +355,7 @@ pub fn summary_line(s: &RunSummary) -> String {
         s.outcome.leads_unchanged,
         s.contact_values,
         s.outcome.error_rows,
+        s.leads_deleted,
         s.requests,
         s.retries,
         s.server_secs,
@@ -327,6 +394,10 @@ fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client,
 
 async fn sync_command(s: &Settings) -> u8 {
     let cancel = interrupt_token();
+    sync_once(s, cancel).await
+}
+
+async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
     let client = match client_for(s, cancel.clone()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -337,6 +408,129 @@ async fn sync_command(s: &Settings) -> u8 {
     };
     tracing::info!(portal = %client.webhook(), db = %sink.describe(), "sync starting");
     finish(run::sync(&client, sink.as_ref(), &s.sync_options(), cancel).await)
+}
+
+/// `run --every`: one incremental sync per interval until interrupted. A failed run is
+/// logged and the next interval tries again, except for failures that cannot heal by
+/// waiting (configuration, refused credentials).
+async fn scheduled_command(s: &Settings, every: std::time::Duration) -> u8 {
+    let cancel = interrupt_token();
+    tracing::info!(every_s = every.as_secs(), "running a sync every interval (Ctrl-C to stop)");
+    loop {
+        let started = tokio::time::Instant::now();
+        let code = sync_once(s, cancel.clone()).await;
+        if cancel.is_cancelled() {
+            tracing::info!("stopped");
+            return exit::OK;
+        }
+        if matches!(code, exit::CONFIG | exit::BITRIX_REFUSED) {
+            return code;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                tracing::info!("stopped");
+                return exit::OK;
+            }
+            _ = tokio::time::sleep_until(started + every) => {}
+        }
+    }
+}
+
+async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
+    match cmd {
+        ErrorsCommand::List { db, json } => {
+            let s = match Settings::resolve(&SyncArgs { db, ..Default::default() }, file) {
+                Ok(s) => s,
+                Err(e) => return fail(exit::CONFIG, &e),
+            };
+            let sink = match open_sink(&s).await {
+                Ok(sink) => sink,
+                Err(code) => return code,
+            };
+            match sink.error_rows().await {
+                Ok(rows) => {
+                    for r in &rows {
+                        if json {
+                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                        } else {
+                            println!(
+                                "{}\t{}\t{}",
+                                r.lead_id.as_deref().unwrap_or("-"),
+                                r.at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                                r.reason.as_deref().unwrap_or("")
+                            );
+                        }
+                    }
+                    if !json {
+                        eprintln!("{} rows in bitrix_import_lead_error", rows.len());
+                    }
+                    exit::OK
+                }
+                Err(e) => run_error_code(&e.into()),
+            }
+        }
+        ErrorsCommand::Retry(args) => {
+            let s = match Settings::resolve(&args, file) {
+                Ok(s) => s,
+                Err(e) => return fail(exit::CONFIG, &e),
+            };
+            let cancel = interrupt_token();
+            let client = match client_for(&s, cancel) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let sink = match open_sink(&s).await {
+                Ok(sink) => sink,
+                Err(code) => return code,
+            };
+            match run::retry_errors(&client, sink.as_ref(), &s.sync_options()).await {
+                Ok(r) => {
+                    println!(
+                        "{} leads read again: {} now load cleanly, {} still fail; {} no longer in Bitrix24 (removed); \
+                         {} rows have no numeric lead ID and cannot be retried",
+                        r.retried, r.now_clean, r.still_failing, r.gone, r.not_retryable
+                    );
+                    if r.still_failing > 0 || r.not_retryable > 0 {
+                        exit::LOADED_WITH_ERRORS
+                    } else {
+                        exit::OK
+                    }
+                }
+                Err(e) => run_error_code(&e),
+            }
+        }
+        ErrorsCommand::Clear { db, before } => {
+            let s = match Settings::resolve(&SyncArgs { db, ..Default::default() }, file) {
+                Ok(s) => s,
+                Err(e) => return fail(exit::CONFIG, &e),
+            };
+            let Some(before) = parse_local_datetime(&before) else {
+                return fail(
+                    exit::CONFIG,
+                    &anyhow::anyhow!("--before {before:?} is not a date: use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"),
+                );
+            };
+            let sink = match open_sink(&s).await {
+                Ok(sink) => sink,
+                Err(code) => return code,
+            };
+            match sink.clear_errors(before).await {
+                Ok(n) => {
+                    println!("deleted {n} rows of bitrix_import_lead_error dated before {before}");
+                    exit::OK
+                }
+                Err(e) => run_error_code(&e.into()),
+            }
+        }
+    }
+}
+
+fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
+    let s = s.trim();
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN)))
 }
 
 fn finish(result: Result<RunSummary, RunError>) -> u8 {

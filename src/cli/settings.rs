@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::SyncArgs;
 use crate::extract::paging::Paging;
-use crate::run::SyncOptions;
+use crate::run::{DeletionPolicy, SyncMode, SyncOptions};
 use crate::transform::TimePolicy;
 
 /// The TOML file. Unknown keys are an error naming the key (a typo must not be ignored).
@@ -26,6 +26,10 @@ pub struct FileSettings {
     pub burst: Option<u32>,
     pub batch_size: Option<usize>,
     pub lock_wait: Option<u64>,
+    pub overlap: Option<String>,
+    pub deletion_check_runs: Option<u32>,
+    pub deletion_check_every: Option<String>,
+    pub max_delete_share: Option<f64>,
 }
 
 /// Everything a command needs, resolved and checked.
@@ -41,6 +45,9 @@ pub struct Settings {
     pub burst: u32,
     pub batch_size: usize,
     pub lock_wait: Duration,
+    pub mode: SyncMode,
+    pub overlap: Duration,
+    pub deletion: DeletionPolicy,
 }
 
 const DEFAULT_FILE: &str = "b24sync.toml";
@@ -121,6 +128,28 @@ impl Settings {
             burst,
             batch_size,
             lock_wait: Duration::from_secs(args.lock_wait.or(file.lock_wait).unwrap_or(60)),
+            mode: match (args.full, &args.since) {
+                (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
+                (true, None) => SyncMode::Full,
+                (false, Some(since)) => SyncMode::Since(since.clone()),
+                (false, None) => SyncMode::Auto,
+            },
+            overlap: duration_setting("--overlap / B24SYNC_OVERLAP", args.overlap.as_ref().or(file.overlap.as_ref()), 300)?,
+            deletion: {
+                let max_share = args.max_delete_share.or(file.max_delete_share).unwrap_or(0.2);
+                if !(0.0..=1.0).contains(&max_share) {
+                    bail!("--max-delete-share / B24SYNC_MAX_DELETE_SHARE must be between 0 and 1 (0.2 = at most 20% of the leads in one check); got {max_share}");
+                }
+                DeletionPolicy {
+                    every_runs: args.deletion_check_runs.or(file.deletion_check_runs).unwrap_or(12),
+                    every: duration_setting(
+                        "--deletion-check-every / B24SYNC_DELETION_CHECK_EVERY",
+                        args.deletion_check_every.as_ref().or(file.deletion_check_every.as_ref()),
+                        3600,
+                    )?,
+                    max_share,
+                }
+            },
         })
     }
 
@@ -131,13 +160,48 @@ impl Settings {
             solution_field: self.solution_field.clone(),
             batch_leads: self.batch_size,
             lock_wait: self.lock_wait,
+            mode: self.mode.clone(),
+            overlap: self.overlap,
+            deletion: self.deletion.clone(),
         }
     }
+}
+
+fn duration_setting(name: &str, value: Option<&String>, default_secs: u64) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(Duration::from_secs(default_secs)),
+        Some(v) => parse_duration(v).map_err(|e| anyhow::anyhow!("{name}: {e}")),
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h`, `1d`: a number of seconds, minutes, hours or days.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use e.g. 90s, 5m, 1h or 1d"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        other => return Err(format!("{text:?}: unknown unit {other:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+    }
 
     #[test]
     fn unknown_keys_are_named() {

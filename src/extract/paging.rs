@@ -13,6 +13,10 @@
 //!   page are ignored (their reference could not resolve) and re-read from the cursor.
 //! - [`Paging::Next`] (one page per request, the documented shape): `crm.lead.list`
 //!   with counting, continuing while Bitrix24 returns `next`. The cursor still moves by ID.
+//!
+//! A run also needs a few one-off answers (the portal's clock for the watermark, the
+//! solution field's list): they travel as a *prelude* of sub-commands in the first batch,
+//! so that an incremental run on an unchanged portal costs a single request.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +64,14 @@ pub struct ExportFilter {
     pub select: Vec<String>,
 }
 
+/// What the export hands to the transform stage, in order: the prelude's answers first
+/// (when a prelude was asked for), then the pages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted {
+    Prelude(BTreeMap<String, SubResult>),
+    Page(Vec<Value>),
+}
+
 /// What an export read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportStats {
@@ -82,18 +94,47 @@ pub fn select_fields(user_fields: &[String]) -> Vec<String> {
     fields
 }
 
-/// Read the leads selected by `filter`, sending each page (in ID order) to `pages`.
-/// Returns when every lead was read, the receiver was dropped, or a request failed for good.
+/// Read the leads selected by `filter`, sending the prelude's answers and then each page
+/// (in ID order) to `out`. Returns when every lead was read, the receiver was dropped, or
+/// a request failed for good.
 pub async fn export(
     client: &Bitrix24Client,
     paging: Paging,
     filter: &ExportFilter,
-    pages: mpsc::Sender<Vec<Value>>,
+    prelude: &[(String, String)],
+    out: mpsc::Sender<Extracted>,
 ) -> Result<ExportStats, ExtractError> {
     match paging {
-        Paging::Batch => export_batched(client, filter, pages).await,
-        Paging::Next => export_next(client, filter, pages).await,
+        Paging::Batch => export_batched(client, filter, prelude, out).await,
+        Paging::Next => {
+            if !prelude.is_empty() {
+                let answers = client.batch(prelude).await?;
+                if out.send(Extracted::Prelude(answers)).await.is_err() {
+                    return Ok(ExportStats::default());
+                }
+            }
+            export_next(client, filter, out).await
+        }
     }
+}
+
+/// Every lead ID on the portal (an ID-only listing: cheap for the server, 2,500 IDs per
+/// request with batch paging). Leads without a numeric ID are left out.
+pub async fn list_ids(client: &Bitrix24Client, paging: Paging) -> Result<Vec<i64>, ExtractError> {
+    let filter = ExportFilter { modified_since: None, select: vec![LEAD_ID_FIELD.to_string()] };
+    let (tx, mut rx) = mpsc::channel(8);
+    let reader = {
+        let client = client.clone();
+        tokio::spawn(async move { export(&client, paging, &filter, &[], tx).await })
+    };
+    let mut ids = Vec::new();
+    while let Some(item) = rx.recv().await {
+        if let Extracted::Page(rows) = item {
+            ids.extend(rows.iter().filter_map(lead_id));
+        }
+    }
+    reader.await.map_err(|e| protocol(client, format!("the ID listing task failed: {e}")))??;
+    Ok(ids)
 }
 
 /// The `crm.lead.list` parameters for the page after `cursor`.
@@ -159,7 +200,7 @@ fn json_kind(v: &Value) -> &'static str {
 async fn export_next(
     client: &Bitrix24Client,
     filter: &ExportFilter,
-    pages: mpsc::Sender<Vec<Value>>,
+    pages: mpsc::Sender<Extracted>,
 ) -> Result<ExportStats, ExtractError> {
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
@@ -172,7 +213,7 @@ async fn export_next(
         let (rows, max) = after_cursor(rows, cursor);
         stats.pages += 1;
         stats.leads += rows.len() as u64;
-        if !rows.is_empty() && pages.send(rows).await.is_err() {
+        if !rows.is_empty() && pages.send(Extracted::Page(rows)).await.is_err() {
             return Ok(stats);
         }
         match (resp.next, max) {
@@ -192,31 +233,41 @@ async fn export_next(
 async fn export_batched(
     client: &Bitrix24Client,
     filter: &ExportFilter,
-    pages: mpsc::Sender<Vec<Value>>,
+    prelude: &[(String, String)],
+    pages: mpsc::Sender<Extracted>,
 ) -> Result<ExportStats, ExtractError> {
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
     let mut failures_here = 0u32;
+    let mut pending_prelude = Some(prelude).filter(|p| !p.is_empty());
     loop {
-        let commands: Vec<(String, String)> = (0..BATCH_SIZE)
-            .map(|i| {
-                let from = if i == 0 {
-                    json!(cursor)
-                } else {
-                    json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
-                };
-                (
-                    format!("p{i}"),
-                    format!(
-                        "crm.lead.list?{}",
-                        query::build(&list_params(filter, from, -1))
-                    ),
-                )
-            })
-            .collect();
+        let mut commands: Vec<(String, String)> =
+            pending_prelude.map(<[_]>::to_vec).unwrap_or_default();
+        let page_count = BATCH_SIZE.saturating_sub(commands.len()).max(1);
+        commands.extend((0..page_count).map(|i| {
+            let from = if i == 0 {
+                json!(cursor)
+            } else {
+                json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
+            };
+            let params = query::build(&list_params(filter, from, -1));
+            (format!("p{i}"), format!("crm.lead.list?{params}"))
+        }));
         let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
+        if let Some(prelude) = pending_prelude.take() {
+            let answers = prelude
+                .iter()
+                .map(|(name, _)| {
+                    let answer = results.remove(name).unwrap_or(SubResult::Missing);
+                    (name.clone(), answer)
+                })
+                .collect();
+            if pages.send(Extracted::Prelude(answers)).await.is_err() {
+                return Ok(stats);
+            }
+        }
         let before = cursor;
-        for i in 0..BATCH_SIZE {
+        for i in 0..page_count {
             match results
                 .remove(&format!("p{i}"))
                 .unwrap_or(SubResult::Missing)
@@ -227,7 +278,7 @@ async fn export_batched(
                     let (rows, max) = after_cursor(rows, cursor);
                     stats.pages += 1;
                     stats.leads += rows.len() as u64;
-                    if !rows.is_empty() && pages.send(rows).await.is_err() {
+                    if !rows.is_empty() && pages.send(Extracted::Page(rows)).await.is_err() {
                         return Ok(stats);
                     }
                     match max {

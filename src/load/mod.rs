@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use std::time::Duration;
 
-use crate::model::Batch;
+use crate::model::{Batch, LeadId};
 
 /// What one `load_batch` call changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,6 +69,19 @@ pub enum LoadError {
     Database { context: String, reason: String },
 }
 
+/// One row of `bitrix_import_lead_error`, for `b24sync errors list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredError {
+    /// The row's `Id`.
+    pub row_id: i64,
+    /// `sql_ID`: the lead ID as received.
+    pub lead_id: Option<String>,
+    /// `sql_error`.
+    pub reason: Option<String>,
+    /// `sql_date_error`.
+    pub at: Option<NaiveDateTime>,
+}
+
 /// A database the pipeline writes into. See the module docs for the contract.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -91,6 +104,25 @@ pub trait Sink: Send + Sync {
 
     /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError>;
+
+    /// A value of the project's state table (`b24sync_state`: watermarks, schedules).
+    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError>;
+
+    /// Set a value of the project's state table.
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError>;
+
+    /// Every `sql_ID` in `bitrix_leads` (for the deletion check).
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError>;
+
+    /// Remove leads deleted in Bitrix24, with their contact values, solution and error
+    /// rows, in one transaction. Returns how many `bitrix_leads` rows went.
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError>;
+
+    /// The rows of `bitrix_import_lead_error`, oldest first.
+    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError>;
+
+    /// Delete the error rows dated before `before`; returns how many went.
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError>;
 }
 
 /// Open the database named by `--db`: a SQL Server connection string, or else a file path

@@ -7,6 +7,7 @@
 //! migrations are idempotent. The run lock is an OS advisory lock on `<db path>.lock`.
 //! One connection is shared behind a mutex; every call runs on the blocking pool.
 
+mod admin;
 mod batch;
 mod schema;
 mod sql;
@@ -22,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{BatchOutcome, LoadError, SchemaReport, Sink};
-use crate::model::Batch;
+use super::{BatchOutcome, LoadError, SchemaReport, Sink, StoredError};
+use crate::model::{Batch, LeadId};
 
 /// How datetime cells are stored: text that sorts and compares chronologically.
 pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -117,7 +118,7 @@ impl SqliteSink {
     }
 
     /// A value of `b24sync_state` (watermarks and such), if set.
-    pub async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+    pub async fn read_state_value(&self, name: &str) -> Result<Option<String>, LoadError> {
         let name = name.to_string();
         self.with_schema("reading b24sync_state", move |conn| {
             conn.query_row(sql::STATE_READ, [&name], |r| r.get(0))
@@ -128,7 +129,7 @@ impl SqliteSink {
     }
 
     /// Set a value of `b24sync_state` (its `updated_at` is UTC now).
-    pub async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+    pub async fn write_state_value(&self, name: &str, value: &str) -> Result<(), LoadError> {
         let (name, value) = (name.to_string(), value.to_string());
         self.with_schema("writing b24sync_state", move |conn| {
             conn.execute(sql::STATE_WRITE, [&name, &value])
@@ -299,5 +300,30 @@ impl Sink for SqliteSink {
                 .map_err(db_err("stamping bitrix_lead_runtime"))
         })
         .await
+    }
+
+    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+        self.read_state_value(name).await
+    }
+
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+        self.write_state_value(name, value).await
+    }
+
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError> {
+        self.with_schema("reading the lead IDs", admin::lead_ids).await
+    }
+
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError> {
+        self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids)).await
+    }
+
+    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError> {
+        self.with_schema("reading bitrix_import_lead_error", admin::error_rows).await
+    }
+
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
+        self.with_schema("clearing bitrix_import_lead_error", move |conn| admin::clear_errors(conn, before))
+            .await
     }
 }

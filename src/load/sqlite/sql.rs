@@ -38,3 +38,12 @@ pub const ERRORS_INSERT: &str = include_str!("../../../sql/sqlite/errors_insert.
 pub const RUNTIME_STAMP: &str = include_str!("../../../sql/sqlite/runtime_stamp.sql");
 pub const STATE_READ: &str = include_str!("../../../sql/sqlite/state_read.sql");
 pub const STATE_WRITE: &str = include_str!("../../../sql/sqlite/state_write.sql");
+
+// Deletion check and error review.
+pub const LEAD_IDS: &str = include_str!("../../../sql/sqlite/lead_ids.sql");
+pub const STAGE_DELETE_CREATE: &str = include_str!("../../../sql/sqlite/stage_delete_create.sql");
+pub const STAGE_DELETE_ID: &str = include_str!("../../../sql/sqlite/stage_delete_id.sql");
+pub const DELETE_DEPENDENTS: &str = include_str!("../../../sql/sqlite/delete_dependents.sql");
+pub const DELETE_LEADS: &str = include_str!("../../../sql/sqlite/delete_leads.sql");
+pub const ERROR_ROWS: &str = include_str!("../../../sql/sqlite/error_rows.sql");
+pub const ERRORS_CLEAR: &str = include_str!("../../../sql/sqlite/errors_clear.sql");

@@ -676,17 +676,17 @@ async fn lookups_by_lead_id_use_the_unique_index() {
 #[tokio::test]
 async fn state_values_round_trip() {
     let f = fixture();
-    assert_eq!(f.sink.read_state("watermark").await.unwrap(), None);
+    assert_eq!(f.sink.read_state_value("watermark").await.unwrap(), None);
     f.sink
-        .write_state("watermark", "2024-03-01 00:00:00")
+        .write_state_value("watermark", "2024-03-01 00:00:00")
         .await
         .unwrap();
     f.sink
-        .write_state("watermark", "2024-03-02 00:00:00")
+        .write_state_value("watermark", "2024-03-02 00:00:00")
         .await
         .unwrap();
     assert_eq!(
-        f.sink.read_state("watermark").await.unwrap().as_deref(),
+        f.sink.read_state_value("watermark").await.unwrap().as_deref(),
         Some("2024-03-02 00:00:00")
     );
     let n: Vec<i64> = f.rows("SELECT count(*) FROM b24sync_state");
