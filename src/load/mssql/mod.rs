@@ -507,10 +507,23 @@ impl Sink for MssqlSink {
         if held.is_some() {
             return Ok(());
         }
-        let mut client = self.pool.dedicated_connection().await.map_err(|e| {
-            self.target
-                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target))
-        })?;
+        let mut client =
+            match tokio::time::timeout(self.opts.connect_timeout, self.pool.dedicated_connection())
+                .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    return Err(self
+                        .target
+                        .unreachable(&conn::Failure::from_manager(&e).reason(&self.target)))
+                }
+                Err(_) => {
+                    return Err(self.target.unreachable(&format!(
+                        "no connection for the run lock within {} s",
+                        self.opts.connect_timeout.as_secs()
+                    )))
+                }
+            };
         let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         let code = async {
             let row = client
