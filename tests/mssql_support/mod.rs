@@ -159,7 +159,7 @@ pub fn lead(id: i32, variant: u32) -> LeadRecord {
                 1 + (id as u32 % 27),
                 12,
                 34,
-                (variant % 60) as u32,
+                variant % 60,
             )),
             ColumnKind::Date => {
                 if id % 3 == 0 {
