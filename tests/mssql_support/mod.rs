@@ -153,14 +153,9 @@ pub fn lead(id: i32, variant: u32) -> LeadRecord {
                 _ => Cell::Text(String::new()),
             },
             ColumnKind::LongText => Cell::Text(format!("Комментарий {id}\nline two\t{variant}")),
-            ColumnKind::DateTime => Cell::DateTime(dt(
-                2024,
-                5,
-                1 + (id as u32 % 27),
-                12,
-                34,
-                variant % 60,
-            )),
+            ColumnKind::DateTime => {
+                Cell::DateTime(dt(2024, 5, 1 + (id as u32 % 27), 12, 34, variant % 60))
+            }
             ColumnKind::Date => {
                 if id % 3 == 0 {
                     Cell::Null

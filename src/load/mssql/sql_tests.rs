@@ -26,8 +26,9 @@ const PARSE_ALLOWLIST: &[(&str, &str, &str)] = &[(
      which sqlparser does not accept; there is no other way to get the code in T-SQL",
 )];
 
-/// Files under sql/mssql that b24sync never sends itself: they are for people.
-const FOR_PEOPLE: &[&str] = &["create_database.sql"];
+/// Files under sql/mssql that the sink never sends: for people (docker-compose's sqlcmd step)
+/// and for the load benchmark's row-by-row baseline (examples/mssql_load_bench.rs).
+const FOR_PEOPLE: &[&str] = &["create_database.sql", "row_by_row_lead.sql", "row_by_row_contact.sql"];
 
 fn sql_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/mssql")
