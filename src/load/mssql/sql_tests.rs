@@ -28,7 +28,11 @@ const PARSE_ALLOWLIST: &[(&str, &str, &str)] = &[(
 
 /// Files under sql/mssql that the sink never sends: for people (docker-compose's sqlcmd step)
 /// and for the load benchmark's row-by-row baseline (examples/mssql_load_bench.rs).
-const FOR_PEOPLE: &[&str] = &["create_database.sql", "row_by_row_lead.sql", "row_by_row_contact.sql"];
+const FOR_PEOPLE: &[&str] = &[
+    "create_database.sql",
+    "row_by_row_lead.sql",
+    "row_by_row_contact.sql",
+];
 
 fn sql_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/mssql")
