@@ -1,0 +1,29 @@
+# b24sync in a container: build with the Rust toolchain, run on a slim Debian.
+# Used by docker-compose.yml; also works on its own:
+#   docker build -t b24sync . && docker run --rm -e B24SYNC_DB=... -e B24SYNC_WEBHOOK=... b24sync sync
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# Dependencies first, so editing the sources does not rebuild every crate.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked --bin b24sync \
+    && rm -rf src
+COPY src ./src
+COPY sql ./sql
+# The dummy build above left a stale b24sync; make sure the real sources are compiled.
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin b24sync
+
+FROM debian:bookworm-slim
+# CA certificates: TLS to SQL Server (when its certificate is CA-signed) and to Bitrix24.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/b24sync --create-home b24sync
+COPY --from=build /src/target/release/b24sync /usr/local/bin/b24sync
+# The SQL files, for a DBA who wants to read or run them by hand (fix_duplicate_leads.sql).
+COPY --from=build /src/sql /usr/share/b24sync/sql
+USER b24sync
+WORKDIR /var/lib/b24sync
+ENTRYPOINT ["/usr/local/bin/b24sync"]
+CMD ["sync"]

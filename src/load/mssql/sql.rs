@@ -1,0 +1,125 @@
+//! Every T-SQL text the SQL Server sink sends, from `sql/mssql/` (so tests can parse all
+//! of it), and the numbered migrations `init-db` applies.
+//!
+//! Two statements are not ours: tiberius's bulk insert sends `SELECT TOP 0 * FROM #stage_x`
+//! and `INSERT BULK #stage_x (...)` built from the staging table names below, and bb8-tiberius
+//! checks a pooled connection with `SELECT 1` before handing it out.
+
+/// The six Oktell tables and `b24sync_migrations`, each guarded by `OBJECT_ID`.
+pub const OKTELL_TABLES: &str = include_str!("../../../sql/mssql/oktell_tables.sql");
+/// Which of the tables above exist (for `SchemaReport::created`).
+pub const TABLES_PRESENT: &str = include_str!("../../../sql/mssql/tables_present.sql");
+pub const MIGRATIONS_APPLIED: &str = include_str!("../../../sql/mssql/migrations_applied.sql");
+pub const MIGRATION_SET_CHECKSUM: &str =
+    include_str!("../../../sql/mssql/migration_set_checksum.sql");
+pub const CHECK_DUPLICATE_LEADS: &str =
+    include_str!("../../../sql/mssql/check_duplicate_leads.sql");
+/// Shipped for a DBA to run by hand; exposed so a CLI can print it.
+pub const FIX_DUPLICATE_LEADS: &str = include_str!("../../../sql/mssql/fix_duplicate_leads.sql");
+pub const TX_BEGIN: &str = include_str!("../../../sql/mssql/tx_begin.sql");
+pub const TX_COMMIT: &str = include_str!("../../../sql/mssql/tx_commit.sql");
+pub const ROLLBACK: &str = include_str!("../../../sql/mssql/rollback.sql");
+
+pub const STAGE_CREATE: &str = include_str!("../../../sql/mssql/stage_create.sql");
+pub const STAGE_LONG_COMMENTS: &str = include_str!("../../../sql/mssql/stage_long_comments.sql");
+pub const STAGE_LONG_ERROR_JSON: &str =
+    include_str!("../../../sql/mssql/stage_long_error_json.sql");
+/// How many (key, value) pairs one long-value statement carries.
+pub const LONG_CHUNK: usize = 4;
+pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
+
+pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
+pub const LOCK_RELEASE: &str = include_str!("../../../sql/mssql/lock_release.sql");
+pub const STAMP_RUNTIME: &str = include_str!("../../../sql/mssql/stamp_runtime.sql");
+
+/// Staging tables created by [`STAGE_CREATE`]; tiberius bulk-loads into these names.
+pub const STAGE_LEADS: &str = "#stage_leads";
+pub const STAGE_CONTACTS: &str = "#stage_contacts";
+pub const STAGE_ERRORS: &str = "#stage_errors";
+
+/// The tables [`OKTELL_TABLES`] creates, in [`TABLES_PRESENT`]'s terms.
+pub const SCHEMA_TABLES: [&str; 7] = [
+    "bitrix_oauth",
+    "bitrix_leads",
+    "bitrix_lead_contacts",
+    "bitrix_lead_solution",
+    "bitrix_import_lead_error",
+    "bitrix_lead_runtime",
+    "b24sync_migrations",
+];
+
+/// A numbered, once-only schema change. Each file guards itself with its version in
+/// `b24sync_migrations` and records itself (checksum `N'manual'`), so a DBA can run the files
+/// by hand; b24sync then stores the file's checksum.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+    /// Check for duplicate `sql_ID` rows first (the unique index would fail on them).
+    pub needs_unique_leads: bool,
+}
+
+pub const MIGRATIONS: [Migration; 4] = [
+    Migration {
+        version: 1,
+        name: "state_table",
+        sql: include_str!("../../../sql/mssql/migrations/0001_state_table.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 2,
+        name: "contacts_lead_index",
+        sql: include_str!("../../../sql/mssql/migrations/0002_contacts_lead_index.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 3,
+        name: "solution_lead_index",
+        sql: include_str!("../../../sql/mssql/migrations/0003_solution_lead_index.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 4,
+        name: "leads_unique_sql_id",
+        sql: include_str!("../../../sql/mssql/migrations/0004_leads_unique_sql_id.sql"),
+        needs_unique_leads: true,
+    },
+];
+
+/// Checksum recorded for a migration: FNV-1a (64-bit) of the text with line endings
+/// normalised, so a Windows checkout (CRLF) does not look like an edit. It detects edits of
+/// an applied file; it is not meant to resist tampering.
+pub fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sql.replace("\r\n", "\n").bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+/// Every SQL text above with its file name, for the parse tests.
+#[cfg(test)]
+pub fn all_included() -> Vec<(&'static str, &'static str)> {
+    let mut all = vec![
+        ("oktell_tables.sql", OKTELL_TABLES),
+        ("tables_present.sql", TABLES_PRESENT),
+        ("migrations_applied.sql", MIGRATIONS_APPLIED),
+        ("migration_set_checksum.sql", MIGRATION_SET_CHECKSUM),
+        ("check_duplicate_leads.sql", CHECK_DUPLICATE_LEADS),
+        ("fix_duplicate_leads.sql", FIX_DUPLICATE_LEADS),
+        ("tx_begin.sql", TX_BEGIN),
+        ("tx_commit.sql", TX_COMMIT),
+        ("rollback.sql", ROLLBACK),
+        ("stage_create.sql", STAGE_CREATE),
+        ("stage_long_comments.sql", STAGE_LONG_COMMENTS),
+        ("stage_long_error_json.sql", STAGE_LONG_ERROR_JSON),
+        ("upsert_batch.sql", UPSERT_BATCH),
+        ("lock_acquire.sql", LOCK_ACQUIRE),
+        ("lock_release.sql", LOCK_RELEASE),
+        ("stamp_runtime.sql", STAMP_RUNTIME),
+    ];
+    all.extend(MIGRATIONS.iter().map(|m| (m.name, m.sql)));
+    all
+}

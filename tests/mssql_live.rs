@@ -1,0 +1,848 @@
+//! The SQL Server sink against a real server. Each test creates its own database
+//! `b24sync_test_<random>` through master and drops it at the end.
+//!
+//! Run with an ADO.NET string whose login may create databases (e.g. sa on a test server):
+//!     B24SYNC_TEST_MSSQL='Server=tcp:localhost,1433;User Id=sa;Password=...;TrustServerCertificate=true' \
+//!         cargo test --test mssql_live -- --test-threads=2
+//! Without the variable every test prints `skipped: B24SYNC_TEST_MSSQL is not set` and passes,
+//! except `unreachable_server_is_one_line_without_password`, which needs no server.
+
+mod mssql_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use b24sync::load::mssql::{sql, MssqlOptions, MssqlSink};
+use b24sync::load::{BatchOutcome, LoadError, Sink};
+use b24sync::model::{Batch, Cell, LeadRecord, Problem, ProblemKind, RejectedLead};
+use mssql_support::*;
+
+fn opts() -> MssqlOptions {
+    MssqlOptions {
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(20),
+        ..MssqlOptions::default()
+    }
+}
+
+async fn sink(db: &TestDb) -> MssqlSink {
+    MssqlSink::connect(&db.conn, opts()).await.expect("connect")
+}
+
+async fn ready_sink(db: &TestDb) -> MssqlSink {
+    let s = sink(db).await;
+    s.init_schema().await.expect("init_schema");
+    s
+}
+
+fn batch(records: Vec<LeadRecord>) -> Batch {
+    Batch {
+        records,
+        rejected: vec![],
+    }
+}
+
+fn now() -> chrono::NaiveDateTime {
+    dt(2024, 6, 1, 10, 0, 0)
+}
+
+/// (sql_ID → (Id, row)) of everything in bitrix_leads.
+async fn leads(c: &mut Raw) -> BTreeMap<i32, (i32, b24sync::model::LeadRow)> {
+    exec(c, &lead_select())
+        .await
+        .iter()
+        .flatten()
+        .map(|r| {
+            let (id, row) = read_lead(r);
+            (row.id, (id, row))
+        })
+        .collect()
+}
+
+/// (Id, lead, contact id, value type, value, type) of every contact row, by Id.
+async fn contacts(
+    c: &mut Raw,
+) -> Vec<(
+    i32,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
+    let s = |r: &tiberius::Row, n: &str| r.get::<&str, _>(n).map(str::to_string);
+    exec(c, "SELECT Id, sql_LEAD_ID, sql_CONTACT_ID, sql_VALUE_TYPE, sql_VALUE, sql_TYPE_ID FROM dbo.bitrix_lead_contacts ORDER BY Id")
+        .await
+        .iter()
+        .flatten()
+        .map(|r| {
+            (
+                r.get::<i32, _>("Id").expect("Id"),
+                r.get::<i32, _>("sql_LEAD_ID").expect("lead"),
+                s(r, "sql_CONTACT_ID"),
+                s(r, "sql_VALUE_TYPE"),
+                s(r, "sql_VALUE"),
+                s(r, "sql_TYPE_ID"),
+            )
+        })
+        .collect()
+}
+
+/// (Id, sql_ID, sql_error, json, date) of every error row, by Id.
+async fn errors(c: &mut Raw) -> Vec<(i32, Option<String>, String, String, chrono::NaiveDateTime)> {
+    exec(
+        c,
+        "SELECT Id, sql_ID, sql_error, CAST(sql_full_lead_info AS nvarchar(max)) AS info, sql_date_error \
+         FROM dbo.bitrix_import_lead_error ORDER BY Id",
+    )
+    .await
+    .iter()
+    .flatten()
+    .map(|r| {
+        (
+            r.get::<i32, _>("Id").expect("Id"),
+            r.get::<&str, _>("sql_ID").map(str::to_string),
+            r.get::<&str, _>("sql_error").unwrap_or_default().to_string(),
+            r.get::<&str, _>("info").unwrap_or_default().to_string(),
+            r.get::<chrono::NaiveDateTime, _>("sql_date_error").expect("date"),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn unreachable_server_is_one_line_without_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let conn = "Server=tcp:127.0.0.1,1;Database=oktell;User Id=b24;Password=Very$ecret42;TrustServerCertificate=true";
+    let err = MssqlSink::connect(
+        conn,
+        MssqlOptions {
+            connect_timeout: Duration::from_secs(5),
+            ..opts()
+        },
+    )
+    .await
+    .expect_err("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::Unreachable { .. }), "{err:?}");
+    assert!(
+        text.starts_with("cannot open the database 127.0.0.1:1/oktell: "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Very$ecret42") && !text.contains('\n'),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn refused_login_names_the_user_not_the_password() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let bad = format!("{};User Id=b24sync_nobody;Password=Wr0ng$ecret", db.conn);
+    let err = MssqlSink::connect(&bad, opts())
+        .await
+        .expect_err("login must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("login failed for user 'b24sync_nobody'"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("/{}", db.name)), "{text}");
+    assert!(
+        !text.contains("Wr0ng$ecret") && !text.contains('\n'),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = sink(&db).await;
+    assert_eq!(s.describe().split('/').nth(1), Some(db.name.as_str()));
+
+    // Loading before init-db is refused with what to do.
+    let err = s
+        .load_batch(batch(vec![lead(1, 0)]), now())
+        .await
+        .expect_err("not prepared");
+    assert!(
+        matches!(err, LoadError::Schema(_)) && err.to_string().contains("b24sync init-db"),
+        "{err}"
+    );
+
+    let report = s.init_schema().await.expect("init");
+    for t in sql::SCHEMA_TABLES {
+        assert!(
+            report.created.contains(&format!("table dbo.{t}")),
+            "{report:?}"
+        );
+    }
+    for m in sql::MIGRATIONS.iter() {
+        assert!(
+            report
+                .created
+                .contains(&format!("migration {:04} {}", m.version, m.name)),
+            "{report:?}"
+        );
+    }
+    assert!(report.warnings.is_empty(), "{report:?}");
+
+    let again = s.init_schema().await.expect("second init");
+    assert!(
+        again.created.is_empty() && again.warnings.is_empty(),
+        "{again:?}"
+    );
+
+    let mut c = db.raw().await;
+    // Columns as the contract says (INFORMATION_SCHEMA keeps names' case).
+    let rows = exec(
+        &mut c,
+        "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE FROM INFORMATION_SCHEMA.COLUMNS \
+         WHERE TABLE_SCHEMA = N'dbo' AND TABLE_NAME = N'bitrix_leads' ORDER BY ORDINAL_POSITION",
+    )
+    .await;
+    let got: Vec<(String, String, Option<i32>, String)> = rows[0]
+        .iter()
+        .map(|r| {
+            (
+                r.get::<&str, _>(0).unwrap_or_default().to_string(),
+                r.get::<&str, _>(1).unwrap_or_default().to_string(),
+                r.get::<i32, _>(2),
+                r.get::<&str, _>(3).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 35);
+    assert_eq!(got[0], ("Id".into(), "int".into(), None, "NO".into()));
+    assert_eq!(got[1], ("sql_ID".into(), "int".into(), None, "NO".into()));
+    for (c, g) in b24sync::model::LEAD_COLUMNS.iter().zip(&got[2..]) {
+        assert_eq!(g.0, c.sql_name());
+        assert_eq!(g.3, "YES");
+        match c.kind {
+            b24sync::model::ColumnKind::Text { max_chars } => {
+                assert_eq!(
+                    (g.1.as_str(), g.2),
+                    ("nvarchar", Some(max_chars as i32)),
+                    "{}",
+                    g.0
+                )
+            }
+            b24sync::model::ColumnKind::LongText => assert_eq!(g.1, "ntext"),
+            _ => assert_eq!(g.1, "datetime"),
+        }
+    }
+    // The unique index is there: a second row with the same sql_ID is refused.
+    exec(&mut c, "INSERT INTO dbo.bitrix_leads (sql_ID) VALUES (42);").await;
+    let dup = c
+        .execute("INSERT INTO dbo.bitrix_leads (sql_ID) VALUES (42);", &[])
+        .await
+        .map(|_| ());
+    assert!(
+        matches!(
+            dup.as_ref().err().and_then(|e| e.code()),
+            Some(2601) | Some(2627)
+        ),
+        "{dup:?}"
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_migrations WHERE checksum LIKE N'fnv1a64:%'"
+        )
+        .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let mut c = db.raw().await;
+    // The original layout: the six tables, no indexes, no b24sync tables.
+    exec(&mut c, sql::OKTELL_TABLES).await;
+    exec(&mut c, "DROP TABLE dbo.b24sync_migrations;").await;
+    exec(
+        &mut c,
+        "INSERT INTO dbo.bitrix_oauth (client_id, domain, access_token, dateexec) VALUES (N'app.1', N'portal.bitrix24.ru', N'tok', '2024-01-01T00:00:00');
+         INSERT INTO dbo.bitrix_leads (sql_ID, sql_TITLE, sql_COMMENTS) VALUES
+             (1, N'one', N'c1'), (2, N'two old', N'c2'), (2, N'two new', N'c2b'), (3, N'three a', NULL),
+             (3, N'three b', NULL), (3, N'three c', NULL), (4, N'four', NULL);
+         INSERT INTO dbo.bitrix_lead_contacts (sql_LEAD_ID, sql_CONTACT_ID, sql_VALUE_TYPE, sql_VALUE, sql_TYPE_ID)
+             VALUES (1, N'11', N'WORK', N'+7 900', N'PHONE');
+         SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON;
+         INSERT INTO dbo.bitrix_lead_runtime (Id, lead_list_dt) VALUES (1, '2023-12-31T23:00:00');
+         SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF;",
+    )
+    .await;
+
+    let s = sink(&db).await;
+    let err = s
+        .init_schema()
+        .await
+        .expect_err("duplicates block the unique index");
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+    assert!(
+        text.contains("2 sql_ID value(s) stored more than once (3 surplus row(s))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 (2 rows)") && text.contains("3 (3 rows)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix_duplicate_leads.sql") && text.contains("sqlcmd"),
+        "{text}"
+    );
+    // Nothing was lost, and the other changes went in.
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads").await,
+        7
+    );
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_oauth").await,
+        1
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_migrations WHERE version = 4"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_migrations WHERE version < 4"
+        )
+        .await,
+        3
+    );
+
+    // The documented fix, as sqlcmd would send it (one batch, no GO).
+    let removed = exec(&mut c, sql::FIX_DUPLICATE_LEADS).await;
+    assert_eq!(
+        removed
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|r| r.get::<i32, _>(0)),
+        Some(3)
+    );
+
+    let report = s.init_schema().await.expect("init after the fix");
+    assert_eq!(
+        report.created,
+        vec!["migration 0004 leads_unique_sql_id".to_string()]
+    );
+    let kept = exec(
+        &mut c,
+        "SELECT sql_ID, sql_TITLE FROM dbo.bitrix_leads ORDER BY sql_ID",
+    )
+    .await;
+    let kept: Vec<(i32, String)> = kept[0]
+        .iter()
+        .map(|r| {
+            (
+                r.get::<i32, _>(0).unwrap_or(0),
+                r.get::<&str, _>(1).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (1, "one".into()),
+            (2, "two new".into()),
+            (3, "three c".into()),
+            (4, "four".into())
+        ]
+    );
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_lead_contacts").await,
+        1
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_oauth WHERE access_token = N'tok'"
+        )
+        .await,
+        1
+    );
+
+    // The loader now works on top of the old data: lead 1 keeps its Id.
+    let id_before = scalar_i32(&mut c, "SELECT Id FROM dbo.bitrix_leads WHERE sql_ID = 1").await;
+    let out = s
+        .load_batch(batch(vec![lead(1, 0), lead(5, 0)]), now())
+        .await
+        .expect("load");
+    assert_eq!((out.leads_inserted, out.leads_updated), (1, 1));
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT Id FROM dbo.bitrix_leads WHERE sql_ID = 1").await,
+        id_before
+    );
+    // Lead 1 has one contact in Bitrix24 now (id % 4 == 1): the old value 11 is replaced by 10.
+    let ids: Vec<_> = contacts(&mut c)
+        .await
+        .into_iter()
+        .filter(|r| r.1 == 1)
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(ids, vec![Some("10".to_string())]);
+}
+
+#[tokio::test]
+async fn full_load_reads_back_exactly_and_reruns_change_nothing() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+
+    let mut records: Vec<LeadRecord> = (1..=300).map(|id| lead(id, 0)).collect();
+    let huge = "Письмо 📧 !".repeat(10_000); // 100,000 chars, 110,000 UTF-16 units
+    assert_eq!(huge.chars().count(), 100_000);
+    for r in records.iter_mut().filter(|r| r.lead.id % 97 == 0) {
+        r.lead.cells[idx("COMMENTS")] = Cell::Text(huge.clone());
+    }
+    records[10].lead.cells[idx("TITLE")] = Cell::Text("😀".repeat(2000)); // 4,000 units: the column's size
+    records[11].lead.cells[idx("COMMENTS")] = Cell::Text("x".repeat(32_767)); // the bulk path's limit
+    records[12].lead.cells[idx("COMMENTS")] = Cell::Text("y".repeat(32_768)); // just over it
+
+    let mut total = BatchOutcome::default();
+    for chunk in records.chunks(100) {
+        total.add(
+            &s.load_batch(batch(chunk.to_vec()), now())
+                .await
+                .expect("load"),
+        );
+    }
+    let expected_contacts: u64 = records.iter().map(|r| r.contacts.len() as u64).sum();
+    assert_eq!(
+        total,
+        BatchOutcome {
+            leads_inserted: 300,
+            contacts_written: expected_contacts,
+            ..BatchOutcome::default()
+        }
+    );
+
+    let mut c = db.raw().await;
+    let stored = leads(&mut c).await;
+    assert_eq!(stored.len(), 300);
+    for r in &records {
+        let (_, row) = &stored[&r.lead.id];
+        assert_eq!(row, &r.lead, "lead {} reads back exactly", r.lead.id);
+    }
+    let mut want: Vec<_> = records
+        .iter()
+        .flat_map(|r| {
+            r.contacts
+                .iter()
+                .map(|k| (k.lead_id, k.contact_id.clone(), k.value.clone()))
+        })
+        .collect();
+    want.sort();
+    let mut got: Vec<_> = contacts(&mut c)
+        .await
+        .into_iter()
+        .map(|k| (k.1, k.2, k.4))
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    let solutions = exec(
+        &mut c,
+        "SELECT sql_LEAD_ID, sql_solution FROM dbo.bitrix_lead_solution ORDER BY sql_LEAD_ID",
+    )
+    .await;
+    let solutions: Vec<(i32, String)> = solutions[0]
+        .iter()
+        .map(|r| {
+            (
+                r.get::<i32, _>(0).unwrap_or(0),
+                r.get::<&str, _>(1).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(i32, String)> = records
+        .iter()
+        .filter_map(|r| r.solution.clone().map(|s| (r.lead.id, s)))
+        .collect();
+    assert_eq!(solutions, want);
+
+    // Re-run: nothing changes, Ids stay.
+    let ids_before: Vec<(i32, i32)> = stored.iter().map(|(k, (id, _))| (*k, *id)).collect();
+    let contacts_before = contacts(&mut c).await;
+    let mut again = BatchOutcome::default();
+    for chunk in records.chunks(100) {
+        again.add(
+            &s.load_batch(batch(chunk.to_vec()), now())
+                .await
+                .expect("reload"),
+        );
+    }
+    assert_eq!(
+        again,
+        BatchOutcome {
+            leads_unchanged: 300,
+            ..BatchOutcome::default()
+        }
+    );
+    let ids_after: Vec<(i32, i32)> = leads(&mut c)
+        .await
+        .iter()
+        .map(|(k, (id, _))| (*k, *id))
+        .collect();
+    assert_eq!(ids_after, ids_before);
+    assert_eq!(contacts(&mut c).await, contacts_before);
+
+    // Changes that a case-insensitive, trailing-space-blind comparison would miss count too.
+    let mut changed = vec![
+        records[0].clone(),
+        records[1].clone(),
+        records[2].clone(),
+        records[95].clone(),
+    ];
+    changed[0].lead.cells[idx("NAME")] = Cell::Text("IVAN".into());
+    changed[1].lead.cells[idx("NAME")] = Cell::Text("ivan".into());
+    let out = s
+        .load_batch(batch(changed[..2].to_vec()), now())
+        .await
+        .expect("load");
+    assert_eq!(out.leads_updated, 2);
+    let out = s
+        .load_batch(batch(changed[..2].to_vec()), now())
+        .await
+        .expect("load");
+    assert_eq!(out.leads_updated, 0, "same values again");
+    changed[0].lead.cells[idx("NAME")] = Cell::Text("ivan".into());
+    changed[1].lead.cells[idx("NAME")] = Cell::Text("ivan ".into());
+    changed[2].lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2030, 1, 1, 0, 0, 1));
+    changed[3].lead.cells[idx("COMMENTS")] = Cell::Text(format!("{huge}!"));
+    changed[3].solution = None;
+    let out = s
+        .load_batch(batch(changed.clone()), now())
+        .await
+        .expect("load");
+    assert_eq!((out.leads_updated, out.leads_unchanged), (4, 0));
+    let stored = leads(&mut c).await;
+    for r in &changed {
+        assert_eq!(stored[&r.lead.id].1, r.lead);
+    }
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_lead_solution WHERE sql_LEAD_ID = 96"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn removed_and_changed_contact_values_are_replaced() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut r = lead(7, 0); // 3 values: 70, 71, 72
+    assert_eq!(r.contacts.len(), 3);
+    s.load_batch(batch(vec![r.clone()]), now())
+        .await
+        .expect("load");
+    let mut c = db.raw().await;
+    let before = contacts(&mut c).await;
+    // An extra copy of value 70, as the original scripts could leave.
+    exec(
+        &mut c,
+        "INSERT INTO dbo.bitrix_lead_contacts (sql_LEAD_ID, sql_CONTACT_ID, sql_VALUE_TYPE, sql_VALUE, sql_TYPE_ID) \
+         VALUES (7, N'70', N'WORK', N'+7 (900) 000-07-00', N'PHONE');",
+    )
+    .await;
+
+    r.contacts.remove(2); // 72 removed in Bitrix24
+    r.contacts[1].value = Some("+7 (900) 999-99-99".into()); // 71 changed
+    let out = s
+        .load_batch(batch(vec![r.clone()]), now())
+        .await
+        .expect("load");
+    assert_eq!(
+        (out.contacts_deleted, out.contacts_written),
+        (2, 1),
+        "72 and the extra copy; 71"
+    );
+    let after = contacts(&mut c).await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0], before[0], "70 untouched, same Id");
+    assert_eq!(after[1].0, before[1].0, "71 updated in place");
+    assert_eq!(after[1].4.as_deref(), Some("+7 (900) 999-99-99"));
+
+    // All values removed: none left. Other leads' values are not touched.
+    s.load_batch(batch(vec![lead(5, 0)]), now())
+        .await
+        .expect("load");
+    r.contacts.clear();
+    let out = s.load_batch(batch(vec![r]), now()).await.expect("load");
+    assert_eq!(out.contacts_deleted, 2);
+    let left = contacts(&mut c).await;
+    assert!(left.iter().all(|k| k.1 == 5) && left.len() == 1, "{left:?}");
+}
+
+#[tokio::test]
+async fn error_rows_follow_the_contract() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut c = db.raw().await;
+
+    let mut with_problem = lead(3, 0);
+    with_problem.problems.push(Problem {
+        field: "TITLE".into(),
+        kind: ProblemKind::Truncated,
+        detail: "5,120 characters; the column holds 4,000: stored the first 4,000".into(),
+    });
+    with_problem.raw_json = format!("{{\"ID\":\"3\",\"COMMENTS\":\"{}\"}}", "ж".repeat(60_000)); // long JSON
+    let no_id = RejectedLead {
+        lead_id: None,
+        reason: "no ID".into(),
+        raw_json: "{\"TITLE\":\"x\"}".into(),
+    };
+    let b = Batch {
+        records: vec![with_problem.clone(), lead(4, 0)],
+        rejected: vec![no_id.clone()],
+    };
+    let out = s.load_batch(b.clone(), now()).await.expect("load");
+    assert_eq!((out.leads_inserted, out.error_rows), (2, 2));
+    let first = errors(&mut c).await;
+    assert_eq!(first.len(), 2);
+    // Batch::error_rows lists rejected leads first, and new rows get Ids in that order.
+    assert_eq!(first[0].1, None);
+    assert_eq!(first[0].3, no_id.raw_json);
+    assert_eq!(first[1].1.as_deref(), Some("3"));
+    assert!(
+        first[1].2.starts_with("loaded with changes: TITLE: "),
+        "{}",
+        first[1].2
+    );
+    assert_eq!(first[1].3, with_problem.raw_json, "long JSON stored whole");
+    assert_eq!(first[1].4, now());
+
+    // Same batch later: rows kept as they were (Id and first-seen date).
+    let later = dt(2024, 6, 2, 10, 0, 0);
+    let out = s.load_batch(b, later).await.expect("reload");
+    assert_eq!(out.error_rows, 2);
+    assert_eq!(errors(&mut c).await, first);
+
+    // A new problem adds a row, the old one goes; then the lead loads cleanly: no rows left.
+    let mut other = with_problem.clone();
+    other.problems[0] = Problem {
+        field: "BIRTHDATE".into(),
+        kind: ProblemKind::Unparseable,
+        detail: "'31.02' is not a date".into(),
+    };
+    s.load_batch(batch(vec![other]), later).await.expect("load");
+    let rows: Vec<_> = errors(&mut c)
+        .await
+        .into_iter()
+        .filter(|e| e.1.as_deref() == Some("3"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].2.contains("BIRTHDATE") && rows[0].4 == later);
+    let out = s
+        .load_batch(batch(vec![lead(3, 0)]), later)
+        .await
+        .expect("clean");
+    assert_eq!(out.error_rows, 0);
+    assert!(errors(&mut c)
+        .await
+        .iter()
+        .all(|e| e.1.as_deref() != Some("3")));
+    assert_eq!(errors(&mut c).await.len(), 1, "the row without an ID stays");
+}
+
+#[tokio::test]
+async fn a_row_the_server_rejects_is_isolated_and_the_rest_loads() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    // Something the loader cannot foresee: a DBA's CHECK constraint.
+    exec(&mut c, "ALTER TABLE dbo.bitrix_leads ADD CONSTRAINT CK_test_no_reject CHECK (sql_TITLE IS NULL OR sql_TITLE NOT LIKE N'%REJECT%');").await;
+
+    let mut records: Vec<LeadRecord> = (1..=64).map(|id| lead(id, 0)).collect();
+    records[17].lead.cells[idx("TITLE")] = Cell::Text("please REJECT me".into());
+    records[50].lead.cells[idx("TITLE")] = Cell::Text("REJECT too".into());
+    let out = s
+        .load_batch(batch(records.clone()), now())
+        .await
+        .expect("the batch survives");
+    assert_eq!(out.leads_inserted, 62);
+    assert_eq!(out.error_rows, 2);
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads").await,
+        62
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_leads WHERE sql_ID IN (18, 51)"
+        )
+        .await,
+        0
+    );
+    let errs = errors(&mut c).await;
+    let ids: Vec<_> = errs
+        .iter()
+        .map(|e| e.1.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, vec!["18".to_string(), "51".to_string()]);
+    for e in &errs {
+        assert!(
+            e.2.contains("SQL Server rejected the lead") && e.2.contains("CK_test_no_reject"),
+            "{}",
+            e.2
+        );
+        assert!(e.3.contains("\"ID\""), "the lead's JSON is kept");
+    }
+    // The rejected leads' contacts were not written either.
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_lead_contacts WHERE sql_LEAD_ID IN (18, 51)"
+        )
+        .await,
+        0
+    );
+
+    // Fixed in Bitrix24: it loads and its error row goes.
+    records[17].lead.cells[idx("TITLE")] = Cell::Text("fine now".into());
+    let out = s
+        .load_batch(batch(vec![records[17].clone()]), now())
+        .await
+        .expect("load");
+    assert_eq!(out.leads_inserted, 1);
+    assert_eq!(errors(&mut c).await.len(), 1);
+}
+
+#[tokio::test]
+async fn one_run_at_a_time() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let a = ready_sink(&db).await;
+    let b = sink(&db).await;
+    a.lock_run(Duration::from_secs(1))
+        .await
+        .expect("first run gets the lock");
+    a.lock_run(Duration::from_secs(1))
+        .await
+        .expect("taking it again is a no-op");
+
+    let started = Instant::now();
+    let err = b
+        .lock_run(Duration::from_millis(1500))
+        .await
+        .expect_err("second run waits, then gives up");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, LoadError::LockBusy { waited_secs: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&db.name));
+
+    // The holder can still load while it holds the lock (the lock is on its own connection).
+    a.load_batch(batch(vec![lead(1, 0)]), now())
+        .await
+        .expect("load under the lock");
+
+    a.unlock_run().await.expect("unlock");
+    a.unlock_run().await.expect("unlock again is a no-op");
+    b.lock_run(Duration::from_secs(1)).await.expect("free now");
+    b.unlock_run().await.expect("unlock");
+
+    // A sink that goes away without unlocking frees the lock with its connection.
+    a.lock_run(Duration::from_secs(1)).await.expect("lock");
+    drop(a);
+    b.lock_run(Duration::from_secs(10))
+        .await
+        .expect("freed when the holder's session ended");
+}
+
+#[tokio::test]
+async fn runtime_row_one_is_stamped() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    s.stamp_runtime(dt(2024, 6, 1, 10, 0, 0))
+        .await
+        .expect("first stamp inserts Id 1");
+    s.stamp_runtime(dt(2024, 6, 1, 11, 30, 15))
+        .await
+        .expect("second updates it");
+    let rows = exec(
+        &mut c,
+        "SELECT Id, lead_get_by_id_dt, lead_list_dt FROM dbo.bitrix_lead_runtime",
+    )
+    .await;
+    assert_eq!(rows[0].len(), 1);
+    let r = &rows[0][0];
+    assert_eq!(r.get::<i32, _>(0), Some(1));
+    assert_eq!(
+        r.get::<chrono::NaiveDateTime, _>(1),
+        Some(dt(2024, 6, 1, 11, 30, 15))
+    );
+    assert_eq!(
+        r.get::<chrono::NaiveDateTime, _>(2),
+        Some(dt(2024, 6, 1, 11, 30, 15))
+    );
+    // IDENTITY_INSERT was switched off again: a plain insert still works.
+    exec(
+        &mut c,
+        "INSERT INTO dbo.bitrix_lead_runtime (lead_list_dt) VALUES (NULL);",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn many_batches_on_a_small_pool() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    // Concurrent inserts into one table can deadlock on key-range locks; the sink retries.
+    let s = MssqlSink::connect(
+        &db.conn,
+        MssqlOptions {
+            deadlock_retries: 10,
+            ..opts()
+        },
+    )
+    .await
+    .expect("connect");
+    s.init_schema().await.expect("init");
+    let s = std::sync::Arc::new(s);
+    // Concurrent batches on separate leads: each batch has its own connection and staging
+    // tables, so they do not see each other's rows.
+    let mut tasks = Vec::new();
+    for k in 0..6 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let records: Vec<_> = (1..=50).map(|i| lead(k * 1000 + i, 0)).collect();
+            s.load_batch(batch(records), now()).await
+        }));
+    }
+    let mut total = BatchOutcome::default();
+    for t in tasks {
+        total.add(&t.await.expect("task").expect("load"));
+    }
+    assert_eq!(total.leads_inserted, 300);
+    let mut c = db.raw().await;
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads").await,
+        300
+    );
+}

@@ -1,0 +1,235 @@
+//! Shared by `tests/mssql_live.rs` and `examples/mssql_load_bench.rs`: a throw-away database
+//! on the server named by `B24SYNC_TEST_MSSQL`, a raw tiberius client for arranging and
+//! reading back, and lead builders.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use b24sync::model::{Cell, ColumnKind, ContactRow, LeadRecord, LeadRow, LEAD_COLUMNS};
+use chrono::{NaiveDate, NaiveDateTime};
+use tiberius::{Client, Config, Row};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+pub const ENV: &str = "B24SYNC_TEST_MSSQL";
+
+pub type Raw = Client<Compat<TcpStream>>;
+
+/// The ADO.NET string of the test server, or None (and a clear line) when it is not set.
+pub fn server() -> Option<String> {
+    match std::env::var(ENV) {
+        Ok(s) if !s.trim().is_empty() => Some(s),
+        _ => {
+            println!("skipped: {ENV} is not set");
+            None
+        }
+    }
+}
+
+/// Connect with tiberius directly (for arranging and checking, not through the sink).
+pub async fn raw(conn: &str) -> Raw {
+    let config = Config::from_ado_string(conn).expect("B24SYNC_TEST_MSSQL is an ADO.NET string");
+    let tcp = TcpStream::connect(config.get_addr())
+        .await
+        .expect("tcp connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    Client::connect(config, tcp.compat_write())
+        .await
+        .expect("login")
+}
+
+pub async fn exec(c: &mut Raw, sql: &str) -> Vec<Vec<Row>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .into_results()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+}
+
+pub async fn scalar_i32(c: &mut Raw, sql: &str) -> i32 {
+    let rows = exec(c, sql).await;
+    rows.iter()
+        .flatten()
+        .next()
+        .and_then(|r| r.get::<i32, _>(0))
+        .unwrap_or_else(|| panic!("no int from {sql}"))
+}
+
+/// A fresh database `b24sync_test_<random>`, created through master and dropped (even when
+/// the test panics) when this value is dropped.
+pub struct TestDb {
+    pub name: String,
+    server: String,
+    /// ADO.NET string pointing at the new database.
+    pub conn: String,
+}
+
+impl TestDb {
+    pub async fn create(server: &str) -> TestDb {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "b24sync_test_{:08x}{:04x}",
+            rand::random::<u32>() ^ nanos,
+            std::process::id() & 0xffff
+        );
+        let master = with_database(server, "master");
+        let mut c = raw(&master).await;
+        c.execute(
+            "DECLARE @n sysname = @P1; DECLARE @s nvarchar(max) = N'CREATE DATABASE ' + QUOTENAME(@n); EXEC (@s);",
+            &[&name.as_str()],
+        )
+        .await
+        .expect("CREATE DATABASE (the test login needs dbcreator)");
+        let conn = with_database(server, &name);
+        TestDb {
+            name,
+            server: server.to_string(),
+            conn,
+        }
+    }
+
+    pub async fn raw(&self) -> Raw {
+        raw(&self.conn).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let master = with_database(&self.server, "master");
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let mut c = raw(&master).await;
+                c.execute(
+                    "DECLARE @n sysname = @P1; \
+                     DECLARE @s nvarchar(max) = N'ALTER DATABASE ' + QUOTENAME(@n) + N' SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ' + QUOTENAME(@n); \
+                     IF DB_ID(@n) IS NOT NULL EXEC (@s);",
+                    &[&name.as_str()],
+                )
+                .await
+            })
+        })
+        .join();
+        if !matches!(done, Ok(Ok(_))) {
+            eprintln!(
+                "could not drop test database {}: drop it by hand",
+                self.name
+            );
+        }
+    }
+}
+
+/// The same ADO.NET string with another database (ADO.NET: the last occurrence of a key wins).
+pub fn with_database(server: &str, db: &str) -> String {
+    format!("{};Database={db}", server.trim_end_matches(';'))
+}
+
+pub fn dt(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(y, m, d)
+        .and_then(|d| d.and_hms_opt(h, mi, s))
+        .expect("valid date")
+}
+
+pub fn idx(field: &str) -> usize {
+    b24sync::model::lead_column_index(field).expect("contract field")
+}
+
+/// A lead with every column filled with something awkward; `variant` changes the values.
+pub fn lead(id: i32, variant: u32) -> LeadRecord {
+    let mut cells = Vec::with_capacity(LEAD_COLUMNS.len());
+    for (i, c) in LEAD_COLUMNS.iter().enumerate() {
+        let cell = match c.kind {
+            ColumnKind::Text { .. } => match (i + id as usize) % 5 {
+                0 => Cell::Null,
+                1 => Cell::Text(format!("Иван Петров {id}/{variant} 😀")),
+                2 => Cell::Text(format!("{} {id}", c.field)),
+                3 => Cell::Text(format!("  spaces and \"quotes\" \\ {variant}  ")),
+                _ => Cell::Text(String::new()),
+            },
+            ColumnKind::LongText => Cell::Text(format!("Комментарий {id}\nline two\t{variant}")),
+            ColumnKind::DateTime => {
+                Cell::DateTime(dt(2024, 5, 1 + (id as u32 % 27), 12, 34, variant % 60))
+            }
+            ColumnKind::Date => {
+                if id % 3 == 0 {
+                    Cell::Null
+                } else {
+                    Cell::DateTime(dt(1985, 1 + (id as u32 % 12), 7, 0, 0, 0))
+                }
+            }
+        };
+        cells.push(cell);
+    }
+    let contacts = (0..(id % 4))
+        .map(|k| ContactRow {
+            lead_id: id,
+            contact_id: Some(format!("{}", id * 10 + k)),
+            value_type: Some(if k == 0 {
+                "WORK".into()
+            } else {
+                "MOBILE".into()
+            }),
+            value: Some(format!("+7 (900) 000-{id:02}-{k:02}")),
+            type_id: if k == 2 {
+                "EMAIL".into()
+            } else {
+                "PHONE".into()
+            },
+        })
+        .collect();
+    LeadRecord {
+        lead: LeadRow { id, cells },
+        contacts,
+        solution: if id % 2 == 0 {
+            Some(format!("Решение {id}, вариант {variant}"))
+        } else {
+            None
+        },
+        problems: vec![],
+        raw_json: format!("{{\"ID\":\"{id}\",\"TITLE\":\"Лид {id}\"}}"),
+    }
+}
+
+/// SELECT list reading every bitrix_leads data column back (ntext cast to nvarchar(max)).
+pub fn lead_select() -> String {
+    let cols: Vec<String> = LEAD_COLUMNS
+        .iter()
+        .map(|c| match c.kind {
+            ColumnKind::LongText => format!("CAST({0} AS nvarchar(max)) AS {0}", c.sql_name()),
+            _ => c.sql_name(),
+        })
+        .collect();
+    format!(
+        "SELECT Id, sql_ID, {} FROM dbo.bitrix_leads ORDER BY sql_ID",
+        cols.join(", ")
+    )
+}
+
+/// A row of [`lead_select`] back as (Id, LeadRow).
+pub fn read_lead(r: &Row) -> (i32, LeadRow) {
+    let id: i32 = r.get("Id").expect("Id");
+    let sql_id: i32 = r.get("sql_ID").expect("sql_ID");
+    let cells = LEAD_COLUMNS
+        .iter()
+        .map(|c| {
+            let name = c.sql_name();
+            match c.kind {
+                ColumnKind::DateTime | ColumnKind::Date => r
+                    .get::<NaiveDateTime, _>(name.as_str())
+                    .map(Cell::DateTime)
+                    .unwrap_or(Cell::Null),
+                _ => r
+                    .get::<&str, _>(name.as_str())
+                    .map(|s| Cell::Text(s.to_string()))
+                    .unwrap_or(Cell::Null),
+            }
+        })
+        .collect();
+    (id, LeadRow { id: sql_id, cells })
+}
