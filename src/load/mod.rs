@@ -128,9 +128,10 @@ pub trait Sink: Send + Sync {
 /// Open the database named by `--db`: a SQL Server connection string, or else a file path
 /// for the embedded database.
 pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, LoadError> {
-    // TEMP until the SQL Server sink lands.
-    let _ = pool_size;
-    Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(
-        db,
-    ))?))
+    if mssql::is_connection_string(db) {
+        let opts = mssql::MssqlOptions { pool_size, ..Default::default() };
+        Ok(Box::new(mssql::MssqlSink::connect(db, opts).await?))
+    } else {
+        Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(db))?))
+    }
 }
