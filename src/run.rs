@@ -65,7 +65,11 @@ pub struct DeletionPolicy {
 
 impl Default for DeletionPolicy {
     fn default() -> Self {
-        DeletionPolicy { every_runs: 12, every: Duration::from_secs(3600), max_share: 0.2 }
+        DeletionPolicy {
+            every_runs: 12,
+            every: Duration::from_secs(3600),
+            max_share: 0.2,
+        }
     }
 }
 
@@ -146,7 +150,11 @@ pub enum RunError {
         *would_delete as f64 * 100.0 / (*in_table).max(1) as f64,
         max_share * 100.0
     )]
-    DeletionGuard { would_delete: u64, in_table: u64, max_share: f64 },
+    DeletionGuard {
+        would_delete: u64,
+        in_table: u64,
+        max_share: f64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -164,13 +172,20 @@ fn prelude(solution_field: Option<&str>) -> Vec<(String, String)> {
     let mut p = vec![(PRELUDE_TIME.to_string(), "server.time".to_string())];
     if let Some(field) = solution_field {
         let q = query::build(&json!({ "filter": { "FIELD_NAME": field } }));
-        p.push((PRELUDE_LABELS.to_string(), format!("crm.lead.userfield.list?{q}")));
+        p.push((
+            PRELUDE_LABELS.to_string(),
+            format!("crm.lead.userfield.list?{q}"),
+        ));
     }
     p
 }
 
 /// The display names of the solution field's list, from a `crm.lead.userfield.list` answer.
-fn solution_labels(field: &str, answer: Option<&SubResult>, client: &Bitrix24Client) -> Result<HashMap<String, String>, RunError> {
+fn solution_labels(
+    field: &str,
+    answer: Option<&SubResult>,
+    client: &Bitrix24Client,
+) -> Result<HashMap<String, String>, RunError> {
     let entries = match answer {
         Some(SubResult::Ok { result, .. }) => result.as_array().cloned().unwrap_or_default(),
         Some(SubResult::Err { code, description }) => {
@@ -192,7 +207,10 @@ fn solution_labels(field: &str, answer: Option<&SubResult>, client: &Bitrix24Cli
                  to the UF_CRM_... code of the list field, as shown in CRM → Settings → Custom fields → Leads"
             ))
         })?;
-    let kind = entry.get("USER_TYPE_ID").and_then(Value::as_str).unwrap_or("");
+    let kind = entry
+        .get("USER_TYPE_ID")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if kind != "enumeration" {
         return Err(RunError::Config(format!(
             "the solution field {field} is of type {kind:?}, not a list (enumeration): choose a list field"
@@ -227,14 +245,22 @@ async fn resolve_since(client: &Bitrix24Client, since: &str) -> Result<String, R
         })?;
     // No offset given: the portal's (asked from the portal itself).
     let now = client.call("server.time", &json!({})).await?;
-    let offset = now.result.as_str().and_then(parse_portal_time).map(|t| *t.offset()).ok_or_else(|| {
-        RunError::Extract(ExtractError::Protocol {
-            portal: client.webhook().portal(),
-            method: "server.time".into(),
-            detail: format!("answered {} instead of a date-time", now.result),
-        })
-    })?;
-    let t = naive.and_local_timezone(offset).single().ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?;
+    let offset = now
+        .result
+        .as_str()
+        .and_then(parse_portal_time)
+        .map(|t| *t.offset())
+        .ok_or_else(|| {
+            RunError::Extract(ExtractError::Protocol {
+                portal: client.webhook().portal(),
+                method: "server.time".into(),
+                detail: format!("answered {} instead of a date-time", now.result),
+            })
+        })?;
+    let t = naive
+        .and_local_timezone(offset)
+        .single()
+        .ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?;
     Ok(format_portal_time(&t))
 }
 
@@ -283,14 +309,22 @@ async fn sync_locked(
         }
     };
     let mut summary = RunSummary {
-        mode: if since.is_some() { "incremental" } else { "full" }.to_string(),
+        mode: if since.is_some() {
+            "incremental"
+        } else {
+            "full"
+        }
+        .to_string(),
         since: since.clone(),
         ..RunSummary::default()
     };
     tracing::info!(mode = %summary.mode, since = since.as_deref().unwrap_or("-"), "reading leads");
 
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let filter = ExportFilter { modified_since: since.clone(), select: paging::select_fields(&user_fields) };
+    let filter = ExportFilter {
+        modified_since: since.clone(),
+        select: paging::select_fields(&user_fields),
+    };
     let prelude = prelude(opts.solution_field.as_deref());
 
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
@@ -298,12 +332,18 @@ async fn sync_locked(
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
     let extractor = {
         let (client, paging) = (client.clone(), opts.paging);
-        tokio::spawn(async move { paging::export(&client, paging, &filter, &prelude, page_tx).await })
+        tokio::spawn(
+            async move { paging::export(&client, paging, &filter, &prelude, page_tx).await },
+        )
     };
     let transformer = tokio::spawn(transform_stage(
         page_rx,
         batch_tx,
-        TransformSetup { time_policy: opts.time_policy.clone(), solution_field: opts.solution_field.clone(), client: client.clone() },
+        TransformSetup {
+            time_policy: opts.time_policy.clone(),
+            solution_field: opts.solution_field.clone(),
+            client: client.clone(),
+        },
         opts.batch_leads.max(1),
     ));
 
@@ -311,7 +351,11 @@ async fn sync_locked(
     while let Some(batch) = batch_rx.recv().await {
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
-        summary.contact_values += batch.records.iter().map(|r| r.contacts.len() as u64).sum::<u64>();
+        summary.contact_values += batch
+            .records
+            .iter()
+            .map(|r| r.contacts.len() as u64)
+            .sum::<u64>();
         match sink.load_batch(batch, local_now()).await {
             Ok(outcome) => {
                 summary.outcome.add(&outcome);
@@ -330,12 +374,19 @@ async fn sync_locked(
         }
     }
     drop(batch_rx);
-    let transformed = transformer.await.map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
-    let exported = extractor.await.map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
+    let transformed = transformer
+        .await
+        .map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
+    let exported = extractor
+        .await
+        .map_err(|e| RunError::Internal(format!("extract task: {e}")))?;
     if let Some(e) = load_error {
         return Err(e.into());
     }
-    let TransformEnd { leads: transformed, portal_time } = transformed?;
+    let TransformEnd {
+        leads: transformed,
+        portal_time,
+    } = transformed?;
     if transformed != summary.leads_loaded + summary.leads_rejected {
         return Err(RunError::Internal(format!(
             "{transformed} leads were transformed but {} reached the database",
@@ -381,9 +432,14 @@ async fn sync_locked(
         } else {
             read_u64(sink, state_keys::RUNS_SINCE_DELETION_CHECK).await? + 1
         };
-        sink.write_state(state_keys::RUNS_SINCE_DELETION_CHECK, &runs_since.to_string()).await?;
+        sink.write_state(
+            state_keys::RUNS_SINCE_DELETION_CHECK,
+            &runs_since.to_string(),
+        )
+        .await?;
         if summary.deletion_checked {
-            sink.write_state(state_keys::DELETION_CHECK_AT, &unix_now_secs().to_string()).await?;
+            sink.write_state(state_keys::DELETION_CHECK_AT, &unix_now_secs().to_string())
+                .await?;
         }
         sink.stamp_runtime(local_now()).await?;
     }
@@ -399,30 +455,53 @@ async fn sync_locked(
 }
 
 fn unix_now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn read_u64(sink: &dyn Sink, key: &str) -> Result<u64, RunError> {
-    Ok(sink.read_state(key).await?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    Ok(sink
+        .read_state(key)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }
 
 /// Full runs always check; incremental runs every N-th run or every T.
-async fn deletion_check_due(sink: &dyn Sink, opts: &SyncOptions, full: bool) -> Result<bool, RunError> {
+async fn deletion_check_due(
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+    full: bool,
+) -> Result<bool, RunError> {
     if full {
         return Ok(true);
     }
     let runs_since = read_u64(sink, state_keys::RUNS_SINCE_DELETION_CHECK).await?;
     let last = read_u64(sink, state_keys::DELETION_CHECK_AT).await?;
-    let due_by_count = opts.deletion.every_runs > 0 && runs_since + 1 >= opts.deletion.every_runs as u64;
+    let due_by_count =
+        opts.deletion.every_runs > 0 && runs_since + 1 >= opts.deletion.every_runs as u64;
     let due_by_time = unix_now_secs().saturating_sub(last) >= opts.deletion.every.as_secs();
     Ok(due_by_count || due_by_time)
 }
 
 /// Compare the portal's lead IDs with the table's and delete what Bitrix24 no longer has.
-async fn delete_missing(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<u64, RunError> {
-    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging).await?.into_iter().collect();
+async fn delete_missing(
+    client: &Bitrix24Client,
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+) -> Result<u64, RunError> {
+    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging)
+        .await?
+        .into_iter()
+        .collect();
     let in_table = sink.lead_ids().await?;
-    let missing: Vec<LeadId> = in_table.iter().copied().filter(|id| !on_portal.contains(&(*id as i64))).collect();
+    let missing: Vec<LeadId> = in_table
+        .iter()
+        .copied()
+        .filter(|id| !on_portal.contains(&(*id as i64)))
+        .collect();
     if missing.is_empty() {
         return Ok(0);
     }
@@ -434,7 +513,10 @@ async fn delete_missing(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOpt
             max_share: opts.deletion.max_share,
         });
     }
-    tracing::info!(leads = missing.len(), "deleting leads that were deleted in Bitrix24");
+    tracing::info!(
+        leads = missing.len(),
+        "deleting leads that were deleted in Bitrix24"
+    );
     Ok(sink.delete_leads(missing).await?)
 }
 
@@ -460,21 +542,29 @@ async fn transform_stage(
     setup: TransformSetup,
     batch_leads: usize,
 ) -> Result<TransformEnd, RunError> {
-    let mut end = TransformEnd { leads: 0, portal_time: None };
+    let mut end = TransformEnd {
+        leads: 0,
+        portal_time: None,
+    };
     let mut ctx = None;
     let mut pending = Pending::default();
     while let Some(item) = input.recv().await {
         let page = match item {
             Extracted::Prelude(answers) => {
                 end.portal_time = match answers.get(PRELUDE_TIME) {
-                    Some(SubResult::Ok { result: Value::String(t), .. }) if parse_portal_time(t).is_some() => Some(t.clone()),
+                    Some(SubResult::Ok {
+                        result: Value::String(t),
+                        ..
+                    }) if parse_portal_time(t).is_some() => Some(t.clone()),
                     other => {
                         tracing::warn!("server.time gave no usable time ({other:?}); the watermark will not move");
                         None
                     }
                 };
                 let labels = match &setup.solution_field {
-                    Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), &setup.client)?,
+                    Some(field) => {
+                        solution_labels(field, answers.get(PRELUDE_LABELS), &setup.client)?
+                    }
                     None => HashMap::new(),
                 };
                 ctx = Some(TransformContext {
@@ -487,7 +577,9 @@ async fn transform_stage(
             Extracted::Page(page) => page,
         };
         let Some(ctx) = &ctx else {
-            return Err(RunError::Internal("a page arrived before the prelude".into()));
+            return Err(RunError::Internal(
+                "a page arrived before the prelude".into(),
+            ));
         };
         let batch = transform::transform_page(&page, ctx);
         end.leads += (batch.records.len() + batch.rejected.len()) as u64;
@@ -551,7 +643,11 @@ pub struct RetrySummary {
 
 /// Read the leads of `bitrix_import_lead_error` again and load them: rows of leads that
 /// now load cleanly go, those still failing stay (once).
-pub async fn retry_errors(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<RetrySummary, RunError> {
+pub async fn retry_errors(
+    client: &Bitrix24Client,
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+) -> Result<RetrySummary, RunError> {
     sink.lock_run(opts.lock_wait).await?;
     let result = retry_errors_locked(client, sink, opts).await;
     if let Err(e) = sink.unlock_run().await {
@@ -560,13 +656,22 @@ pub async fn retry_errors(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncO
     result
 }
 
-async fn retry_errors_locked(client: &Bitrix24Client, sink: &dyn Sink, opts: &SyncOptions) -> Result<RetrySummary, RunError> {
+async fn retry_errors_locked(
+    client: &Bitrix24Client,
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+) -> Result<RetrySummary, RunError> {
     sink.init_schema().await?;
     let rows = sink.error_rows().await?;
     let mut summary = RetrySummary::default();
     let mut ids: Vec<LeadId> = Vec::new();
     for row in &rows {
-        match row.lead_id.as_deref().and_then(|id| id.trim().parse::<LeadId>().ok()).filter(|id| *id > 0) {
+        match row
+            .lead_id
+            .as_deref()
+            .and_then(|id| id.trim().parse::<LeadId>().ok())
+            .filter(|id| *id > 0)
+        {
             Some(id) if !ids.contains(&id) => ids.push(id),
             Some(_) => {}
             None => summary.not_retryable += 1,
@@ -583,7 +688,11 @@ async fn retry_errors_locked(client: &Bitrix24Client, sink: &dyn Sink, opts: &Sy
         Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), client)?,
         None => HashMap::new(),
     };
-    let ctx = TransformContext { time_policy: opts.time_policy.clone(), solution_field: opts.solution_field.clone(), solution_labels: labels };
+    let ctx = TransformContext {
+        time_policy: opts.time_policy.clone(),
+        solution_field: opts.solution_field.clone(),
+        solution_labels: labels,
+    };
 
     // 50 IDs per sub-command (one page), 50 sub-commands per request.
     let mut found: BTreeMap<LeadId, Value> = BTreeMap::new();
@@ -593,14 +702,28 @@ async fn retry_errors_locked(client: &Bitrix24Client, sink: &dyn Sink, opts: &Sy
             .enumerate()
             .map(|(i, part)| {
                 let params = json!({ "filter": { "@ID": part }, "select": select, "start": -1 });
-                (format!("ids{i}"), format!("crm.lead.list?{}", query::build(&params)))
+                (
+                    format!("ids{i}"),
+                    format!("crm.lead.list?{}", query::build(&params)),
+                )
             })
             .collect();
         for (_, answer) in client.batch(&commands).await? {
             match answer {
-                SubResult::Ok { result: Value::Array(leads), .. } => {
+                SubResult::Ok {
+                    result: Value::Array(leads),
+                    ..
+                } => {
                     for lead in leads {
-                        if let Some(id) = lead.get("ID").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string()))).and_then(|s| s.parse().ok()) {
+                        if let Some(id) = lead
+                            .get("ID")
+                            .and_then(|v| {
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .or_else(|| v.as_i64().map(|n| n.to_string()))
+                            })
+                            .and_then(|s| s.parse().ok())
+                        {
                             found.insert(id, lead);
                         }
                     }
@@ -629,11 +752,19 @@ async fn retry_errors_locked(client: &Bitrix24Client, sink: &dyn Sink, opts: &Sy
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.values().cloned().collect();
     let batch = transform::transform_page(&leads, &ctx);
-    let failing: HashSet<String> = batch.error_rows().into_iter().filter_map(|r| r.lead_id).collect();
+    let failing: HashSet<String> = batch
+        .error_rows()
+        .into_iter()
+        .filter_map(|r| r.lead_id)
+        .collect();
     summary.still_failing = failing.len() as u64;
     summary.now_clean = summary.retried - summary.still_failing;
     sink.load_batch(batch, local_now()).await?;
-    let gone: Vec<LeadId> = ids.iter().copied().filter(|id| !found.contains_key(id)).collect();
+    let gone: Vec<LeadId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains_key(id))
+        .collect();
     summary.gone = gone.len() as u64;
     if !gone.is_empty() {
         sink.delete_leads(gone).await?;

@@ -117,8 +117,10 @@ async fn sync_exits_0_when_clean_and_3_when_leads_went_to_the_error_table() {
     );
     assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads"), 120);
 
-    sim.portal()
-        .set_field_raw(7, "DATE_MODIFY", json!("yesterday"));
+    // An edit in Bitrix24 that leaves a value the column cannot hold.
+    assert!(sim.portal().update_lead(7, |l| {
+        l.insert("BIRTHDATE".into(), json!("31.02.2020"));
+    }));
     let out = run(b24sync()
         .args(["sync", "--db"])
         .arg(&db.path)

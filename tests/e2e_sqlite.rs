@@ -105,15 +105,19 @@ async fn full_sync_loads_every_lead_and_contact_value_exactly() {
     assert_eq!(summary.outcome.leads_inserted, 3000);
     assert!(!summary.interrupted);
     assert_matches_simulator(&sim, &db.path);
-    // Batched keyset paging: ceil(3000 / 2500) + 1 batches, plus the solution field's labels.
+    // Batched keyset paging: the first batch carries server.time, the field's labels and
+    // 48 pages (2,400 leads), the second the last 600; then the deletion check lists the
+    // 3,000 IDs in two more. Nothing else.
     let stats = sim.stats();
     assert_eq!(
         stats.by_method.get("batch"),
-        Some(&2),
+        Some(&4),
         "{:?}",
         stats.by_method
     );
-    assert_eq!(stats.http_requests, 3, "{:?}", stats.by_method);
+    assert_eq!(stats.http_requests, 4, "{:?}", stats.by_method);
+    assert_eq!(stats.by_method.get("server.time"), Some(&1));
+    assert_eq!(stats.by_method.get("crm.lead.userfield.list"), Some(&1));
     // Over-long titles were cut and reported; nothing else was.
     let long_titles: Vec<String> = sim
         .portal()
@@ -162,7 +166,12 @@ async fn a_second_run_changes_nothing() {
         "bitrix_import_lead_error",
     ];
     let before: Vec<_> = tables.iter().map(|t| dump(&db.path, t)).collect();
-    let again = sync_into(&sim, &db.path, &options()).await.unwrap();
+    // A full re-read of every lead (not just an incremental one).
+    let full = SyncOptions {
+        mode: b24sync::run::SyncMode::Full,
+        ..options()
+    };
+    let again = sync_into(&sim, &db.path, &full).await.unwrap();
     assert_eq!(
         (again.outcome.leads_inserted, again.outcome.leads_updated),
         (0, 0)
@@ -349,8 +358,8 @@ async fn paging_by_next_loads_the_same_rows() {
     };
     let summary = sync_into(&sim, &b.path, &next).await.unwrap();
     assert_eq!(summary.leads_read, 260);
-    // 6 pages of 50 (the last one short) plus the labels.
-    assert_eq!(sim.stats().by_method.get("crm.lead.list"), Some(&6));
+    // 6 pages of 50 (the last one short), then 6 more for the deletion check's ID listing.
+    assert_eq!(sim.stats().by_method.get("crm.lead.list"), Some(&12));
     for t in [
         "bitrix_leads",
         "bitrix_lead_contacts",

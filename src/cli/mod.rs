@@ -144,6 +144,8 @@ pub struct RunArgs {
     pub sync: SyncArgs,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ErrorsCommand {
     /// Show the rows of bitrix_import_lead_error (lead ID, when, reason)
@@ -256,11 +258,17 @@ async fn dispatch(cli: Cli) -> u8 {
                 Err(e) => fail(exit::CONFIG, &e),
             }
         }
-        Command::Run(args) => match (Settings::resolve(&args.sync, &file), settings::parse_duration(&args.every)) {
+        Command::Run(args) => match (
+            Settings::resolve(&args.sync, &file),
+            settings::parse_duration(&args.every),
+        ) {
             (Ok(s), Ok(every)) if !every.is_zero() => scheduled_command(&s, every).await,
             (Err(e), _) => fail(exit::CONFIG, &e),
             (_, Err(e)) => fail(exit::CONFIG, &anyhow::anyhow!("--every: {e}")),
-            (_, Ok(_)) => fail(exit::CONFIG, &anyhow::anyhow!("--every must be longer than 0 (e.g. 5m)")),
+            (_, Ok(_)) => fail(
+                exit::CONFIG,
+                &anyhow::anyhow!("--every must be longer than 0 (e.g. 5m)"),
+            ),
         },
         Command::Errors(cmd) => errors_command(cmd, &file).await,
         Command::Demo(args) => demo_command(&args).await,
@@ -415,7 +423,10 @@ async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
 /// waiting (configuration, refused credentials).
 async fn scheduled_command(s: &Settings, every: std::time::Duration) -> u8 {
     let cancel = interrupt_token();
-    tracing::info!(every_s = every.as_secs(), "running a sync every interval (Ctrl-C to stop)");
+    tracing::info!(
+        every_s = every.as_secs(),
+        "running a sync every interval (Ctrl-C to stop)"
+    );
     loop {
         let started = tokio::time::Instant::now();
         let code = sync_once(s, cancel.clone()).await;
@@ -439,7 +450,13 @@ async fn scheduled_command(s: &Settings, every: std::time::Duration) -> u8 {
 async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
     match cmd {
         ErrorsCommand::List { db, json } => {
-            let s = match Settings::resolve(&SyncArgs { db, ..Default::default() }, file) {
+            let s = match Settings::resolve(
+                &SyncArgs {
+                    db,
+                    ..Default::default()
+                },
+                file,
+            ) {
                 Ok(s) => s,
                 Err(e) => return fail(exit::CONFIG, &e),
             };
@@ -500,14 +517,22 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
             }
         }
         ErrorsCommand::Clear { db, before } => {
-            let s = match Settings::resolve(&SyncArgs { db, ..Default::default() }, file) {
+            let s = match Settings::resolve(
+                &SyncArgs {
+                    db,
+                    ..Default::default()
+                },
+                file,
+            ) {
                 Ok(s) => s,
                 Err(e) => return fail(exit::CONFIG, &e),
             };
             let Some(before) = parse_local_datetime(&before) else {
                 return fail(
                     exit::CONFIG,
-                    &anyhow::anyhow!("--before {before:?} is not a date: use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"),
+                    &anyhow::anyhow!(
+                        "--before {before:?} is not a date: use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"
+                    ),
                 );
             };
             let sink = match open_sink(&s).await {
@@ -530,7 +555,11 @@ fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .ok()
-        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN)))
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
 }
 
 fn finish(result: Result<RunSummary, RunError>) -> u8 {

@@ -167,7 +167,11 @@ impl Settings {
     }
 }
 
-fn duration_setting(name: &str, value: Option<&String>, default_secs: u64) -> anyhow::Result<Duration> {
+fn duration_setting(
+    name: &str,
+    value: Option<&String>,
+    default_secs: u64,
+) -> anyhow::Result<Duration> {
     match value {
         None => Ok(Duration::from_secs(default_secs)),
         Some(v) => parse_duration(v).map_err(|e| anyhow::anyhow!("{name}: {e}")),
@@ -179,13 +183,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use e.g. 90s, 5m, 1h or 1d"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: use e.g. 90s, 5m, 1h or 1d"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" => n,
         "m" | "min" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        other => return Err(format!("{text:?}: unknown unit {other:?}; use s, m, h or d")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_secs(secs))
 }
@@ -199,8 +209,12 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("not a duration"));
     }
 
     #[test]

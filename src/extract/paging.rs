@@ -121,7 +121,10 @@ pub async fn export(
 /// Every lead ID on the portal (an ID-only listing: cheap for the server, 2,500 IDs per
 /// request with batch paging). Leads without a numeric ID are left out.
 pub async fn list_ids(client: &Bitrix24Client, paging: Paging) -> Result<Vec<i64>, ExtractError> {
-    let filter = ExportFilter { modified_since: None, select: vec![LEAD_ID_FIELD.to_string()] };
+    let filter = ExportFilter {
+        modified_since: None,
+        select: vec![LEAD_ID_FIELD.to_string()],
+    };
     let (tx, mut rx) = mpsc::channel(8);
     let reader = {
         let client = client.clone();
@@ -133,7 +136,9 @@ pub async fn list_ids(client: &Bitrix24Client, paging: Paging) -> Result<Vec<i64
             ids.extend(rows.iter().filter_map(lead_id));
         }
     }
-    reader.await.map_err(|e| protocol(client, format!("the ID listing task failed: {e}")))??;
+    reader
+        .await
+        .map_err(|e| protocol(client, format!("the ID listing task failed: {e}")))??;
     Ok(ids)
 }
 

@@ -129,9 +129,14 @@ pub trait Sink: Send + Sync {
 /// for the embedded database.
 pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, LoadError> {
     if mssql::is_connection_string(db) {
-        let opts = mssql::MssqlOptions { pool_size, ..Default::default() };
+        let opts = mssql::MssqlOptions {
+            pool_size,
+            ..Default::default()
+        };
         Ok(Box::new(mssql::MssqlSink::connect(db, opts).await?))
     } else {
-        Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(db))?))
+        Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(
+            db,
+        ))?))
     }
 }

@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const SOLUTION: &str = "UF_CRM_SOLUTION";
 
+/// (TYPE_ID, contact ID, VALUE_TYPE, VALUE) of one contact value.
+pub type ContactTuple = (String, Option<String>, Option<String>, Option<String>);
+
 pub async fn simulator(leads: usize) -> Simulator {
     Simulator::start(SimulatorConfig {
         leads,
@@ -116,9 +119,7 @@ pub fn count(db: &Path, sql: &str) -> i64 {
 }
 
 /// The contact values a lead has in the simulator: (TYPE_ID, ID, VALUE_TYPE, VALUE), sorted.
-pub fn expected_contacts(
-    lead: &Value,
-) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+pub fn expected_contacts(lead: &Value) -> Vec<ContactTuple> {
     let mut out = Vec::new();
     for ty in ["PHONE", "EMAIL", "WEB", "IM"] {
         if let Some(Value::Array(items)) = lead.get(ty) {
@@ -145,10 +146,7 @@ pub fn expected_contacts(
 }
 
 /// The contact rows of a lead in the database, in the same shape as [`expected_contacts`].
-pub fn stored_contacts(
-    db: &Path,
-    lead_id: i64,
-) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+pub fn stored_contacts(db: &Path, lead_id: i64) -> Vec<ContactTuple> {
     let mut rows: Vec<_> = query_strings(
         db,
         &format!(

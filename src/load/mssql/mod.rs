@@ -622,5 +622,7 @@ impl Sink for MssqlSink {
 }
 
 fn not_yet(what: &str) -> LoadError {
-    LoadError::Schema(format!("{what} is not available on SQL Server in this build"))
+    LoadError::Schema(format!(
+        "{what} is not available on SQL Server in this build"
+    ))
 }

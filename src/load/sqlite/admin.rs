@@ -9,31 +9,44 @@ use crate::model::LeadId;
 
 pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, LoadError> {
     let context = "reading the lead IDs";
-    let mut stmt = conn.prepare_cached(sql::LEAD_IDS).map_err(db_err(context))?;
-    let ids = stmt.query_map([], |r| r.get::<_, LeadId>(0)).map_err(db_err(context))?;
+    let mut stmt = conn
+        .prepare_cached(sql::LEAD_IDS)
+        .map_err(db_err(context))?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, LeadId>(0))
+        .map_err(db_err(context))?;
     ids.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
 pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u64, LoadError> {
     let context = "deleting leads removed in Bitrix24";
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(context))?;
-    tx.execute_batch(sql::STAGE_DELETE_CREATE).map_err(db_err(context))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err(context))?;
+    tx.execute_batch(sql::STAGE_DELETE_CREATE)
+        .map_err(db_err(context))?;
     {
-        let mut stage = tx.prepare_cached(sql::STAGE_DELETE_ID).map_err(db_err(context))?;
+        let mut stage = tx
+            .prepare_cached(sql::STAGE_DELETE_ID)
+            .map_err(db_err(context))?;
         for id in &ids {
             stage.execute([id]).map_err(db_err(context))?;
         }
     }
-    tx.execute_batch(sql::DELETE_DEPENDENTS).map_err(db_err(context))?;
+    tx.execute_batch(sql::DELETE_DEPENDENTS)
+        .map_err(db_err(context))?;
     let deleted = tx.execute(sql::DELETE_LEADS, []).map_err(db_err(context))?;
-    tx.execute_batch("DELETE FROM stage_delete_ids;").map_err(db_err(context))?;
+    tx.execute_batch("DELETE FROM stage_delete_ids;")
+        .map_err(db_err(context))?;
     tx.commit().map_err(db_err(context))?;
     Ok(deleted as u64)
 }
 
 pub(super) fn error_rows(conn: &mut Connection) -> Result<Vec<StoredError>, LoadError> {
     let context = "reading bitrix_import_lead_error";
-    let mut stmt = conn.prepare_cached(sql::ERROR_ROWS).map_err(db_err(context))?;
+    let mut stmt = conn
+        .prepare_cached(sql::ERROR_ROWS)
+        .map_err(db_err(context))?;
     let rows = stmt
         .query_map([], |r| {
             let at: Option<String> = r.get(3)?;

@@ -311,19 +311,24 @@ impl Sink for SqliteSink {
     }
 
     async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError> {
-        self.with_schema("reading the lead IDs", admin::lead_ids).await
+        self.with_schema("reading the lead IDs", admin::lead_ids)
+            .await
     }
 
     async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError> {
-        self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids)).await
+        self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids))
+            .await
     }
 
     async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError> {
-        self.with_schema("reading bitrix_import_lead_error", admin::error_rows).await
+        self.with_schema("reading bitrix_import_lead_error", admin::error_rows)
+            .await
     }
 
     async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
-        self.with_schema("clearing bitrix_import_lead_error", move |conn| admin::clear_errors(conn, before))
-            .await
+        self.with_schema("clearing bitrix_import_lead_error", move |conn| {
+            admin::clear_errors(conn, before)
+        })
+        .await
     }
 }

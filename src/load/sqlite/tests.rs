@@ -686,7 +686,11 @@ async fn state_values_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        f.sink.read_state_value("watermark").await.unwrap().as_deref(),
+        f.sink
+            .read_state_value("watermark")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("2024-03-02 00:00:00")
     );
     let n: Vec<i64> = f.rows("SELECT count(*) FROM b24sync_state");
