@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod exit;
 pub mod extract;
 pub mod load;
 pub mod model;

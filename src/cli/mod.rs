@@ -1,7 +1,7 @@
 //! The command line: clap definitions, settings from flags > environment > TOML file,
 //! and the mapping of each command onto the library. No business logic lives here.
 
-pub mod exit;
+pub use crate::exit;
 mod settings;
 
 use std::path::PathBuf;
@@ -11,10 +11,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::extract::client::{Bitrix24Client, ClientConfig, ExtractError};
+use crate::extract::client::{Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::Webhook;
-use crate::load::{LoadError, Sink};
+use crate::load::Sink;
 use crate::run::{self, RunError, RunSummary, SyncOptions};
 use crate::simulator::{RateLimit, Simulator, SimulatorConfig};
 pub use settings::{FileSettings, Settings};
@@ -321,32 +321,8 @@ async fn wait_for_signal() {
 
 /// Exit code for a failed run, with the message printed.
 pub fn run_error_code(e: &RunError) -> u8 {
-    let code = match e {
-        RunError::Extract(ExtractError::Webhook(_)) => exit::CONFIG,
-        RunError::Extract(ExtractError::Refused { .. }) => exit::BITRIX_REFUSED,
-        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => {
-            exit::BITRIX_UNREACHABLE
-        }
-        RunError::Extract(ExtractError::Cancelled) => exit::INTERRUPTED,
-        RunError::Load(LoadError::LockBusy { .. }) => exit::LOCKED,
-        RunError::Load(_) => exit::DATABASE,
-        RunError::Config(_) => exit::CONFIG,
-        RunError::DeletionGuard { .. } => exit::DELETION_REFUSED,
-        RunError::Internal(_) => exit::INTERNAL,
-    };
     eprintln!("error: {e}");
-    code
-}
-
-/// Exit code for a finished run.
-pub fn summary_code(s: &RunSummary) -> u8 {
-    if s.interrupted {
-        exit::INTERRUPTED
-    } else if s.outcome.error_rows > 0 {
-        exit::LOADED_WITH_ERRORS
-    } else {
-        exit::OK
-    }
+    exit::for_error(e)
 }
 
 /// One line with everything a scheduler's log should keep.
@@ -565,7 +541,7 @@ fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
 fn finish(result: Result<RunSummary, RunError>) -> u8 {
     match result {
         Ok(summary) => {
-            let code = summary_code(&summary);
+            let code = exit::for_summary(&summary);
             let line = summary_line(&summary);
             if code == exit::OK {
                 tracing::info!(exit_code = code, "{line}");

@@ -1,5 +1,9 @@
 //! Exit codes: what a scheduler should alert on. Documented in README.md ("Exit codes").
 
+use crate::extract::client::ExtractError;
+use crate::load::LoadError;
+use crate::run::{RunError, RunSummary};
+
 /// Finished; every lead loaded cleanly.
 pub const OK: u8 = 0;
 /// An unexpected internal error (a bug: please report it with the log).
@@ -22,3 +26,29 @@ pub const LOCKED: u8 = 7;
 pub const DELETION_REFUSED: u8 = 9;
 /// Interrupted (Ctrl-C / SIGTERM) after committing the batch in flight.
 pub const INTERRUPTED: u8 = 130;
+
+/// The exit code of a failed run.
+pub fn for_error(e: &RunError) -> u8 {
+    match e {
+        RunError::Extract(ExtractError::Webhook(_)) => CONFIG,
+        RunError::Extract(ExtractError::Refused { .. }) => BITRIX_REFUSED,
+        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => BITRIX_UNREACHABLE,
+        RunError::Extract(ExtractError::Cancelled) => INTERRUPTED,
+        RunError::Load(LoadError::LockBusy { .. }) => LOCKED,
+        RunError::Load(_) => DATABASE,
+        RunError::Config(_) => CONFIG,
+        RunError::DeletionGuard { .. } => DELETION_REFUSED,
+        RunError::Internal(_) => INTERNAL,
+    }
+}
+
+/// The exit code of a finished run.
+pub fn for_summary(s: &RunSummary) -> u8 {
+    if s.interrupted {
+        INTERRUPTED
+    } else if s.outcome.error_rows > 0 {
+        LOADED_WITH_ERRORS
+    } else {
+        OK
+    }
+}
