@@ -7,6 +7,7 @@
 
 mod contacts;
 mod dates;
+pub mod phone;
 mod solution;
 mod text;
 
