@@ -8,10 +8,14 @@
 //!   `sql/mssql/upsert_batch.sql`, one transaction. A lead the server rejects is isolated
 //!   by bisection and recorded in `bitrix_import_lead_error`; the others load.
 //! - Lock: `sp_getapplock` on a dedicated connection held for the run.
+//! - State, deletion check, error review ([`admin`]): `b24sync_state` upserted without MERGE;
+//!   deleted leads' IDs bulk-loaded into `#stage_delete_ids`, then the leads and their
+//!   contacts, solution and error rows deleted in one transaction.
 //!
 //! Every statement sent is in `sql/mssql/` (see [`sql`]); values are always bulk-loaded or
 //! passed as parameters.
 
+mod admin;
 mod conn;
 pub mod sql;
 mod stage;
@@ -29,8 +33,8 @@ use bb8_tiberius::ConnectionManager;
 use chrono::NaiveDateTime;
 use tiberius::{Query, Row, TokenRow};
 
-use crate::load::{BatchOutcome, LoadError, SchemaReport, Sink};
-use crate::model::{clip_reason, Batch, RejectedLead};
+use crate::load::{BatchOutcome, LoadError, SchemaReport, Sink, StoredError};
+use crate::model::{clip_reason, Batch, LeadId, RejectedLead};
 
 pub use conn::is_connection_string;
 pub use sql::FIX_DUPLICATE_LEADS as FIX_DUPLICATE_LEADS_SQL;
@@ -329,6 +333,18 @@ impl MssqlSink {
         }
         result
     }
+
+    /// Undo whatever a failed statement left open on this pooled connection, so it goes back
+    /// to the pool clean. XACT_ABORT usually rolled back already; a failure here means the
+    /// connection is gone anyway, so it is only logged.
+    async fn rollback(&self, c: &mut Client, after: &str) {
+        if let Err(e) = run(c, sql::ROLLBACK).await {
+            tracing::warn!(
+                "rollback after a failure while {after} failed: {}",
+                self.target.scrub(&e.to_string())
+            );
+        }
+    }
 }
 
 enum Attempt {
@@ -600,29 +616,85 @@ impl Sink for MssqlSink {
         Ok(())
     }
 
-    // Filled in by the SQL Server follow-up (issue 5 on SQL Server): until then a clear refusal.
-    async fn read_state(&self, _name: &str) -> Result<Option<String>, LoadError> {
-        Err(not_yet("incremental sync state"))
+    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        admin::read_state(c, name)
+            .await
+            .map_err(|e| self.db_error("reading b24sync_state", &e))
     }
-    async fn write_state(&self, _name: &str, _value: &str) -> Result<(), LoadError> {
-        Err(not_yet("incremental sync state"))
-    }
-    async fn lead_ids(&self) -> Result<Vec<crate::model::LeadId>, LoadError> {
-        Err(not_yet("the deletion check"))
-    }
-    async fn delete_leads(&self, _ids: Vec<crate::model::LeadId>) -> Result<u64, LoadError> {
-        Err(not_yet("the deletion check"))
-    }
-    async fn error_rows(&self) -> Result<Vec<super::StoredError>, LoadError> {
-        Err(not_yet("errors list"))
-    }
-    async fn clear_errors(&self, _before: NaiveDateTime) -> Result<u64, LoadError> {
-        Err(not_yet("errors clear"))
-    }
-}
 
-fn not_yet(what: &str) -> LoadError {
-    LoadError::Schema(format!(
-        "{what} is not available on SQL Server in this build"
-    ))
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        if let Err(e) = admin::write_state(c, name, value).await {
+            self.rollback(c, "writing b24sync_state").await;
+            return Err(self.db_error("writing b24sync_state", &e));
+        }
+        Ok(())
+    }
+
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        // The deletion check compares these with the portal's IDs; it is only meaningful once
+        // init-db made sql_ID unique.
+        self.ensure_ready(c).await?;
+        admin::lead_ids(c)
+            .await
+            .map_err(|e| self.db_error("reading the lead IDs", &e))
+    }
+
+    /// Stages the IDs in `#stage_delete_ids` and runs `delete_leads.sql` (one transaction).
+    /// A deadlock (e.g. with Oktell reading the same rows) rolls everything back, so the whole
+    /// sequence is simply tried again, like a batch.
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError> {
+        let context = "deleting leads removed in Bitrix24";
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        let mut tries = 0;
+        loop {
+            match admin::delete_leads(c, &ids).await {
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    self.rollback(c, context).await;
+                    if e.is_deadlock() && tries < self.opts.deadlock_retries {
+                        tries += 1;
+                        tracing::info!(
+                            try_no = tries,
+                            "deletion chosen as a deadlock victim; retrying"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+                        continue;
+                    }
+                    return Err(self.db_error(context, &e));
+                }
+            }
+        }
+    }
+
+    // The error review reads and deletes only in the Oktell error table, which the original
+    // scripts already created: it works before (or without) `init-db`, so a DBA can look at a
+    // database b24sync has not prepared yet.
+    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        admin::error_rows(c)
+            .await
+            .map_err(|e| self.db_error("reading bitrix_import_lead_error", &e))
+    }
+
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        admin::clear_errors(c, before)
+            .await
+            .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
+    }
 }

@@ -32,10 +32,25 @@ pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql
 pub const LOCK_RELEASE: &str = include_str!("../../../sql/mssql/lock_release.sql");
 pub const STAMP_RUNTIME: &str = include_str!("../../../sql/mssql/stamp_runtime.sql");
 
+/// `b24sync_state` (migration 1): read one value (@P1 name); set one (@P1 name, @P2 value).
+pub const STATE_READ: &str = include_str!("../../../sql/mssql/state_read.sql");
+pub const STATE_WRITE: &str = include_str!("../../../sql/mssql/state_write.sql");
+/// The deletion check: every `sql_ID`; then, for the leads gone from Bitrix24, stage their
+/// IDs ([`STAGE_DELETE_CREATE`], bulk-loaded into [`STAGE_DELETE_IDS`]) and delete them with
+/// their dependent rows in one transaction.
+pub const LEAD_IDS: &str = include_str!("../../../sql/mssql/lead_ids.sql");
+pub const STAGE_DELETE_CREATE: &str = include_str!("../../../sql/mssql/stage_delete_create.sql");
+pub const DELETE_LEADS: &str = include_str!("../../../sql/mssql/delete_leads.sql");
+/// The error review: list `bitrix_import_lead_error`; delete its rows dated before @P1.
+pub const ERROR_ROWS: &str = include_str!("../../../sql/mssql/error_rows.sql");
+pub const ERRORS_CLEAR: &str = include_str!("../../../sql/mssql/errors_clear.sql");
+
 /// Staging tables created by [`STAGE_CREATE`]; tiberius bulk-loads into these names.
 pub const STAGE_LEADS: &str = "#stage_leads";
 pub const STAGE_CONTACTS: &str = "#stage_contacts";
 pub const STAGE_ERRORS: &str = "#stage_errors";
+/// Created by [`STAGE_DELETE_CREATE`].
+pub const STAGE_DELETE_IDS: &str = "#stage_delete_ids";
 
 /// The tables [`OKTELL_TABLES`] creates, in [`TABLES_PRESENT`]'s terms.
 pub const SCHEMA_TABLES: [&str; 7] = [
@@ -119,6 +134,13 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("lock_acquire.sql", LOCK_ACQUIRE),
         ("lock_release.sql", LOCK_RELEASE),
         ("stamp_runtime.sql", STAMP_RUNTIME),
+        ("state_read.sql", STATE_READ),
+        ("state_write.sql", STATE_WRITE),
+        ("lead_ids.sql", LEAD_IDS),
+        ("stage_delete_create.sql", STAGE_DELETE_CREATE),
+        ("delete_leads.sql", DELETE_LEADS),
+        ("error_rows.sql", ERROR_ROWS),
+        ("errors_clear.sql", ERRORS_CLEAR),
     ];
     all.extend(MIGRATIONS.iter().map(|m| (m.name, m.sql)));
     all

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sqlparser::ast::{
-    ColumnOption, ConditionalStatements, CreateTable, Statement, TableConstraint,
+    ColumnOption, ConditionalStatements, CreateTable, FromTable, Statement, TableConstraint,
 };
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::parser::Parser;
@@ -606,4 +606,181 @@ fn unused_constraint_kinds_stay_out_of_contract_tables() {
             );
         }
     }
+}
+
+/// The target table of each DELETE, in order, with the statement's WHERE clause.
+fn deletes(statements: &[Statement]) -> Vec<(String, String)> {
+    statements
+        .iter()
+        .filter_map(|s| match s {
+            Statement::Delete(d) => {
+                let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &d.from;
+                Some((
+                    from.first()?.relation.to_string(),
+                    d.selection.as_ref()?.to_string(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(statements: &[Statement], what: &str, f: impl Fn(&Statement) -> bool) -> usize {
+    statements
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no {what}"))
+}
+
+#[test]
+fn delete_leads_removes_dependents_then_leads_in_one_transaction() {
+    let statements = parse(sql::DELETE_LEADS).expect("parses");
+    let gone = deletes(&statements);
+    let tables: Vec<&str> = gone.iter().map(|d| d.0.as_str()).collect();
+    // The same four tables as the embedded database's delete_dependents.sql + delete_leads.sql,
+    // bitrix_leads last so that @@ROWCOUNT right after it is the count the trait returns.
+    assert_eq!(
+        tables,
+        [
+            "dbo.bitrix_lead_contacts",
+            "dbo.bitrix_lead_solution",
+            "dbo.bitrix_import_lead_error",
+            "dbo.bitrix_leads"
+        ]
+    );
+    for (table, filter) in &gone {
+        assert!(
+            filter.contains("IN (SELECT") && filter.contains(sql::STAGE_DELETE_IDS),
+            "{table}: set-based on the staged IDs, got {filter}"
+        );
+    }
+    assert!(
+        gone[2]
+            .1
+            .to_lowercase()
+            .starts_with("sql_id in (select convert(nvarchar(20), d.sql_id)"),
+        "error rows hold the ID as text: {}",
+        gone[2].1
+    );
+
+    let begin = position(&statements, "BEGIN TRANSACTION", |s| {
+        matches!(s, Statement::StartTransaction { .. })
+    });
+    let commit = position(&statements, "COMMIT", |s| {
+        matches!(s, Statement::Commit { .. })
+    });
+    let first = position(&statements, "DELETE", |s| matches!(s, Statement::Delete(_)));
+    let last = statements
+        .iter()
+        .rposition(|s| matches!(s, Statement::Delete(_)))
+        .expect("a DELETE");
+    assert!(
+        begin < first && last < commit,
+        "every DELETE inside the transaction"
+    );
+    assert!(
+        statements[last + 1]
+            .to_string()
+            .contains("@leads_deleted = @@ROWCOUNT"),
+        "the count is taken right after deleting the leads: {}",
+        statements[last + 1]
+    );
+    assert!(
+        sql::DELETE_LEADS.contains("SET XACT_ABORT ON;"),
+        "a failure rolls it all back"
+    );
+    let result = statements.last().expect("statements").to_string();
+    assert!(result.contains("AS leads_deleted"), "{result}");
+
+    // The staging table holds exactly what admin::delete_id_rows sends: one int per row.
+    assert_eq!(
+        columns_of_create(sql::STAGE_DELETE_CREATE, sql::STAGE_DELETE_IDS),
+        vec![("sql_ID".to_string(), "int".to_string())]
+    );
+    assert!(sql::STAGE_DELETE_CREATE
+        .contains("IF OBJECT_ID(N'tempdb..#stage_delete_ids', N'U') IS NOT NULL DROP TABLE #stage_delete_ids;"));
+}
+
+#[test]
+fn state_write_is_update_then_guarded_insert_in_one_transaction() {
+    let statements = parse(sql::STATE_WRITE).expect("parses");
+    let begin = position(&statements, "BEGIN TRANSACTION", |s| {
+        matches!(s, Statement::StartTransaction { .. })
+    });
+    let update = position(
+        &statements,
+        "UPDATE",
+        |s| matches!(s, Statement::Update(u) if u.table.relation.to_string().starts_with("dbo.b24sync_state")),
+    );
+    let insert = position(
+        &statements,
+        "INSERT",
+        |s| matches!(s, Statement::Insert(i) if i.table.to_string() == "dbo.b24sync_state"),
+    );
+    let commit = position(&statements, "COMMIT", |s| {
+        matches!(s, Statement::Commit { .. })
+    });
+    assert!(begin < update && update < insert && insert < commit);
+    assert!(statements[insert].to_string().contains("WHERE NOT EXISTS"));
+    // Both the UPDATE and the existence check hold the key range (no MERGE; see the notes).
+    assert_eq!(
+        sql::STATE_WRITE
+            .matches("dbo.b24sync_state WITH (UPDLOCK, SERIALIZABLE)")
+            .count(),
+        2
+    );
+    assert!(sql::STATE_WRITE.contains("SET XACT_ABORT ON;"));
+}
+
+#[test]
+fn admin_statements_bind_only_what_the_sink_sends() {
+    // (file text, how many parameters admin.rs binds); 0 = sent as a plain batch, which
+    // #stage_delete_ids needs (it would vanish with sp_executesql's scope).
+    for (name, text, params) in [
+        ("state_read.sql", sql::STATE_READ, 1),
+        ("state_write.sql", sql::STATE_WRITE, 2),
+        ("errors_clear.sql", sql::ERRORS_CLEAR, 1),
+        ("lead_ids.sql", sql::LEAD_IDS, 0),
+        ("stage_delete_create.sql", sql::STAGE_DELETE_CREATE, 0),
+        ("delete_leads.sql", sql::DELETE_LEADS, 0),
+        ("error_rows.sql", sql::ERROR_ROWS, 0),
+    ] {
+        for p in 1..=params {
+            assert!(
+                text.contains(&format!("@P{p}")),
+                "{name} does not use @P{p}"
+            );
+        }
+        assert!(
+            !text.contains(&format!("@P{}", params + 1)),
+            "{name} uses more than {params} parameter(s)"
+        );
+    }
+    assert!(sql::STATE_READ.contains("WHERE name = @P1"));
+    assert!(sql::ERRORS_CLEAR.contains("WHERE sql_date_error < @P1;"));
+    assert!(sql::ERRORS_CLEAR.contains("SELECT @@ROWCOUNT AS errors_deleted;"));
+}
+
+#[test]
+fn error_rows_selects_what_admin_reads() {
+    let statements = parse(sql::ERROR_ROWS).expect("parses");
+    let [Statement::Query(q)] = statements.as_slice() else {
+        panic!("one SELECT")
+    };
+    let text = q.to_string();
+    // admin::stored_error reads these names; Id as bigint for the i64 row_id.
+    for column in [
+        "CAST(Id AS BIGINT) AS Id",
+        "sql_ID",
+        "sql_error",
+        "sql_date_error",
+    ] {
+        assert!(text.contains(column), "{column} in {text}");
+    }
+    assert!(text.ends_with("ORDER BY Id"), "oldest first: {text}");
+    let ids = parse(sql::LEAD_IDS).expect("parses");
+    assert_eq!(
+        ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ["SELECT sql_ID FROM dbo.bitrix_leads ORDER BY sql_ID"]
+    );
 }

@@ -1,0 +1,149 @@
+//! The project's state, the deletion check and the error review on SQL Server: the small
+//! operations besides the load, with the same meaning as the embedded database's
+//! (`src/load/sqlite/admin.rs`). The sink maps their errors and decides on retries; these
+//! only send the statements of `sql/mssql/` and read the answers.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+use futures::TryStreamExt;
+use tiberius::{ColumnData, Row, TokenRow};
+
+use super::{bulk, run, sql, Client};
+use crate::load::StoredError;
+use crate::model::LeadId;
+
+pub(super) async fn read_state(c: &mut Client, name: &str) -> tiberius::Result<Option<String>> {
+    let row = c.query(sql::STATE_READ, &[&name]).await?.into_row().await?;
+    match row {
+        Some(r) => Ok(r.try_get::<&str, _>("value")?.map(str::to_string)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn write_state(c: &mut Client, name: &str, value: &str) -> tiberius::Result<()> {
+    // Both values are present strings: no NULL parameter is ever sent (see the notes).
+    c.execute(sql::STATE_WRITE, &[&name, &value]).await?;
+    Ok(())
+}
+
+pub(super) async fn lead_ids(c: &mut Client) -> tiberius::Result<Vec<LeadId>> {
+    // Streamed: the table can hold millions of leads, and only the IDs are kept.
+    let mut rows = c.simple_query(sql::LEAD_IDS).await?.into_row_stream();
+    let mut ids = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        ids.push(required(
+            r.try_get::<i32, _>("sql_ID")?,
+            "bitrix_leads.sql_ID",
+        )?);
+    }
+    Ok(ids)
+}
+
+/// The staging rows for [`sql::STAGE_DELETE_IDS`]: each ID once (its primary key would refuse
+/// a repeat, and the trait does not promise distinct IDs), in order.
+pub(super) fn delete_id_rows(ids: &[LeadId]) -> Vec<TokenRow<'static>> {
+    ids.iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|id| {
+            let mut row = TokenRow::with_capacity(1);
+            row.push(ColumnData::I32(Some(id)));
+            row
+        })
+        .collect()
+}
+
+/// One try of the deletion: stage the IDs, then the one-transaction delete. The caller rolls
+/// back on failure.
+pub(super) async fn delete_leads(c: &mut Client, ids: &[LeadId]) -> tiberius::Result<u64> {
+    run(c, sql::STAGE_DELETE_CREATE).await?;
+    bulk(c, sql::STAGE_DELETE_IDS, delete_id_rows(ids)).await?;
+    let sets = run(c, sql::DELETE_LEADS).await?;
+    last_count(&sets, "leads_deleted", "delete_leads.sql")
+}
+
+pub(super) async fn error_rows(c: &mut Client) -> tiberius::Result<Vec<StoredError>> {
+    let mut rows = c.simple_query(sql::ERROR_ROWS).await?.into_row_stream();
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push(stored_error(&r)?);
+    }
+    Ok(out)
+}
+
+fn stored_error(r: &Row) -> tiberius::Result<StoredError> {
+    let text = |name: &str| -> tiberius::Result<Option<String>> {
+        Ok(r.try_get::<&str, _>(name)?.map(str::to_string))
+    };
+    Ok(StoredError {
+        row_id: required(r.try_get::<i64, _>("Id")?, "bitrix_import_lead_error.Id")?,
+        lead_id: text("sql_ID")?,
+        reason: text("sql_error")?,
+        at: r.try_get::<NaiveDateTime, _>("sql_date_error")?,
+    })
+}
+
+pub(super) async fn clear_errors(c: &mut Client, before: NaiveDateTime) -> tiberius::Result<u64> {
+    let sets = c
+        .query(sql::ERRORS_CLEAR, &[&before])
+        .await?
+        .into_results()
+        .await?;
+    last_count(&sets, "errors_deleted", "errors_clear.sql")
+}
+
+/// The count a statement file selects as its last result (a single int column).
+fn last_count(sets: &[Vec<Row>], column: &str, file: &str) -> tiberius::Result<u64> {
+    let n = sets
+        .iter()
+        .rev()
+        .find_map(|s| s.first())
+        .map(|r| r.try_get::<i32, _>(column))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| {
+            tiberius::error::Error::Protocol(format!("{file} returned no {column}").into())
+        })?;
+    Ok(count(n))
+}
+
+/// A row count from T-SQL's `int` as the trait's `u64`; a count is never negative.
+pub(super) fn count(n: i32) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn required<T>(v: Option<T>, what: &str) -> tiberius::Result<T> {
+    v.ok_or_else(|| tiberius::error::Error::Protocol(format!("{what} is NULL").into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_ids_are_staged_once_each_in_order() {
+        let rows = delete_id_rows(&[7, 3, 7, 12, 3, -1]);
+        let ids: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                assert_eq!(r.len(), 1, "one column: #stage_delete_ids.sql_ID");
+                match r.get(0) {
+                    Some(ColumnData::I32(Some(id))) => *id,
+                    other => panic!("not a non-NULL int: {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(ids, vec![-1, 3, 7, 12]);
+        assert!(delete_id_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn counts_are_never_negative() {
+        assert_eq!(count(0), 0);
+        assert_eq!(count(41), 41);
+        assert_eq!(count(i32::MAX), 2_147_483_647);
+        assert_eq!(count(-1), 0);
+    }
+}
