@@ -17,5 +17,8 @@ pub const BITRIX_UNREACHABLE: u8 = 5;
 pub const DATABASE: u8 = 6;
 /// Another b24sync run holds the run lock.
 pub const LOCKED: u8 = 7;
+/// OAuth mode: the authorization expired or was revoked (or never happened): run
+/// `b24sync auth` again.
+pub const REAUTHORIZE: u8 = 8;
 /// Interrupted (Ctrl-C / SIGTERM) after committing the batch in flight.
 pub const INTERRUPTED: u8 = 130;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, settings from flags > environment > TOML file,
 //! and the mapping of each command onto the library. No business logic lives here.
 
+mod auth;
 pub mod exit;
 mod settings;
 
@@ -48,7 +49,8 @@ Quick start:
 
 Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
 4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
-7 another run holds the lock, 130 interrupted, 1 internal error.";
+7 another run holds the lock, 8 OAuth authorization expired or revoked (run `b24sync auth`),
+130 interrupted, 1 internal error.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -60,6 +62,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
     Simulator(SimulatorArgs),
+    /// Authorize b24sync as a Bitrix24 OAuth application (once); stores the tokens in bitrix_oauth
+    Auth(auth::AuthArgs),
+    /// Refresh or show the OAuth tokens stored in bitrix_oauth
+    Token {
+        #[command(subcommand)]
+        command: auth::TokenCommand,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -83,6 +92,13 @@ pub struct SyncArgs {
         hide_env_values = true
     )]
     pub webhook: Option<String>,
+    /// OAuth mode instead of a webhook: the application authorized with `b24sync auth`
+    /// (tokens from bitrix_oauth in --db)
+    #[arg(long, env = "B24SYNC_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// OAuth server for refreshing tokens [default: the one `auth` used]
+    #[arg(long, env = "B24SYNC_OAUTH_SERVER", value_name = "URL")]
+    pub oauth_server: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
     /// The list-type lead field copied into bitrix_lead_solution (UF_CRM_...)
@@ -201,6 +217,8 @@ async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
+        Command::Auth(args) => auth::auth_command(&args, &file).await,
+        Command::Token { command } => auth::token_command(&command, &file).await,
     }
 }
 
@@ -256,6 +274,7 @@ pub fn run_error_code(e: &RunError) -> u8 {
             exit::BITRIX_UNREACHABLE
         }
         RunError::Extract(ExtractError::Cancelled) => exit::INTERRUPTED,
+        RunError::Extract(ExtractError::OAuth(e)) => auth::exit_code(e),
         RunError::Load(LoadError::LockBusy { .. }) => exit::LOCKED,
         RunError::Load(_) => exit::DATABASE,
         RunError::Config(_) => exit::CONFIG,
@@ -327,7 +346,11 @@ fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client,
 
 async fn sync_command(s: &Settings) -> u8 {
     let cancel = interrupt_token();
-    let client = match client_for(s, cancel.clone()) {
+    let client = match &s.client_id {
+        Some(_) => auth::oauth_client(s, cancel.clone()).await,
+        None => client_for(s, cancel.clone()),
+    };
+    let client = match client {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -335,7 +358,7 @@ async fn sync_command(s: &Settings) -> u8 {
         Ok(sink) => sink,
         Err(code) => return code,
     };
-    tracing::info!(portal = %client.webhook(), db = %sink.describe(), "sync starting");
+    tracing::info!(auth = %client.describe(), db = %sink.describe(), "sync starting");
     finish(run::sync(&client, sink.as_ref(), &s.sync_options(), cancel).await)
 }
 
