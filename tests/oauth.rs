@@ -623,3 +623,90 @@ async fn webhook_and_client_id_together_are_a_configuration_error() {
     );
     assert!(!text(&out).contains("sim0secret0webhook"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_enforces_the_oauth_rules() {
+    let sim = sim_with_app(5, Duration::ZERO, 1).await;
+    let base = sim.base_url();
+    let token = |params: Vec<(&'static str, String)>| {
+        let url = format!("{base}/oauth/token/");
+        async move {
+            let r = http().get(url).query(&params).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let exchange = |code: String, secret: &'static str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("client_id", CLIENT_ID.to_string()),
+            ("client_secret", secret.to_string()),
+            ("code", code),
+        ]
+    };
+    let refresh = |rt: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("client_id", CLIENT_ID.to_string()),
+            ("client_secret", CLIENT_SECRET.to_string()),
+            ("refresh_token", rt.to_string()),
+        ]
+    };
+    let rest = |auth: String| {
+        let url = format!("{base}/rest/crm.lead.list");
+        async move {
+            let r = http()
+                .post(url)
+                .json(&json!({"auth": auth}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    // Wrong secret: 401 invalid_client. A code older than 30 s: 400 invalid_grant.
+    let code = code_from_portal(&sim).await;
+    let (s, b) = token(exchange(code.clone(), "wrong")).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
+    sim.portal().advance_clock(Duration::from_secs(31));
+    let (s, b) = token(exchange(code, CLIENT_SECRET)).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+
+    // A fresh code works once.
+    let code = code_from_portal(&sim).await;
+    let (s, first) = token(exchange(code.clone(), CLIENT_SECRET)).await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["expires_in"], json!(3600));
+    assert_eq!(first["client_endpoint"], json!(format!("{base}/rest/")));
+    assert_eq!(first["status"], json!("L"));
+    let (s, _) = token(exchange(code, CLIENT_SECRET)).await;
+    assert_eq!(s, 400, "codes are single-use");
+    let access1 = first["access_token"].as_str().unwrap().to_string();
+    let refresh1 = first["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(rest(access1.clone()).await.0, 200);
+
+    // Rotation: the old refresh token and its access token die with the refresh.
+    let (s, second) = token(refresh(&refresh1)).await;
+    assert_eq!(s, 200, "{second}");
+    let (s, b) = rest(access1).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_token")));
+    let (s, b) = token(refresh(&refresh1)).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    let access2 = second["access_token"].as_str().unwrap().to_string();
+    assert_eq!(rest(access2.clone()).await.0, 200);
+
+    // An hour later the access token has expired; no token at all is NO_AUTH_FOUND.
+    sim.portal().advance_clock(HOUR_AND_A_BIT);
+    let (s, b) = rest(access2).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("expired_token")));
+    let r = http()
+        .post(format!("{base}/rest/crm.lead.list"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(token_calls(&sim), 6);
+}
