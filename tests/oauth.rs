@@ -710,3 +710,70 @@ async fn the_simulator_enforces_the_oauth_rules() {
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(token_calls(&sim), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_right_after_a_refresh_leaves_tokens_the_next_run_uses() {
+    let sim = sim_with_app(3000, Duration::from_millis(50), 1).await;
+    let db = test_db();
+    let before = authorize(&sim, &db.path).await;
+    let old = (
+        before.tokens.access_token.expose().to_string(),
+        before.tokens.refresh_token.expose().to_string(),
+    );
+    sim.reset_stats();
+    let mut child = b24sync()
+        .args(["sync", "--paging", "next", "--client-id", CLIENT_ID, "--db"])
+        .arg(&db.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A few pages in, the hour is over; as soon as the new pair is in the database the
+    // process dies (SIGKILL: no cleanup of any kind).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut advanced = false;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh seen");
+        let pages = sim
+            .stats()
+            .by_method
+            .get("crm.lead.list")
+            .copied()
+            .unwrap_or(0);
+        if !advanced && pages >= 3 {
+            sim.portal().advance_clock(HOUR_AND_A_BIT);
+            advanced = true;
+        }
+        if advanced && stored_pair(&db.path) != old {
+            child.start_kill().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), None, "killed before it finished");
+    assert_eq!(token_calls(&sim), 1);
+    let stored = stored_pair(&db.path);
+
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "sync",
+                "--solution-field",
+                SOLUTION,
+                "--client-id",
+                CLIENT_ID,
+                "--db",
+            ])
+            .arg(&db.path),
+    )
+    .await;
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+    assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads"), 3000);
+    assert_eq!(
+        token_calls(&sim),
+        1,
+        "no second refresh, no re-authorization"
+    );
+    assert_eq!(stored_pair(&db.path), stored);
+}
