@@ -1,6 +1,7 @@
 //! Exit codes: what a scheduler should alert on. Documented in README.md ("Exit codes").
 
 use crate::extract::client::ExtractError;
+use crate::extract::oauth::OAuthError;
 use crate::load::LoadError;
 use crate::run::{RunError, RunSummary};
 
@@ -21,6 +22,9 @@ pub const BITRIX_UNREACHABLE: u8 = 5;
 pub const DATABASE: u8 = 6;
 /// Another b24sync run holds the run lock.
 pub const LOCKED: u8 = 7;
+/// OAuth mode: the authorization expired or was revoked (or never happened): run
+/// `b24sync auth` again.
+pub const REAUTHORIZE: u8 = 8;
 /// The deletion check refused: Bitrix24 listed far fewer leads than the database holds
 /// (a webhook that lost its CRM permission sees an empty portal). Nothing was deleted.
 pub const DELETION_REFUSED: u8 = 9;
@@ -32,8 +36,11 @@ pub fn for_error(e: &RunError) -> u8 {
     match e {
         RunError::Extract(ExtractError::Webhook(_)) => CONFIG,
         RunError::Extract(ExtractError::Refused { .. }) => BITRIX_REFUSED,
-        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => BITRIX_UNREACHABLE,
+        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => {
+            BITRIX_UNREACHABLE
+        }
         RunError::Extract(ExtractError::Cancelled) => INTERRUPTED,
+        RunError::Extract(ExtractError::OAuth(e)) => for_oauth(e),
         RunError::Load(LoadError::LockBusy { .. }) => LOCKED,
         RunError::Load(_) => DATABASE,
         RunError::Config(_) => CONFIG,
@@ -50,5 +57,18 @@ pub fn for_summary(s: &RunSummary) -> u8 {
         LOADED_WITH_ERRORS
     } else {
         OK
+    }
+}
+
+/// The exit code of an OAuth failure.
+pub fn for_oauth(e: &OAuthError) -> u8 {
+    match e {
+        OAuthError::Reauthorize { .. } => REAUTHORIZE,
+        OAuthError::Refused { .. } => BITRIX_REFUSED,
+        OAuthError::Unreachable { .. } => BITRIX_UNREACHABLE,
+        OAuthError::Config(_) => CONFIG,
+        OAuthError::Store(LoadError::LockBusy { .. }) => LOCKED,
+        OAuthError::Store(_) => DATABASE,
+        OAuthError::Injected(_) => INTERNAL,
     }
 }

@@ -191,7 +191,7 @@ fn solution_labels(
         Some(SubResult::Err { code, description }) => {
             client.sub_error("crm.lead.userfield.list", code, description)?;
             return Err(RunError::Extract(ExtractError::Protocol {
-                portal: client.webhook().portal(),
+                portal: client.portal(),
                 method: "crm.lead.userfield.list".into(),
                 detail: format!("{code}: {description}"),
             }));
@@ -252,7 +252,7 @@ async fn resolve_since(client: &Bitrix24Client, since: &str) -> Result<String, R
         .map(|t| *t.offset())
         .ok_or_else(|| {
             RunError::Extract(ExtractError::Protocol {
-                portal: client.webhook().portal(),
+                portal: client.portal(),
                 method: "server.time".into(),
                 detail: format!("answered {} instead of a date-time", now.result),
             })
@@ -732,7 +732,7 @@ async fn retry_errors_locked(
                 SubResult::Err { code, description } => {
                     let reason = client.sub_error("crm.lead.list", &code, &description)?;
                     return Err(RunError::Extract(ExtractError::Unreachable {
-                        portal: client.webhook().portal(),
+                        portal: client.portal(),
                         method: "crm.lead.list (in batch)".into(),
                         attempts: 1,
                         secs: 0,
@@ -741,7 +741,7 @@ async fn retry_errors_locked(
                 }
                 SubResult::Missing => {
                     return Err(RunError::Extract(ExtractError::Protocol {
-                        portal: client.webhook().portal(),
+                        portal: client.portal(),
                         method: "batch".into(),
                         detail: "a sub-command's answer is missing".into(),
                     }))

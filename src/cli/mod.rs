@@ -1,6 +1,7 @@
 //! The command line: clap definitions, settings from flags > environment > TOML file,
 //! and the mapping of each command onto the library. No business logic lives here.
 
+mod auth;
 pub use crate::exit;
 mod settings;
 
@@ -48,7 +49,8 @@ Quick start:
 
 Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
 4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
-7 another run holds the lock, 9 deletion check refused (too many leads would go),
+7 another run holds the lock, 8 OAuth authorization expired or revoked (run `b24sync auth`),
+9 deletion check refused (too many leads would go),
 130 interrupted, 1 internal error.";
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +68,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
     Simulator(SimulatorArgs),
+    /// Authorize b24sync as a Bitrix24 OAuth application (once); stores the tokens in bitrix_oauth
+    Auth(auth::AuthArgs),
+    /// Refresh or show the OAuth tokens stored in bitrix_oauth
+    Token {
+        #[command(subcommand)]
+        command: auth::TokenCommand,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -89,6 +98,13 @@ pub struct SyncArgs {
         hide_env_values = true
     )]
     pub webhook: Option<String>,
+    /// OAuth mode instead of a webhook: the application authorized with `b24sync auth`
+    /// (tokens from bitrix_oauth in --db)
+    #[arg(long, env = "B24SYNC_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// OAuth server for refreshing tokens [default: the one `auth` used]
+    #[arg(long, env = "B24SYNC_OAUTH_SERVER", value_name = "URL")]
+    pub oauth_server: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
     /// The list-type lead field copied into bitrix_lead_solution (UF_CRM_...)
@@ -273,6 +289,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Errors(cmd) => errors_command(cmd, &file).await,
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
+        Command::Auth(args) => auth::auth_command(&args, &file).await,
+        Command::Token { command } => auth::token_command(&command, &file).await,
     }
 }
 
@@ -382,7 +400,11 @@ async fn sync_command(s: &Settings) -> u8 {
 }
 
 async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
-    let client = match client_for(s, cancel.clone()) {
+    let client = match &s.client_id {
+        Some(_) => auth::oauth_client(s, cancel.clone()).await,
+        None => client_for(s, cancel.clone()),
+    };
+    let client = match client {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -390,7 +412,7 @@ async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
         Ok(sink) => sink,
         Err(code) => return code,
     };
-    tracing::info!(portal = %client.webhook(), db = %sink.describe(), "sync starting");
+    tracing::info!(auth = %client.describe(), db = %sink.describe(), "sync starting");
     finish(run::sync(&client, sink.as_ref(), &s.sync_options(), cancel).await)
 }
 

@@ -17,6 +17,9 @@ use crate::transform::TimePolicy;
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     pub webhook: Option<String>,
+    /// OAuth mode: the application's client_id (its secret and tokens live in bitrix_oauth).
+    pub client_id: Option<String>,
+    pub oauth_server: Option<String>,
     pub db: Option<String>,
     pub pool_size: Option<u32>,
     pub solution_field: Option<String>,
@@ -36,6 +39,9 @@ pub struct FileSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub webhook: Option<String>,
+    /// OAuth mode (exclusive with `webhook`).
+    pub client_id: Option<String>,
+    pub oauth_server: Option<String>,
     pub db: String,
     pub pool_size: u32,
     pub solution_field: Option<String>,
@@ -108,12 +114,28 @@ impl Settings {
                 bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
             }
         }
+        let webhook = args
+            .webhook
+            .clone()
+            .or_else(|| file.webhook.clone())
+            .filter(|w| !w.trim().is_empty());
+        let client_id = args
+            .client_id
+            .clone()
+            .or_else(|| file.client_id.clone())
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
+        if webhook.is_some() && client_id.is_some() {
+            bail!("both a webhook (--webhook / B24SYNC_WEBHOOK / webhook) and an OAuth application (--client-id / B24SYNC_CLIENT_ID / client_id) are set: keep exactly one");
+        }
         Ok(Settings {
-            webhook: args
-                .webhook
+            webhook,
+            client_id,
+            oauth_server: args
+                .oauth_server
                 .clone()
-                .or_else(|| file.webhook.clone())
-                .filter(|w| !w.trim().is_empty()),
+                .or_else(|| file.oauth_server.clone())
+                .filter(|o| !o.trim().is_empty()),
             db: args
                 .db
                 .db
@@ -234,6 +256,20 @@ mod tests {
         assert_eq!((s.rate, s.burst), (5.0, 250));
         assert_eq!(s.batch_size, 2500);
         assert_eq!(s.time_policy, TimePolicy::Portal);
+    }
+
+    #[test]
+    fn webhook_and_client_id_together_are_refused() {
+        let args = SyncArgs {
+            client_id: Some("local.abc".into()),
+            ..Default::default()
+        };
+        let file = parse_file("webhook = \"https://x/rest/1/s/\"\n").unwrap();
+        let e = Settings::resolve(&args, &file).unwrap_err().to_string();
+        assert!(e.contains("--webhook") && e.contains("--client-id"), "{e}");
+        assert!(!e.contains("https://x/rest/1/s/"), "{e}");
+        let s = Settings::resolve(&args, &FileSettings::default()).unwrap();
+        assert_eq!(s.client_id.as_deref(), Some("local.abc"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{Webhook, WebhookError};
 use super::limits::{unix_now, LeakyBucket, OperatingBudget, OperatingConfig, RateConfig};
+use super::oauth::{OAuthError, OAuthSession, Secret};
 
 /// How the client paces and retries.
 #[derive(Debug, Clone)]
@@ -53,6 +54,9 @@ impl Default for ClientConfig {
 pub enum ExtractError {
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// OAuth mode: the tokens could not be refreshed or stored.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     /// Bitrix24 refused: credentials, permissions, plan. Retrying cannot help.
     #[error("Bitrix24 at {portal} refused {method}: {code} ({description}). {hint}")]
     Refused {
@@ -88,7 +92,9 @@ impl ExtractError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            ExtractError::Refused { .. } | ExtractError::Webhook(_)
+            ExtractError::Refused { .. }
+                | ExtractError::Webhook(_)
+                | ExtractError::OAuth(OAuthError::Reauthorize { .. } | OAuthError::Refused { .. })
         )
     }
 }
@@ -164,11 +170,20 @@ pub struct StatsSnapshot {
     pub by_method: BTreeMap<String, u64>,
 }
 
-/// A Bitrix24 REST client for one webhook.
+/// How requests authenticate.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// `https://PORTAL/rest/USER/SECRET/method`.
+    Webhook(Webhook),
+    /// `{client_endpoint}method` + `auth=<access token>`; refreshed on 401.
+    OAuth(Arc<OAuthSession>),
+}
+
+/// A Bitrix24 REST client for one webhook or OAuth application.
 #[derive(Clone)]
 pub struct Bitrix24Client {
     http: reqwest::Client,
-    webhook: Webhook,
+    auth: Auth,
     config: ClientConfig,
     bucket: Arc<LeakyBucket>,
     budget: Arc<OperatingBudget>,
@@ -189,11 +204,25 @@ enum Failure {
         unix: Option<f64>,
     },
     Fatal(ExtractError),
+    /// OAuth: 401 `expired_token` / `invalid_token` for this access token.
+    TokenRejected {
+        token: Secret,
+        reason: String,
+    },
 }
 
 impl Bitrix24Client {
     pub fn new(
         webhook: Webhook,
+        config: ClientConfig,
+        cancel: CancellationToken,
+    ) -> Result<Bitrix24Client, ExtractError> {
+        Bitrix24Client::with_auth(Auth::Webhook(webhook), config, cancel)
+    }
+
+    /// A client authenticating by webhook or as an OAuth application.
+    pub fn with_auth(
+        auth: Auth,
         config: ClientConfig,
         cancel: CancellationToken,
     ) -> Result<Bitrix24Client, ExtractError> {
@@ -206,7 +235,7 @@ impl Bitrix24Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ExtractError::Protocol {
-                portal: webhook.portal(),
+                portal: auth_portal(&auth),
                 method: "-".into(),
                 detail: format!("cannot build the HTTP client: {}", e.without_url()),
             })?;
@@ -214,15 +243,36 @@ impl Bitrix24Client {
             http,
             bucket: Arc::new(LeakyBucket::new(config.rate)),
             budget: Arc::new(OperatingBudget::new(config.operating)),
-            webhook,
+            auth,
             config,
             stats: Arc::new(ClientStats::default()),
             cancel,
         })
     }
 
-    pub fn webhook(&self) -> &Webhook {
-        &self.webhook
+    /// The webhook, in webhook mode.
+    pub fn webhook(&self) -> Option<&Webhook> {
+        match &self.auth {
+            Auth::Webhook(w) => Some(w),
+            Auth::OAuth(_) => None,
+        }
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The portal's host, for messages.
+    pub fn portal(&self) -> String {
+        auth_portal(&self.auth)
+    }
+
+    /// What the run authenticates as, for the log (never a secret).
+    pub fn describe(&self) -> String {
+        match &self.auth {
+            Auth::Webhook(w) => format!("webhook {w}"),
+            Auth::OAuth(s) => format!("OAuth app {} at {}", s.client_id(), s.portal()),
+        }
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -243,6 +293,8 @@ impl Bitrix24Client {
     pub async fn call(&self, method: &str, params: &Value) -> Result<ApiResponse, ExtractError> {
         let started = Instant::now();
         let mut attempt = 0;
+        // OAuth: one refresh per call; a token rejected right after a refresh is final.
+        let mut refreshed = false;
         loop {
             attempt += 1;
             self.pace(method).await?;
@@ -255,6 +307,31 @@ impl Bitrix24Client {
             };
             let (reason, wait) = match failure {
                 Failure::Fatal(e) => return Err(e),
+                Failure::TokenRejected { token, reason } => {
+                    let Auth::OAuth(session) = &self.auth else {
+                        return Err(ExtractError::Protocol {
+                            portal: self.portal(),
+                            method: method.to_string(),
+                            detail: reason,
+                        });
+                    };
+                    if refreshed {
+                        return Err(OAuthError::Reauthorize {
+                            client_id: session.client_id().to_string(),
+                            portal: session.portal(),
+                            reason: format!(
+                                "Bitrix24 rejected the access token just obtained: {reason}"
+                            ),
+                        }
+                        .into());
+                    }
+                    refreshed = true;
+                    tracing::info!(method, "{reason}; refreshing the access token");
+                    session.refresh_after_rejection(&token).await?;
+                    // Repeat at once: not a failure of the portal, so no backoff.
+                    attempt -= 1;
+                    continue;
+                }
                 Failure::Retry {
                     reason,
                     rate_limited,
@@ -278,7 +355,7 @@ impl Bitrix24Client {
             };
             if attempt >= self.config.max_attempts {
                 return Err(ExtractError::Unreachable {
-                    portal: self.webhook.portal(),
+                    portal: self.portal(),
                     method: method.to_string(),
                     attempts: attempt,
                     secs: started.elapsed().as_secs(),
@@ -311,7 +388,7 @@ impl Bitrix24Client {
             .call("batch", &json!({ "halt": 0, "cmd": cmd }))
             .await?;
         let protocol = |detail: String| ExtractError::Protocol {
-            portal: self.webhook.portal(),
+            portal: self.portal(),
             method: "batch".into(),
             detail,
         };
@@ -378,7 +455,9 @@ impl Bitrix24Client {
         // server-side trouble (retried a few times) rather than as a refusal.
         match self.classify(method, 500, &body) {
             Failure::Fatal(e) => Err(e),
-            Failure::Retry { reason, .. } | Failure::RetryAt { reason, .. } => {
+            Failure::Retry { reason, .. }
+            | Failure::RetryAt { reason, .. }
+            | Failure::TokenRejected { reason, .. } => {
                 Ok(format!("{method} in a batch failed: {reason}"))
             }
         }
@@ -457,12 +536,34 @@ impl Bitrix24Client {
         if let Ok(mut m) = self.stats.by_method.lock() {
             *m.entry(method.to_string()).or_default() += 1;
         }
-        let url = self.webhook.method_url(method);
+        // OAuth: the token goes into the JSON body (never the URL, which errors may show).
+        let (url, body, token) = match &self.auth {
+            Auth::Webhook(w) => (w.method_url(method), None, None),
+            Auth::OAuth(session) => {
+                let (token, endpoint) = session
+                    .credentials()
+                    .await
+                    .map_err(|e| Failure::Fatal(e.into()))?;
+                let url = endpoint.join(method).map_err(|e| {
+                    Failure::Fatal(ExtractError::Protocol {
+                        portal: self.portal(),
+                        method: method.to_string(),
+                        detail: format!("cannot build the method URL: {e}"),
+                    })
+                })?;
+                let mut body = match params {
+                    Value::Object(m) => m.clone(),
+                    _ => Map::new(),
+                };
+                body.insert("auth".into(), Value::String(token.expose().to_string()));
+                (url, Some(Value::Object(body)), Some(token))
+            }
+        };
         let resp = self
             .http
             .post(url)
             .header("Accept", "application/json")
-            .json(params)
+            .json(body.as_ref().unwrap_or(params))
             .send()
             .await
             .map_err(|e| Failure::Retry {
@@ -493,7 +594,16 @@ impl Bitrix24Client {
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         match parsed {
             Some(Value::Object(body)) if body.contains_key("error") => {
-                Err(self.classify(method, status.as_u16(), &body))
+                let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+                match token {
+                    Some(token) if matches!(code, "expired_token" | "invalid_token") => {
+                        Err(Failure::TokenRejected {
+                            token,
+                            reason: format!("HTTP {status} {code}"),
+                        })
+                    }
+                    _ => Err(self.classify(method, status.as_u16(), &body)),
+                }
             }
             Some(Value::Object(mut body)) if status.is_success() => match body.remove("result") {
                 Some(result) => Ok(ApiResponse {
@@ -548,6 +658,11 @@ impl Bitrix24Client {
                 unix: ResponseTime::from_json(body.get("time")).operating_reset_at,
             },
             "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => Failure::Retry { reason, rate_limited: false },
+            "NO_AUTH_FOUND" | "expired_token" | "invalid_token" | "WRONG_AUTH_TYPE"
+                if matches!(self.auth, Auth::OAuth(_)) =>
+            {
+                fatal("Bitrix24 did not accept the application's token: run `b24sync auth` again for this app.")
+            }
             "NO_AUTH_FOUND" | "expired_token" | "invalid_token" | "WRONG_AUTH_TYPE" => fatal(
                 "Check the webhook URL (user ID and secret): the webhook may have been deleted, expired or regenerated in Bitrix24.",
             ),
@@ -577,7 +692,7 @@ impl Bitrix24Client {
         hint: &str,
     ) -> ExtractError {
         ExtractError::Refused {
-            portal: self.webhook.portal(),
+            portal: self.portal(),
             method: method.to_string(),
             status,
             code: if code.is_empty() {
@@ -613,8 +728,15 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
+fn auth_portal(auth: &Auth) -> String {
+    match auth {
+        Auth::Webhook(w) => w.portal(),
+        Auth::OAuth(s) => s.portal(),
+    }
+}
+
 /// What went wrong at the HTTP level, without the URL (it holds the webhook secret).
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -4,6 +4,7 @@
 //!   its secret.
 //! - [`client`]: one HTTP client; turns Bitrix24's error envelope into [`ExtractError`]s and
 //!   retries what can heal (rate limit, operating limit, 5xx, timeouts, cut connections).
+//! - [`oauth`]: OAuth application mode: tokens in `bitrix_oauth`, refreshed on 401.
 //! - [`limits`]: the client-side leaky bucket and operating-time budget every request passes.
 //! - [`paging`]: strategies that turn "all leads" into a stream of pages.
 //! - [`query`]: PHP-style query strings, the format of `batch` sub-commands.
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod client;
 pub mod limits;
+pub mod oauth;
 pub mod paging;
 pub mod query;
 

@@ -314,7 +314,7 @@ async fn export_batched(
             failures_here = 0;
         } else if failures_here >= MAX_SUB_FAILURES {
             return Err(ExtractError::Unreachable {
-                portal: client.webhook().portal(),
+                portal: client.portal(),
                 method: "crm.lead.list (in batch)".into(),
                 attempts: failures_here,
                 secs: 0,
@@ -332,7 +332,7 @@ async fn export_batched(
 
 fn protocol(client: &Bitrix24Client, detail: String) -> ExtractError {
     ExtractError::Protocol {
-        portal: client.webhook().portal(),
+        portal: client.portal(),
         method: "crm.lead.list".into(),
         detail,
     }

@@ -21,7 +21,8 @@
 //!   until [`Simulator::shutdown`] or drop.
 //! - Webhook URL: `{base}/rest/{user}/{secret}/` + method, `.json` suffix optional.
 //!   A wrong user/secret answers 401 `NO_AUTH_FOUND` "Wrong authorization data".
-//!   OAuth (`/rest/{method}` + `auth`) is routed but every token is rejected for now.
+//!   OAuth (`/rest/{method}` + `auth`) checks tokens issued by `/oauth/authorize/` and
+//!   `/oauth/token/` for apps added with [`Simulator::register_oauth_app`] (see `oauth.rs`).
 //! - Parameters: query string, then a JSON or form body on top; query and form go through
 //!   a faithful PHP `parse_str` ([`query::parse_str`]), which reproduces the real traps
 //!   (raw `=` in `>=`, raw `+` in offsets).
@@ -54,6 +55,7 @@ mod fields;
 mod gen;
 mod limits;
 mod methods;
+mod oauth;
 pub mod query;
 mod server;
 #[cfg(test)]
@@ -69,6 +71,7 @@ use tokio::task::JoinHandle;
 pub use data::Portal;
 pub use faults::{Fault, FaultKind};
 pub use limits::{CostModel, OperatingLimit, RequestStats};
+pub use oauth::OAuthApp;
 
 use server::{lock, Shared};
 
@@ -218,6 +221,32 @@ impl Simulator {
 
     pub fn reset_stats(&self) {
         *lock(&self.shared.stats) = RequestStats::default();
+    }
+
+    /// Installs an OAuth application on the portal (replaces one with the same client_id).
+    pub fn register_oauth_app(&self, app: OAuthApp) {
+        self.shared.oauth.register(app);
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/authorize/?client_id=..&state=..`
+    pub fn oauth_authorize_url(&self, client_id: &str, state: &str) -> String {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", client_id)
+            .append_pair("state", state)
+            .finish();
+        format!("{}/oauth/authorize/?{query}", self.base_url())
+    }
+
+    /// Revokes every code and token of an app, as uninstalling it does.
+    pub fn revoke_oauth(&self, client_id: &str) {
+        self.shared.oauth.revoke(client_id);
+    }
+
+    /// Refresh tokens of the app that would still be accepted now.
+    pub fn live_refresh_tokens(&self, client_id: &str) -> usize {
+        self.shared
+            .oauth
+            .live_refresh_tokens(client_id, oauth::portal_unix(&self.shared.portal))
     }
 
     /// Queues a fault for the next matching requests.

@@ -23,6 +23,7 @@ use super::data::Portal;
 use super::faults::{raw_response, truncated, FaultKind, FaultQueue, HTML_502};
 use super::limits::{LeakyBucket, Operating, OperatingState, RequestStats};
 use super::methods::{self, CallErr, CallOk, Ctx, METHODS};
+use super::oauth::{portal_unix, OAuthReply, OAuthServer, TokenRejection};
 use super::query::parse_str;
 use super::SimulatorConfig;
 
@@ -32,6 +33,7 @@ pub(crate) struct Shared {
     pub portal: Portal,
     pub stats: Mutex<RequestStats>,
     pub faults: Mutex<FaultQueue>,
+    pub oauth: OAuthServer,
     bucket: Option<Mutex<LeakyBucket>>,
     operating: Option<Mutex<Operating>>,
 }
@@ -62,6 +64,7 @@ impl Shared {
             portal,
             stats: Mutex::new(RequestStats::default()),
             faults: Mutex::new(FaultQueue::default()),
+            oauth: OAuthServer::default(),
         }
     }
 
@@ -401,18 +404,63 @@ fn read_params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<Strin
     Ok(params)
 }
 
-/// Where an OAuth token would be checked. The simulator has no OAuth server yet, so any
-/// token is rejected as a real portal rejects an unknown one.
-fn check_oauth_token(token: Option<&str>) -> Result<(), Reply> {
-    match token {
-        None | Some("") => Err(Reply {
-            status: 401,
-            body: error_body("NO_AUTH_FOUND", "Wrong authorization data"),
-        }),
-        Some(_) => Err(Reply {
-            status: 401,
-            body: error_body("invalid_token", "Unable to verify access token"),
-        }),
+/// Checks a REST call's OAuth `auth` against the portal's token table.
+fn check_oauth_token(sh: &Shared, token: Option<&str>) -> Result<(), Reply> {
+    let reject = |code: &str, description: &str| Reply {
+        status: 401,
+        body: error_body(code, description),
+    };
+    match sh.oauth.check(token, portal_unix(&sh.portal)) {
+        Ok(()) => Ok(()),
+        Err(TokenRejection::Missing) => Err(reject("NO_AUTH_FOUND", "Wrong authorization data")),
+        Err(TokenRejection::Expired) => Err(reject(
+            "expired_token",
+            "The access token provided has expired.",
+        )),
+        Err(TokenRejection::Invalid) => Err(reject(
+            "invalid_token",
+            "The access token provided is invalid.",
+        )),
+    }
+}
+
+/// `/oauth/authorize/` and `/oauth/token/`: the portal's OAuth side (see `oauth.rs`).
+fn handle_oauth(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let base = format!("http://{host}");
+    let member_id = format!(
+        "{:032x}",
+        sh.config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    );
+    let params = match read_params(uri, headers, body) {
+        Ok(p) => p,
+        Err(reply) => return json_response(&reply),
+    };
+    let now = portal_unix(&sh.portal);
+    let reply = match uri.path().trim_end_matches('/') {
+        "/oauth/authorize" => {
+            sh.count_served("oauth.authorize");
+            sh.oauth.authorize(&params, &host, &member_id, now)
+        }
+        "/oauth/token" => {
+            sh.count_served("oauth.token");
+            sh.oauth.token(&params, &base, &host, &member_id, now)
+        }
+        _ => OAuthReply::Json(404, error_body("invalid_request", "Unknown OAuth endpoint")),
+    };
+    match reply {
+        OAuthReply::Json(status, body) => json_response(&Reply { status, body }),
+        OAuthReply::Redirect(location) => {
+            let mut resp = raw_response(302, "text/html; charset=utf-8", Vec::new());
+            if let Ok(v) = header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
     }
 }
 
@@ -435,6 +483,9 @@ pub(crate) async fn handle(
     }
     if !sh.config.latency.is_zero() {
         tokio::time::sleep(sh.config.latency).await;
+    }
+    if uri.path().starts_with("/oauth/") {
+        return handle_oauth(&sh, &uri, &headers, &body);
     }
     let mut truncate = false;
     let (reply, cost) = match prepare(&sh, &uri, &headers, &body) {
@@ -489,7 +540,7 @@ fn prepare(
         }
         [method] => {
             let params = read_params(uri, headers, body)?;
-            check_oauth_token(params.get("auth").and_then(Value::as_str))?;
+            check_oauth_token(sh, params.get("auth").and_then(Value::as_str))?;
             (method, params)
         }
         _ => return Err(not_found()),

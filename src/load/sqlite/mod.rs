@@ -13,6 +13,7 @@ mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
