@@ -99,13 +99,8 @@ fn config_error(msg: &str) -> u8 {
     exit::CONFIG
 }
 
-/// Heuristic shared with `load::open`'s documentation: connection strings have `key=value`.
 fn is_sql_server(db: &str) -> bool {
-    let d = db.trim().to_ascii_lowercase();
-    d.starts_with("jdbc:sqlserver:")
-        || d.contains("server=")
-        || d.contains("data source=")
-        || d.contains("database=")
+    crate::load::mssql::is_connection_string(db)
 }
 
 fn db_of(args: &DbArgs, file: &FileSettings) -> String {
