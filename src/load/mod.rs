@@ -82,6 +82,46 @@ pub struct StoredError {
     pub at: Option<NaiveDateTime>,
 }
 
+/// One row of the run history (`b24sync_runs`): written when a run starts, completed when
+/// it ends, so a run that died shows as unfinished (`finished_at` NULL, status `running`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    /// The row's `Id` (0 before it is written).
+    pub id: i64,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+    /// `full`, `incremental`, `dry-run full`, `errors retry`, ...
+    pub mode: String,
+    /// `running`, `ok`, `errors` (finished with rows in the error table), `failed`,
+    /// `interrupted`.
+    pub status: String,
+    pub leads_read: i64,
+    /// Leads inserted or changed.
+    pub leads_upserted: i64,
+    pub leads_deleted: i64,
+    pub contact_values: i64,
+    pub error_rows: i64,
+    pub requests: i64,
+    /// Server time Bitrix24 reported for the run.
+    pub server_seconds: f64,
+    pub seconds: f64,
+    pub exit_code: Option<i64>,
+    /// The summary line, or the error (never a secret).
+    pub message: Option<String>,
+}
+
+/// One verdict of `b24sync doctor` about the database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnosis {
+    /// Short name: `tables`, `columns`, `indexes`, `duplicates`, `permissions`, ...
+    pub check: String,
+    pub ok: bool,
+    /// What was found, in one line.
+    pub detail: String,
+    /// What to do when not ok (empty when ok).
+    pub fix: String,
+}
+
 /// A database the pipeline writes into. See the module docs for the contract.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -123,6 +163,28 @@ pub trait Sink: Send + Sync {
 
     /// Delete the error rows dated before `before`; returns how many went.
     async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError>;
+
+    /// What `load_batch` would change, without changing anything (`sync --dry-run`): the
+    /// same statements in a transaction that is rolled back.
+    async fn preview_batch(
+        &self,
+        batch: Batch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, LoadError>;
+
+    /// Write a run-history row for a run that starts now (status `running`); returns its Id.
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError>;
+
+    /// Complete a run-history row (`record.id`) with the run's outcome.
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError>;
+
+    /// The last `limit` run-history rows, newest first.
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError>;
+
+    /// Check the database for `b24sync doctor`: reachable (it is, if this runs), allowed to
+    /// create what it needs, the contract tables intact (columns and types), the indexes
+    /// present, no duplicate `sql_ID`. Never changes anything.
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError>;
 }
 
 /// Open the database named by `--db`: a SQL Server connection string, or else a file path

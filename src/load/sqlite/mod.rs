@@ -332,4 +332,27 @@ impl Sink for SqliteSink {
         })
         .await
     }
+    async fn preview_batch(
+        &self,
+        _batch: Batch,
+        _now: NaiveDateTime,
+    ) -> Result<BatchOutcome, LoadError> {
+        Err(LoadError::Schema(
+            "not implemented yet: preview_batch".into(),
+        ))
+    }
+    async fn run_started(&self, _record: &super::RunRecord) -> Result<i64, LoadError> {
+        Err(LoadError::Schema("not implemented yet: run_started".into()))
+    }
+    async fn run_finished(&self, _record: &super::RunRecord) -> Result<(), LoadError> {
+        Err(LoadError::Schema(
+            "not implemented yet: run_finished".into(),
+        ))
+    }
+    async fn recent_runs(&self, _limit: u32) -> Result<Vec<super::RunRecord>, LoadError> {
+        Err(LoadError::Schema("not implemented yet: recent_runs".into()))
+    }
+    async fn diagnose(&self) -> Result<Vec<super::Diagnosis>, LoadError> {
+        Err(LoadError::Schema("not implemented yet: diagnose".into()))
+    }
 }
