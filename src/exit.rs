@@ -28,6 +28,8 @@ pub const REAUTHORIZE: u8 = 8;
 /// The deletion check refused: Bitrix24 listed far fewer leads than the database holds
 /// (a webhook that lost its CRM permission sees an empty portal). Nothing was deleted.
 pub const DELETION_REFUSED: u8 = 9;
+/// `b24sync doctor` found something wrong (each failed check says what to do).
+pub const CHECKS_FAILED: u8 = 10;
 /// Interrupted (Ctrl-C / SIGTERM) after committing the batch in flight.
 pub const INTERRUPTED: u8 = 130;
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extracted, Paging};
 use crate::extract::query;
-use crate::load::{BatchOutcome, LoadError, Sink};
+use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
 use crate::model::{Batch, LeadId};
 use crate::transform::{self, TimePolicy, TransformContext};
 
@@ -36,6 +36,29 @@ pub mod state_keys {
     pub const DELETION_CHECK_AT: &str = "deletion_check.last_unix";
     /// Incremental runs since the last deletion check.
     pub const RUNS_SINCE_DELETION_CHECK: &str = "deletion_check.runs_since";
+    /// Leads read by the last full run (what the next full run's progress bar expects).
+    pub const FULL_RUN_LEADS: &str = "full_sync.leads_read";
+}
+
+/// Where a run reports its progress (the CLI draws a bar on a terminal). Calls come from
+/// the loader, once per committed batch.
+pub trait Progress: Send + Sync {
+    /// The run starts reading; `expected` is the number of leads when it can be known.
+    fn started(&self, mode: &str, expected: Option<u64>);
+    /// `leads` leads have been loaded so far.
+    fn advanced(&self, leads: u64);
+    /// The run is over (successful or not).
+    fn finished(&self);
+}
+
+/// A shareable [`Progress`] that fits in [`SyncOptions`].
+#[derive(Clone)]
+pub struct ProgressHandle(pub std::sync::Arc<dyn Progress>);
+
+impl std::fmt::Debug for ProgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHandle")
+    }
 }
 
 /// Which leads a run reads.
@@ -88,6 +111,10 @@ pub struct SyncOptions {
     /// How far before the watermark an incremental run starts reading.
     pub overlap: Duration,
     pub deletion: DeletionPolicy,
+    /// Read and compare, change nothing: the loader previews each batch in a transaction
+    /// that is rolled back, deletions are counted, not made, and no state is written.
+    pub dry_run: bool,
+    pub progress: Option<ProgressHandle>,
 }
 
 impl Default for SyncOptions {
@@ -101,6 +128,8 @@ impl Default for SyncOptions {
             mode: SyncMode::Auto,
             overlap: Duration::from_secs(300),
             deletion: DeletionPolicy::default(),
+            dry_run: false,
+            progress: None,
         }
     }
 }
@@ -272,11 +301,64 @@ pub async fn sync(
     cancel: CancellationToken,
 ) -> Result<RunSummary, RunError> {
     sink.lock_run(opts.lock_wait).await?;
-    let result = sync_locked(client, sink, opts, cancel).await;
+    let mut history = None;
+    let result = sync_locked(client, sink, opts, cancel, &mut history).await;
+    if let Some(p) = &opts.progress {
+        p.0.finished();
+    }
+    if let Some(record) = history {
+        finish_history(sink, record, &result).await;
+    }
     if let Err(e) = sink.unlock_run().await {
         tracing::warn!("could not release the run lock: {e}");
     }
     result
+}
+
+/// Complete the run's history row. The history is for people: failing to write it is
+/// logged, never the reason a sync fails.
+async fn finish_history(
+    sink: &dyn Sink,
+    mut record: RunRecord,
+    result: &Result<RunSummary, RunError>,
+) {
+    record.finished_at = Some(local_now());
+    match result {
+        Ok(s) => {
+            let code = crate::exit::for_summary(s);
+            record.status = match code {
+                crate::exit::OK => "ok",
+                crate::exit::INTERRUPTED => "interrupted",
+                _ => "errors",
+            }
+            .to_string();
+            record.exit_code = Some(code as i64);
+            record.leads_read = s.leads_read as i64;
+            record.leads_upserted = (s.outcome.leads_inserted + s.outcome.leads_updated) as i64;
+            record.leads_deleted = s.leads_deleted as i64;
+            record.contact_values = s.contact_values as i64;
+            record.error_rows = s.outcome.error_rows as i64;
+            record.requests = s.requests as i64;
+            record.server_seconds = s.server_secs;
+            record.seconds = s.elapsed.as_secs_f64();
+        }
+        Err(e) => {
+            record.status = "failed".to_string();
+            record.exit_code = Some(crate::exit::for_error(e) as i64);
+            record.message = Some(crate::model::clip_reason(&e.to_string()));
+            record.seconds = record
+                .started_at
+                .and_then(|s| {
+                    record
+                        .finished_at
+                        .map(|f| (f - s).num_milliseconds() as f64 / 1000.0)
+                })
+                .unwrap_or(0.0);
+        }
+    }
+    if let Err(e) = sink.run_finished(&record).await {
+        tracing::warn!("could not complete the run history row: {e}");
+    }
 }
 
 async fn sync_locked(
@@ -284,9 +366,15 @@ async fn sync_locked(
     sink: &dyn Sink,
     opts: &SyncOptions,
     cancel: CancellationToken,
+    history: &mut Option<RunRecord>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let report = sink.init_schema().await?;
+    // A dry run changes nothing, not even the schema.
+    let report = if opts.dry_run {
+        Default::default()
+    } else {
+        sink.init_schema().await?
+    };
     for created in &report.created {
         tracing::info!("created {created}");
     }
@@ -308,17 +396,46 @@ async fn sync_locked(
             Some(format_portal_time(&(w - overlap)))
         }
     };
+    let mode = if since.is_some() {
+        "incremental"
+    } else {
+        "full"
+    };
     let mut summary = RunSummary {
-        mode: if since.is_some() {
-            "incremental"
+        mode: if opts.dry_run {
+            format!("dry-run {mode}")
         } else {
-            "full"
-        }
-        .to_string(),
+            mode.to_string()
+        },
         since: since.clone(),
         ..RunSummary::default()
     };
     tracing::info!(mode = %summary.mode, since = since.as_deref().unwrap_or("-"), "reading leads");
+    if !opts.dry_run {
+        let mut record = RunRecord {
+            started_at: Some(local_now()),
+            mode: summary.mode.clone(),
+            status: "running".into(),
+            ..RunRecord::default()
+        };
+        match sink.run_started(&record).await {
+            Ok(id) => {
+                record.id = id;
+                *history = Some(record);
+            }
+            Err(e) => tracing::warn!("could not write the run history row: {e}"),
+        }
+    }
+    if let Some(p) = &opts.progress {
+        let expected = match since {
+            None => sink
+                .read_state(state_keys::FULL_RUN_LEADS)
+                .await?
+                .and_then(|v| v.parse().ok()),
+            Some(_) => None,
+        };
+        p.0.started(&summary.mode, expected);
+    }
 
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
     let filter = ExportFilter {
@@ -356,10 +473,18 @@ async fn sync_locked(
             .iter()
             .map(|r| r.contacts.len() as u64)
             .sum::<u64>();
-        match sink.load_batch(batch, local_now()).await {
+        let loaded = if opts.dry_run {
+            sink.preview_batch(batch, local_now()).await
+        } else {
+            sink.load_batch(batch, local_now()).await
+        };
+        match loaded {
             Ok(outcome) => {
                 summary.outcome.add(&outcome);
-                tracing::info!(
+                if let Some(p) = &opts.progress {
+                    p.0.advanced(summary.leads_loaded + summary.leads_rejected);
+                }
+                tracing::debug!(
                     leads = summary.leads_loaded + summary.leads_rejected,
                     inserted = summary.outcome.leads_inserted,
                     updated = summary.outcome.leads_updated,
@@ -422,8 +547,12 @@ async fn sync_locked(
             Err(e) => return Err(e),
         }
     }
-    if !summary.interrupted {
+    if !summary.interrupted && !opts.dry_run {
         // The watermark moves only after a complete read, so nothing is ever skipped.
+        if since.is_none() {
+            sink.write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
+                .await?;
+        }
         if let Some(t) = portal_time {
             sink.write_state(state_keys::WATERMARK, &t).await?;
         }

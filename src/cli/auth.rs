@@ -90,12 +90,12 @@ pub fn exit_code(e: &OAuthError) -> u8 {
 }
 
 fn fail(e: &OAuthError) -> u8 {
-    eprintln!("error: {e}");
+    super::ui::error(&format!("{e}"));
     exit_code(e)
 }
 
 fn config_error(msg: &str) -> u8 {
-    eprintln!("error: {msg}");
+    super::ui::error(&format!("{msg}"));
     exit::CONFIG
 }
 
@@ -121,7 +121,7 @@ fn open_store(db: &str) -> Result<Arc<SqliteSink>, u8> {
     SqliteSink::open(std::path::Path::new(db))
         .map(Arc::new)
         .map_err(|e| {
-            eprintln!("error: {e}");
+            super::ui::error(&format!("{e}"));
             exit::DATABASE
         })
 }
@@ -198,7 +198,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
             {
                 Ok(Ok(code)) => code,
                 Ok(Err(msg)) => {
-                    eprintln!("error: {msg}");
+                    super::ui::error(&format!("{msg}"));
                     return exit::BITRIX_REFUSED;
                 }
                 Err(_) => {
@@ -228,7 +228,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
         tokens,
     };
     if let Err(e) = store.save_app(&app).await {
-        eprintln!("error: {e}");
+        super::ui::error(&format!("{e}"));
         return exit::DATABASE;
     }
     println!(
@@ -359,7 +359,7 @@ pub async fn token_command(command: &TokenCommand, file: &FileSettings) -> u8 {
                     return exit::REAUTHORIZE;
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    super::ui::error(&format!("{e}"));
                     return exit::DATABASE;
                 }
             };

@@ -2,6 +2,8 @@
 //! and the mapping of each command onto the library. No business logic lives here.
 
 mod auth;
+mod ops;
+pub mod ui;
 pub use crate::exit;
 mod settings;
 
@@ -32,9 +34,14 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only warnings and errors
+    /// Only warnings and errors (and no progress bar)
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log format on stderr: "text" for people, "json" (one JSON object per line) for
+    /// schedulers and log shippers
+    #[arg(long, global = true, env = "B24SYNC_LOG_FORMAT", value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,7 +57,7 @@ Quick start:
 Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
 4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
 7 another run holds the lock, 8 OAuth authorization expired or revoked (run `b24sync auth`),
-9 deletion check refused (too many leads would go),
+9 deletion check refused (too many leads would go), 10 doctor found problems,
 130 interrupted, 1 internal error.";
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +75,23 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
     Simulator(SimulatorArgs),
+    /// Show the watermark and the last runs (the b24sync_runs table)
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+        /// How many runs to show
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// One JSON document, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the setup: Bitrix24 access and scopes, clocks, the database, the contract
+    /// tables, the indexes, the solution field; one verdict per check
+    Doctor(SyncArgs),
+    /// Settings file helpers
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Authorize b24sync as a Bitrix24 OAuth application (once); stores the tokens in bitrix_oauth
     Auth(auth::AuthArgs),
     /// Refresh or show the OAuth tokens stored in bitrix_oauth
@@ -75,6 +99,12 @@ pub enum Command {
         #[command(subcommand)]
         command: auth::TokenCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a commented TOML file with every setting and its environment variable
+    Example,
 }
 
 #[derive(Debug, Args, Default)]
@@ -129,6 +159,10 @@ pub struct SyncArgs {
     /// Seconds to wait for another run's lock before giving up [default: 60]
     #[arg(long, env = "B24SYNC_LOCK_WAIT", value_name = "SECONDS")]
     pub lock_wait: Option<u64>,
+    /// Read from Bitrix24 and report what would change (new, changed, deleted, error
+    /// rows) without writing anything
+    #[arg(long)]
+    pub dry_run: bool,
     /// Read every lead (default: only leads changed since the last completed run, once one has completed)
     #[arg(long)]
     pub full: bool,
@@ -220,14 +254,19 @@ pub struct SimulatorArgs {
 /// The binary's entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    let json = cli.log_format == "json";
+    ui::set(ui::Ui {
+        json,
+        quiet: cli.quiet,
+    });
+    init_logging(cli.verbose, cli.quiet, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            ui::error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::from(exit::INTERNAL);
         }
     };
@@ -235,7 +274,7 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, json: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -244,11 +283,22 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,b24sync={level}")));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        // No colour codes when stderr is a file or a pipe (scheduler logs).
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 async fn dispatch(cli: Cli) -> u8 {
@@ -287,6 +337,30 @@ async fn dispatch(cli: Cli) -> u8 {
             ),
         },
         Command::Errors(cmd) => errors_command(cmd, &file).await,
+        Command::Status { db, limit, json } => match Settings::resolve(
+            &SyncArgs {
+                db,
+                ..Default::default()
+            },
+            &file,
+        ) {
+            Ok(s) => match open_sink(&s).await {
+                Ok(sink) => ops::status_command(sink.as_ref(), limit, json).await,
+                Err(code) => code,
+            },
+            Err(e) => fail(exit::CONFIG, &e),
+        },
+        Command::Doctor(args) => match Settings::resolve(&args, &file) {
+            Ok(s) => {
+                let client = ops::doctor_client(&s).await;
+                ops::doctor_command(&s, client).await
+            }
+            Err(e) => fail(exit::CONFIG, &e),
+        },
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", ops::config_example());
+            exit::OK
+        }
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
         Command::Auth(args) => auth::auth_command(&args, &file).await,
@@ -295,7 +369,7 @@ async fn dispatch(cli: Cli) -> u8 {
 }
 
 fn fail(code: u8, e: &anyhow::Error) -> u8 {
-    eprintln!("error: {e:#}");
+    ui::error(&format!("{e:#}"));
     code
 }
 
@@ -305,9 +379,7 @@ fn interrupt_token() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!(
-            "interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)"
-        );
+        ui::note("interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)");
         t.cancel();
         wait_for_signal().await;
         std::process::exit(exit::INTERRUPTED as i32);
@@ -339,49 +411,42 @@ async fn wait_for_signal() {
 
 /// Exit code for a failed run, with the message printed.
 pub fn run_error_code(e: &RunError) -> u8 {
-    eprintln!("error: {e}");
+    ui::error(&format!("{e}"));
     exit::for_error(e)
 }
 
-/// One line with everything a scheduler's log should keep.
-pub fn summary_line(s: &RunSummary) -> String {
-    format!(
-        "{} {}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, {} rows in bitrix_import_lead_error, \
-         {} deleted, {} requests ({} retried), {:.1} s server time, {:.1} s",
-        s.mode,
-        if s.interrupted { "sync interrupted" } else { "sync finished" },
-        s.leads_read,
-        s.leads_loaded,
-        s.outcome.leads_inserted,
-        s.outcome.leads_updated,
-        s.outcome.leads_unchanged,
-        s.contact_values,
-        s.outcome.error_rows,
-        s.leads_deleted,
-        s.requests,
-        s.retries,
-        s.server_secs,
-        s.elapsed.as_secs_f64(),
-    )
-}
+pub use ui::summary_line;
 
 async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
     crate::load::open(&s.db, s.pool_size).await.map_err(|e| {
-        eprintln!("error: {e}");
+        ui::error(&format!("{e}"));
         exit::DATABASE
     })
 }
 
 fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client, u8> {
+    let config = ClientConfig {
+        rate: RateConfig {
+            per_second: s.rate,
+            burst: s.burst,
+        },
+        ..ClientConfig::default()
+    };
+    client_with(s, cancel, config)
+}
+
+fn client_with(
+    s: &Settings,
+    cancel: CancellationToken,
+    config: ClientConfig,
+) -> Result<Bitrix24Client, u8> {
     let webhook_text = s.webhook.as_deref().ok_or_else(|| {
-        eprintln!(
-            "error: no Bitrix24 webhook: pass --webhook https://PORTAL/rest/USER_ID/SECRET/ or set B24SYNC_WEBHOOK \
-             (create one in Bitrix24 under Developer resources → Other → Inbound webhook, with the crm scope)"
-        );
+        ui::error(&format!("no Bitrix24 webhook: pass --webhook https://PORTAL/rest/USER_ID/SECRET/ or set B24SYNC_WEBHOOK \
+             (create one in Bitrix24 under Developer resources → Other → Inbound webhook, with the crm scope)"));
         exit::CONFIG
     })?;
     let webhook = Webhook::parse(webhook_text).map_err(|e| {
-        eprintln!("error: {e}");
+        ui::error(&format!("{e}"));
         exit::CONFIG
     })?;
     let config = ClientConfig {
@@ -389,7 +454,7 @@ fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client,
             per_second: s.rate,
             burst: s.burst,
         },
-        ..ClientConfig::default()
+        ..config
     };
     Bitrix24Client::new(webhook, config, cancel).map_err(|e| run_error_code(&e.into()))
 }
@@ -413,7 +478,11 @@ async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
         Err(code) => return code,
     };
     tracing::info!(auth = %client.describe(), db = %sink.describe(), "sync starting");
-    finish(run::sync(&client, sink.as_ref(), &s.sync_options(), cancel).await)
+    let opts = SyncOptions {
+        progress: ui::progress(),
+        ..s.sync_options()
+    };
+    finish(run::sync(&client, sink.as_ref(), &opts, cancel).await)
 }
 
 /// `run --every`: one incremental sync per interval until interrupted. A failed run is
@@ -477,7 +546,7 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                         }
                     }
                     if !json {
-                        eprintln!("{} rows in bitrix_import_lead_error", rows.len());
+                        ui::note(&format!("{} rows in bitrix_import_lead_error", rows.len()));
                     }
                     exit::OK
                 }
@@ -564,18 +633,17 @@ fn finish(result: Result<RunSummary, RunError>) -> u8 {
     match result {
         Ok(summary) => {
             let code = exit::for_summary(&summary);
-            let line = summary_line(&summary);
-            if code == exit::OK {
-                tracing::info!(exit_code = code, "{line}");
-            } else {
-                tracing::warn!(exit_code = code, "{line}");
-            }
+            ui::summary(&summary, code);
             if summary.interrupted {
-                eprintln!("interrupted: every batch read so far was committed; the next run continues from scratch safely");
+                ui::note("interrupted: every batch read so far was committed; the next run continues safely");
             }
             code
         }
-        Err(e) => run_error_code(&e),
+        Err(e) => {
+            let code = exit::for_error(&e);
+            ui::failure(&e.to_string(), code);
+            code
+        }
     }
 }
 
@@ -593,7 +661,7 @@ async fn init_db_command(s: &Settings) -> u8 {
                 println!("{}: schema up to date, nothing to create", sink.describe());
             }
             for w in &report.warnings {
-                eprintln!("warning: {w}");
+                ui::warn(w);
             }
             exit::OK
         }

@@ -54,6 +54,7 @@ pub struct Settings {
     pub mode: SyncMode,
     pub overlap: Duration,
     pub deletion: DeletionPolicy,
+    pub dry_run: bool,
 }
 
 const DEFAULT_FILE: &str = "b24sync.toml";
@@ -150,6 +151,7 @@ impl Settings {
             burst,
             batch_size,
             lock_wait: Duration::from_secs(args.lock_wait.or(file.lock_wait).unwrap_or(60)),
+            dry_run: args.dry_run,
             mode: match (args.full, &args.since) {
                 (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
                 (true, None) => SyncMode::Full,
@@ -185,6 +187,8 @@ impl Settings {
             mode: self.mode.clone(),
             overlap: self.overlap,
             deletion: self.deletion.clone(),
+            dry_run: self.dry_run,
+            progress: None,
         }
     }
 }

@@ -1,0 +1,391 @@
+//! Commands for the person who looks after b24sync: `status`, `doctor`, `config example`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::settings::Settings;
+use super::{exit, ui};
+use crate::extract::client::{Bitrix24Client, ExtractError};
+use crate::load::Sink;
+use crate::run::state_keys;
+
+/// `b24sync status`: the watermark and the last runs.
+pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
+    let watermark = sink.read_state(state_keys::WATERMARK).await;
+    let runs = sink.recent_runs(limit).await;
+    let (watermark, runs) = match (watermark, runs) {
+        (Ok(w), Ok(r)) => (w, r),
+        (Err(e), _) | (_, Err(e)) => {
+            ui::error(&e.to_string());
+            return exit::DATABASE;
+        }
+    };
+    if json_out {
+        let doc = json!({ "database": sink.describe(), "watermark": watermark, "runs": runs });
+        println!("{doc}");
+        return exit::OK;
+    }
+    println!("database:  {}", sink.describe());
+    match &watermark {
+        Some(w) => println!("watermark: {w} (the next incremental run reads leads modified since then, minus the overlap)"),
+        None => println!("watermark: none yet (the next run is a full one)"),
+    }
+    if runs.is_empty() {
+        println!("no runs recorded yet");
+        return exit::OK;
+    }
+    println!(
+        "{:<6} {:<19} {:<19} {:<18} {:<11} {:>8} {:>8} {:>7} {:>7} {:>8} {:>4}",
+        "run",
+        "started",
+        "finished",
+        "mode",
+        "status",
+        "read",
+        "upserted",
+        "deleted",
+        "errors",
+        "seconds",
+        "exit"
+    );
+    for r in &runs {
+        let t = |d: Option<chrono::NaiveDateTime>| {
+            d.map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:<6} {:<19} {:<19} {:<18} {:<11} {:>8} {:>8} {:>7} {:>7} {:>8.1} {:>4}",
+            r.id,
+            t(r.started_at),
+            t(r.finished_at),
+            r.mode,
+            if r.finished_at.is_none() {
+                "unfinished"
+            } else {
+                r.status.as_str()
+            },
+            r.leads_read,
+            r.leads_upserted,
+            r.leads_deleted,
+            r.error_rows,
+            r.seconds,
+            r.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+        if let Some(m) = r.message.as_deref().filter(|_| r.status == "failed") {
+            println!("       {m}");
+        }
+    }
+    exit::OK
+}
+
+/// One line of `doctor`'s report.
+struct Verdict {
+    ok: bool,
+    warning: bool,
+    check: String,
+    detail: String,
+    fix: String,
+}
+
+impl Verdict {
+    fn ok(check: &str, detail: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: true,
+            warning: false,
+            check: check.into(),
+            detail: detail.into(),
+            fix: String::new(),
+        }
+    }
+    fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: false,
+            warning: false,
+            check: check.into(),
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+    fn warn(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: true,
+            warning: true,
+            check: check.into(),
+            detail: detail.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// `b24sync doctor`: every check, one verdict each, non-zero exit when something is wrong.
+pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, u8>>) -> u8 {
+    let mut verdicts = Vec::new();
+    match client {
+        None => verdicts.push(Verdict::fail(
+            "bitrix24",
+            "no webhook and no OAuth client ID configured",
+            "set B24SYNC_WEBHOOK (or --webhook), or authorize an OAuth app with `b24sync auth`",
+        )),
+        Some(Err(_)) => verdicts.push(Verdict::fail(
+            "bitrix24",
+            "the Bitrix24 settings are not usable (see the error above)",
+            "fix the webhook URL or the OAuth settings",
+        )),
+        Some(Ok(client)) => bitrix_checks(&client, s, &mut verdicts).await,
+    }
+    match crate::load::open(&s.db, s.pool_size).await {
+        Err(e) => verdicts.push(Verdict::fail(
+            "database",
+            e.to_string(),
+            "check --db / B24SYNC_DB: the path or connection string, the server, the login",
+        )),
+        Ok(sink) => {
+            verdicts.push(Verdict::ok(
+                "database",
+                format!("{} is reachable", sink.describe()),
+            ));
+            match sink.diagnose().await {
+                Ok(list) => verdicts.extend(list.into_iter().map(|d| Verdict {
+                    ok: d.ok,
+                    warning: false,
+                    check: d.check,
+                    detail: d.detail,
+                    fix: d.fix,
+                })),
+                Err(e) => verdicts.push(Verdict::fail(
+                    "schema",
+                    e.to_string(),
+                    "run `b24sync init-db`",
+                )),
+            }
+        }
+    }
+    let failed = verdicts.iter().filter(|v| !v.ok).count();
+    for v in &verdicts {
+        let tag = match (v.ok, v.warning) {
+            (false, _) => "FAIL",
+            (true, true) => "warn",
+            (true, false) => "ok",
+        };
+        println!("{tag:<4} {:<15} {}", v.check, v.detail);
+        if !v.fix.is_empty() && (!v.ok || v.warning) {
+            println!("     {:<15} → {}", "", v.fix);
+        }
+    }
+    if failed > 0 {
+        println!("{failed} check(s) failed");
+        exit::CHECKS_FAILED
+    } else {
+        println!("all checks passed");
+        exit::OK
+    }
+}
+
+async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verdict>) {
+    let probe = json!({ "order": {"ID": "DESC"}, "select": ["ID"], "start": -1 });
+    match client.call("crm.lead.list", &probe).await {
+        Ok(_) => out.push(Verdict::ok(
+            "bitrix24",
+            format!(
+                "{} answers and may read leads (crm scope)",
+                client.describe()
+            ),
+        )),
+        Err(e) => {
+            out.push(Verdict::fail("bitrix24", e.to_string(), refusal_fix(&e)));
+            return;
+        }
+    }
+    match client.call("user.get", &json!({ "filter": { "ID": 1 } })).await {
+        Ok(_) => out.push(Verdict::ok("user scope", "user.get answers: operator names can be resolved")),
+        Err(e @ ExtractError::Refused { .. }) => out.push(Verdict::warn(
+            "user scope",
+            format!("user.get refused: {e}"),
+            "operator names need the user scope: tick Users (user) on the webhook; leads still load",
+        )),
+        Err(e) => out.push(Verdict::warn("user scope", e.to_string(), "")),
+    }
+    match client.call("server.time", &json!({})).await {
+        Ok(resp) => {
+            let portal = resp
+                .result
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            match portal {
+                Some(p) => {
+                    let local = chrono::Local::now();
+                    let skew = (p.timestamp() - local.timestamp()).abs();
+                    let detail = format!(
+                        "portal time {} (UTC{}), this machine {} (UTC{}); watermarks use the portal's clock only",
+                        p.format("%Y-%m-%d %H:%M:%S"),
+                        p.offset(),
+                        local.format("%Y-%m-%d %H:%M:%S"),
+                        local.offset()
+                    );
+                    if skew > 300 {
+                        out.push(Verdict::warn(
+                            "clock",
+                            format!("{detail}; the clocks differ by {skew} s"),
+                            "sync NTP on this machine (b24sync's own stamps use this clock)",
+                        ));
+                    } else {
+                        out.push(Verdict::ok("clock", detail));
+                    }
+                }
+                None => out.push(Verdict::warn(
+                    "clock",
+                    format!("server.time answered {}", resp.result),
+                    "",
+                )),
+            }
+        }
+        Err(e) => out.push(Verdict::warn("clock", e.to_string(), "")),
+    }
+    if let Some(field) = &s.solution_field {
+        let resp = client
+            .call(
+                "crm.lead.userfield.list",
+                &json!({ "filter": { "FIELD_NAME": field } }),
+            )
+            .await;
+        let entry = resp.as_ref().ok().and_then(|r| {
+            r.result.as_array().and_then(|a| {
+                a.iter()
+                    .find(|e| e.get("FIELD_NAME").and_then(Value::as_str) == Some(field))
+                    .cloned()
+            })
+        });
+        match (resp, entry) {
+            (Err(e), _) => out.push(Verdict::fail("solution field", e.to_string(), refusal_fix(&e))),
+            (Ok(_), None) => out.push(Verdict::fail(
+                "solution field",
+                format!("{field} does not exist on the portal"),
+                "set --solution-field to the UF_CRM_... code of the list field (CRM → Settings → Custom fields → Leads)",
+            )),
+            (Ok(_), Some(e)) => {
+                let kind = e.get("USER_TYPE_ID").and_then(Value::as_str).unwrap_or("?").to_string();
+                if kind == "enumeration" {
+                    let items = e.get("LIST").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+                    out.push(Verdict::ok("solution field", format!("{field} is a list field with {items} values")));
+                } else {
+                    out.push(Verdict::fail(
+                        "solution field",
+                        format!("{field} is of type {kind}, not a list"),
+                        "choose a list (enumeration) field",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn refusal_fix(e: &ExtractError) -> String {
+    match e {
+        ExtractError::Refused { hint, .. } => hint.clone(),
+        ExtractError::Unreachable { .. } => "check the network and the portal address".into(),
+        _ => String::new(),
+    }
+}
+
+/// One setting of the TOML file, for `config example`.
+struct SettingDoc {
+    key: &'static str,
+    env: &'static str,
+    example: &'static str,
+    help: &'static str,
+}
+
+const SETTINGS: &[SettingDoc] = &[
+    SettingDoc { key: "webhook", env: "B24SYNC_WEBHOOK", example: "\"https://yourcompany.bitrix24.ru/rest/1/SECRET/\"", help: "Inbound webhook URL (crm scope; user scope for operator names). A password: keep this file private." },
+    SettingDoc { key: "client_id", env: "B24SYNC_CLIENT_ID", example: "\"local.0123456789abcd.12345678\"", help: "OAuth application mode instead of the webhook (run `b24sync auth` once). Do not set both." },
+    SettingDoc { key: "oauth_server", env: "B24SYNC_OAUTH_SERVER", example: "\"https://oauth.bitrix.info\"", help: "OAuth server for token refreshes (Russian region: https://oauth.bitrix24.tech)." },
+    SettingDoc { key: "db", env: "B24SYNC_DB", example: "\"b24sync.db\"", help: "A file path (embedded SQLite) or a SQL Server connection string:\n# \"Server=tcp:sql1,1433;Database=oktell;User Id=b24sync;Password=...;TrustServerCertificate=true\"" },
+    SettingDoc { key: "pool_size", env: "B24SYNC_POOL_SIZE", example: "4", help: "SQL Server connections." },
+    SettingDoc { key: "solution_field", env: "B24SYNC_SOLUTION_FIELD", example: "\"UF_CRM_1712345678\"", help: "The list-type lead field copied into bitrix_lead_solution." },
+    SettingDoc { key: "time_zone", env: "B24SYNC_TIME_ZONE", example: "\"portal\"", help: "Wall clock of the datetime columns: \"portal\", \"utc\" or a zone like \"Europe/Moscow\"." },
+    SettingDoc { key: "paging", env: "B24SYNC_PAGING", example: "\"batch\"", help: "\"batch\" (2,500 leads per request) or \"next\" (50 per request)." },
+    SettingDoc { key: "rate", env: "B24SYNC_RATE", example: "2.0", help: "Requests per second the portal allows (Enterprise: 5)." },
+    SettingDoc { key: "burst", env: "B24SYNC_BURST", example: "50", help: "Request burst the portal allows (Enterprise: 250)." },
+    SettingDoc { key: "batch_size", env: "B24SYNC_BATCH_SIZE", example: "2500", help: "Leads per database transaction." },
+    SettingDoc { key: "lock_wait", env: "B24SYNC_LOCK_WAIT", example: "60", help: "Seconds to wait for another run's lock before exiting with code 7." },
+    SettingDoc { key: "overlap", env: "B24SYNC_OVERLAP", example: "\"5m\"", help: "How far before the last run's start an incremental run re-reads." },
+    SettingDoc { key: "deletion_check_runs", env: "B24SYNC_DELETION_CHECK_RUNS", example: "12", help: "Look for leads deleted in Bitrix24 every N-th incremental run (full runs always look)." },
+    SettingDoc { key: "deletion_check_every", env: "B24SYNC_DELETION_CHECK_EVERY", example: "\"1h\"", help: "... or when this long has passed since the last look." },
+    SettingDoc { key: "max_delete_share", env: "B24SYNC_MAX_DELETE_SHARE", example: "0.2", help: "Refuse a deletion check that would remove more than this share of the leads." },
+];
+
+/// A commented TOML file with every setting, its environment variable and an example.
+pub fn config_example() -> String {
+    let mut out = String::from(
+        "# b24sync settings. Precedence: command-line flags, then environment variables,\n\
+         # then this file. Unknown keys are an error. Uncomment what you need.\n",
+    );
+    for s in SETTINGS {
+        out.push('\n');
+        for line in s.help.lines() {
+            if line.starts_with('#') {
+                out.push_str(line);
+            } else {
+                out.push_str("# ");
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "# environment: {}\n# {} = {}\n",
+            s.env, s.key, s.example
+        ));
+    }
+    out
+}
+
+/// Build a client from the settings for `doctor`, without printing twice.
+pub async fn doctor_client(s: &Settings) -> Option<Result<Bitrix24Client, u8>> {
+    if s.webhook.is_none() && s.client_id.is_none() {
+        return None;
+    }
+    let cancel = CancellationToken::new();
+    let config = crate::extract::client::ClientConfig {
+        max_attempts: 2,
+        request_timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    Some(match &s.client_id {
+        Some(_) => super::auth::oauth_client(s, cancel).await,
+        None => super::client_with(s, cancel, config),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_names_every_setting_and_parses_when_uncommented() {
+        let text = config_example();
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("# ").filter(|rest| {
+                    SETTINGS
+                        .iter()
+                        .any(|s| rest.starts_with(&format!("{} = ", s.key)))
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = super::super::settings::parse_file(&uncommented).expect("the example parses");
+        let debug = format!("{parsed:?}");
+        assert!(
+            !debug.contains("None"),
+            "every key of the file appears in the example: {debug}"
+        );
+        for s in SETTINGS {
+            assert!(text.contains(s.env), "{}", s.env);
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! How the CLI talks to people and to log shippers: messages on stderr (plain text, or
+//! JSON events with `--log-format json` so that every stderr line parses), the one
+//! summary line every run ends with, and the progress bar on a terminal.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run::{Progress, RunSummary};
+
+/// How output is shaped, set once at start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ui {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+static UI: OnceLock<Ui> = OnceLock::new();
+
+pub fn set(ui: Ui) {
+    let _ = UI.set(ui);
+}
+
+pub fn get() -> Ui {
+    UI.get().copied().unwrap_or_default()
+}
+
+/// Report an error: `error: ...` on stderr, or an ERROR event in JSON mode.
+pub fn error(msg: &str) {
+    if get().json {
+        tracing::error!("{msg}");
+    } else {
+        eprintln!("error: {msg}");
+    }
+}
+
+/// Report a warning the same way.
+pub fn warn(msg: &str) {
+    if get().json {
+        tracing::warn!("{msg}");
+    } else {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// A note for the person at the terminal (an INFO event in JSON mode).
+pub fn note(msg: &str) {
+    if get().json {
+        tracing::info!("{msg}");
+    } else if !get().quiet {
+        eprintln!("{msg}");
+    }
+}
+
+/// One line with everything a scheduler's log should keep.
+pub fn summary_line(s: &RunSummary) -> String {
+    format!(
+        "{} {}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, \
+         {} rows in bitrix_import_lead_error, {} deleted, {} requests ({} retried), {:.1} s server time, {:.1} s",
+        s.mode,
+        if s.interrupted { "sync interrupted" } else { "sync finished" },
+        s.leads_read,
+        s.leads_loaded,
+        s.outcome.leads_inserted,
+        s.outcome.leads_updated,
+        s.outcome.leads_unchanged,
+        s.contact_values,
+        s.outcome.error_rows,
+        s.leads_deleted,
+        s.requests,
+        s.retries,
+        s.server_secs,
+        s.elapsed.as_secs_f64(),
+    )
+}
+
+/// The run's last line, with its figures as fields (in JSON they are keys).
+pub fn summary(s: &RunSummary, exit_code: u8) {
+    let line = summary_line(s);
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                summary = true,
+                mode = %s.mode,
+                leads_read = s.leads_read,
+                leads_upserted = s.outcome.leads_inserted + s.outcome.leads_updated,
+                leads_inserted = s.outcome.leads_inserted,
+                leads_updated = s.outcome.leads_updated,
+                leads_deleted = s.leads_deleted,
+                contact_values = s.contact_values,
+                error_rows = s.outcome.error_rows,
+                requests = s.requests,
+                server_secs = s.server_secs,
+                seconds = s.elapsed.as_secs_f64(),
+                exit_code = exit_code,
+                "{line}"
+            )
+        };
+    }
+    if exit_code == crate::exit::OK {
+        emit!(tracing::Level::INFO);
+    } else {
+        emit!(tracing::Level::WARN);
+    }
+}
+
+/// The last line of a run that failed: the error, with the exit code as a field.
+pub fn failure(msg: &str, exit_code: u8) {
+    if get().json {
+        tracing::error!(summary = true, exit_code = exit_code, error = %msg, "sync failed: {msg}");
+    } else {
+        eprintln!("error: {msg}");
+    }
+}
+
+/// A progress bar on an interactive terminal, nothing otherwise.
+pub fn progress() -> Option<crate::run::ProgressHandle> {
+    let ui = get();
+    if ui.quiet || ui.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(crate::run::ProgressHandle(std::sync::Arc::new(
+        TerminalProgress {
+            bar: ProgressBar::hidden(),
+        },
+    )))
+}
+
+struct TerminalProgress {
+    bar: ProgressBar,
+}
+
+impl Progress for TerminalProgress {
+    fn started(&self, mode: &str, expected: Option<u64>) {
+        let style = match expected {
+            Some(n) => {
+                self.bar.set_length(n);
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} leads, {per_sec}, ETA {eta}",
+                )
+            }
+            None => ProgressStyle::with_template("{spinner} {msg}: {pos} leads, {per_sec}"),
+        };
+        if let Ok(style) = style {
+            self.bar.set_style(style);
+        }
+        self.bar.set_message(mode.to_string());
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.bar
+            .enable_steady_tick(std::time::Duration::from_millis(200));
+    }
+
+    fn advanced(&self, leads: u64) {
+        if self.bar.length().is_some_and(|len| leads > len) {
+            self.bar.set_length(leads);
+        }
+        self.bar.set_position(leads);
+    }
+
+    fn finished(&self) {
+        self.bar.finish_and_clear();
+    }
+}
