@@ -9,24 +9,6 @@ use b24sync::simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::json;
 
-fn b24sync() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24sync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("B24SYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.kill_on_drop(true);
-    cmd
-}
-
-async fn run(cmd: &mut tokio::process::Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("b24sync finishes")
-        .unwrap()
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -39,9 +21,11 @@ async fn a_wrong_webhook_secret_fails_fast_with_a_clear_message() {
         .replace("sim0secret0webhook", "wrong0secret0value");
     let db = test_db();
     let started = Instant::now();
-    let out = run(b24sync()
-        .args(["sync", "--webhook", &wrong, "--db"])
-        .arg(&db.path))
+    let out = run_cmd(
+        b24sync()
+            .args(["sync", "--webhook", &wrong, "--db"])
+            .arg(&db.path),
+    )
     .await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
@@ -63,18 +47,20 @@ async fn a_wrong_webhook_secret_fails_fast_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_errors_name_the_setting_and_exit_2() {
     let db = test_db();
-    let out = run(b24sync().args(["sync", "--db"]).arg(&db.path)).await;
+    let out = run_cmd(b24sync().args(["sync", "--db"]).arg(&db.path)).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("B24SYNC_WEBHOOK"), "{}", stderr(&out));
 
-    let out = run(b24sync()
-        .args([
-            "sync",
-            "--webhook",
-            "http://acme.bitrix24.ru/rest/1/topsecret/",
-            "--db",
-        ])
-        .arg(&db.path))
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "sync",
+                "--webhook",
+                "http://acme.bitrix24.ru/rest/1/topsecret/",
+                "--db",
+            ])
+            .arg(&db.path),
+    )
     .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -90,7 +76,7 @@ async fn configuration_errors_name_the_setting_and_exit_2() {
         "webhook = \"https://acme.bitrix24.ru/rest/1/x/\"\nsoluton_field = \"UF_CRM_1\"\n",
     )
     .unwrap();
-    let out = run(b24sync().args(["sync", "--config"]).arg(&file)).await;
+    let out = run_cmd(b24sync().args(["sync", "--config"]).arg(&file)).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("soluton_field"), "{}", stderr(&out));
 }
@@ -99,10 +85,12 @@ async fn configuration_errors_name_the_setting_and_exit_2() {
 async fn sync_exits_0_when_clean_and_3_when_leads_went_to_the_error_table() {
     let sim = simulator(120).await;
     let db = test_db();
-    let out = run(b24sync()
-        .args(["sync", "--solution-field", SOLUTION, "--db"])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args(["sync", "--solution-field", SOLUTION, "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -121,10 +109,12 @@ async fn sync_exits_0_when_clean_and_3_when_leads_went_to_the_error_table() {
     assert!(sim.portal().update_lead(7, |l| {
         l.insert("BIRTHDATE".into(), json!("31.02.2020"));
     }));
-    let out = run(b24sync()
-        .args(["sync", "--db"])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args(["sync", "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(
@@ -139,7 +129,7 @@ async fn sync_exits_0_when_clean_and_3_when_leads_went_to_the_error_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_db_creates_the_tables_once() {
     let db = test_db();
-    let out = run(b24sync().args(["init-db", "--db"]).arg(&db.path)).await;
+    let out = run_cmd(b24sync().args(["init-db", "--db"]).arg(&db.path)).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for t in [
         "bitrix_oauth",
@@ -160,7 +150,7 @@ async fn init_db_creates_the_tables_once() {
             "{t}"
         );
     }
-    let out = run(b24sync().args(["init-db", "--db"]).arg(&db.path)).await;
+    let out = run_cmd(b24sync().args(["init-db", "--db"]).arg(&db.path)).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to create"));
 }

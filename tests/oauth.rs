@@ -26,24 +26,6 @@ const CLIENT_ID: &str = "local.test0app";
 const CLIENT_SECRET: &str = "app0secret0value0xyz";
 const HOUR_AND_A_BIT: Duration = Duration::from_secs(3601);
 
-fn b24sync() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24sync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("B24SYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.kill_on_drop(true);
-    cmd
-}
-
-async fn run_cmd(cmd: &mut tokio::process::Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("b24sync finishes")
-        .unwrap()
-}
-
 fn text(o: &Output) -> String {
     format!(
         "--- stdout\n{}\n--- stderr\n{}",

@@ -3,30 +3,11 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Value};
-
-fn b24sync() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24sync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("B24SYNC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.kill_on_drop(true);
-    cmd
-}
-
-async fn run(cmd: &mut tokio::process::Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("b24sync finishes")
-        .unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
@@ -44,17 +25,19 @@ fn json_lines(stderr: &str) -> Vec<Value> {
 async fn json_logs_parse_and_end_with_the_summary_fields() {
     let sim = simulator(150).await;
     let db = test_db();
-    let out = run(b24sync()
-        .args([
-            "--log-format",
-            "json",
-            "sync",
-            "--solution-field",
-            SOLUTION,
-            "--db",
-        ])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "--log-format",
+                "json",
+                "sync",
+                "--solution-field",
+                SOLUTION,
+                "--db",
+            ])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -88,9 +71,11 @@ async fn json_logs_parse_and_end_with_the_summary_fields() {
 
     // A failure ends with a JSON summary too, with its exit code.
     let wrong = sim.webhook_url().replace("sim0secret0webhook", "nope");
-    let out = run(b24sync()
-        .args(["--log-format", "json", "sync", "--webhook", &wrong, "--db"])
-        .arg(&db.path))
+    let out = run_cmd(
+        b24sync()
+            .args(["--log-format", "json", "sync", "--webhook", &wrong, "--db"])
+            .arg(&db.path),
+    )
     .await;
     assert_eq!(out.status.code(), Some(4));
     let events = json_lines(&text(&out.stderr));
@@ -103,10 +88,12 @@ async fn json_logs_parse_and_end_with_the_summary_fields() {
 async fn no_progress_bar_when_stderr_is_not_a_terminal() {
     let sim = simulator(300).await;
     let db = test_db();
-    let out = run(b24sync()
-        .args(["sync", "--paging", "next", "--batch-size", "50", "--db"])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args(["sync", "--paging", "next", "--batch-size", "50", "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -160,10 +147,12 @@ async fn a_killed_run_stays_unfinished_in_the_history_and_the_next_run_works() {
         "the killed run is unfinished"
     );
 
-    let out = run(b24sync()
-        .args(["sync", "--db"])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args(["sync", "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads"), 3000);
@@ -177,7 +166,7 @@ async fn a_killed_run_stays_unfinished_in_the_history_and_the_next_run_works() {
         vec![Some("ok".into()), Some("0".into()), Some("3000".into())]
     );
 
-    let out = run(b24sync().args(["status", "--db"]).arg(&db.path)).await;
+    let out = run_cmd(b24sync().args(["status", "--db"]).arg(&db.path)).await;
     let status = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(
@@ -212,19 +201,21 @@ async fn dry_run_changes_nothing_and_reports_what_would_change() {
         "b24sync_runs",
     ];
     let before: Vec<_> = tables.iter().map(|t| dump_any(&db.path, t)).collect();
-    let out = run(b24sync()
-        .args([
-            "--log-format",
-            "json",
-            "sync",
-            "--dry-run",
-            "--full",
-            "--solution-field",
-            SOLUTION,
-            "--db",
-        ])
-        .arg(&db.path)
-        .env("B24SYNC_WEBHOOK", sim.webhook_url()))
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "--log-format",
+                "json",
+                "sync",
+                "--dry-run",
+                "--full",
+                "--solution-field",
+                SOLUTION,
+                "--db",
+            ])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url()),
+    )
     .await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -258,7 +249,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
         "--db".into(),
         db.path.display().to_string(),
     ];
-    let out = run(&mut doctor(healthy.clone())).await;
+    let out = run_cmd(&mut doctor(healthy.clone())).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{report}{}", text(&out.stderr));
     assert!(report.contains("all checks passed"), "{report}");
@@ -266,7 +257,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
     // Wrong webhook.
     let mut bad = healthy.clone();
     bad[1] = sim.webhook_url().replace("sim0secret0webhook", "wrong");
-    let out = run(&mut doctor(bad)).await;
+    let out = run_cmd(&mut doctor(bad)).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(10), "{report}");
     assert!(
@@ -288,7 +279,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
         },
         times: 1,
     });
-    let out = run(&mut doctor(healthy.clone())).await;
+    let out = run_cmd(&mut doctor(healthy.clone())).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(10), "{report}");
     assert!(
@@ -299,7 +290,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
     // A solution field that does not exist.
     let mut bad = healthy.clone();
     bad[3] = "UF_CRM_NOPE".into();
-    let out = run(&mut doctor(bad)).await;
+    let out = run_cmd(&mut doctor(bad)).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(10));
     assert!(
@@ -310,7 +301,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
     // An unreachable database.
     let mut bad = healthy.clone();
     bad[5] = "/nonexistent/folder/leads.db".into();
-    let out = run(&mut doctor(bad)).await;
+    let out = run_cmd(&mut doctor(bad)).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(10));
     assert!(
@@ -323,7 +314,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
     conn.execute_batch("ALTER TABLE bitrix_leads RENAME COLUMN sql_TITLE TO sql_TITLE_old;")
         .unwrap();
     drop(conn);
-    let out = run(&mut doctor(healthy)).await;
+    let out = run_cmd(&mut doctor(healthy)).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(10));
     assert!(
@@ -334,7 +325,7 @@ async fn doctor_passes_on_a_healthy_setup_and_names_each_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_example_is_a_file_b24sync_accepts() {
-    let out = run(b24sync().args(["config", "example"])).await;
+    let out = run_cmd(b24sync().args(["config", "example"])).await;
     let example = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(
@@ -352,7 +343,7 @@ async fn config_example_is_a_file_b24sync_accepts() {
         ),
     )
     .unwrap();
-    let out = run(b24sync().args(["init-db", "--config"]).arg(&file)).await;
+    let out = run_cmd(b24sync().args(["init-db", "--config"]).arg(&file)).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(dir.path().join("x.db").exists());
 }

@@ -171,3 +171,23 @@ pub fn text_field(lead: &Value, field: &str) -> Option<String> {
 pub fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
+
+/// The `b24sync` binary with no `B24SYNC_*` variables inherited from the test's environment.
+pub fn b24sync() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24sync"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("B24SYNC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Run it to the end (two minutes at most) and keep its output.
+pub async fn run_cmd(cmd: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("b24sync finishes")
+        .unwrap()
+}
