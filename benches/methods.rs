@@ -603,7 +603,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
     }
 
     sink.init_schema().await.expect("schema");
-    let labels = run::solution_labels(&client, SOLUTION)
+    let labels = run::fetch_solution_labels(&client, SOLUTION)
         .await
         .expect("labels");
     report.other_secs = client.stats().server_secs;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
-use crate::extract::paging::{self, ExportFilter, ExportStats, Extracted, Paging};
+use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
 use crate::model::{Batch, LeadId};
@@ -193,9 +193,14 @@ pub fn local_now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
 
-/// The prelude's sub-command names.
+/// The prelude's sub-command names (the run's one-off questions, asked in one request).
 const PRELUDE_TIME: &str = "server_time";
 const PRELUDE_LABELS: &str = "solution_field";
+/// Highest IDs of the leads this run reads (see `paging::Extent`).
+const PRELUDE_EXTENT: &str = "extent";
+/// Highest IDs of all leads, for the deletion check's ID listing (incremental runs only;
+/// for a full run it is the same question as `extent`).
+const PRELUDE_ALL_IDS: &str = "extent_all";
 
 fn prelude(solution_field: Option<&str>) -> Vec<(String, String)> {
     let mut p = vec![(PRELUDE_TIME.to_string(), "server.time".to_string())];
@@ -207,6 +212,15 @@ fn prelude(solution_field: Option<&str>) -> Vec<(String, String)> {
         ));
     }
     p
+}
+
+/// Read the display names of the solution field's list (one request).
+pub async fn fetch_solution_labels(
+    client: &Bitrix24Client,
+    field: &str,
+) -> Result<HashMap<String, String>, RunError> {
+    let answers = client.batch(&prelude(Some(field))[1..]).await?;
+    solution_labels(field, answers.get(PRELUDE_LABELS), client)
 }
 
 /// The display names of the solution field's list, from a `crm.lead.userfield.list` answer.
@@ -442,25 +456,58 @@ async fn sync_locked(
         modified_since: since.clone(),
         select: paging::select_fields(&user_fields),
     };
-    let prelude = prelude(opts.solution_field.as_deref());
+    let mut prelude = prelude(opts.solution_field.as_deref());
+    prelude.push((PRELUDE_EXTENT.to_string(), paging::probe_command(&filter)));
+    if since.is_some() {
+        let all = ExportFilter {
+            modified_since: None,
+            select: vec![],
+        };
+        prelude.push((PRELUDE_ALL_IDS.to_string(), paging::probe_command(&all)));
+    }
+    let answers = client.batch(&prelude).await?;
+    let portal_time = match answers.get(PRELUDE_TIME) {
+        Some(SubResult::Ok {
+            result: Value::String(t),
+            ..
+        }) if parse_portal_time(t).is_some() => Some(t.clone()),
+        other => {
+            tracing::warn!(
+                "server.time gave no usable time ({other:?}); the watermark will not move"
+            );
+            None
+        }
+    };
+    let labels = match &opts.solution_field {
+        Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), client)?,
+        None => HashMap::new(),
+    };
+    let extent = paging::extent_of(answers.get(PRELUDE_EXTENT))
+        .map_err(|detail| probe_error(client, detail))?;
+    let all_ids = match since {
+        Some(_) => paging::extent_of(answers.get(PRELUDE_ALL_IDS))
+            .map_err(|detail| probe_error(client, detail))?,
+        None => extent,
+    };
+    let ctx = TransformContext {
+        time_policy: opts.time_policy.clone(),
+        solution_field: opts.solution_field.clone(),
+        solution_labels: labels,
+    };
 
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
-    let (page_tx, page_rx) = mpsc::channel::<Extracted>(8);
+    let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
     let extractor = {
         let (client, paging) = (client.clone(), opts.paging);
-        tokio::spawn(
-            async move { paging::export(&client, paging, &filter, &prelude, page_tx).await },
-        )
+        tokio::spawn(async move {
+            paging::export(&client, paging, &filter, Some(extent), page_tx).await
+        })
     };
     let transformer = tokio::spawn(transform_stage(
         page_rx,
         batch_tx,
-        TransformSetup {
-            time_policy: opts.time_policy.clone(),
-            solution_field: opts.solution_field.clone(),
-            client: client.clone(),
-        },
+        ctx,
         opts.batch_leads.max(1),
     ));
 
@@ -508,10 +555,6 @@ async fn sync_locked(
     if let Some(e) = load_error {
         return Err(e.into());
     }
-    let TransformEnd {
-        leads: transformed,
-        portal_time,
-    } = transformed?;
     if transformed != summary.leads_loaded + summary.leads_rejected {
         return Err(RunError::Internal(format!(
             "{transformed} leads were transformed but {} reached the database",
@@ -535,7 +578,7 @@ async fn sync_locked(
 
     let mut guard_error = None;
     if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
-        match delete_missing(client, sink, opts).await {
+        match delete_missing(client, sink, opts, all_ids).await {
             Ok(deleted) => {
                 summary.deletion_checked = true;
                 summary.leads_deleted = deleted;
@@ -553,8 +596,8 @@ async fn sync_locked(
             sink.write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
                 .await?;
         }
-        if let Some(t) = portal_time {
-            sink.write_state(state_keys::WATERMARK, &t).await?;
+        if let Some(t) = &portal_time {
+            sink.write_state(state_keys::WATERMARK, t).await?;
         }
         let runs_since = if summary.deletion_checked {
             0
@@ -620,8 +663,9 @@ async fn delete_missing(
     client: &Bitrix24Client,
     sink: &dyn Sink,
     opts: &SyncOptions,
+    extent: Extent,
 ) -> Result<u64, RunError> {
-    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging)
+    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging, Some(extent))
         .await?
         .into_iter()
         .collect();
@@ -649,78 +693,35 @@ async fn delete_missing(
     Ok(sink.delete_leads(missing).await?)
 }
 
-/// What the transform stage needs to build its context from the prelude.
-struct TransformSetup {
-    time_policy: TimePolicy,
-    solution_field: Option<String>,
-    client: Bitrix24Client,
-}
-
-/// What the transform stage reports when its input ends.
-struct TransformEnd {
-    /// Leads handed to the loader.
-    leads: u64,
-    /// Bitrix24's clock when the run's first request was served (the next watermark).
-    portal_time: Option<String>,
-}
-
-/// Prelude, then pages in; batches of about `batch_leads` leads out.
+/// Pages in; batches of about `batch_leads` leads out. Returns how many leads it handled.
 async fn transform_stage(
-    mut input: mpsc::Receiver<Extracted>,
+    mut input: mpsc::Receiver<Vec<Value>>,
     batches: mpsc::Sender<Batch>,
-    setup: TransformSetup,
+    ctx: TransformContext,
     batch_leads: usize,
-) -> Result<TransformEnd, RunError> {
-    let mut end = TransformEnd {
-        leads: 0,
-        portal_time: None,
-    };
-    let mut ctx = None;
+) -> u64 {
+    let mut handled = 0u64;
     let mut pending = Pending::default();
-    while let Some(item) = input.recv().await {
-        let page = match item {
-            Extracted::Prelude(answers) => {
-                end.portal_time = match answers.get(PRELUDE_TIME) {
-                    Some(SubResult::Ok {
-                        result: Value::String(t),
-                        ..
-                    }) if parse_portal_time(t).is_some() => Some(t.clone()),
-                    other => {
-                        tracing::warn!("server.time gave no usable time ({other:?}); the watermark will not move");
-                        None
-                    }
-                };
-                let labels = match &setup.solution_field {
-                    Some(field) => {
-                        solution_labels(field, answers.get(PRELUDE_LABELS), &setup.client)?
-                    }
-                    None => HashMap::new(),
-                };
-                ctx = Some(TransformContext {
-                    time_policy: setup.time_policy.clone(),
-                    solution_field: setup.solution_field.clone(),
-                    solution_labels: labels,
-                });
-                continue;
-            }
-            Extracted::Page(page) => page,
-        };
-        let Some(ctx) = &ctx else {
-            return Err(RunError::Internal(
-                "a page arrived before the prelude".into(),
-            ));
-        };
-        let batch = transform::transform_page(&page, ctx);
-        end.leads += (batch.records.len() + batch.rejected.len()) as u64;
+    while let Some(page) = input.recv().await {
+        let batch = transform::transform_page(&page, &ctx);
+        handled += (batch.records.len() + batch.rejected.len()) as u64;
         pending.merge(batch);
         if pending.len() >= batch_leads && batches.send(pending.take()).await.is_err() {
-            return Ok(end);
+            return handled;
         }
     }
     if pending.len() > 0 {
         let _ = batches.send(pending.take()).await;
     }
-    Ok(end)
+    handled
+}
+
+fn probe_error(client: &Bitrix24Client, detail: String) -> RunError {
+    RunError::Extract(ExtractError::Protocol {
+        portal: client.portal(),
+        method: "crm.lead.list (highest IDs)".into(),
+        detail,
+    })
 }
 
 /// The batch being filled. A lead already pending is replaced rather than added, so a

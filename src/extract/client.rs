@@ -392,12 +392,13 @@ impl Bitrix24Client {
             method: "batch".into(),
             detail,
         };
-        let body = resp
-            .result
-            .as_object()
-            .ok_or_else(|| protocol("result is not an object".into()))?;
-        let section = |key: &str| keyed(body.get(key), commands);
-        let (results, errors, totals, nexts, times) = (
+        // Own the answer and move each page out of it: a 2,500-lead answer then exists
+        // once in memory, not three times.
+        let Value::Object(mut body) = resp.result else {
+            return Err(protocol("result is not an object".into()));
+        };
+        let mut section = |key: &str| keyed(body.remove(key), commands);
+        let (mut results, errors, totals, nexts, times) = (
             section("result"),
             section("result_error"),
             section("result_total"),
@@ -423,9 +424,9 @@ impl Bitrix24Client {
                         .unwrap_or("")
                         .to_string(),
                 }
-            } else if let Some(result) = results.get(name) {
+            } else if let Some(result) = results.remove(name) {
                 SubResult::Ok {
-                    result: result.clone(),
+                    result,
                     total: totals.get(name).and_then(number).map(|n| n as u64),
                     next: nexts.get(name).and_then(number).map(|n| n as u64),
                 }
@@ -707,14 +708,10 @@ impl Bitrix24Client {
 }
 
 /// A batch section keyed by command name; numeric names may arrive as a JSON array.
-fn keyed(section: Option<&Value>, commands: &[(String, String)]) -> Map<String, Value> {
+fn keyed(section: Option<Value>, commands: &[(String, String)]) -> Map<String, Value> {
     match section {
-        Some(Value::Object(m)) => m.clone(),
-        Some(Value::Array(items)) => commands
-            .iter()
-            .map(|(n, _)| n.clone())
-            .zip(items.iter().cloned())
-            .collect(),
+        Some(Value::Object(m)) => m,
+        Some(Value::Array(items)) => commands.iter().map(|(n, _)| n.clone()).zip(items).collect(),
         _ => Map::new(),
     }
 }

@@ -14,9 +14,15 @@
 //! - [`Paging::Next`] (one page per request, the documented shape): `crm.lead.list`
 //!   with counting, continuing while Bitrix24 returns `next`. The cursor still moves by ID.
 //!
-//! A run also needs a few one-off answers (the portal's clock for the watermark, the
-//! solution field's list): they travel as a *prelude* of sub-commands in the first batch,
-//! so that an incremental run on an unchanged portal costs a single request.
+//! Before reading, a run asks (in one small `batch`, with its other one-off questions) for
+//! the highest IDs of the leads to read: an uncounted `order[ID]=DESC`, `select[]=ID`
+//! page, the [`Extent`]. It sizes every chain so that no page is chained past the end: a
+//! page after the last one would refer to an element that does not exist, and how the
+//! portal answers that is not documented (the simulator re-reads from the start, which
+//! costs server time for nothing). It also lets an incremental run on an unchanged
+//! portal stop after that single request, and spares the empty batch that otherwise
+//! proves the end. Leads created after the probe are left to the next run, which reads
+//! them as changed since this run's start.
 
 use std::collections::BTreeMap;
 
@@ -64,12 +70,57 @@ pub struct ExportFilter {
     pub select: Vec<String>,
 }
 
-/// What the export hands to the transform stage, in order: the prelude's answers first
-/// (when a prelude was asked for), then the pages.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Extracted {
-    Prelude(BTreeMap<String, SubResult>),
-    Page(Vec<Value>),
+/// How far the leads to read go, from the probe (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// The highest ID among them (0: there are none).
+    pub max_id: i64,
+    /// How many there are, when the probe saw them all (fewer than a page).
+    pub count: Option<usize>,
+}
+
+impl Extent {
+    /// Pages to chain after `cursor`: never more than the leads left can fill.
+    fn pages_after(&self, cursor: i64, available: usize) -> usize {
+        let by_count = self.count.map(|n| n.div_ceil(PAGE_SIZE));
+        // IDs are unique, so at most (max_id - cursor) leads are left.
+        let by_ids = usize::try_from(self.max_id.saturating_sub(cursor))
+            .unwrap_or(usize::MAX)
+            .div_ceil(PAGE_SIZE);
+        by_count
+            .unwrap_or(by_ids)
+            .min(by_ids)
+            .clamp(1, available.max(1))
+    }
+
+    fn done(&self, cursor: i64) -> bool {
+        cursor >= self.max_id
+    }
+}
+
+/// The probe's sub-command: the highest IDs of the leads `filter` selects, uncounted.
+pub fn probe_command(filter: &ExportFilter) -> String {
+    let mut f = serde_json::Map::new();
+    if let Some(since) = &filter.modified_since {
+        f.insert(">=DATE_MODIFY".into(), Value::String(since.clone()));
+    }
+    let params =
+        json!({ "order": {"ID": "DESC"}, "filter": f, "select": [LEAD_ID_FIELD], "start": -1 });
+    format!("crm.lead.list?{}", query::build(&params))
+}
+
+/// Read the probe's answer.
+pub fn extent_of(answer: Option<&SubResult>) -> Result<Extent, String> {
+    match answer {
+        Some(SubResult::Ok { result, .. }) => {
+            let rows = rows_of(result.clone())?;
+            let max_id = rows.iter().filter_map(lead_id).max().unwrap_or(0);
+            let count = (rows.len() < PAGE_SIZE).then_some(rows.len());
+            Ok(Extent { max_id, count })
+        }
+        Some(SubResult::Err { code, description }) => Err(format!("{code}: {description}")),
+        None | Some(SubResult::Missing) => Err("the highest-ID probe got no answer".into()),
+    }
 }
 
 /// What an export read.
@@ -94,33 +145,33 @@ pub fn select_fields(user_fields: &[String]) -> Vec<String> {
     fields
 }
 
-/// Read the leads selected by `filter`, sending the prelude's answers and then each page
-/// (in ID order) to `out`. Returns when every lead was read, the receiver was dropped, or
-/// a request failed for good.
+/// Read the leads selected by `filter`, sending each page (in ID order) to `out`.
+/// `extent` (from [`probe_command`]) sizes the chains; without it the export chains full
+/// batches and stops at the first short page. Returns when every lead was read, the
+/// receiver was dropped, or a request failed for good.
 pub async fn export(
     client: &Bitrix24Client,
     paging: Paging,
     filter: &ExportFilter,
-    prelude: &[(String, String)],
-    out: mpsc::Sender<Extracted>,
+    extent: Option<Extent>,
+    out: mpsc::Sender<Vec<Value>>,
 ) -> Result<ExportStats, ExtractError> {
+    if extent.is_some_and(|e| e.max_id == 0) {
+        return Ok(ExportStats::default());
+    }
     match paging {
-        Paging::Batch => export_batched(client, filter, prelude, out).await,
-        Paging::Next => {
-            if !prelude.is_empty() {
-                let answers = client.batch(prelude).await?;
-                if out.send(Extracted::Prelude(answers)).await.is_err() {
-                    return Ok(ExportStats::default());
-                }
-            }
-            export_next(client, filter, out).await
-        }
+        Paging::Batch => export_batched(client, filter, extent, out).await,
+        Paging::Next => export_next(client, filter, out).await,
     }
 }
 
 /// Every lead ID on the portal (an ID-only listing: cheap for the server, 2,500 IDs per
 /// request with batch paging). Leads without a numeric ID are left out.
-pub async fn list_ids(client: &Bitrix24Client, paging: Paging) -> Result<Vec<i64>, ExtractError> {
+pub async fn list_ids(
+    client: &Bitrix24Client,
+    paging: Paging,
+    extent: Option<Extent>,
+) -> Result<Vec<i64>, ExtractError> {
     let filter = ExportFilter {
         modified_since: None,
         select: vec![LEAD_ID_FIELD.to_string()],
@@ -128,13 +179,11 @@ pub async fn list_ids(client: &Bitrix24Client, paging: Paging) -> Result<Vec<i64
     let (tx, mut rx) = mpsc::channel(8);
     let reader = {
         let client = client.clone();
-        tokio::spawn(async move { export(&client, paging, &filter, &[], tx).await })
+        tokio::spawn(async move { export(&client, paging, &filter, extent, tx).await })
     };
     let mut ids = Vec::new();
-    while let Some(item) = rx.recv().await {
-        if let Extracted::Page(rows) = item {
-            ids.extend(rows.iter().filter_map(lead_id));
-        }
+    while let Some(rows) = rx.recv().await {
+        ids.extend(rows.iter().filter_map(lead_id));
     }
     reader
         .await
@@ -205,7 +254,7 @@ fn json_kind(v: &Value) -> &'static str {
 async fn export_next(
     client: &Bitrix24Client,
     filter: &ExportFilter,
-    pages: mpsc::Sender<Extracted>,
+    pages: mpsc::Sender<Vec<Value>>,
 ) -> Result<ExportStats, ExtractError> {
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
@@ -218,7 +267,7 @@ async fn export_next(
         let (rows, max) = after_cursor(rows, cursor);
         stats.pages += 1;
         stats.leads += rows.len() as u64;
-        if !rows.is_empty() && pages.send(Extracted::Page(rows)).await.is_err() {
+        if !rows.is_empty() && pages.send(rows).await.is_err() {
             return Ok(stats);
         }
         match (resp.next, max) {
@@ -238,39 +287,29 @@ async fn export_next(
 async fn export_batched(
     client: &Bitrix24Client,
     filter: &ExportFilter,
-    prelude: &[(String, String)],
-    pages: mpsc::Sender<Extracted>,
+    extent: Option<Extent>,
+    pages: mpsc::Sender<Vec<Value>>,
 ) -> Result<ExportStats, ExtractError> {
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
     let mut failures_here = 0u32;
-    let mut pending_prelude = Some(prelude).filter(|p| !p.is_empty());
     loop {
-        let mut commands: Vec<(String, String)> =
-            pending_prelude.map(<[_]>::to_vec).unwrap_or_default();
-        let page_count = BATCH_SIZE.saturating_sub(commands.len()).max(1);
-        commands.extend((0..page_count).map(|i| {
-            let from = if i == 0 {
-                json!(cursor)
-            } else {
-                json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
-            };
-            let params = query::build(&list_params(filter, from, -1));
-            (format!("p{i}"), format!("crm.lead.list?{params}"))
-        }));
-        let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
-        if let Some(prelude) = pending_prelude.take() {
-            let answers = prelude
-                .iter()
-                .map(|(name, _)| {
-                    let answer = results.remove(name).unwrap_or(SubResult::Missing);
-                    (name.clone(), answer)
-                })
-                .collect();
-            if pages.send(Extracted::Prelude(answers)).await.is_err() {
-                return Ok(stats);
-            }
+        if extent.is_some_and(|e| e.done(cursor)) {
+            return Ok(stats);
         }
+        let page_count = extent.map_or(BATCH_SIZE, |e| e.pages_after(cursor, BATCH_SIZE));
+        let commands: Vec<(String, String)> = (0..page_count)
+            .map(|i| {
+                let from = if i == 0 {
+                    json!(cursor)
+                } else {
+                    json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
+                };
+                let params = query::build(&list_params(filter, from, -1));
+                (format!("p{i}"), format!("crm.lead.list?{params}"))
+            })
+            .collect();
+        let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
         let before = cursor;
         for i in 0..page_count {
             match results
@@ -283,7 +322,7 @@ async fn export_batched(
                     let (rows, max) = after_cursor(rows, cursor);
                     stats.pages += 1;
                     stats.leads += rows.len() as u64;
-                    if !rows.is_empty() && pages.send(Extracted::Page(rows)).await.is_err() {
+                    if !rows.is_empty() && pages.send(rows).await.is_err() {
                         return Ok(stats);
                     }
                     match max {
