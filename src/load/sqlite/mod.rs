@@ -16,6 +16,9 @@ mod sql;
 mod tests;
 mod tokens;
 
+// The OAuth row's reading and writing rules, shared with the SQL Server token store.
+pub(crate) use tokens::{app_extra, app_from_row, state_key, OAuthRow};
+
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use rusqlite::{Connection, OptionalExtension};
