@@ -30,12 +30,13 @@ fn now_local() -> NaiveDateTime {
 pub(super) async fn run_started(c: &mut Client, record: &RunRecord) -> tiberius::Result<i64> {
     let started = whole_second(record.started_at.unwrap_or_else(now_local));
     let mode = truncate_utf16(&record.mode, MODE_CHARS);
-    let row = c
+    let sets = c
         .query(sql::RUNS_INSERT, &[&started, &mode])
         .await?
-        .into_row()
+        .into_results()
         .await?;
-    row.and_then(|r| r.get::<i64, _>("Id"))
+    last_row(&sets)
+        .and_then(|r| r.get::<i64, _>("Id"))
         .ok_or_else(|| tiberius::error::Error::Protocol("runs_insert.sql returned no Id".into()))
 }
 
@@ -49,7 +50,7 @@ pub(super) async fn run_finished(c: &mut Client, record: &RunRecord) -> tiberius
         Some(code) => (1i32, i32::try_from(code).unwrap_or(i32::MAX)),
         None => (0i32, 0i32),
     };
-    let row = c
+    let sets = c
         .query(
             sql::RUNS_FINISH,
             &[
@@ -70,12 +71,18 @@ pub(super) async fn run_finished(c: &mut Client, record: &RunRecord) -> tiberius
             ],
         )
         .await?
-        .into_row()
+        .into_results()
         .await?;
-    let n = row
+    let n = last_row(&sets)
         .and_then(|r| r.get::<i32, _>("runs_updated"))
         .unwrap_or(0);
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The first row of the last result set: the statement files end with the SELECT that
+/// answers, whatever the statements before it report.
+fn last_row(sets: &[Vec<Row>]) -> Option<&Row> {
+    sets.iter().rev().find_map(|s| s.first())
 }
 
 pub(super) async fn recent_runs(c: &mut Client, limit: u32) -> tiberius::Result<Vec<RunRecord>> {
