@@ -252,7 +252,7 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
             "SELECT COUNT(*) FROM dbo.b24sync_migrations WHERE checksum LIKE N'fnv1a64:%'"
         )
         .await,
-        4
+        sql::MIGRATIONS.len() as i32
     );
 }
 
@@ -335,9 +335,14 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
     );
 
     let report = s.init_schema().await.expect("init after the fix");
+    // 0004 and every later migration (the first init stopped at 0004).
     assert_eq!(
         report.created,
-        vec!["migration 0004 leads_unique_sql_id".to_string()]
+        sql::MIGRATIONS
+            .iter()
+            .filter(|m| m.version >= 4)
+            .map(|m| format!("migration {:04} {}", m.version, m.name))
+            .collect::<Vec<_>>()
     );
     let kept = exec(
         &mut c,
@@ -1323,4 +1328,478 @@ async fn error_review_works_before_init_db() {
     // The deletion check, though, needs init-db (it relies on sql_ID being unique).
     let err = s.lead_ids().await.expect_err("not prepared");
     assert!(err.to_string().contains("b24sync init-db"), "{err}");
+}
+
+// ---- dry-run preview, run history, doctor, OAuth token store ----
+
+/// Everything the preview must leave alone, read back in full.
+async fn snapshot(c: &mut Raw) -> String {
+    let state = exec(c, "SELECT name, value FROM dbo.b24sync_state ORDER BY name")
+        .await
+        .iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}={}",
+                r.get::<&str, _>(0).unwrap_or_default(),
+                r.get::<&str, _>(1).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        leads(c).await,
+        contacts(c).await,
+        solutions(c).await,
+        errors(c).await,
+        state
+    )
+}
+
+#[tokio::test]
+async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    s.write_state("watermark", "w1").await.expect("state");
+    s.load_batch(batch((1..=20).map(|id| lead(id, 0)).collect()), now())
+        .await
+        .expect("first load");
+    // A row the server rejects, so the preview bisects like the load does.
+    exec(&mut c, "ALTER TABLE dbo.bitrix_leads ADD CONSTRAINT CK_test_no_reject CHECK (sql_TITLE IS NULL OR sql_TITLE NOT LIKE N'%REJECT%');").await;
+
+    let next = || {
+        let mut records: Vec<LeadRecord> = (1..=30)
+            .map(|id| lead(id, if id % 3 == 0 { 1 } else { 0 }))
+            .collect();
+        records[4].contacts.clear(); // lead 5 loses its value
+        records[24].lead.cells[idx("TITLE")] = Cell::Text("please REJECT me".into());
+        records.push(with_problem(31, "cut"));
+        Batch {
+            records,
+            rejected: vec![RejectedLead {
+                lead_id: Some("32".into()),
+                reason: "no TITLE".into(),
+                raw_json: "{\"ID\":\"32\"}".into(),
+            }],
+        }
+    };
+    let before = snapshot(&mut c).await;
+    let preview = s.preview_batch(next(), now()).await.expect("preview");
+    assert_eq!(snapshot(&mut c).await, before, "the preview changed data");
+    assert_eq!(
+        s.preview_batch(next(), now()).await.expect("again"),
+        preview,
+        "a second preview sees the same database"
+    );
+    let loaded = s.load_batch(next(), now()).await.expect("load");
+    assert_eq!(preview, loaded);
+    assert_eq!(loaded.leads_inserted, 10, "21..=31 but the rejected 25");
+    assert_eq!(loaded.leads_updated, 6, "every third of 1..=20");
+    assert!(
+        loaded.contacts_deleted >= 1 && loaded.error_rows == 3,
+        "{loaded:?}"
+    );
+    assert_ne!(snapshot(&mut c).await, before);
+}
+
+fn run_record(started: chrono::NaiveDateTime, mode: &str) -> b24sync::load::RunRecord {
+    b24sync::load::RunRecord {
+        started_at: Some(started),
+        mode: mode.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn run_history_starts_finishes_and_lists_newest_first() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let id1 = s
+        .run_started(&run_record(dt(2024, 6, 1, 8, 0, 0), "full"))
+        .await
+        .expect("start");
+    let runs = s.recent_runs(5).await.expect("recent");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].id, runs[0].status.as_str(), runs[0].finished_at),
+        (id1, "running", None)
+    );
+    assert_eq!(runs[0].started_at, Some(dt(2024, 6, 1, 8, 0, 0)));
+
+    let long = "é😀".repeat(1500); // 4,500 UTF-16 units; the column holds 2,000
+    let done = b24sync::load::RunRecord {
+        id: id1,
+        started_at: Some(dt(2024, 6, 1, 8, 0, 0)),
+        finished_at: Some(dt(2024, 6, 1, 8, 1, 30)),
+        mode: "full".into(),
+        status: "errors".into(),
+        leads_read: 120,
+        leads_upserted: 100,
+        leads_deleted: 3,
+        contact_values: 240,
+        error_rows: 2,
+        requests: 7,
+        server_seconds: 1.5,
+        seconds: 90.25,
+        exit_code: Some(2),
+        message: Some(long.clone()),
+    };
+    s.run_finished(&done).await.expect("finish");
+    let id2 = s
+        .run_started(&run_record(dt(2024, 6, 2, 8, 0, 0), "incremental"))
+        .await
+        .expect("second start");
+    assert!(id2 > id1);
+
+    let runs = s.recent_runs(10).await.expect("recent");
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![id2, id1]
+    );
+    assert_eq!(
+        (
+            runs[0].status.as_str(),
+            runs[0].finished_at,
+            runs[0].exit_code
+        ),
+        ("running", None, None),
+        "a run that never finished stays running"
+    );
+    let got = &runs[1];
+    let message = got.message.clone().expect("message");
+    assert_eq!(
+        message.encode_utf16().count(),
+        1999,
+        "cut, never inside a character"
+    );
+    assert!(long.starts_with(&message));
+    assert_eq!(
+        b24sync::load::RunRecord {
+            message: None,
+            ..got.clone()
+        },
+        b24sync::load::RunRecord {
+            message: None,
+            ..done.clone()
+        }
+    );
+    // No message and no exit code are stored as NULL (no NULL parameter is sent).
+    s.run_finished(&b24sync::load::RunRecord {
+        id: id2,
+        status: "interrupted".into(),
+        exit_code: None,
+        message: None,
+        ..run_record(dt(2024, 6, 2, 8, 0, 0), "incremental")
+    })
+    .await
+    .expect("finish without code");
+    let mut c = db.raw().await;
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            &format!("SELECT COUNT(*) FROM dbo.b24sync_runs WHERE Id = {id2} AND exit_code IS NULL AND message IS NULL AND finished_at IS NOT NULL")
+        )
+        .await,
+        1
+    );
+    assert_eq!(s.recent_runs(1).await.expect("one").len(), 1);
+    let err = s
+        .run_finished(&b24sync::load::RunRecord {
+            id: id2 + 100,
+            status: "ok".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such run");
+    assert!(matches!(err, LoadError::Database { .. }), "{err:?}");
+}
+
+fn find<'a>(report: &'a [b24sync::load::Diagnosis], check: &str) -> &'a b24sync::load::Diagnosis {
+    report
+        .iter()
+        .find(|d| d.check == check)
+        .unwrap_or_else(|| panic!("no {check} in {report:?}"))
+}
+
+#[tokio::test]
+async fn diagnose_passes_on_a_fresh_database() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let report = s.diagnose().await.expect("diagnose");
+    assert_eq!(
+        report.iter().map(|d| d.check.as_str()).collect::<Vec<_>>(),
+        ["tables", "columns", "indexes", "duplicates", "permissions"]
+    );
+    for d in &report {
+        assert!(d.ok && d.fix.is_empty(), "{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn diagnose_reports_each_failure_and_changes_nothing() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let mut c = db.raw().await;
+    // An old installation, damaged: a renamed and a retyped column, a missing table, duplicate
+    // leads, and no b24sync migration applied.
+    exec(&mut c, sql::OKTELL_TABLES).await;
+    exec(
+        &mut c,
+        "EXEC sp_rename N'dbo.bitrix_leads.sql_TITLE', N'sql_TITLE_old', N'COLUMN';
+         ALTER TABLE dbo.bitrix_leads ALTER COLUMN sql_NAME nvarchar(100) NULL;
+         DROP TABLE dbo.bitrix_lead_solution;
+         INSERT INTO dbo.bitrix_leads (sql_ID) VALUES (5), (5), (9), (9), (9), (10);",
+    )
+    .await;
+    let s = sink(&db).await;
+    let report = s.diagnose().await.expect("diagnose");
+
+    let tables = find(&report, "tables");
+    assert!(
+        !tables.ok && tables.detail == "missing: dbo.bitrix_lead_solution",
+        "{tables:?}"
+    );
+    assert!(tables.fix.contains("b24sync init-db"));
+    let columns = find(&report, "columns");
+    assert!(!columns.ok, "{columns:?}");
+    for part in [
+        "dbo.bitrix_leads.sql_TITLE is missing (should be nvarchar(4000) NULL)",
+        "dbo.bitrix_leads.sql_NAME is nvarchar(100) NULL (should be nvarchar(3000) NULL)",
+        "sql_TITLE_old",
+    ] {
+        assert!(columns.detail.contains(part), "{part}: {columns:?}");
+    }
+    let indexes = find(&report, "indexes");
+    assert!(
+        !indexes.ok && indexes.fix.contains("b24sync init-db"),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.detail.contains("0004 leads_unique_sql_id"),
+        "{indexes:?}"
+    );
+    let dups = find(&report, "duplicates");
+    assert!(!dups.ok, "{dups:?}");
+    assert!(
+        dups.detail
+            .contains("2 sql_ID value(s) stored more than once (3 surplus row(s))"),
+        "{dups:?}"
+    );
+    assert!(
+        dups.fix.contains("fix_duplicate_leads.sql") && dups.fix.contains("DELETE l"),
+        "{dups:?}"
+    );
+    // sa may do everything; init-db still has work, and may do it.
+    assert!(find(&report, "permissions").ok, "{report:?}");
+
+    // Nothing changed.
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads").await,
+        6
+    );
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.b24sync_migrations").await,
+        0
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM sys.tables WHERE name IN (N'b24sync_state', N'b24sync_runs', N'bitrix_lead_solution')"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn permissions_statement_sees_a_limited_user() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let _ready = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    exec(
+        &mut c,
+        "CREATE USER b24sync_limited WITHOUT LOGIN;
+         GRANT SELECT, INSERT, UPDATE ON SCHEMA::dbo TO b24sync_limited;",
+    )
+    .await;
+    // permissions.sql as that user: what doctor would see with a login mapped to it.
+    let sets = exec(
+        &mut c,
+        &format!(
+            "EXECUTE AS USER = N'b24sync_limited';\n{}\nREVERT;",
+            sql::PERMISSIONS
+        ),
+    )
+    .await;
+    let first = &sets[0][0];
+    assert_eq!(first.get::<i32, _>("create_table"), Some(0));
+    assert_eq!(first.get::<i32, _>("alter_schema"), Some(0));
+    // (INSERT, DELETE, ALTER) per table.
+    type Granted = (Option<i32>, Option<i32>, Option<i32>);
+    let tables: BTreeMap<String, Granted> = sets[1]
+        .iter()
+        .map(|r| {
+            (
+                r.get::<&str, _>("table_name")
+                    .unwrap_or_default()
+                    .to_string(),
+                (
+                    r.get::<i32, _>("can_insert"),
+                    r.get::<i32, _>("can_delete"),
+                    r.get::<i32, _>("can_alter"),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(tables.len(), 8, "{tables:?}");
+    assert_eq!(tables["bitrix_leads"], (Some(1), Some(0), Some(0)));
+    assert_eq!(sets[2][0].get::<i32, _>("runtime_rows"), Some(0));
+}
+
+fn stored_app(
+    client_id: &str,
+    access: &str,
+    redirect: Option<&str>,
+) -> b24sync::extract::oauth::StoredApp {
+    use b24sync::extract::oauth::{Secret, StoredApp, TokenSet};
+    let obtained = chrono::DateTime::from_timestamp(1_717_236_000, 0).expect("time");
+    StoredApp {
+        client_id: client_id.into(),
+        client_secret: Secret::new("s3cret"),
+        redirect_uri: redirect.map(str::to_string),
+        oauth_server: Some("https://oauth.bitrix.info".into()),
+        tokens: TokenSet {
+            access_token: Secret::new(access),
+            refresh_token: Secret::new(format!("refresh-{access}")),
+            expires_in: "3600".into(),
+            expires_at: obtained.timestamp() + 3600,
+            obtained_at: obtained,
+            scope: "crm".into(),
+            domain: "acme.bitrix24.ru".into(),
+            member_id: "m1".into(),
+            user_id: "1".into(),
+            client_endpoint: "https://acme.bitrix24.ru/rest/".into(),
+            server_endpoint: Some("https://oauth.bitrix.info/rest/".into()),
+        },
+    }
+}
+
+#[tokio::test]
+async fn token_store_locks_per_app_and_round_trips() {
+    use b24sync::extract::oauth::TokenStore;
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let a = ready_sink(&db).await;
+    let b = sink(&db).await;
+    let mut c = db.raw().await;
+
+    let mut first = a
+        .lock_app("app.1", Duration::from_secs(1))
+        .await
+        .expect("first holder");
+    assert_eq!(first.read().await.expect("read"), None);
+
+    // A second holder of the same app waits, then gives up.
+    let started = Instant::now();
+    let err = match b.lock_app("app.1", Duration::from_millis(1500)).await {
+        Ok(_) => panic!("the lock is held"),
+        Err(e) => e,
+    };
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(matches!(err, LoadError::LockBusy { .. }), "{err:?}");
+    // Another app is not blocked.
+    drop(
+        b.lock_app("app.2", Duration::from_secs(1))
+            .await
+            .expect("another app"),
+    );
+
+    let app = stored_app("app.1", "tok-1", Some("https://example.org/cb"));
+    first.write(&app).await.expect("write");
+    assert_eq!(first.read().await.expect("read"), Some(app.clone()));
+    assert!(first
+        .write(&stored_app("app.other", "x", None))
+        .await
+        .is_err());
+
+    // Released when the guard drops: a waiting holder gets it then.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        drop(first);
+    });
+    let started = Instant::now();
+    let mut second = b
+        .lock_app("app.1", Duration::from_secs(15))
+        .await
+        .expect("free once the first guard dropped");
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    release.await.expect("release task");
+    assert_eq!(second.read().await.expect("read"), Some(app.clone()));
+
+    // Updated in place; no redirect_uri keeps the stored one.
+    let mut next = stored_app("app.1", "tok-2", None);
+    next.tokens.obtained_at += chrono::Duration::seconds(3000);
+    next.tokens.expires_at += 3000;
+    second.write(&next).await.expect("second write");
+    drop(second);
+    let read = a.load_app("app.1").await.expect("load").expect("stored");
+    assert_eq!(read.redirect_uri.as_deref(), Some("https://example.org/cb"));
+    assert_eq!(
+        read,
+        b24sync::extract::oauth::StoredApp {
+            redirect_uri: Some("https://example.org/cb".into()),
+            ..next.clone()
+        }
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_oauth WHERE client_id = N'app.1' AND access_token = N'tok-2' AND code IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_oauth").await,
+        1
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_state WHERE name = N'oauth:app.1'"
+        )
+        .await,
+        1
+    );
+    // save_app takes the lock itself.
+    b.save_app(&stored_app("app.3", "tok-3", None))
+        .await
+        .expect("save");
+    assert_eq!(
+        b.load_app("app.3").await.expect("load"),
+        Some(stored_app("app.3", "tok-3", None))
+    );
+
+    // A row refreshed by something else (an Oktell job: other dateexec) is read on its own.
+    exec(
+        &mut c,
+        "UPDATE dbo.bitrix_oauth SET access_token = N'oktell', expires_in = N'3600', dateexec = '2024-06-01T10:20:30.500' WHERE client_id = N'app.1';",
+    )
+    .await;
+    let read = a.load_app("app.1").await.expect("load").expect("stored");
+    assert_eq!(read.tokens.access_token.expose(), "oktell");
+    assert_eq!(
+        read.tokens.client_endpoint,
+        "https://acme.bitrix24.ru/rest/"
+    );
+    assert_eq!(
+        read.oauth_server, None,
+        "the side record describes another pair"
+    );
+    assert_eq!(a.load_app("nobody").await.expect("load"), None);
 }

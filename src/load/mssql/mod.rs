@@ -17,14 +17,17 @@
 
 mod admin;
 mod conn;
+mod ops;
 pub mod sql;
 mod stage;
+mod tokens;
 
 #[cfg(test)]
 mod sql_tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +36,8 @@ use bb8_tiberius::ConnectionManager;
 use chrono::NaiveDateTime;
 use tiberius::{Query, Row, TokenRow};
 
-use crate::load::{BatchOutcome, LoadError, SchemaReport, Sink, StoredError};
+use crate::extract::oauth::TokenStore;
+use crate::load::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
 use crate::model::{clip_reason, Batch, LeadId, RejectedLead};
 
 pub use conn::is_connection_string;
@@ -185,61 +189,59 @@ impl MssqlSink {
 
     /// The error `init-db` gives when duplicate `sql_ID` rows block the unique index.
     async fn duplicates_report(&self, c: &mut Client) -> Result<Option<String>, LoadError> {
-        let sets = run(c, sql::CHECK_DUPLICATE_LEADS)
+        let Some((ids, surplus, examples)) = ops::duplicates(c)
             .await
-            .map_err(|e| self.db_error("looking for duplicate sql_ID rows", &e))?;
-        let summary = sets.first().and_then(|s| s.first());
-        let ids = summary
-            .and_then(|r| r.get::<i32, _>("duplicated_ids"))
-            .unwrap_or(0);
-        if ids == 0 {
+            .map_err(|e| self.db_error("looking for duplicate sql_ID rows", &e))?
+        else {
             return Ok(None);
-        }
-        let surplus = summary
-            .and_then(|r| r.get::<i32, _>("surplus_rows"))
-            .unwrap_or(0);
-        let examples: Vec<String> = sets
-            .get(1)
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| {
-                        Some(format!(
-                            "{} ({} rows)",
-                            r.get::<i32, _>("sql_ID")?,
-                            r.get::<i32, _>("copies")?
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let t = &self.target;
+        };
         Ok(Some(format!(
             "dbo.bitrix_leads on {} has {ids} sql_ID value(s) stored more than once ({surplus} surplus row(s)), e.g. sql_ID {}; \
              b24sync upserts by sql_ID and needs it unique. Remove the duplicates with sql/mssql/fix_duplicate_leads.sql \
              (keeps the row with the highest Id of each sql_ID, all in one transaction): \
-             sqlcmd -S tcp:{},{} -d {} -U <login> -C -b -i sql/mssql/fix_duplicate_leads.sql \
+             {} \
              -- then run `b24sync init-db` again",
-            t.describe(),
+            self.target.describe(),
             examples.join(", "),
-            t.host,
-            t.port,
-            t.database.as_deref().unwrap_or("<database>"),
+            ops::fix_duplicates_command(&self.target),
         )))
     }
 
+    /// A connection of its own, outside the pool, for a session-owned app lock: the lock
+    /// cannot be handed to another task with a pooled connection, nor released by the pool
+    /// closing an idle one. `purpose` names it in messages.
+    async fn dedicated(&self, purpose: &str) -> Result<Client, LoadError> {
+        match tokio::time::timeout(self.opts.connect_timeout, self.pool.dedicated_connection())
+            .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self
+                .target
+                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target))),
+            Err(_) => Err(self.target.unreachable(&format!(
+                "no connection for {purpose} within {} s",
+                self.opts.connect_timeout.as_secs()
+            ))),
+        }
+    }
+
     /// Stage and upsert one batch, isolating leads the server rejects (see [`Self::load_batch`]).
+    ///
+    /// With `commit` false (a dry-run preview) every attempt is rolled back instead of
+    /// committed; the bisection works the same, so the counts are what a load would report.
     async fn load_isolating(
         &self,
         c: &mut Client,
         batch: Batch,
         now: NaiveDateTime,
+        commit: bool,
     ) -> Result<BatchOutcome, LoadError> {
         let mut total = BatchOutcome::default();
         // A stack rather than recursion: halves are pushed right-then-left so leads are
         // written in their original order.
         let mut pending = vec![batch];
         while let Some(b) = pending.pop() {
-            match self.load_retrying(c, &b, now).await {
+            match self.load_retrying(c, &b, now, commit).await {
                 Ok(o) => total.add(&o),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Rejected(why)) if stage::units(&b) > 1 => {
@@ -289,10 +291,11 @@ impl MssqlSink {
         c: &mut Client,
         b: &Batch,
         now: NaiveDateTime,
+        commit: bool,
     ) -> Result<BatchOutcome, Attempt> {
         let mut tries = 0;
         loop {
-            match self.load_once(c, b, now).await {
+            match self.load_once(c, b, now, commit).await {
                 Err(e) if e.is_deadlock() && tries < self.opts.deadlock_retries => {
                     tries += 1;
                     tracing::info!(
@@ -313,14 +316,27 @@ impl MssqlSink {
         }
     }
 
-    /// One try: stage, upsert, read the counts. Rolls back on failure.
+    /// One try: stage, upsert, read the counts. Rolls back on failure, and always when
+    /// `commit` is false: then an outer transaction (`preview_begin.sql`) holds the staging
+    /// and the upsert, whose own COMMIT only closes its nested transaction.
     async fn load_once(
         &self,
         c: &mut Client,
         b: &Batch,
         now: NaiveDateTime,
+        commit: bool,
     ) -> tiberius::Result<BatchOutcome> {
-        let result = stage_and_upsert(c, b, now).await;
+        let result = if commit {
+            stage_and_upsert(c, b, now).await
+        } else {
+            async {
+                run(c, sql::PREVIEW_BEGIN).await?;
+                let outcome = stage_and_upsert(c, b, now).await?;
+                run(c, sql::PREVIEW_END).await?;
+                Ok(outcome)
+            }
+            .await
+        };
         if result.is_err() {
             // Usually XACT_ABORT rolled back already; make sure, so the pooled connection
             // goes back clean. A failure here means the connection is gone anyway.
@@ -523,23 +539,7 @@ impl Sink for MssqlSink {
         if held.is_some() {
             return Ok(());
         }
-        let mut client =
-            match tokio::time::timeout(self.opts.connect_timeout, self.pool.dedicated_connection())
-                .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    return Err(self
-                        .target
-                        .unreachable(&conn::Failure::from_manager(&e).reason(&self.target)))
-                }
-                Err(_) => {
-                    return Err(self.target.unreachable(&format!(
-                        "no connection for the run lock within {} s",
-                        self.opts.connect_timeout.as_secs()
-                    )))
-                }
-            };
+        let mut client = self.dedicated("the run lock").await?;
         let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         let code = async {
             let row = client
@@ -603,7 +603,7 @@ impl Sink for MssqlSink {
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        self.load_isolating(c, batch, now).await
+        self.load_isolating(c, batch, now, true).await
     }
 
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
@@ -697,27 +697,78 @@ impl Sink for MssqlSink {
             .await
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
     }
+    /// The same staging, upsert and bisection as `load_batch`, each attempt rolled back.
     async fn preview_batch(
         &self,
-        _batch: Batch,
-        _now: NaiveDateTime,
+        batch: Batch,
+        now: NaiveDateTime,
     ) -> Result<BatchOutcome, LoadError> {
-        Err(LoadError::Schema(
-            "not implemented yet: preview_batch".into(),
-        ))
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        let batch = stage::prepare(batch);
+        if batch.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        self.load_isolating(c, batch, now, false).await
     }
-    async fn run_started(&self, _record: &super::RunRecord) -> Result<i64, LoadError> {
-        Err(LoadError::Schema("not implemented yet: run_started".into()))
+
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        ops::run_started(c, record)
+            .await
+            .map_err(|e| self.db_error("writing dbo.b24sync_runs", &e))
     }
-    async fn run_finished(&self, _record: &super::RunRecord) -> Result<(), LoadError> {
-        Err(LoadError::Schema(
-            "not implemented yet: run_finished".into(),
-        ))
+
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError> {
+        let context = "completing dbo.b24sync_runs";
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        match ops::run_finished(c, record).await {
+            Ok(0) => Err(LoadError::Database {
+                context: context.into(),
+                reason: format!("there is no run with Id {}", record.id),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.db_error(context, &e)),
+        }
     }
-    async fn recent_runs(&self, _limit: u32) -> Result<Vec<super::RunRecord>, LoadError> {
-        Err(LoadError::Schema("not implemented yet: recent_runs".into()))
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        ops::recent_runs(c, limit)
+            .await
+            .map_err(|e| self.db_error("reading dbo.b24sync_runs", &e))
     }
-    async fn diagnose(&self) -> Result<Vec<super::Diagnosis>, LoadError> {
-        Err(LoadError::Schema("not implemented yet: diagnose".into()))
+
+    /// Reads only, and works before `init-db` (it says what init-db would do).
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        Ok(ops::diagnose(c, &self.target).await)
+    }
+}
+
+/// The OAuth token store behind `--db`: `bitrix_oauth` in SQL Server when `db` is a
+/// connection string, else in the embedded database file. For `b24sync auth`, `token` and
+/// `sync --client-id`. A SQL Server database must have had `b24sync init-db` (the store keeps
+/// a side record in `b24sync_state`).
+pub async fn open_token_store(db: &str) -> Result<Arc<dyn TokenStore>, LoadError> {
+    if is_connection_string(db) {
+        // The refresh lock takes a dedicated connection besides these.
+        let opts = MssqlOptions {
+            pool_size: 2,
+            ..MssqlOptions::default()
+        };
+        Ok(Arc::new(MssqlSink::connect(db, opts).await?))
+    } else {
+        Ok(Arc::new(crate::load::sqlite::SqliteSink::open(
+            std::path::Path::new(db),
+        )?))
     }
 }

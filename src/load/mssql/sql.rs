@@ -26,6 +26,9 @@ pub const STAGE_LONG_ERROR_JSON: &str =
     include_str!("../../../sql/mssql/stage_long_error_json.sql");
 /// How many (key, value) pairs one long-value statement carries.
 pub const LONG_CHUNK: usize = 4;
+/// A dry-run preview: the batch's statements inside a transaction that is rolled back.
+pub const PREVIEW_BEGIN: &str = include_str!("../../../sql/mssql/preview_begin.sql");
+pub const PREVIEW_END: &str = include_str!("../../../sql/mssql/preview_end.sql");
 pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
 
 pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
@@ -44,6 +47,21 @@ pub const DELETE_LEADS: &str = include_str!("../../../sql/mssql/delete_leads.sql
 /// The error review: list `bitrix_import_lead_error`; delete its rows dated before @P1.
 pub const ERROR_ROWS: &str = include_str!("../../../sql/mssql/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/mssql/errors_clear.sql");
+
+/// The run history (migration 5, `dbo.b24sync_runs`): start a row (@P1 started_at, @P2 mode;
+/// returns its Id), complete it, list the newest (@P1 how many).
+pub const RUNS_INSERT: &str = include_str!("../../../sql/mssql/runs_insert.sql");
+pub const RUNS_FINISH: &str = include_str!("../../../sql/mssql/runs_finish.sql");
+pub const RUNS_RECENT: &str = include_str!("../../../sql/mssql/runs_recent.sql");
+/// `b24sync doctor`: the contract tables' columns; what the login may do.
+pub const CONTRACT_COLUMNS: &str = include_str!("../../../sql/mssql/contract_columns.sql");
+pub const PERMISSIONS: &str = include_str!("../../../sql/mssql/permissions.sql");
+/// The OAuth token store: an app's refresh lock (@P1 resource, @P2 wait in ms) and its
+/// release (@P1), its `bitrix_oauth` row (@P1 client_id), and the write of row and state.
+pub const OAUTH_LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/oauth_lock_acquire.sql");
+pub const OAUTH_LOCK_RELEASE: &str = include_str!("../../../sql/mssql/oauth_lock_release.sql");
+pub const OAUTH_READ: &str = include_str!("../../../sql/mssql/oauth_read.sql");
+pub const OAUTH_WRITE: &str = include_str!("../../../sql/mssql/oauth_write.sql");
 
 /// Staging tables created by [`STAGE_CREATE`]; tiberius bulk-loads into these names.
 pub const STAGE_LEADS: &str = "#stage_leads";
@@ -75,7 +93,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 4] = [
+pub const MIGRATIONS: [Migration; 5] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -99,6 +117,12 @@ pub const MIGRATIONS: [Migration; 4] = [
         name: "leads_unique_sql_id",
         sql: include_str!("../../../sql/mssql/migrations/0004_leads_unique_sql_id.sql"),
         needs_unique_leads: true,
+    },
+    Migration {
+        version: 5,
+        name: "run_history",
+        sql: include_str!("../../../sql/mssql/migrations/0005_run_history.sql"),
+        needs_unique_leads: false,
     },
 ];
 
@@ -131,6 +155,8 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("stage_long_comments.sql", STAGE_LONG_COMMENTS),
         ("stage_long_error_json.sql", STAGE_LONG_ERROR_JSON),
         ("upsert_batch.sql", UPSERT_BATCH),
+        ("preview_begin.sql", PREVIEW_BEGIN),
+        ("preview_end.sql", PREVIEW_END),
         ("lock_acquire.sql", LOCK_ACQUIRE),
         ("lock_release.sql", LOCK_RELEASE),
         ("stamp_runtime.sql", STAMP_RUNTIME),
@@ -141,6 +167,15 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("delete_leads.sql", DELETE_LEADS),
         ("error_rows.sql", ERROR_ROWS),
         ("errors_clear.sql", ERRORS_CLEAR),
+        ("runs_insert.sql", RUNS_INSERT),
+        ("runs_finish.sql", RUNS_FINISH),
+        ("runs_recent.sql", RUNS_RECENT),
+        ("contract_columns.sql", CONTRACT_COLUMNS),
+        ("permissions.sql", PERMISSIONS),
+        ("oauth_lock_acquire.sql", OAUTH_LOCK_ACQUIRE),
+        ("oauth_lock_release.sql", OAUTH_LOCK_RELEASE),
+        ("oauth_read.sql", OAUTH_READ),
+        ("oauth_write.sql", OAUTH_WRITE),
     ];
     all.extend(MIGRATIONS.iter().map(|m| (m.name, m.sql)));
     all

@@ -19,12 +19,20 @@ use crate::model::{ColumnKind, LEAD_COLUMNS};
 /// `shared/docs/sql-server-notes.md`) but that sqlparser 0.64's MsSqlDialect rejects.
 /// (file, exact statement text, why it stays). Each entry must still be present and must still
 /// fail to parse, so the list cannot go stale; the rest of its file must parse.
-const PARSE_ALLOWLIST: &[(&str, &str, &str)] = &[(
-    "lock_acquire.sql",
-    "EXEC @r = sp_getapplock @Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P1;",
-    "reading sp_getapplock's return code (0/1 granted, <0 not) needs `EXEC @r = proc`, \
-     which sqlparser does not accept; there is no other way to get the code in T-SQL",
-)];
+const PARSE_ALLOWLIST: &[(&str, &str, &str)] = &[
+    (
+        "lock_acquire.sql",
+        "EXEC @r = sp_getapplock @Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P1;",
+        "reading sp_getapplock's return code (0/1 granted, <0 not) needs `EXEC @r = proc`, \
+         which sqlparser does not accept; there is no other way to get the code in T-SQL",
+    ),
+    (
+        "oauth_lock_acquire.sql",
+        "EXEC @r = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = @P2;",
+        "the OAuth refresh lock: the same `EXEC @r = proc` as lock_acquire.sql, per app \
+         (@P1 = N'b24sync:oauth:' + client_id); a negative code means LockBusy",
+    ),
+];
 
 /// Files under sql/mssql that the sink never sends: for people (docker-compose's sqlcmd step)
 /// and for the load benchmark's row-by-row baseline (examples/mssql_load_bench.rs).
@@ -783,4 +791,252 @@ fn error_rows_selects_what_admin_reads() {
         ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         ["SELECT sql_ID FROM dbo.bitrix_leads ORDER BY sql_ID"]
     );
+}
+
+#[test]
+fn doctor_contract_is_the_documented_contract() {
+    // ops::contract_columns is what `diagnose` compares the server's columns with; it must
+    // say exactly what the contract above says (identity aside: INFORMATION_SCHEMA does not
+    // show it, and the original layout has it on every Id).
+    let expected = expected_tables();
+    let ours = super::ops::contract_columns();
+    assert_eq!(ours.len(), expected.len());
+    for (table, cols) in ours {
+        let want = &expected[&format!("dbo.{table}")];
+        let got: Vec<(String, String, bool)> = cols
+            .iter()
+            .map(|c| {
+                let ty = match c.max_length {
+                    Some(n) => format!("{}({n})", c.data_type),
+                    None => c.data_type.to_string(),
+                };
+                (c.name.clone(), ty, c.nullable)
+            })
+            .collect();
+        let want: Vec<(String, String, bool)> = want
+            .iter()
+            .map(|(n, t, null, _)| (n.clone(), t.clone(), *null))
+            .collect();
+        assert_eq!(got, want, "{table}");
+    }
+    // contract_columns.sql lists the same six tables.
+    for table in super::ops::CONTRACT_TABLES {
+        assert!(
+            sql::CONTRACT_COLUMNS.contains(&format!("N'{table}'")),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn run_history_table_has_plain_types_and_the_embedded_databases_columns() {
+    let migration = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "run_history")
+        .expect("migration run_history");
+    assert_eq!(
+        migration.version, 5,
+        "SQL Server migration 0005 is the run history"
+    );
+    let cols = columns_of_create(migration.sql, "dbo.b24sync_runs");
+    let expected = [
+        ("Id", "int"),
+        ("started_at", "datetime2(0)"),
+        ("finished_at", "datetime2(0)"),
+        ("mode", "nvarchar(40)"),
+        ("status", "nvarchar(20)"),
+        ("leads_read", "bigint"),
+        ("leads_upserted", "bigint"),
+        ("leads_deleted", "bigint"),
+        ("contact_values", "bigint"),
+        ("error_rows", "bigint"),
+        ("requests", "bigint"),
+        ("server_seconds", "float"),
+        ("seconds", "float"),
+        ("exit_code", "int"),
+        ("message", "nvarchar(2000)"),
+    ];
+    let got: Vec<(&str, &str)> = cols.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    assert_eq!(got, expected);
+    assert!(migration
+        .sql
+        .contains("CONSTRAINT PK_b24sync_runs PRIMARY KEY CLUSTERED (Id)"));
+    assert!(migration.sql.contains("Id int IDENTITY(1,1) NOT NULL"));
+    assert!(migration
+        .sql
+        .contains("IF OBJECT_ID(N'dbo.b24sync_runs', N'U') IS NULL"));
+    // Same names in the embedded database, so the same queries work on both.
+    let sqlite = include_str!("../../../sql/sqlite/0002_run_history.sql");
+    for (name, _) in expected {
+        assert!(
+            sqlite.contains(&format!("\n    {name} ")),
+            "{name} in the SQLite table"
+        );
+    }
+    // What ops.rs reads back.
+    for name in expected.iter().map(|c| c.0) {
+        assert!(
+            sql::RUNS_RECENT.contains(name),
+            "runs_recent.sql selects {name}"
+        );
+    }
+    assert!(sql::RUNS_RECENT.contains("CAST(Id AS bigint) AS Id"));
+    assert!(sql::RUNS_RECENT.contains("ORDER BY Id DESC"));
+    assert!(sql::RUNS_INSERT.contains("N'running'"));
+    assert!(sql::RUNS_INSERT.contains("CAST(SCOPE_IDENTITY() AS bigint) AS Id"));
+    assert!(sql::RUNS_FINISH.contains("SELECT @@ROWCOUNT AS runs_updated;"));
+}
+
+#[test]
+fn new_statements_bind_exactly_what_the_sink_sends() {
+    for (name, text, params) in [
+        ("runs_insert.sql", sql::RUNS_INSERT, 2),
+        ("runs_finish.sql", sql::RUNS_FINISH, 14),
+        ("runs_recent.sql", sql::RUNS_RECENT, 1),
+        ("oauth_lock_acquire.sql", sql::OAUTH_LOCK_ACQUIRE, 2),
+        ("oauth_lock_release.sql", sql::OAUTH_LOCK_RELEASE, 1),
+        ("oauth_read.sql", sql::OAUTH_READ, 1),
+        ("oauth_write.sql", sql::OAUTH_WRITE, 14),
+        ("contract_columns.sql", sql::CONTRACT_COLUMNS, 0),
+        ("permissions.sql", sql::PERMISSIONS, 0),
+        ("preview_begin.sql", sql::PREVIEW_BEGIN, 0),
+        ("preview_end.sql", sql::PREVIEW_END, 0),
+    ] {
+        for p in 1..=params {
+            assert!(
+                text.contains(&format!("@P{p}")),
+                "{name} does not use @P{p}"
+            );
+        }
+        assert!(
+            !text.contains(&format!("@P{}", params + 1)),
+            "{name} uses more than {params} parameter(s)"
+        );
+    }
+}
+
+#[test]
+fn oauth_statements_are_the_agreed_ones() {
+    assert!(sql::OAUTH_READ.contains(
+        "SELECT TOP (1) client_id, client_secret, redirect_uri, access_token, refresh_token, expires_in, scope, domain, member_id, user_id, dateexec FROM dbo.bitrix_oauth WHERE client_id = @P1 ORDER BY Id DESC;"
+    ));
+    assert!(sql::OAUTH_LOCK_ACQUIRE.contains("SELECT @r AS result;"));
+    assert!(sql::OAUTH_LOCK_RELEASE
+        .contains("EXEC sp_releaseapplock @Resource = @P1, @LockOwner = N'Session';"));
+
+    // The write: row then side record, UPDATE before a guarded INSERT, one transaction.
+    let statements = parse(sql::OAUTH_WRITE).expect("parses");
+    let begin = position(&statements, "BEGIN TRANSACTION", |s| {
+        matches!(s, Statement::StartTransaction { .. })
+    });
+    let update_row = position(
+        &statements,
+        "UPDATE bitrix_oauth",
+        |s| matches!(s, Statement::Update(u) if u.table.relation.to_string().starts_with("dbo.bitrix_oauth")),
+    );
+    let insert_row = position(&statements, "IF @@ROWCOUNT = 0 INSERT", |s| {
+        matches!(s, Statement::If(_)) && s.to_string().contains("INSERT INTO dbo.bitrix_oauth")
+    });
+    let update_state = position(
+        &statements,
+        "UPDATE b24sync_state",
+        |s| matches!(s, Statement::Update(u) if u.table.relation.to_string().starts_with("dbo.b24sync_state")),
+    );
+    let insert_state = position(
+        &statements,
+        "INSERT b24sync_state",
+        |s| matches!(s, Statement::Insert(i) if i.table.to_string() == "dbo.b24sync_state"),
+    );
+    let commit = position(&statements, "COMMIT", |s| {
+        matches!(s, Statement::Commit { .. })
+    });
+    assert!(
+        begin < update_row
+            && update_row < insert_row
+            && insert_row < update_state
+            && update_state < insert_state
+            && insert_state < commit
+    );
+    assert!(statements[insert_row]
+        .to_string()
+        .contains("@@ROWCOUNT = 0"));
+    assert!(statements[insert_state]
+        .to_string()
+        .contains("WHERE NOT EXISTS"));
+    assert!(sql::OAUTH_WRITE.contains("SET XACT_ABORT ON;"));
+    assert!(sql::OAUTH_WRITE.contains("WHERE client_id = @P1;"));
+    // The stored redirect_uri is kept unless one is given (no NULL parameter).
+    assert!(sql::OAUTH_WRITE
+        .contains("redirect_uri = CASE WHEN @P9 = 1 THEN @P10 ELSE redirect_uri END"));
+}
+
+#[test]
+fn doctor_statements_only_read() {
+    for (name, text) in [
+        ("contract_columns.sql", sql::CONTRACT_COLUMNS),
+        ("permissions.sql", sql::PERMISSIONS),
+        ("tables_present.sql", sql::TABLES_PRESENT),
+        ("migrations_applied.sql", sql::MIGRATIONS_APPLIED),
+        ("check_duplicate_leads.sql", sql::CHECK_DUPLICATE_LEADS),
+    ] {
+        for s in parse(text).expect("parses") {
+            assert!(
+                matches!(s, Statement::Query(_) | Statement::If(_)),
+                "{name}: {s}"
+            );
+            // Outside string literals (which name permissions like 'CREATE TABLE').
+            let mut code = String::new();
+            let mut quoted = false;
+            for ch in s.to_string().chars() {
+                if ch == '\'' {
+                    quoted = !quoted;
+                } else if !quoted {
+                    code.push(ch);
+                }
+            }
+            let text = code.to_uppercase();
+            for verb in [
+                "INSERT ",
+                "UPDATE ",
+                "DELETE ",
+                "CREATE ",
+                "DROP ",
+                "ALTER TABLE",
+                "EXEC",
+            ] {
+                assert!(!text.contains(verb), "{name}: {s}");
+            }
+        }
+    }
+    for check in [
+        "HAS_PERMS_BY_NAME(DB_NAME(), N'DATABASE', N'CREATE TABLE')",
+        "HAS_PERMS_BY_NAME(N'dbo', N'SCHEMA', N'ALTER')",
+        "HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'INSERT')",
+        "HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'UPDATE')",
+        "HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'DELETE')",
+    ] {
+        assert!(sql::PERMISSIONS.contains(check), "{check}");
+    }
+    assert!(sql::CONTRACT_COLUMNS.contains("INFORMATION_SCHEMA.COLUMNS"));
+}
+
+#[test]
+fn preview_wraps_the_upsert_in_a_transaction_it_rolls_back() {
+    let begin = parse(sql::PREVIEW_BEGIN).expect("parses");
+    assert!(matches!(
+        begin.last(),
+        Some(Statement::StartTransaction { .. })
+    ));
+    assert!(sql::PREVIEW_BEGIN.contains("SET XACT_ABORT ON;"));
+    assert_eq!(
+        sql::PREVIEW_END
+            .lines()
+            .filter(|l| !l.starts_with("--"))
+            .collect::<Vec<_>>(),
+        ["IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;"]
+    );
+    // The upsert's own transaction nests inside (BEGIN/COMMIT, never ROLLBACK or SAVE, which
+    // would end or confuse the outer one).
+    let upper = sql::UPSERT_BATCH.to_uppercase();
+    assert!(!upper.contains("ROLLBACK") && !upper.contains("SAVE TRAN"));
 }

@@ -24,10 +24,15 @@ impl ToSql for SqlCell<'_> {
     }
 }
 
+/// Load `batch` in one transaction. With `commit` false the same statements run and their
+/// counts are returned, but the transaction is rolled back (a dry-run preview): the counts
+/// are exactly what a committed load would report, because they come from the same
+/// statements against the same rows.
 pub(super) fn load(
     conn: &mut Connection,
     mut batch: Batch,
     now: NaiveDateTime,
+    commit: bool,
 ) -> Result<BatchOutcome, LoadError> {
     keep_last_record_per_lead(&mut batch.records);
     let errors = distinct_error_rows(batch.error_rows());
@@ -68,7 +73,11 @@ pub(super) fn load(
     // Frees the staged text (large COMMENTS) instead of keeping it until the next batch.
     tx.execute_batch(sql::STAGE_CLEAR)
         .map_err(db_err("clearing the staging tables"))?;
-    tx.commit().map_err(db_err("committing the batch"))?;
+    if commit {
+        tx.commit().map_err(db_err("committing the batch"))?;
+    } else {
+        tx.rollback().map_err(db_err("rolling the preview back"))?;
+    }
 
     let staged = batch.records.len() as u64;
     Ok(BatchOutcome {

@@ -9,11 +9,15 @@
 
 mod admin;
 mod batch;
+mod ops;
 mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
 mod tokens;
+
+// The OAuth row's reading and writing rules, shared with the SQL Server token store.
+pub(crate) use tokens::{app_extra, app_from_row, state_key, OAuthRow};
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{BatchOutcome, LoadError, SchemaReport, Sink, StoredError};
+use super::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
 use crate::model::{Batch, LeadId};
 
 /// How datetime cells are stored: text that sorts and compares chronologically.
@@ -289,8 +293,10 @@ impl Sink for SqliteSink {
         batch: Batch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, LoadError> {
-        self.with_schema("loading a batch", move |conn| batch::load(conn, batch, now))
-            .await
+        self.with_schema("loading a batch", move |conn| {
+            batch::load(conn, batch, now, true)
+        })
+        .await
     }
 
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
@@ -332,27 +338,50 @@ impl Sink for SqliteSink {
         })
         .await
     }
+
+    /// The same statements as `load_batch`, rolled back. The schema is created first if the
+    /// file is new, as for every call of this sink (an empty file has nothing to preview
+    /// against otherwise); no lead, contact, solution or error row is changed.
     async fn preview_batch(
         &self,
-        _batch: Batch,
-        _now: NaiveDateTime,
+        batch: Batch,
+        now: NaiveDateTime,
     ) -> Result<BatchOutcome, LoadError> {
-        Err(LoadError::Schema(
-            "not implemented yet: preview_batch".into(),
-        ))
+        self.with_schema("previewing a batch", move |conn| {
+            batch::load(conn, batch, now, false)
+        })
+        .await
     }
-    async fn run_started(&self, _record: &super::RunRecord) -> Result<i64, LoadError> {
-        Err(LoadError::Schema("not implemented yet: run_started".into()))
+
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError> {
+        let record = record.clone();
+        self.with_schema("writing b24sync_runs", move |conn| {
+            ops::run_started(conn, &record)
+        })
+        .await
     }
-    async fn run_finished(&self, _record: &super::RunRecord) -> Result<(), LoadError> {
-        Err(LoadError::Schema(
-            "not implemented yet: run_finished".into(),
-        ))
+
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError> {
+        let record = record.clone();
+        self.with_schema("completing b24sync_runs", move |conn| {
+            ops::run_finished(conn, &record)
+        })
+        .await
     }
-    async fn recent_runs(&self, _limit: u32) -> Result<Vec<super::RunRecord>, LoadError> {
-        Err(LoadError::Schema("not implemented yet: recent_runs".into()))
+
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
+        self.with_schema("reading b24sync_runs", move |conn| {
+            ops::recent_runs(conn, limit)
+        })
+        .await
     }
-    async fn diagnose(&self) -> Result<Vec<super::Diagnosis>, LoadError> {
-        Err(LoadError::Schema("not implemented yet: diagnose".into()))
+
+    /// Reads only: no migration runs first (see [`ops`]).
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError> {
+        let path = self.path.clone();
+        self.with_db("checking the database", move |db| {
+            ops::diagnose(&db.conn, &path)
+        })
+        .await
     }
 }

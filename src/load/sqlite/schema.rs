@@ -14,11 +14,23 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "contract tables, loader indexes, b24sync_state",
-    sql: sql::MIGRATION_0001,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "contract tables, loader indexes, b24sync_state",
+        sql: sql::MIGRATION_0001,
+    },
+    Migration {
+        version: 2,
+        name: "run history (b24sync_runs)",
+        sql: sql::MIGRATION_0002,
+    },
+];
+
+/// (version, name) of every migration this build knows, for `b24sync doctor`.
+pub(super) fn known_migrations() -> impl Iterator<Item = (i64, &'static str)> {
+    MIGRATIONS.iter().map(|m| (m.version, m.name))
+}
 
 /// The columns the loader reads or writes, per table (the contract's names).
 fn required_columns() -> Vec<(&'static str, Vec<String>)> {
@@ -70,10 +82,10 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("starting a schema migration"))?;
-        let before = objects(&tx)?;
+        let before = objects_of(&tx)?;
         tx.execute_batch(sql::MIGRATIONS_TABLE)
             .map_err(db_err("creating b24sync_migrations"))?;
-        let applied = applied(&tx)?;
+        let applied = applied_versions(&tx)?;
         if let Some(v) = applied.iter().copied().find(|v| *v > newest) {
             return Err(LoadError::Schema(format!(
                 "the database {target} has schema version {v}, made by a newer b24sync \
@@ -97,7 +109,7 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
             rusqlite::params![migration.version, migration.name],
         )
         .map_err(db_err("recording a schema migration"))?;
-        let after = objects(&tx)?;
+        let after = objects_of(&tx)?;
         tx.commit()
             .map_err(db_err("committing a schema migration"))?;
         report.created.extend(
@@ -114,7 +126,8 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
     Ok(report)
 }
 
-fn objects(tx: &Transaction<'_>) -> Result<BTreeSet<(String, String)>, LoadError> {
+/// (type, name) of every table and index; reads only.
+pub(super) fn objects_of(tx: &Connection) -> Result<BTreeSet<(String, String)>, LoadError> {
     let context = "listing the schema";
     let mut stmt = tx.prepare(sql::SCHEMA_OBJECTS).map_err(db_err(context))?;
     let rows = stmt
@@ -123,7 +136,8 @@ fn objects(tx: &Transaction<'_>) -> Result<BTreeSet<(String, String)>, LoadError
     rows.collect::<Result<_, _>>().map_err(db_err(context))
 }
 
-fn applied(tx: &Transaction<'_>) -> Result<BTreeSet<i64>, LoadError> {
+/// The versions recorded in `b24sync_migrations` (which must exist); reads only.
+pub(super) fn applied_versions(tx: &Connection) -> Result<BTreeSet<i64>, LoadError> {
     let context = "reading b24sync_migrations";
     let mut stmt = tx
         .prepare(sql::MIGRATIONS_APPLIED)
@@ -179,7 +193,7 @@ fn check_duplicate_leads(tx: &Transaction<'_>, target: &str) -> Result<(), LoadE
     )))
 }
 
-fn display_value(v: &rusqlite::types::Value) -> String {
+pub(super) fn display_value(v: &rusqlite::types::Value) -> String {
     use rusqlite::types::Value;
     match v {
         Value::Null => "NULL".to_string(),

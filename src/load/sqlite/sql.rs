@@ -5,6 +5,8 @@
 pub const MIGRATIONS_TABLE: &str = include_str!("../../../sql/sqlite/migrations_table.sql");
 /// Migration 1: the six Oktell tables, the loader's indexes, `b24sync_state`.
 pub const MIGRATION_0001: &str = include_str!("../../../sql/sqlite/0001_contract_tables.sql");
+/// Migration 2: the run history, `b24sync_runs`.
+pub const MIGRATION_0002: &str = include_str!("../../../sql/sqlite/0002_run_history.sql");
 pub const MIGRATIONS_APPLIED: &str = include_str!("../../../sql/sqlite/migrations_applied.sql");
 pub const MIGRATION_RECORD: &str = include_str!("../../../sql/sqlite/migration_record.sql");
 pub const SCHEMA_OBJECTS: &str = include_str!("../../../sql/sqlite/schema_objects.sql");
@@ -47,3 +49,9 @@ pub const DELETE_DEPENDENTS: &str = include_str!("../../../sql/sqlite/delete_dep
 pub const DELETE_LEADS: &str = include_str!("../../../sql/sqlite/delete_leads.sql");
 pub const ERROR_ROWS: &str = include_str!("../../../sql/sqlite/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/sqlite/errors_clear.sql");
+
+// Run history and `b24sync doctor`.
+pub const RUNS_INSERT: &str = include_str!("../../../sql/sqlite/runs_insert.sql");
+pub const RUNS_FINISH: &str = include_str!("../../../sql/sqlite/runs_finish.sql");
+pub const RUNS_RECENT: &str = include_str!("../../../sql/sqlite/runs_recent.sql");
+pub const TABLE_COLUMNS_TYPED: &str = include_str!("../../../sql/sqlite/table_columns_typed.sql");

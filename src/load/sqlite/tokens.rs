@@ -34,10 +34,6 @@ const OAUTH_INSERT: &str = include_str!("../../../sql/sqlite/oauth_insert.sql");
 /// covers the loader's short batch commits.
 const TOKEN_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn state_key(client_id: &str) -> String {
-    format!("oauth:{client_id}")
-}
-
 impl SqliteSink {
     /// The side file that carries the OAuth refresh lock: `<db path>.oauth.lock`.
     pub fn oauth_lock_path(&self) -> PathBuf {
@@ -199,94 +195,64 @@ struct Extra {
     oauth_server: Option<String>,
 }
 
-fn read_extra(conn: &Connection, client_id: &str) -> Result<Option<Extra>, LoadError> {
-    let text: Option<String> = conn
-        .query_row(sql::STATE_READ, [state_key(client_id)], |r| r.get(0))
-        .optional()
-        .map_err(db_err("reading b24sync_state"))?;
-    let Some(v) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
-        return Ok(None);
-    };
+fn parse_extra(text: Option<&str>) -> Option<Extra> {
+    let v = serde_json::from_str::<Value>(text?).ok()?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    Ok(Some(Extra {
+    Some(Extra {
         expires_at: v.get("expires_at").and_then(Value::as_i64),
         obtained_at: v.get("obtained_at").and_then(Value::as_i64),
         client_endpoint: s("client_endpoint"),
         server_endpoint: s("server_endpoint"),
         oauth_server: s("oauth_server"),
-    }))
+    })
 }
 
-fn local_text(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local).format(DATETIME_FORMAT).to_string()
+/// The local wall-clock time `dateexec` holds for an instant (whole seconds).
+fn local_naive(t: DateTime<Utc>) -> NaiveDateTime {
+    t.with_timezone(&Local).naive_local()
 }
 
-fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, LoadError> {
-    type Row = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let row: Option<Row> = conn
-        .query_row(OAUTH_READ, [client_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
-        })
-        .optional()
-        .map_err(db_err("reading bitrix_oauth"))?;
-    let Some((
-        id,
-        secret,
-        redirect,
-        access,
-        refresh,
-        expires_in,
-        scope,
-        domain,
-        member,
-        user,
-        dateexec,
-    )) = row
-    else {
-        return Ok(None);
-    };
-    let extra = read_extra(conn, client_id)?;
+/// An application's `bitrix_oauth` row as read, whatever the database. Shared with the SQL
+/// Server store so both read and write the row and its side record the same way.
+pub(crate) struct OAuthRow {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<String>,
+    pub scope: Option<String>,
+    pub domain: Option<String>,
+    pub member_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Local time, whole seconds.
+    pub dateexec: Option<NaiveDateTime>,
+}
+
+/// The `b24sync_state` name of an app's side record.
+pub(crate) fn state_key(client_id: &str) -> String {
+    format!("oauth:{client_id}")
+}
+
+/// The app as stored: its row, plus the side record `extra` (the JSON under
+/// [`state_key`]) when that record describes this very row.
+pub(crate) fn app_from_row(client_id: &str, row: OAuthRow, extra: Option<&str>) -> StoredApp {
+    let dateexec = row.dateexec;
     let dateexec_utc = dateexec
-        .as_deref()
-        .and_then(|d| NaiveDateTime::parse_from_str(d.trim(), DATETIME_FORMAT).ok())
         .and_then(|n| Local.from_local_datetime(&n).earliest())
         .map(|d| d.with_timezone(&Utc));
     // b24sync's side record describes this row only if the row's dateexec is the one it
     // wrote; a row refreshed by something else (an Oktell scenario) is read on its own.
-    let extra = extra.filter(|x| {
+    let extra = parse_extra(extra).filter(|x| {
         match (
             x.obtained_at.and_then(|t| DateTime::from_timestamp(t, 0)),
-            &dateexec,
+            dateexec,
         ) {
-            (Some(t), Some(d)) => local_text(t) == d.trim(),
+            (Some(t), Some(d)) => local_naive(t) == d,
             _ => false,
         }
     });
-    let expires_in = expires_in.unwrap_or_default();
+    let expires_in = row.expires_in.unwrap_or_default();
     let obtained_at = extra
         .as_ref()
         .and_then(|x| x.obtained_at)
@@ -297,37 +263,37 @@ fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, Loa
         .as_ref()
         .and_then(|x| x.expires_at)
         .unwrap_or_else(|| obtained_at.timestamp() + expires_in.trim().parse::<i64>().unwrap_or(0));
-    let domain = domain.unwrap_or_default();
+    let domain = row.domain.unwrap_or_default();
     let client_endpoint = extra
         .as_ref()
         .and_then(|x| x.client_endpoint.clone())
         .unwrap_or_else(|| format!("https://{domain}/rest/"));
-    Ok(Some(StoredApp {
-        client_id: id.unwrap_or_else(|| client_id.to_string()),
-        client_secret: Secret::new(secret.unwrap_or_default()),
-        redirect_uri: redirect,
+    StoredApp {
+        client_id: row.client_id.unwrap_or_else(|| client_id.to_string()),
+        client_secret: Secret::new(row.client_secret.unwrap_or_default()),
+        redirect_uri: row.redirect_uri,
         oauth_server: extra.as_ref().and_then(|x| x.oauth_server.clone()),
         tokens: TokenSet {
-            access_token: Secret::new(access.unwrap_or_default()),
-            refresh_token: Secret::new(refresh.unwrap_or_default()),
+            access_token: Secret::new(row.access_token.unwrap_or_default()),
+            refresh_token: Secret::new(row.refresh_token.unwrap_or_default()),
             expires_in,
             expires_at,
             obtained_at,
-            scope: scope.unwrap_or_default(),
+            scope: row.scope.unwrap_or_default(),
             domain,
-            member_id: member.unwrap_or_default(),
-            user_id: user.unwrap_or_default(),
+            member_id: row.member_id.unwrap_or_default(),
+            user_id: row.user_id.unwrap_or_default(),
             client_endpoint,
             server_endpoint: extra.and_then(|x| x.server_endpoint),
         },
-    }))
+    }
 }
 
-fn write_app(conn: &mut Connection, app: &StoredApp) -> Result<(), LoadError> {
+/// What to write for `app`: its `dateexec` (local time, whole seconds: what the column can
+/// hold and what [`app_from_row`] compares) and the side record's JSON.
+pub(crate) fn app_extra(app: &StoredApp) -> (NaiveDateTime, String) {
     let t = &app.tokens;
-    // Whole seconds: what `dateexec` can hold, and what `read_app` compares.
     let obtained = DateTime::from_timestamp(t.obtained_at.timestamp(), 0).unwrap_or(t.obtained_at);
-    let dateexec = local_text(obtained);
     let extra = json!({
         "expires_at": t.expires_at,
         "obtained_at": obtained.timestamp(),
@@ -336,6 +302,44 @@ fn write_app(conn: &mut Connection, app: &StoredApp) -> Result<(), LoadError> {
         "oauth_server": app.oauth_server,
     })
     .to_string();
+    (local_naive(obtained), extra)
+}
+
+fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, LoadError> {
+    let row: Option<OAuthRow> = conn
+        .query_row(OAUTH_READ, [client_id], |r| {
+            let dateexec: Option<String> = r.get(10)?;
+            Ok(OAuthRow {
+                client_id: r.get(0)?,
+                client_secret: r.get(1)?,
+                redirect_uri: r.get(2)?,
+                access_token: r.get(3)?,
+                refresh_token: r.get(4)?,
+                expires_in: r.get(5)?,
+                scope: r.get(6)?,
+                domain: r.get(7)?,
+                member_id: r.get(8)?,
+                user_id: r.get(9)?,
+                dateexec: dateexec
+                    .and_then(|d| NaiveDateTime::parse_from_str(d.trim(), DATETIME_FORMAT).ok()),
+            })
+        })
+        .optional()
+        .map_err(db_err("reading bitrix_oauth"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let extra: Option<String> = conn
+        .query_row(sql::STATE_READ, [state_key(client_id)], |r| r.get(0))
+        .optional()
+        .map_err(db_err("reading b24sync_state"))?;
+    Ok(Some(app_from_row(client_id, row, extra.as_deref())))
+}
+
+fn write_app(conn: &mut Connection, app: &StoredApp) -> Result<(), LoadError> {
+    let t = &app.tokens;
+    let (dateexec, extra) = app_extra(app);
+    let dateexec = dateexec.format(DATETIME_FORMAT).to_string();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err("writing bitrix_oauth"))?;

@@ -1,0 +1,25 @@
+-- `b24sync doctor`: what this login may do. HAS_PERMS_BY_NAME answers 1 (yes) or 0 (no) for
+-- the current login and user, counting role memberships and grants on the schema, and NULL
+-- for an object that does not exist (such rows are left out).
+-- First result: what `b24sync init-db` needs to create tables and indexes in dbo.
+SELECT HAS_PERMS_BY_NAME(DB_NAME(), N'DATABASE', N'CREATE TABLE') AS create_table,
+       HAS_PERMS_BY_NAME(N'dbo', N'SCHEMA', N'ALTER') AS alter_schema;
+-- Second: what every sync needs on the tables it writes. ALTER on bitrix_lead_runtime is for
+-- SET IDENTITY_INSERT when row Id = 1 has to be created (see stamp_runtime.sql).
+SELECT t.name AS table_name,
+       HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'SELECT') AS can_select,
+       HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'INSERT') AS can_insert,
+       HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'UPDATE') AS can_update,
+       HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'DELETE') AS can_delete,
+       HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'ALTER') AS can_alter
+FROM (VALUES (N'bitrix_oauth'), (N'bitrix_leads'), (N'bitrix_lead_contacts'), (N'bitrix_lead_solution'),
+             (N'bitrix_import_lead_error'), (N'bitrix_lead_runtime'), (N'b24sync_state'),
+             (N'b24sync_runs')) AS t (name)
+WHERE OBJECT_ID(N'dbo.' + t.name, N'U') IS NOT NULL;
+-- Third: whether bitrix_lead_runtime already has its row Id = 1 (then ALTER is not needed).
+-- Only read when it may be read, so a missing grant is reported, not raised.
+IF OBJECT_ID(N'dbo.bitrix_lead_runtime', N'U') IS NOT NULL
+   AND HAS_PERMS_BY_NAME(N'dbo.bitrix_lead_runtime', N'OBJECT', N'SELECT') = 1
+    SELECT COUNT(*) AS runtime_rows FROM dbo.bitrix_lead_runtime WHERE Id = 1;
+ELSE
+    SELECT CAST(0 AS int) AS runtime_rows;
