@@ -561,10 +561,13 @@ async fn sync_locked(
             summary.leads_loaded + summary.leads_rejected
         )));
     }
+    let mut read_ids = None;
     match exported {
-        Ok(ExportStats { pages, leads }) => {
+        Ok(ExportStats { pages, leads, ids }) => {
             summary.pages = pages;
             summary.leads_read = leads;
+            // A full read is an ID listing too (see `delete_missing`).
+            read_ids = since.is_none().then_some(ids);
         }
         Err(ExtractError::Cancelled) => {
             summary.leads_read = transformed;
@@ -578,7 +581,7 @@ async fn sync_locked(
 
     let mut guard_error = None;
     if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
-        match delete_missing(client, sink, opts, all_ids).await {
+        match delete_missing(client, sink, opts, all_ids, read_ids).await {
             Ok(deleted) => {
                 summary.deletion_checked = true;
                 summary.leads_deleted = deleted;
@@ -664,11 +667,15 @@ async fn delete_missing(
     sink: &dyn Sink,
     opts: &SyncOptions,
     extent: Extent,
+    read_ids: Option<Vec<i64>>,
 ) -> Result<u64, RunError> {
-    let on_portal: HashSet<i64> = paging::list_ids(client, opts.paging, Some(extent))
-        .await?
-        .into_iter()
-        .collect();
+    // A full run has just read every lead that existed when it started: those IDs are the
+    // listing. (A lead deleted after it was read stays until the next check.)
+    let listed = match read_ids {
+        Some(ids) => ids,
+        None => paging::list_ids(client, opts.paging, Some(extent)).await?,
+    };
+    let on_portal: HashSet<i64> = listed.into_iter().collect();
     let in_table = sink.lead_ids().await?;
     let missing: Vec<LeadId> = in_table
         .iter()
@@ -685,6 +692,13 @@ async fn delete_missing(
             in_table: in_table.len() as u64,
             max_share: opts.deletion.max_share,
         });
+    }
+    if opts.dry_run {
+        tracing::info!(
+            leads = missing.len(),
+            "dry run: these leads were deleted in Bitrix24 and would be deleted here"
+        );
+        return Ok(missing.len() as u64);
     }
     tracing::info!(
         leads = missing.len(),

@@ -105,19 +105,21 @@ async fn full_sync_loads_every_lead_and_contact_value_exactly() {
     assert_eq!(summary.outcome.leads_inserted, 3000);
     assert!(!summary.interrupted);
     assert_matches_simulator(&sim, &db.path);
-    // Batched keyset paging: the first batch carries server.time, the field's labels and
-    // 48 pages (2,400 leads), the second the last 600; then the deletion check lists the
-    // 3,000 IDs in two more. Nothing else.
+    // One request for the run's questions (the portal's clock, the solution field's
+    // labels, the highest IDs), then ceil(3000 / 2500) = 2 batches of chained pages sized
+    // by those IDs. The full read doubles as the deletion check's ID listing.
     let stats = sim.stats();
     assert_eq!(
         stats.by_method.get("batch"),
-        Some(&4),
+        Some(&3),
         "{:?}",
         stats.by_method
     );
-    assert_eq!(stats.http_requests, 4, "{:?}", stats.by_method);
+    assert_eq!(stats.http_requests, 3, "{:?}", stats.by_method);
     assert_eq!(stats.by_method.get("server.time"), Some(&1));
     assert_eq!(stats.by_method.get("crm.lead.userfield.list"), Some(&1));
+    // 60 pages of leads and the probe: not one page chained past the end.
+    assert_eq!(stats.by_method.get("crm.lead.list"), Some(&61));
     // Over-long titles were cut and reported; nothing else was.
     let long_titles: Vec<String> = sim
         .portal()
@@ -358,8 +360,8 @@ async fn paging_by_next_loads_the_same_rows() {
     };
     let summary = sync_into(&sim, &b.path, &next).await.unwrap();
     assert_eq!(summary.leads_read, 260);
-    // 6 pages of 50 (the last one short), then 6 more for the deletion check's ID listing.
-    assert_eq!(sim.stats().by_method.get("crm.lead.list"), Some(&12));
+    // The highest-ID probe, then 6 pages of 50 (the last one short).
+    assert_eq!(sim.stats().by_method.get("crm.lead.list"), Some(&7));
     for t in [
         "bitrix_leads",
         "bitrix_lead_contacts",

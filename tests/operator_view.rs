@@ -154,16 +154,27 @@ async fn a_killed_run_stays_unfinished_in_the_history_and_the_next_run_works() {
             .env("B24SYNC_WEBHOOK", sim.webhook_url()),
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 0, or 3 when some of the simulator's over-long titles were cut.
+    let code = if count(&db.path, "SELECT COUNT(*) FROM bitrix_import_lead_error") > 0 {
+        3
+    } else {
+        0
+    };
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
     assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_leads"), 3000);
     let rows = query_strings(
         &db.path,
         "SELECT status, exit_code, leads_read FROM b24sync_runs ORDER BY Id",
     );
     assert_eq!(rows.len(), 2);
+    let status = if code == 0 { "ok" } else { "errors" };
     assert_eq!(
         rows[1],
-        vec![Some("ok".into()), Some("0".into()), Some("3000".into())]
+        vec![
+            Some(status.into()),
+            Some(code.to_string()),
+            Some("3000".into())
+        ]
     );
 
     let out = run_cmd(b24sync().args(["status", "--db"]).arg(&db.path)).await;
@@ -220,7 +231,15 @@ async fn dry_run_changes_nothing_and_reports_what_would_change() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let after: Vec<_> = tables.iter().map(|t| dump_any(&db.path, t)).collect();
-    assert_eq!(before, after, "a dry run writes nothing");
+    for ((table, b), a) in tables.iter().zip(&before).zip(&after) {
+        let changed: Vec<_> = b.iter().zip(a).filter(|(x, y)| x != y).take(2).collect();
+        assert!(
+            b.len() == a.len() && changed.is_empty(),
+            "a dry run wrote to {table}: {} → {} rows; {changed:?}",
+            b.len(),
+            a.len()
+        );
+    }
     let summary = json_lines(&err)
         .into_iter()
         .find(|e| e["summary"] == json!(true))

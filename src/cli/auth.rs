@@ -29,7 +29,6 @@ use crate::extract::oauth::{
     authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, Secret, StoredApp,
     TokenStore, DEFAULT_OAUTH_SERVER,
 };
-use crate::load::sqlite::SqliteSink;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
@@ -99,10 +98,6 @@ fn config_error(msg: &str) -> u8 {
     exit::CONFIG
 }
 
-fn is_sql_server(db: &str) -> bool {
-    crate::load::mssql::is_connection_string(db)
-}
-
 fn db_of(args: &DbArgs, file: &FileSettings) -> String {
     args.db
         .clone()
@@ -110,20 +105,12 @@ fn db_of(args: &DbArgs, file: &FileSettings) -> String {
         .unwrap_or_else(|| "b24sync.db".into())
 }
 
-/// The token store behind `--db` (the embedded database for now).
-fn open_store(db: &str) -> Result<Arc<SqliteSink>, u8> {
-    if is_sql_server(db) {
-        return Err(config_error(
-            "OAuth mode keeps its tokens in bitrix_oauth, which b24sync can only manage in the embedded (SQLite) database so far; \
-             use --webhook with SQL Server, or point --db at a database file",
-        ));
-    }
-    SqliteSink::open(std::path::Path::new(db))
-        .map(Arc::new)
-        .map_err(|e| {
-            super::ui::error(&format!("{e}"));
-            exit::DATABASE
-        })
+/// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file.
+async fn open_store(db: &str) -> Result<Arc<dyn TokenStore>, u8> {
+    crate::load::mssql::open_token_store(db).await.map_err(|e| {
+        super::ui::error(&format!("{e}"));
+        exit::DATABASE
+    })
 }
 
 fn show_time(unix: i64) -> String {
@@ -157,7 +144,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
         );
     }
     let db = db_of(&args.db, file);
-    let store = match open_store(&db) {
+    let store = match open_store(&db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -320,7 +307,7 @@ pub async fn token_command(command: &TokenCommand, file: &FileSettings) -> u8 {
         return config_error("no application: pass --client-id or set B24SYNC_CLIENT_ID");
     };
     let db = db_of(&args.db, file);
-    let store = match open_store(&db) {
+    let store = match open_store(&db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -394,7 +381,7 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
     let Some(client_id) = s.client_id.as_deref() else {
         return Err(config_error("no --client-id"));
     };
-    let store = open_store(&s.db)?;
+    let store = open_store(&s.db).await?;
     let session = OAuthSession::open(store, client_id, s.oauth_server.as_deref())
         .await
         .map_err(|e| fail(&e))?;
@@ -407,20 +394,4 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
     };
     Bitrix24Client::with_auth(Auth::OAuth(Arc::new(session)), config, cancel)
         .map_err(|e| super::run_error_code(&e.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_strings_are_not_token_files() {
-        assert!(is_sql_server(
-            "Server=tcp:sql1,1433;Database=oktell;User Id=b24"
-        ));
-        assert!(is_sql_server(
-            "jdbc:sqlserver://sql1:1433;databaseName=oktell"
-        ));
-        assert!(!is_sql_server("/var/lib/b24sync/leads.db"));
-    }
 }

@@ -71,26 +71,34 @@ pub struct ExportFilter {
 }
 
 /// How far the leads to read go, from the probe (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Extent {
     /// The highest ID among them (0: there are none).
     pub max_id: i64,
     /// How many there are, when the probe saw them all (fewer than a page).
     pub count: Option<usize>,
+    /// The average distance between neighbouring IDs among the highest ones (IDs have gaps
+    /// where leads were deleted), to estimate how many leads are left below `max_id`.
+    pub gap: f64,
 }
 
 impl Extent {
     /// Pages to chain after `cursor`: never more than the leads left can fill.
     fn pages_after(&self, cursor: i64, available: usize) -> usize {
-        let by_count = self.count.map(|n| n.div_ceil(PAGE_SIZE));
-        // IDs are unique, so at most (max_id - cursor) leads are left.
-        let by_ids = usize::try_from(self.max_id.saturating_sub(cursor))
-            .unwrap_or(usize::MAX)
-            .div_ceil(PAGE_SIZE);
-        by_count
-            .unwrap_or(by_ids)
-            .min(by_ids)
-            .clamp(1, available.max(1))
+        let id_span = self.max_id.saturating_sub(cursor).max(0) as f64;
+        let pages = match self.count {
+            Some(n) => n.div_ceil(PAGE_SIZE),
+            None => {
+                // IDs are unique, so at most id_span leads are left; where IDs have gaps,
+                // about id_span / gap. A low estimate costs one more request at the end,
+                // a high one costs pages read past the end, so lean high by a fifth
+                // where there are gaps (dense IDs need no guess).
+                let lean = if self.gap > 1.0 { 1.2 } else { 1.0 };
+                let estimate = id_span / self.gap.max(1.0) * lean;
+                (estimate.min(id_span) / PAGE_SIZE as f64).ceil() as usize
+            }
+        };
+        pages.clamp(1, available.max(1))
     }
 
     fn done(&self, cursor: i64) -> bool {
@@ -114,9 +122,16 @@ pub fn extent_of(answer: Option<&SubResult>) -> Result<Extent, String> {
     match answer {
         Some(SubResult::Ok { result, .. }) => {
             let rows = rows_of(result.clone())?;
-            let max_id = rows.iter().filter_map(lead_id).max().unwrap_or(0);
+            let ids: Vec<i64> = rows.iter().filter_map(lead_id).collect();
+            let max_id = ids.iter().copied().max().unwrap_or(0);
+            let min_id = ids.iter().copied().min().unwrap_or(0);
             let count = (rows.len() < PAGE_SIZE).then_some(rows.len());
-            Ok(Extent { max_id, count })
+            let gap = if ids.len() > 1 {
+                (max_id - min_id) as f64 / (ids.len() - 1) as f64
+            } else {
+                1.0
+            };
+            Ok(Extent { max_id, count, gap })
         }
         Some(SubResult::Err { code, description }) => Err(format!("{code}: {description}")),
         None | Some(SubResult::Missing) => Err("the highest-ID probe got no answer".into()),
@@ -124,10 +139,20 @@ pub fn extent_of(answer: Option<&SubResult>) -> Result<Extent, String> {
 }
 
 /// What an export read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportStats {
     pub pages: u64,
     pub leads: u64,
+    /// The numeric IDs read, in order: a full export is also an ID listing, so a full run
+    /// finds deleted leads without listing the IDs a second time.
+    pub ids: Vec<i64>,
+}
+
+impl ExportStats {
+    fn note(&mut self, rows: &[Value]) {
+        self.leads += rows.len() as u64;
+        self.ids.extend(rows.iter().filter_map(lead_id));
+    }
 }
 
 /// The fields the tables need: `ID`, the contract columns, the multi-fields, and the
@@ -176,19 +201,12 @@ pub async fn list_ids(
         modified_since: None,
         select: vec![LEAD_ID_FIELD.to_string()],
     };
-    let (tx, mut rx) = mpsc::channel(8);
-    let reader = {
-        let client = client.clone();
-        tokio::spawn(async move { export(&client, paging, &filter, extent, tx).await })
-    };
-    let mut ids = Vec::new();
-    while let Some(rows) = rx.recv().await {
-        ids.extend(rows.iter().filter_map(lead_id));
-    }
-    reader
-        .await
-        .map_err(|e| protocol(client, format!("the ID listing task failed: {e}")))??;
-    Ok(ids)
+    let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
+    // Nothing needs the rows themselves: drain them as they come.
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let stats = export(client, paging, &filter, extent, tx).await?;
+    let _ = drain.await;
+    Ok(stats.ids)
 }
 
 /// The `crm.lead.list` parameters for the page after `cursor`.
@@ -266,7 +284,7 @@ async fn export_next(
         let full = rows.len() >= PAGE_SIZE;
         let (rows, max) = after_cursor(rows, cursor);
         stats.pages += 1;
-        stats.leads += rows.len() as u64;
+        stats.note(&rows);
         if !rows.is_empty() && pages.send(rows).await.is_err() {
             return Ok(stats);
         }
@@ -321,7 +339,7 @@ async fn export_batched(
                     let full = rows.len() >= PAGE_SIZE;
                     let (rows, max) = after_cursor(rows, cursor);
                     stats.pages += 1;
-                    stats.leads += rows.len() as u64;
+                    stats.note(&rows);
                     if !rows.is_empty() && pages.send(rows).await.is_err() {
                         return Ok(stats);
                     }
@@ -380,6 +398,32 @@ fn protocol(client: &Bitrix24Client, detail: String) -> ExtractError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_are_sized_by_the_leads_left() {
+        let dense = Extent {
+            max_id: 3000,
+            count: None,
+            gap: 1.0,
+        };
+        assert_eq!(dense.pages_after(0, 50), 50);
+        assert_eq!(dense.pages_after(2500, 50), 10);
+        assert_eq!(dense.pages_after(2999, 50), 1);
+        assert!(dense.done(3000));
+        let few = Extent {
+            max_id: 90_000,
+            count: Some(7),
+            gap: 3.0,
+        };
+        assert_eq!(few.pages_after(0, 50), 1, "the probe saw them all");
+        let sparse = Extent {
+            max_id: 35_000,
+            count: None,
+            gap: 7.0,
+        };
+        // 2,500 IDs left at a gap of 7 ≈ 357 leads, leaned up a fifth: 9 pages, not 50.
+        assert_eq!(sparse.pages_after(32_500, 50), 9);
+    }
 
     #[test]
     fn select_names_every_needed_field_once() {

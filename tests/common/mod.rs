@@ -74,7 +74,7 @@ pub async fn sync_into(
 pub fn dump(db: &Path, table: &str) -> Vec<Vec<SqlValue>> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
-        .prepare(&format!("SELECT * FROM {table} ORDER BY Id"))
+        .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
         .unwrap();
     let n = stmt.column_count();
     let rows = stmt
