@@ -25,7 +25,9 @@ use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extracted, Paging};
 use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, Sink};
-use crate::model::{Batch, LeadId};
+use crate::lookup::{self, OperatorsError};
+use crate::model::{Batch, Cell, LeadId};
+use crate::transform::phone::DefaultRegion;
 use crate::transform::{self, TimePolicy, TransformContext};
 
 /// `b24sync_state` keys.
@@ -88,6 +90,8 @@ pub struct SyncOptions {
     /// How far before the watermark an incremental run starts reading.
     pub overlap: Duration,
     pub deletion: DeletionPolicy,
+    /// How PHONE values written without a country code are read (`--phone-region`).
+    pub phone_region: DefaultRegion,
 }
 
 impl Default for SyncOptions {
@@ -101,6 +105,7 @@ impl Default for SyncOptions {
             mode: SyncMode::Auto,
             overlap: Duration::from_secs(300),
             deletion: DeletionPolicy::default(),
+            phone_region: DefaultRegion::default(),
         }
     }
 }
@@ -131,6 +136,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stopped by Ctrl-C after committing the batch in flight.
     pub interrupted: bool,
+    /// Operators (`b24sync_operators`) refreshed from `user.get`.
+    pub operators: u64,
+    /// Things that did not stop the run but need a person (e.g. no `user` scope).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -343,12 +352,21 @@ async fn sync_locked(
             time_policy: opts.time_policy.clone(),
             solution_field: opts.solution_field.clone(),
             client: client.clone(),
+            phone_region: opts.phone_region,
         },
         opts.batch_leads.max(1),
     ));
 
     let mut load_error = None;
+    // The operators of the loaded leads, read with user.get once the leads are in.
+    let mut assigned: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     while let Some(batch) = batch_rx.recv().await {
+        assigned.extend(batch.records.iter().filter_map(|r| {
+            r.lead
+                .get("ASSIGNED_BY_ID")
+                .and_then(Cell::as_text)
+                .map(|id| id.trim().to_string())
+        }));
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
         summary.contact_values += batch
@@ -406,6 +424,25 @@ async fn sync_locked(
     }
     if cancel.is_cancelled() {
         summary.interrupted = true;
+    }
+    // Operators are refreshed by full runs and by runs that changed a lead (a reassigned
+    // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.
+    let changed = summary.outcome.leads_inserted + summary.outcome.leads_updated;
+    if !summary.interrupted && (since.is_none() || changed > 0) {
+        match lookup::refresh_operators(client, sink, &assigned).await {
+            Ok(o) => {
+                summary.operators = o.found;
+                summary.warnings.extend(o.warning);
+            }
+            Err(OperatorsError::Load(e)) => return Err(e.into()),
+            Err(OperatorsError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
+            // The leads are in; the operators' names can wait for the next sync.
+            Err(OperatorsError::Extract(e)) => {
+                let warning = format!("the operators (user.get) were not refreshed: {e}");
+                tracing::warn!("{warning}");
+                summary.warnings.push(warning);
+            }
+        }
     }
 
     let mut guard_error = None;
@@ -525,6 +562,7 @@ struct TransformSetup {
     time_policy: TimePolicy,
     solution_field: Option<String>,
     client: Bitrix24Client,
+    phone_region: DefaultRegion,
 }
 
 /// What the transform stage reports when its input ends.
@@ -571,6 +609,7 @@ async fn transform_stage(
                     time_policy: setup.time_policy.clone(),
                     solution_field: setup.solution_field.clone(),
                     solution_labels: labels,
+                    phone_region: setup.phone_region,
                 });
                 continue;
             }
@@ -692,6 +731,7 @@ async fn retry_errors_locked(
         time_policy: opts.time_policy.clone(),
         solution_field: opts.solution_field.clone(),
         solution_labels: labels,
+        phone_region: opts.phone_region,
     };
 
     // 50 IDs per sub-command (one page), 50 sub-commands per request.

@@ -106,16 +106,17 @@ async fn full_sync_loads_every_lead_and_contact_value_exactly() {
     assert!(!summary.interrupted);
     assert_matches_simulator(&sim, &db.path);
     // Batched keyset paging: the first batch carries server.time, the field's labels and
-    // 48 pages (2,400 leads), the second the last 600; then the deletion check lists the
-    // 3,000 IDs in two more. Nothing else.
+    // 48 pages (2,400 leads), the second the last 600; then one user.get batch for the
+    // leads' operators, and the deletion check lists the 3,000 IDs in two more. Nothing else.
     let stats = sim.stats();
     assert_eq!(
         stats.by_method.get("batch"),
-        Some(&4),
+        Some(&5),
         "{:?}",
         stats.by_method
     );
-    assert_eq!(stats.http_requests, 4, "{:?}", stats.by_method);
+    assert_eq!(stats.http_requests, 5, "{:?}", stats.by_method);
+    assert_eq!(stats.by_method.get("user.get"), Some(&1));
     assert_eq!(stats.by_method.get("server.time"), Some(&1));
     assert_eq!(stats.by_method.get("crm.lead.userfield.list"), Some(&1));
     // Over-long titles were cut and reported; nothing else was.

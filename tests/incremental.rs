@@ -91,9 +91,10 @@ async fn incremental_runs_reflect_edits_additions_and_deletions_with_few_request
         ),
         0
     );
-    // One request for the changed leads, three for the ID-only listing of 6,000 leads.
+    // One request for the changed leads, one for their operators (user.get), three for the
+    // ID-only listing of 6,000 leads.
     let inc_requests = sim.stats().http_requests;
-    assert_eq!(inc_requests, 1 + 3, "{:?}", sim.stats().by_method);
+    assert_eq!(inc_requests, 1 + 1 + 3, "{:?}", sim.stats().by_method);
     assert!(
         inc_requests < full_requests,
         "{inc_requests} vs {full_requests}"

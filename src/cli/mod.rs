@@ -3,6 +3,7 @@
 
 mod auth;
 pub use crate::exit;
+mod lookup;
 mod settings;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ pub enum Command {
     Errors(ErrorsCommand),
     /// Create the tables and indexes b24sync needs (keeps existing tables and data)
     InitDb(DbArgs),
+    /// Find the lead(s) and operator for a caller's phone number, written in any format
+    Lookup(lookup::LookupArgs),
     /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
@@ -149,6 +152,13 @@ pub struct SyncArgs {
     /// (a webhook that lost its CRM permission sees an empty portal) [default: 0.2]
     #[arg(long, env = "B24SYNC_MAX_DELETE_SHARE", value_name = "SHARE")]
     pub max_delete_share: Option<f64>,
+    /// Country of phone numbers written without a country code, for normalising them
+    /// (two-letter code: RU, BY, UA, KZ, ...) [default: RU]
+    #[arg(long, env = "B24SYNC_PHONE_REGION", value_name = "CODE")]
+    pub phone_region: Option<String>,
+    /// Not a sync setting: the lookup's fallback tail length (see `lookup`)
+    #[arg(skip)]
+    pub tail_digits: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +297,7 @@ async fn dispatch(cli: Cli) -> u8 {
             ),
         },
         Command::Errors(cmd) => errors_command(cmd, &file).await,
+        Command::Lookup(args) => lookup::lookup_command(&args, &file).await,
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
         Command::Auth(args) => auth::auth_command(&args, &file).await,
@@ -294,7 +305,7 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn fail(code: u8, e: &anyhow::Error) -> u8 {
+pub(crate) fn fail(code: u8, e: &anyhow::Error) -> u8 {
     eprintln!("error: {e:#}");
     code
 }
@@ -365,7 +376,7 @@ pub fn summary_line(s: &RunSummary) -> String {
     )
 }
 
-async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
+pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
     crate::load::open(&s.db, s.pool_size).await.map_err(|e| {
         eprintln!("error: {e}");
         exit::DATABASE

@@ -697,6 +697,25 @@ impl Sink for MssqlSink {
             .await
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
     }
+
+    async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
+        Err(LoadError::Schema("TODO".into()))
+    }
+
+    async fn store_operators(
+        &self,
+        _operators: Vec<crate::model::Operator>,
+    ) -> Result<(), LoadError> {
+        Err(LoadError::Schema("TODO".into()))
+    }
+
+    async fn lookup_caller(
+        &self,
+        _query: &crate::lookup::CallerQuery,
+    ) -> Result<Vec<crate::lookup::CallerMatch>, LoadError> {
+        Err(LoadError::Schema("TODO".into()))
+    }
+
     async fn preview_batch(
         &self,
         _batch: Batch,

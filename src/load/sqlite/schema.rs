@@ -14,11 +14,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "contract tables, loader indexes, b24sync_state",
-    sql: sql::MIGRATION_0001,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "contract tables, loader indexes, b24sync_state",
+        sql: sql::MIGRATION_0001,
+    },
+    Migration {
+        version: 3,
+        name: "caller lookup: b24sync_lead_phones, b24sync_operators, b24sync_caller_phones",
+        sql: sql::MIGRATION_0003,
+    },
+];
 
 /// The columns the loader reads or writes, per table (the contract's names).
 fn required_columns() -> Vec<(&'static str, Vec<String>)> {

@@ -23,6 +23,7 @@ fn lead(id: LeadId, title: &str) -> LeadRecord {
     LeadRecord {
         lead: LeadRow { id, cells },
         contacts: vec![],
+        phones: vec![],
         solution: None,
         problems: vec![],
         raw_json: format!(r#"{{"ID":"{id}","TITLE":"{title}"}}"#),
@@ -537,7 +538,7 @@ async fn init_schema_is_idempotent() {
     let other = SqliteSink::open(&f.path).unwrap();
     assert_eq!(other.init_schema().await.unwrap(), SchemaReport::default());
     let versions: Vec<i64> = f.rows("SELECT version FROM b24sync_migrations");
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 3]);
     let columns: Vec<String> = f.rows("SELECT name FROM pragma_table_info('bitrix_leads')");
     let mut expected = vec!["Id".to_string(), "sql_ID".to_string()];
     expected.extend(LEAD_COLUMNS.iter().map(|c| c.sql_name()));
