@@ -109,10 +109,10 @@ pub fn is_user_id(s: &str) -> bool {
 
 /// Read the users that leads are assigned to and store them in `b24sync_operators`:
 /// `referenced` (the `ASSIGNED_BY_ID`s of the leads this run loaded) and every operator
-/// already stored, so a renamed user or a changed extension is picked up by the next sync
-/// that loads anything. A run that loaded no lead asks nothing (an idle incremental run
-/// stays one request). Without the `user` scope only the IDs are stored, with a warning;
-/// the sync goes on.
+/// already stored, so a renamed user or a changed extension is picked up too. Nothing is
+/// asked when `referenced` is empty; `run::sync` calls this only after a full run or one
+/// that changed a lead, so an idle incremental run stays one request. Without the `user`
+/// scope only the IDs are stored, with a warning; the sync goes on.
 pub async fn refresh_operators(
     client: &Bitrix24Client,
     sink: &dyn Sink,

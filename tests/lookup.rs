@@ -539,3 +539,181 @@ async fn the_cli_prints_the_lead_and_operator() {
     let out = run(&["80297654321", "--tail-digits", "3"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// BENCHMARK (docs/benchmarks-lookup.md): lookup latency on an embedded database holding
+/// 1,000,000 contact values (500,000 leads with two phones each, as a sync leaves them).
+/// Run once, in release:
+///     cargo test --release --test lookup -- --ignored --nocapture bench_lookup
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: builds a 1,000,000-value database; run explicitly in release"]
+async fn bench_lookup_1m_contact_values() {
+    use b24sync::model::{
+        lead_column_index, Batch, Cell, ContactRow, LeadRecord, LeadRow, LEAD_COLUMNS,
+    };
+    use b24sync::transform::phones::phone_rows;
+    use rand::{Rng, SeedableRng};
+    use std::time::Instant;
+
+    const LEADS: i32 = 500_000;
+    const LOOKUPS: usize = 10_000;
+    let ru = DefaultRegion::default();
+    // Lead i's numbers: a mobile written one of several ways, and a Moscow landline with an
+    // extension; every 20th lead's second value is not a valid number (tail fallback).
+    let mobile = |i: i32| format!("{:07}", i);
+    let first = |i: i32| {
+        let m = mobile(i);
+        match i % 5 {
+            0 => format!("+7 (912) {}-{}-{}", &m[..3], &m[3..5], &m[5..]),
+            1 => format!("8 912 {} {} {}", &m[..3], &m[3..5], &m[5..]),
+            2 => format!("8912{m}"),
+            3 => format!("+7912{m}"),
+            _ => format!("912-{}-{}-{}", &m[..3], &m[3..5], &m[5..]),
+        }
+    };
+    let second = |i: i32| {
+        let m = mobile(i);
+        if i % 20 == 0 {
+            format!("+7 (000) {}-{}-{}", &m[..3], &m[3..5], &m[5..])
+        } else {
+            format!(
+                "8 (495) {}-{}-{} доб. {}",
+                &m[..3],
+                &m[3..5],
+                &m[5..],
+                i % 1000
+            )
+        }
+    };
+    let db = test_db();
+    let sink = SqliteSink::open(&db.path).unwrap();
+    let title = lead_column_index("TITLE").unwrap();
+    let modified = lead_column_index("DATE_MODIFY").unwrap();
+    let assigned = lead_column_index("ASSIGNED_BY_ID").unwrap();
+    let base = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let build = Instant::now();
+    let mut next = 1;
+    while next <= LEADS {
+        let records: Vec<LeadRecord> = (next..(next + 2500).min(LEADS + 1))
+            .map(|id| {
+                let mut cells = vec![Cell::Null; LEAD_COLUMNS.len()];
+                cells[title] = Cell::Text(format!("Лид {id}"));
+                cells[modified] = Cell::DateTime(base + chrono::Duration::seconds(i64::from(id)));
+                cells[assigned] = Cell::Text((1 + id % 20).to_string());
+                let contacts: Vec<ContactRow> = [first(id), second(id)]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| ContactRow {
+                        lead_id: id,
+                        contact_id: Some((id * 2 + k as i32).to_string()),
+                        value_type: Some("WORK".into()),
+                        value: Some(v),
+                        type_id: "PHONE".into(),
+                    })
+                    .collect();
+                let phones = phone_rows(&contacts, &ru);
+                LeadRecord {
+                    lead: LeadRow { id, cells },
+                    contacts,
+                    phones,
+                    solution: None,
+                    problems: vec![],
+                    raw_json: "{}".into(),
+                }
+            })
+            .collect();
+        next += 2500;
+        sink.load_batch(
+            Batch {
+                records,
+                rejected: vec![],
+            },
+            base,
+        )
+        .await
+        .unwrap();
+    }
+    let values = count(&db.path, "SELECT COUNT(*) FROM bitrix_lead_contacts");
+    let phones = count(&db.path, "SELECT COUNT(*) FROM b24sync_lead_phones");
+    assert_eq!((values, phones), (1_000_000, 1_000_000));
+    let build_secs = build.elapsed().as_secs_f64();
+
+    // Callers as a switch reports them: E.164, 8…, 7…, 10 digits, and 5% odd numbers that
+    // only the last-10-digits fallback finds.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let callers: Vec<(String, i32)> = (0..LOOKUPS)
+        .map(|n| {
+            let id = rng.gen_range(1..=LEADS);
+            let m = mobile(id);
+            let caller = match n % 20 {
+                0 => {
+                    let id = (id / 20).max(1) * 20;
+                    return (format!("7000{}", mobile(id)), id);
+                }
+                1..=5 => format!("+7912{m}"),
+                6..=10 => format!("8912{m}"),
+                11..=15 => format!("7912{m}"),
+                _ => format!("912{m}"),
+            };
+            (caller, id)
+        })
+        .collect();
+
+    fn percentile(sorted: &[f64], p: f64) -> f64 {
+        sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+    }
+    let report = |name: &str, mut micros: Vec<f64>| {
+        micros.sort_by(|a, b| a.total_cmp(b));
+        let mean = micros.iter().sum::<f64>() / micros.len() as f64;
+        println!(
+            "{name}: {} lookups, p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs, mean {:.1} µs",
+            micros.len(),
+            percentile(&micros, 0.50),
+            percentile(&micros, 0.99),
+            micros[micros.len() - 1],
+            mean
+        );
+    };
+
+    // 1. The query alone, as a telephony system's prepared statement runs it.
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let mut stmt = conn.prepare(LOOKUP_CALLER_SQL).unwrap();
+    let mut raw = Vec::with_capacity(LOOKUPS);
+    for (caller, id) in &callers {
+        let q = CallerQuery::new(caller, &ru, 10);
+        let (e164, tail) = q.params();
+        let (lo, hi) = if tail.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (tail.clone(), format!("{tail}:"))
+        };
+        let t = Instant::now();
+        let found: Vec<i64> = stmt
+            .query_map(rusqlite::params![e164, lo, hi, 20], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        raw.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(found, vec![i64::from(*id)], "{caller}");
+    }
+    // 2. End to end through the library: normalise the caller, then Sink::lookup_caller
+    //    (the blocking pool hop included), as `b24sync lookup` does minus process start.
+    let mut full = Vec::with_capacity(LOOKUPS);
+    for (caller, id) in &callers {
+        let t = Instant::now();
+        let q = CallerQuery::new(caller, &ru, 10);
+        let found = sink.lookup_caller(&q).await.unwrap();
+        full.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(found.len(), 1, "{caller}");
+        assert_eq!(found[0].lead_id, i64::from(*id));
+        assert!(found[0].operator_id.is_some());
+    }
+    let size_mb = std::fs::metadata(&db.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    println!(
+        "database: {LEADS} leads, {values} contact values, {phones} normalised phones, {size_mb:.0} MB, built in {build_secs:.1} s"
+    );
+    report("query only (prepared statement)", raw);
+    report("normalise + Sink::lookup_caller", full);
+}
