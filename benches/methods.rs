@@ -427,7 +427,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -611,6 +611,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         time_policy: TimePolicy::Portal,
         solution_field: Some(SOLUTION.into()),
         solution_labels: labels,
+        phone_region: Default::default(),
     };
     // The same shape as run::sync: pages → transform → batches of 2,500 → one transaction each.
     let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);

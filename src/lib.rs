@@ -14,6 +14,7 @@ pub mod cli;
 pub mod exit;
 pub mod extract;
 pub mod load;
+pub mod lookup;
 pub mod model;
 pub mod run;
 pub mod simulator;

@@ -156,6 +156,47 @@ pub struct ContactRow {
     pub type_id: String,
 }
 
+/// One `b24sync_lead_phones` row: a PHONE value of a lead with its normalised form, kept
+/// next to (never instead of) the `bitrix_lead_contacts` row holding the value as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneRow {
+    pub lead_id: LeadId,
+    /// The multi-field value's Bitrix24 ID, as in `bitrix_lead_contacts.sql_CONTACT_ID`.
+    pub contact_id: Option<String>,
+    /// The value exactly as typed.
+    pub value: String,
+    /// E.164 (`+79123456789`) when the value is a phone number; `None` when it is not.
+    pub e164: Option<String>,
+    /// The extension written after the number ("доб. 12" → "12").
+    pub extension: Option<String>,
+    /// The number's last [`PHONE_TAIL_DIGITS`] digits, last digit first, for the "last N
+    /// digits" fallback match as an index prefix search (any N up to that many). From the
+    /// E.164 form when there is one, else from the digits as written; `None` without digits.
+    pub digits_rev: Option<String>,
+    /// Why the value is not a phone number (`None` when it is).
+    pub reason: Option<String>,
+}
+
+/// How many trailing digits `b24sync_lead_phones.digits_rev` keeps: E.164's 15, so the
+/// fallback can match on any tail length a telephony system uses.
+pub const PHONE_TAIL_DIGITS: usize = 15;
+
+/// A Bitrix24 user that leads are assigned to (`ASSIGNED_BY_ID`): a `b24sync_operators` row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Operator {
+    /// The Bitrix24 user ID, as in `bitrix_leads.sql_ASSIGNED_BY_ID`.
+    pub user_id: String,
+    pub name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// The internal phone extension (`UF_PHONE_INNER`).
+    pub phone_inner: Option<String>,
+    pub active: Option<bool>,
+    /// Whether the details above come from `user.get`. `false`: only the ID is known (no
+    /// `user` scope, or the user was not returned), and stored details are left as they are.
+    pub details: bool,
+}
+
 /// Something about one field of a lead that could not be stored as received.
 /// The lead is still loaded; each problem becomes part of its `bitrix_import_lead_error` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +225,8 @@ pub enum ProblemKind {
 pub struct LeadRecord {
     pub lead: LeadRow,
     pub contacts: Vec<ContactRow>,
+    /// The PHONE values of `contacts`, normalised (`b24sync_lead_phones`).
+    pub phones: Vec<PhoneRow>,
     /// `bitrix_lead_solution.sql_solution`: display names of the selected list values,
     /// joined with ", " (None when nothing is selected or no solution field is configured).
     pub solution: Option<String>,

@@ -25,7 +25,9 @@ use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
-use crate::model::{Batch, LeadId};
+use crate::lookup::{self, OperatorsError};
+use crate::model::{Batch, Cell, LeadId};
+use crate::transform::phone::DefaultRegion;
 use crate::transform::{self, TimePolicy, TransformContext};
 
 /// `b24sync_state` keys.
@@ -115,6 +117,8 @@ pub struct SyncOptions {
     /// that is rolled back, deletions are counted, not made, and no state is written.
     pub dry_run: bool,
     pub progress: Option<ProgressHandle>,
+    /// How PHONE values written without a country code are read (`--phone-region`).
+    pub phone_region: DefaultRegion,
 }
 
 impl Default for SyncOptions {
@@ -130,6 +134,7 @@ impl Default for SyncOptions {
             deletion: DeletionPolicy::default(),
             dry_run: false,
             progress: None,
+            phone_region: DefaultRegion::default(),
         }
     }
 }
@@ -160,6 +165,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stopped by Ctrl-C after committing the batch in flight.
     pub interrupted: bool,
+    /// Operators (`b24sync_operators`) refreshed from `user.get`.
+    pub operators: u64,
+    /// Things that did not stop the run but need a person (e.g. no `user` scope).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -493,6 +502,7 @@ async fn sync_locked(
         time_policy: opts.time_policy.clone(),
         solution_field: opts.solution_field.clone(),
         solution_labels: labels,
+        phone_region: opts.phone_region,
     };
 
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
@@ -512,7 +522,15 @@ async fn sync_locked(
     ));
 
     let mut load_error = None;
+    // The operators of the loaded leads, read with user.get once the leads are in.
+    let mut assigned: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     while let Some(batch) = batch_rx.recv().await {
+        assigned.extend(batch.records.iter().filter_map(|r| {
+            r.lead
+                .get("ASSIGNED_BY_ID")
+                .and_then(Cell::as_text)
+                .map(|id| id.trim().to_string())
+        }));
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
         summary.contact_values += batch
@@ -577,6 +595,25 @@ async fn sync_locked(
     }
     if cancel.is_cancelled() {
         summary.interrupted = true;
+    }
+    // Operators are refreshed by full runs and by runs that changed a lead (a reassigned
+    // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.
+    let changed = summary.outcome.leads_inserted + summary.outcome.leads_updated;
+    if !summary.interrupted && !opts.dry_run && (since.is_none() || changed > 0) {
+        match lookup::refresh_operators(client, sink, &assigned).await {
+            Ok(o) => {
+                summary.operators = o.found;
+                summary.warnings.extend(o.warning);
+            }
+            Err(OperatorsError::Load(e)) => return Err(e.into()),
+            Err(OperatorsError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
+            // The leads are in; the operators' names can wait for the next sync.
+            Err(OperatorsError::Extract(e)) => {
+                let warning = format!("the operators (user.get) were not refreshed: {e}");
+                tracing::warn!("{warning}");
+                summary.warnings.push(warning);
+            }
+        }
     }
 
     let mut guard_error = None;
@@ -836,6 +873,7 @@ async fn retry_errors_locked(
         time_policy: opts.time_policy.clone(),
         solution_field: opts.solution_field.clone(),
         solution_labels: labels,
+        phone_region: opts.phone_region,
     };
 
     // 50 IDs per sub-command (one page), 50 sub-commands per request.

@@ -107,15 +107,17 @@ async fn full_sync_loads_every_lead_and_contact_value_exactly() {
     assert_matches_simulator(&sim, &db.path);
     // One request for the run's questions (the portal's clock, the solution field's
     // labels, the highest IDs), then ceil(3000 / 2500) = 2 batches of chained pages sized
-    // by those IDs. The full read doubles as the deletion check's ID listing.
+    // by those IDs, then one user.get batch for the leads' operators. The full read
+    // doubles as the deletion check's ID listing.
     let stats = sim.stats();
     assert_eq!(
         stats.by_method.get("batch"),
-        Some(&3),
+        Some(&4),
         "{:?}",
         stats.by_method
     );
-    assert_eq!(stats.http_requests, 3, "{:?}", stats.by_method);
+    assert_eq!(stats.http_requests, 4, "{:?}", stats.by_method);
+    assert_eq!(stats.by_method.get("user.get"), Some(&1));
     assert_eq!(stats.by_method.get("server.time"), Some(&1));
     assert_eq!(stats.by_method.get("crm.lead.userfield.list"), Some(&1));
     // 60 pages of leads and the probe: not one page chained past the end.

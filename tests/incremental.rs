@@ -50,9 +50,9 @@ async fn incremental_runs_reflect_edits_additions_and_deletions_with_few_request
     let full = sync_into(&sim, &db.path, &options()).await.unwrap();
     assert_eq!(full.mode, "full");
     assert!(full.deletion_checked, "a full run always checks deletions");
-    // The run's questions, then ceil(12,000 / 2,500) = 5 batches of leads.
+    // The run's questions, ceil(12,000 / 2,500) = 5 batches of leads, their operators.
     let full_requests = sim.stats().http_requests;
-    assert_eq!(full_requests, 6, "{:?}", sim.stats().by_method);
+    assert_eq!(full_requests, 7, "{:?}", sim.stats().by_method);
 
     let portal = sim.portal();
     assert!(portal.update_lead(17, |l| {
@@ -64,7 +64,7 @@ async fn incremental_runs_reflect_edits_additions_and_deletions_with_few_request
     assert!(portal.delete_lead(11_999));
 
     // The next incremental run (deletion check not due): the questions, which find the
-    // two changed leads, and one request for them.
+    // two changed leads, one request for them, and one for their operators (user.get).
     sim.reset_stats();
     let inc = sync_into(&sim, &db.path, &options()).await.unwrap();
     assert_eq!(inc.mode, "incremental");
@@ -74,7 +74,7 @@ async fn incremental_runs_reflect_edits_additions_and_deletions_with_few_request
         (1, 1),
         "{inc:?}"
     );
-    assert_eq!(sim.stats().http_requests, 2, "{:?}", sim.stats().by_method);
+    assert_eq!(sim.stats().http_requests, 3, "{:?}", sim.stats().by_method);
     assert!(ids_in_db(&db.path).contains(&added));
     let t = query_strings(
         &db.path,

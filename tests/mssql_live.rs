@@ -1803,3 +1803,287 @@ async fn token_store_locks_per_app_and_round_trips() {
     );
     assert_eq!(a.load_app("nobody").await.expect("load"), None);
 }
+
+// ---- The caller lookup (migration 0006) ----
+
+/// A lead with these PHONE values, normalised as the transform does (region RU).
+fn lead_with_phones(id: i32, assigned: &str, phones: &[(&str, &str)]) -> LeadRecord {
+    let mut r = lead(id, 0);
+    r.lead.cells[idx("ASSIGNED_BY_ID")] = Cell::Text(assigned.to_string());
+    r.contacts = phones
+        .iter()
+        .map(|(cid, v)| b24sync::model::ContactRow {
+            lead_id: id,
+            contact_id: Some(cid.to_string()),
+            value_type: Some("WORK".into()),
+            value: Some(v.to_string()),
+            type_id: "PHONE".into(),
+        })
+        .collect();
+    r.phones = b24sync::transform::phones::phone_rows(
+        &r.contacts,
+        &b24sync::transform::phone::DefaultRegion::default(),
+    );
+    r
+}
+
+fn query(number: &str) -> b24sync::lookup::CallerQuery {
+    b24sync::lookup::CallerQuery::new(
+        number,
+        &b24sync::transform::phone::DefaultRegion::default(),
+        10,
+    )
+}
+
+async fn found(s: &MssqlSink, number: &str) -> Vec<i64> {
+    s.lookup_caller(&query(number))
+        .await
+        .expect("lookup")
+        .iter()
+        .map(|m| m.lead_id)
+        .collect()
+}
+
+/// Lead IDs a T-SQL lookup returns (first column), in order.
+async fn ids_of(c: &mut Raw, sql: &str) -> Vec<i32> {
+    exec(c, sql)
+        .await
+        .iter()
+        .flatten()
+        .filter_map(|r| r.get::<i32, _>(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn caller_lookup_through_the_sink_the_functions_and_the_view() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut first = lead_with_phones(
+        1,
+        "5",
+        &[("11", "8 (912) 345-67-89 доб. 12"), ("12", "не звонить")],
+    );
+    first.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 1, 9, 0, 0));
+    let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
+    second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
+    let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
+    s.load_batch(batch(vec![first.clone(), second, odd]), now())
+        .await
+        .expect("load");
+    s.store_operators(vec![b24sync::model::Operator {
+        user_id: "6".into(),
+        name: Some("Анна".into()),
+        last_name: Some("Смирнова".into()),
+        phone_inner: Some("106".into()),
+        active: Some(true),
+        details: true,
+        ..Default::default()
+    }])
+    .await
+    .expect("operators");
+
+    // Through the sink: E.164 from any spelling, newest first; the fallback on the tail.
+    for caller in ["89123456789", "+79123456789", "9123456789"] {
+        assert_eq!(found(&s, caller).await, vec![2, 1], "{caller}");
+    }
+    assert_eq!(found(&s, "7 000 345 67 89").await, vec![3]);
+    let m = s
+        .lookup_caller(&query("89123456789"))
+        .await
+        .expect("lookup");
+    assert_eq!(m[0].operator_extension.as_deref(), Some("106"));
+    assert_eq!(m[0].operator_name.as_deref(), Some("Анна"));
+    assert_eq!(m[1].operator_id.as_deref(), Some("5"));
+    assert_eq!(m[1].operator_name, None);
+    assert_eq!(m[0].date_modify, Some(dt(2024, 5, 2, 9, 0, 0)));
+
+    // What a telephony system runs: the number function, in the switch's formats.
+    let mut c = db.raw().await;
+    for caller in [
+        "89123456789",
+        "+7 (912) 345-67-89",
+        "79123456789",
+        "9123456789",
+        "8-912-345-67-89",
+    ] {
+        let got = ids_of(
+            &mut c,
+            &format!("SELECT lead_id FROM dbo.b24sync_lookup_caller(N'{caller}', 10) ORDER BY date_modify DESC"),
+        )
+        .await;
+        assert_eq!(got, vec![2, 1], "{caller}");
+    }
+    assert_eq!(
+        ids_of(
+            &mut c,
+            "SELECT lead_id FROM dbo.b24sync_lookup_caller(N'70003456789', 10)"
+        )
+        .await,
+        vec![3],
+        "not a valid RU number: the last 10 digits"
+    );
+    assert_eq!(
+        ids_of(
+            &mut c,
+            "SELECT lead_id FROM dbo.b24sync_lookup_caller(N'anonymous', 10)"
+        )
+        .await,
+        Vec::<i32>::new()
+    );
+    assert_eq!(
+        ids_of(
+            &mut c,
+            "SELECT lead_id FROM dbo.b24sync_lookup_caller_keys('+79123456789', '') ORDER BY lead_id"
+        )
+        .await,
+        vec![1, 2]
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_caller_phones WHERE e164 = '+79123456789' AND phone_extension = '12'"
+        )
+        .await,
+        1
+    );
+    // The value that is not a number is kept as typed, marked, and made no error row.
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_lead_phones WHERE lead_id = 1 AND value = N'не звонить' AND normalisable = 0 AND e164 IS NULL AND reason LIKE N'not a phone number%'"
+        )
+        .await,
+        1
+    );
+
+    // A number removed in Bitrix24 stops matching; a re-load of the same lead changes nothing.
+    let rows = "SELECT Id FROM dbo.b24sync_lead_phones ORDER BY Id";
+    let ids_before = ids_of(&mut c, rows).await;
+    s.load_batch(batch(vec![first.clone()]), now())
+        .await
+        .expect("reload");
+    assert_eq!(ids_of(&mut c, rows).await, ids_before);
+    let without = lead_with_phones(1, "5", &[("12", "не звонить")]);
+    s.load_batch(batch(vec![without]), now())
+        .await
+        .expect("load");
+    assert_eq!(found(&s, "89123456789").await, vec![2]);
+    // A deleted lead's phones go with it.
+    s.delete_leads(vec![2]).await.expect("delete");
+    assert!(found(&s, "89123456789").await.is_empty());
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_lead_phones WHERE lead_id = 2"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn caller_lookup_seeks_the_phone_indexes() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let leads: Vec<LeadRecord> = (1..=2000)
+        .map(|i| {
+            let number = format!("+7 912 {:03} {:04}", i / 10_000, i % 10_000);
+            lead_with_phones(i, "1", &[("1", number.as_str())])
+        })
+        .collect();
+    for chunk in leads.chunks(500) {
+        s.load_batch(batch(chunk.to_vec()), now())
+            .await
+            .expect("load");
+    }
+    assert_eq!(found(&s, "+79120000777").await, vec![777]);
+    let mut c = db.raw().await;
+    exec(&mut c, "UPDATE STATISTICS dbo.b24sync_lead_phones;").await;
+    for (lookup, index) in [
+        (
+            "SELECT lead_id FROM dbo.b24sync_lookup_caller(N'89120000777', 10)",
+            "IX_b24sync_lead_phones_e164",
+        ),
+        (
+            "SELECT lead_id FROM dbo.b24sync_lookup_caller_keys('', '0000777')",
+            "IX_b24sync_lead_phones_digits_rev",
+        ),
+    ] {
+        exec(&mut c, "SET SHOWPLAN_TEXT ON;").await;
+        let plan: Vec<String> = exec(&mut c, lookup)
+            .await
+            .iter()
+            .flatten()
+            .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
+            .collect();
+        exec(&mut c, "SET SHOWPLAN_TEXT OFF;").await;
+        let text = plan.join("\n");
+        assert!(
+            text.contains(&format!(
+                "Index Seek(OBJECT:([{}].[dbo].[b24sync_lead_phones].[{index}]",
+                db.name
+            )),
+            "{lookup}:\n{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("Scan(OBJECT:") && l.contains("[b24sync_lead_phones]")),
+            "no scan of the phones:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn operators_are_upserted_and_id_only_rows_keep_their_details() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let op = |id: &str, name: Option<&str>, details: bool| b24sync::model::Operator {
+        user_id: id.into(),
+        name: name.map(str::to_string),
+        phone_inner: name.map(|_| format!("1{id}")),
+        active: name.map(|_| true),
+        details,
+        ..Default::default()
+    };
+    s.store_operators(vec![op("3", Some("Анна"), true), op("4", None, false)])
+        .await
+        .expect("store");
+    let mut c = db.raw().await;
+    // ID only: a new row is added, a known one keeps its details.
+    s.store_operators(vec![op("3", None, false), op("5", None, false)])
+        .await
+        .expect("store");
+    assert_eq!(s.operator_ids().await.expect("ids"), vec!["3", "4", "5"]);
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_operators WHERE user_id = N'3' AND name = N'Анна' AND phone_inner = N'13' AND active = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_operators WHERE details_at IS NULL"
+        )
+        .await,
+        2
+    );
+    // New details replace old ones.
+    s.store_operators(vec![op("4", Some("Борис"), true)])
+        .await
+        .expect("store");
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.b24sync_operators WHERE user_id = N'4' AND name = N'Борис' AND details_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}

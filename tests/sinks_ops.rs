@@ -36,6 +36,7 @@ fn lead(id: i32, title: &str, phones: &[(&str, &str)]) -> LeadRecord {
             .collect(),
         solution: (id % 2 == 0).then(|| format!("solution {id}")),
         problems: vec![],
+        phones: vec![],
         raw_json: format!(r#"{{"ID":"{id}","TITLE":"{title}"}}"#),
     }
 }

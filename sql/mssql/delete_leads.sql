@@ -23,6 +23,9 @@ WHERE sql_LEAD_ID IN (SELECT d.sql_ID FROM #stage_delete_ids AS d);
 DELETE FROM dbo.bitrix_import_lead_error
 WHERE sql_ID IN (SELECT CONVERT(nvarchar(20), d.sql_ID) FROM #stage_delete_ids AS d);
 
+DELETE FROM dbo.b24sync_lead_phones
+WHERE lead_id IN (SELECT d.sql_ID FROM #stage_delete_ids AS d);
+
 DELETE FROM dbo.bitrix_leads
 WHERE sql_ID IN (SELECT d.sql_ID FROM #stage_delete_ids AS d);
 SET @leads_deleted = @@ROWCOUNT;

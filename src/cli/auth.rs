@@ -89,12 +89,12 @@ pub fn exit_code(e: &OAuthError) -> u8 {
 }
 
 fn fail(e: &OAuthError) -> u8 {
-    super::ui::error(&format!("{e}"));
+    super::ui::error(&e.to_string());
     exit_code(e)
 }
 
 fn config_error(msg: &str) -> u8 {
-    super::ui::error(&format!("{msg}"));
+    super::ui::error(msg);
     exit::CONFIG
 }
 
@@ -108,7 +108,7 @@ fn db_of(args: &DbArgs, file: &FileSettings) -> String {
 /// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file.
 async fn open_store(db: &str) -> Result<Arc<dyn TokenStore>, u8> {
     crate::load::mssql::open_token_store(db).await.map_err(|e| {
-        super::ui::error(&format!("{e}"));
+        super::ui::error(&e.to_string());
         exit::DATABASE
     })
 }
@@ -185,7 +185,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
             {
                 Ok(Ok(code)) => code,
                 Ok(Err(msg)) => {
-                    super::ui::error(&format!("{msg}"));
+                    super::ui::error(&msg);
                     return exit::BITRIX_REFUSED;
                 }
                 Err(_) => {
@@ -215,7 +215,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
         tokens,
     };
     if let Err(e) = store.save_app(&app).await {
-        super::ui::error(&format!("{e}"));
+        super::ui::error(&e.to_string());
         return exit::DATABASE;
     }
     println!(
@@ -346,7 +346,7 @@ pub async fn token_command(command: &TokenCommand, file: &FileSettings) -> u8 {
                     return exit::REAUTHORIZE;
                 }
                 Err(e) => {
-                    super::ui::error(&format!("{e}"));
+                    super::ui::error(&e.to_string());
                     return exit::DATABASE;
                 }
             };

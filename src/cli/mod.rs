@@ -5,6 +5,7 @@ mod auth;
 mod ops;
 pub mod ui;
 pub use crate::exit;
+mod lookup;
 mod settings;
 
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub enum Command {
     Errors(ErrorsCommand),
     /// Create the tables and indexes b24sync needs (keeps existing tables and data)
     InitDb(DbArgs),
+    /// Find the lead(s) and operator for a caller's phone number, written in any format
+    Lookup(lookup::LookupArgs),
     /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
@@ -183,6 +186,13 @@ pub struct SyncArgs {
     /// (a webhook that lost its CRM permission sees an empty portal) [default: 0.2]
     #[arg(long, env = "B24SYNC_MAX_DELETE_SHARE", value_name = "SHARE")]
     pub max_delete_share: Option<f64>,
+    /// Country of phone numbers written without a country code, for normalising them
+    /// (two-letter code: RU, BY, UA, KZ, ...) [default: RU]
+    #[arg(long, env = "B24SYNC_PHONE_REGION", value_name = "CODE")]
+    pub phone_region: Option<String>,
+    /// Not a sync setting: the lookup's fallback tail length (see `lookup`)
+    #[arg(skip)]
+    pub tail_digits: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -361,6 +371,7 @@ async fn dispatch(cli: Cli) -> u8 {
             print!("{}", ops::config_example());
             exit::OK
         }
+        Command::Lookup(args) => lookup::lookup_command(&args, &file).await,
         Command::Demo(args) => demo_command(&args).await,
         Command::Simulator(args) => simulator_command(&args).await,
         Command::Auth(args) => auth::auth_command(&args, &file).await,
@@ -368,7 +379,7 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn fail(code: u8, e: &anyhow::Error) -> u8 {
+pub(crate) fn fail(code: u8, e: &anyhow::Error) -> u8 {
     ui::error(&format!("{e:#}"));
     code
 }
@@ -411,15 +422,15 @@ async fn wait_for_signal() {
 
 /// Exit code for a failed run, with the message printed.
 pub fn run_error_code(e: &RunError) -> u8 {
-    ui::error(&format!("{e}"));
+    ui::error(&e.to_string());
     exit::for_error(e)
 }
 
 pub use ui::summary_line;
 
-async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
+pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
     crate::load::open(&s.db, s.pool_size).await.map_err(|e| {
-        ui::error(&format!("{e}"));
+        ui::error(&e.to_string());
         exit::DATABASE
     })
 }
@@ -441,12 +452,14 @@ fn client_with(
     config: ClientConfig,
 ) -> Result<Bitrix24Client, u8> {
     let webhook_text = s.webhook.as_deref().ok_or_else(|| {
-        ui::error(&format!("no Bitrix24 webhook: pass --webhook https://PORTAL/rest/USER_ID/SECRET/ or set B24SYNC_WEBHOOK \
-             (create one in Bitrix24 under Developer resources → Other → Inbound webhook, with the crm scope)"));
+        ui::error(
+            "no Bitrix24 webhook: pass --webhook https://PORTAL/rest/USER_ID/SECRET/ or set B24SYNC_WEBHOOK \
+             (create one in Bitrix24 under Developer resources → Other → Inbound webhook, with the crm scope)",
+        );
         exit::CONFIG
     })?;
     let webhook = Webhook::parse(webhook_text).map_err(|e| {
-        ui::error(&format!("{e}"));
+        ui::error(&e.to_string());
         exit::CONFIG
     })?;
     let config = ClientConfig {

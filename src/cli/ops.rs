@@ -315,6 +315,8 @@ const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "overlap", env: "B24SYNC_OVERLAP", example: "\"5m\"", help: "How far before the last run's start an incremental run re-reads." },
     SettingDoc { key: "deletion_check_runs", env: "B24SYNC_DELETION_CHECK_RUNS", example: "12", help: "Look for leads deleted in Bitrix24 every N-th incremental run (full runs always look)." },
     SettingDoc { key: "deletion_check_every", env: "B24SYNC_DELETION_CHECK_EVERY", example: "\"1h\"", help: "... or when this long has passed since the last look." },
+    SettingDoc { key: "phone_region", env: "B24SYNC_PHONE_REGION", example: "\"RU\"", help: "Country of phone numbers written without a country code (RU, BY, UA, KZ, ...)." },
+    SettingDoc { key: "tail_digits", env: "B24SYNC_TAIL_DIGITS", example: "10", help: "Caller lookup fallback: match the last this many digits when a number cannot be normalised." },
     SettingDoc { key: "max_delete_share", env: "B24SYNC_MAX_DELETE_SHARE", example: "0.2", help: "Refuse a deletion check that would remove more than this share of the leads." },
 ];
 

@@ -9,7 +9,10 @@ use serde::Deserialize;
 
 use super::SyncArgs;
 use crate::extract::paging::Paging;
+use crate::lookup::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
+use crate::model::PHONE_TAIL_DIGITS;
 use crate::run::{DeletionPolicy, SyncMode, SyncOptions};
+use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 
 /// The TOML file. Unknown keys are an error naming the key (a typo must not be ignored).
@@ -33,6 +36,10 @@ pub struct FileSettings {
     pub deletion_check_runs: Option<u32>,
     pub deletion_check_every: Option<String>,
     pub max_delete_share: Option<f64>,
+    /// Country of phone numbers written without a country code ("RU", "BY", ...).
+    pub phone_region: Option<String>,
+    /// Digits compared by the caller lookup's "last N digits" fallback.
+    pub tail_digits: Option<usize>,
 }
 
 /// Everything a command needs, resolved and checked.
@@ -55,6 +62,9 @@ pub struct Settings {
     pub overlap: Duration,
     pub deletion: DeletionPolicy,
     pub dry_run: bool,
+    pub phone_region: DefaultRegion,
+    /// The caller lookup's fallback: match the last this many digits.
+    pub tail_digits: usize,
 }
 
 const DEFAULT_FILE: &str = "b24sync.toml";
@@ -129,7 +139,26 @@ impl Settings {
         if webhook.is_some() && client_id.is_some() {
             bail!("both a webhook (--webhook / B24SYNC_WEBHOOK / webhook) and an OAuth application (--client-id / B24SYNC_CLIENT_ID / client_id) are set: keep exactly one");
         }
+        let phone_region: DefaultRegion = args
+            .phone_region
+            .clone()
+            .or_else(|| file.phone_region.clone())
+            .unwrap_or_else(|| "RU".into())
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--phone-region / B24SYNC_PHONE_REGION: {e}"))?;
+        let tail_digits = args
+            .tail_digits
+            .or(file.tail_digits)
+            .unwrap_or(DEFAULT_TAIL_DIGITS);
+        if !(MIN_TAIL_DIGITS..=PHONE_TAIL_DIGITS).contains(&tail_digits) {
+            bail!(
+                "--tail-digits / B24SYNC_TAIL_DIGITS must be between {MIN_TAIL_DIGITS} and \
+                 {PHONE_TAIL_DIGITS} (10 matches a national number in RU and KZ); got {tail_digits}"
+            );
+        }
         Ok(Settings {
+            phone_region,
+            tail_digits,
             webhook,
             client_id,
             oauth_server: args
@@ -189,6 +218,7 @@ impl Settings {
             deletion: self.deletion.clone(),
             dry_run: self.dry_run,
             progress: None,
+            phone_region: self.phone_region,
         }
     }
 }
@@ -297,5 +327,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("UF_CRM_"), "{e}");
+    }
+
+    #[test]
+    fn phone_settings_resolve_and_are_checked() {
+        let s = Settings::resolve(&SyncArgs::default(), &FileSettings::default()).unwrap();
+        assert_eq!((s.phone_region.code(), s.tail_digits), ("RU", 10));
+        let file = parse_file("phone_region = \"by\"\ntail_digits = 9\n").unwrap();
+        let s = Settings::resolve(&SyncArgs::default(), &file).unwrap();
+        assert_eq!((s.phone_region.code(), s.tail_digits), ("BY", 9));
+        assert_eq!(s.sync_options().phone_region.code(), "BY");
+        let args = SyncArgs {
+            phone_region: Some("Russia".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args, &file).unwrap_err().to_string();
+        assert!(e.contains("--phone-region") && e.contains("Russia"), "{e}");
+        let args = SyncArgs {
+            tail_digits: Some(3),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&args, &file).unwrap_err().to_string();
+        assert!(e.contains("--tail-digits"), "{e}");
     }
 }

@@ -8,6 +8,7 @@
 //! - [`limits`]: the client-side leaky bucket and operating-time budget every request passes.
 //! - [`paging`]: strategies that turn "all leads" into a stream of pages.
 //! - [`query`]: PHP-style query strings, the format of `batch` sub-commands.
+//! - [`users`]: `user.get` for the operators leads are assigned to (the caller lookup).
 
 pub mod auth;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod limits;
 pub mod oauth;
 pub mod paging;
 pub mod query;
+pub mod users;
 
 pub use auth::Webhook;
 pub use client::{Bitrix24Client, ClientConfig, ExtractError};

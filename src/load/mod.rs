@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use std::time::Duration;
 
-use crate::model::{Batch, LeadId};
+use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::{Batch, LeadId, Operator};
 
 /// What one `load_batch` call changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,6 +181,17 @@ pub trait Sink: Send + Sync {
 
     /// The last `limit` run-history rows, newest first.
     async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError>;
+
+    /// The user IDs in `b24sync_operators` (each sync refreshes them all).
+    async fn operator_ids(&self) -> Result<Vec<String>, LoadError>;
+
+    /// Upsert operators into `b24sync_operators` in one transaction. One with `details`
+    /// false is only added when missing: details stored earlier are kept.
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError>;
+
+    /// The leads with a phone matching the caller, with their operators, most recently
+    /// modified first (see [`crate::lookup`]): one indexed query, never a scan.
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError>;
 
     /// Check the database for `b24sync doctor`: reachable (it is, if this runs), allowed to
     /// create what it needs, the contract tables intact (columns and types), the indexes

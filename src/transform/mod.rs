@@ -8,6 +8,7 @@
 mod contacts;
 mod dates;
 pub mod phone;
+pub mod phones;
 mod solution;
 mod text;
 
@@ -57,6 +58,8 @@ pub struct TransformContext {
     pub solution_field: Option<String>,
     /// The solution field's list: item ID (as text) → display name.
     pub solution_labels: HashMap<String, String>,
+    /// How PHONE values written without a country code are read (`--phone-region`).
+    pub phone_region: phone::DefaultRegion,
 }
 
 /// The result of transforming one lead.
@@ -117,6 +120,7 @@ pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
         })
         .collect();
     let contacts = contacts::contacts(lead, id, &mut problems);
+    let phones = phones::phone_rows(&contacts, &ctx.phone_region);
     let solution = ctx
         .solution_field
         .as_deref()
@@ -125,6 +129,7 @@ pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
     Transformed::Record(LeadRecord {
         lead: LeadRow { id, cells },
         contacts,
+        phones,
         solution,
         problems,
         raw_json,

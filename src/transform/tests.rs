@@ -14,6 +14,7 @@ fn ctx() -> TransformContext {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        phone_region: Default::default(),
     }
 }
 

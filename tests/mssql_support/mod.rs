@@ -6,6 +6,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use b24sync::model::{Cell, ColumnKind, ContactRow, LeadRecord, LeadRow, LEAD_COLUMNS};
+use b24sync::transform::phone::DefaultRegion;
+use b24sync::transform::phones::phone_rows;
 use chrono::{NaiveDate, NaiveDateTime};
 use tiberius::{Client, Config, Row};
 use tokio::net::TcpStream;
@@ -166,7 +168,7 @@ pub fn lead(id: i32, variant: u32) -> LeadRecord {
         };
         cells.push(cell);
     }
-    let contacts = (0..(id % 4))
+    let contacts: Vec<ContactRow> = (0..(id % 4))
         .map(|k| ContactRow {
             lead_id: id,
             contact_id: Some(format!("{}", id * 10 + k)),
@@ -183,9 +185,11 @@ pub fn lead(id: i32, variant: u32) -> LeadRecord {
             },
         })
         .collect();
+    let phones = phone_rows(&contacts, &DefaultRegion::default());
     LeadRecord {
         lead: LeadRow { id, cells },
         contacts,
+        phones,
         solution: if id % 2 == 0 {
             Some(format!("Решение {id}, вариант {variant}"))
         } else {

@@ -17,6 +17,7 @@
 
 mod admin;
 mod conn;
+mod lookup;
 mod ops;
 pub mod sql;
 mod stage;
@@ -38,7 +39,8 @@ use tiberius::{Query, Row, TokenRow};
 
 use crate::extract::oauth::TokenStore;
 use crate::load::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
-use crate::model::{clip_reason, Batch, LeadId, RejectedLead};
+use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::{clip_reason, Batch, LeadId, Operator, RejectedLead};
 
 pub use conn::is_connection_string;
 pub use sql::FIX_DUPLICATE_LEADS as FIX_DUPLICATE_LEADS_SQL;
@@ -439,15 +441,23 @@ async fn stage_and_upsert(
     now: NaiveDateTime,
 ) -> tiberius::Result<BatchOutcome> {
     run(c, sql::STAGE_CREATE).await?;
+    run(c, sql::LOOKUP_STAGE_CREATE).await?;
     let errors = stage::error_rows(b);
     let staged = stage::build(b, &errors, now);
     bulk(c, sql::STAGE_LEADS, staged.leads).await?;
     bulk(c, sql::STAGE_CONTACTS, staged.contacts).await?;
     bulk(c, sql::STAGE_ERRORS, staged.errors).await?;
+    bulk(c, sql::STAGE_PHONES, lookup::phone_rows(b)).await?;
     set_long(c, sql::STAGE_LONG_COMMENTS, &staged.long_comments).await?;
     set_long(c, sql::STAGE_LONG_ERROR_JSON, &staged.long_error_json).await?;
 
+    // One transaction around the upsert and the phones: upsert_batch.sql's own
+    // BEGIN/COMMIT nest inside it, and XACT_ABORT (set by TX_BEGIN) rolls all of it back
+    // on any failure, so the normalised phones always agree with the contact values.
+    run(c, sql::TX_BEGIN).await?;
     let sets = run(c, sql::UPSERT_BATCH).await?;
+    run(c, sql::LOOKUP_PHONES_SYNC).await?;
+    run(c, sql::TX_COMMIT).await?;
     let row = sets.iter().rev().find_map(|s| s.first()).ok_or_else(|| {
         tiberius::error::Error::Protocol("upsert_batch.sql returned no counts".into())
     })?;
@@ -515,7 +525,9 @@ impl Sink for MssqlSink {
             let context = format!("applying migration {:04} {}", m.version, m.name);
             let applied_ok = async {
                 run(c, sql::TX_BEGIN).await?;
-                run(c, m.sql).await?;
+                for batch in sql::batches(m.sql) {
+                    run(c, &batch).await?;
+                }
                 c.execute(sql::MIGRATION_SET_CHECKSUM, &[&sum.as_str(), &m.version])
                     .await?;
                 run(c, sql::TX_COMMIT).await?;
@@ -697,6 +709,39 @@ impl Sink for MssqlSink {
             .await
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
     }
+
+    async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        lookup::operator_ids(c)
+            .await
+            .map_err(|e| self.db_error("reading b24sync_operators", &e))
+    }
+
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError> {
+        let context = "writing b24sync_operators";
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        if let Err(e) = lookup::store_operators(c, &operators).await {
+            self.rollback(c, context).await;
+            return Err(self.db_error(context, &e));
+        }
+        Ok(())
+    }
+
+    /// Runs `dbo.b24sync_lookup_caller_keys`, the function telephony systems call. Works
+    /// without the run lock, alongside a sync.
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        self.ensure_ready(c).await?;
+        lookup::lookup_caller(c, query)
+            .await
+            .map_err(|e| self.db_error("looking up the caller", &e))
+    }
+
     /// The same staging, upsert and bisection as `load_batch`, each attempt rolled back.
     async fn preview_batch(
         &self,

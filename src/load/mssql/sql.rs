@@ -62,6 +62,21 @@ pub const OAUTH_LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/oauth_lock
 pub const OAUTH_LOCK_RELEASE: &str = include_str!("../../../sql/mssql/oauth_lock_release.sql");
 pub const OAUTH_READ: &str = include_str!("../../../sql/mssql/oauth_read.sql");
 pub const OAUTH_WRITE: &str = include_str!("../../../sql/mssql/oauth_write.sql");
+/// The caller lookup (migration 0006): the batch's normalised phones are staged
+/// ([`LOOKUP_STAGE_CREATE`], bulk-loaded into [`STAGE_PHONES`]) and synced inside the batch's
+/// transaction ([`LOOKUP_PHONES_SYNC`]); operators are staged
+/// ([`LOOKUP_OPERATORS_STAGE_CREATE`], [`STAGE_OPERATORS`]) and upserted; the lookup itself
+/// (@P1 E.164 or '', @P2 tail or '', @P3 rows) calls the migration's function.
+pub const LOOKUP_STAGE_CREATE: &str = include_str!("../../../sql/mssql/lookup_stage_create.sql");
+pub const LOOKUP_PHONES_SYNC: &str = include_str!("../../../sql/mssql/lookup_phones_sync.sql");
+pub const LOOKUP_CALLER: &str = include_str!("../../../sql/mssql/lookup_caller.sql");
+pub const LOOKUP_OPERATOR_IDS: &str = include_str!("../../../sql/mssql/lookup_operator_ids.sql");
+pub const LOOKUP_OPERATORS_STAGE_CREATE: &str =
+    include_str!("../../../sql/mssql/lookup_operators_stage_create.sql");
+pub const LOOKUP_OPERATORS_UPSERT: &str =
+    include_str!("../../../sql/mssql/lookup_operators_upsert.sql");
+pub const STAGE_PHONES: &str = "#stage_phones";
+pub const STAGE_OPERATORS: &str = "#stage_operators";
 
 /// Staging tables created by [`STAGE_CREATE`]; tiberius bulk-loads into these names.
 pub const STAGE_LEADS: &str = "#stage_leads";
@@ -93,7 +108,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 5] = [
+pub const MIGRATIONS: [Migration; 6] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -124,7 +139,29 @@ pub const MIGRATIONS: [Migration; 5] = [
         sql: include_str!("../../../sql/mssql/migrations/0005_run_history.sql"),
         needs_unique_leads: false,
     },
+    Migration {
+        version: 6,
+        name: "caller_lookup",
+        sql: include_str!("../../../sql/mssql/migrations/0006_caller_lookup.sql"),
+        needs_unique_leads: false,
+    },
 ];
+
+/// A script's batches: split at `GO` lines, sqlcmd's separator (CREATE FUNCTION and CREATE
+/// VIEW must each be alone in their batch). A script without GO is one batch.
+pub fn batches(text: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for line in text.lines() {
+        if line.trim().eq_ignore_ascii_case("go") {
+            out.push(String::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    out.retain(|b| !b.trim().is_empty());
+    out
+}
 
 /// Checksum recorded for a migration: FNV-1a (64-bit) of the text with line endings
 /// normalised, so a Windows checkout (CRLF) does not look like an edit. It detects edits of
@@ -176,6 +213,15 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("oauth_lock_release.sql", OAUTH_LOCK_RELEASE),
         ("oauth_read.sql", OAUTH_READ),
         ("oauth_write.sql", OAUTH_WRITE),
+        ("lookup_stage_create.sql", LOOKUP_STAGE_CREATE),
+        ("lookup_phones_sync.sql", LOOKUP_PHONES_SYNC),
+        ("lookup_caller.sql", LOOKUP_CALLER),
+        ("lookup_operator_ids.sql", LOOKUP_OPERATOR_IDS),
+        (
+            "lookup_operators_stage_create.sql",
+            LOOKUP_OPERATORS_STAGE_CREATE,
+        ),
+        ("lookup_operators_upsert.sql", LOOKUP_OPERATORS_UPSERT),
     ];
     all.extend(MIGRATIONS.iter().map(|m| (m.name, m.sql)));
     all

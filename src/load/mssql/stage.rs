@@ -288,6 +288,7 @@ mod tests {
         LeadRecord {
             lead: LeadRow { id, cells },
             contacts: vec![],
+            phones: vec![],
             solution: None,
             problems: vec![],
             raw_json: format!("{{\"ID\":\"{id}\"}}"),

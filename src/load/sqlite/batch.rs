@@ -48,6 +48,7 @@ pub(super) fn load(
     tx.execute_batch(sql::STAGE_CLEAR)
         .map_err(db_err("clearing the staging tables"))?;
     stage_records(&tx, &batch)?;
+    super::lookup::stage_phones(&tx, &batch)?;
     stage_errors(&tx, &batch, &errors)?;
 
     let run = |statement: &str, context: &str| -> Result<u64, LoadError> {
@@ -60,6 +61,8 @@ pub(super) fn load(
     let contacts_deleted = run(sql::CONTACTS_DELETE, "deleting removed contact values")?;
     let contacts_written = run(sql::CONTACTS_UPDATE, "updating changed contact values")?
         + run(sql::CONTACTS_INSERT, "inserting new contact values")?;
+    // The normalised phones change with the contact values, in the same transaction.
+    super::lookup::sync_phones(&tx)?;
     run(sql::SOLUTION_DELETE, "deleting removed solutions")?;
     run(sql::SOLUTION_UPDATE, "updating changed solutions")?;
     run(sql::SOLUTION_INSERT, "inserting new solutions")?;

@@ -9,6 +9,7 @@
 
 mod admin;
 mod batch;
+mod lookup;
 mod ops;
 mod schema;
 mod sql;
@@ -29,7 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
-use crate::model::{Batch, LeadId};
+use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::{Batch, LeadId, Operator};
+
+/// The caller lookup's SELECT (`sql/sqlite/lookup_caller.sql`), for people and for the
+/// test that checks its query plan.
+pub use sql::LOOKUP_CALLER as LOOKUP_CALLER_SQL;
 
 /// How datetime cells are stored: text that sorts and compares chronologically.
 pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -335,6 +341,26 @@ impl Sink for SqliteSink {
     async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
         self.with_schema("clearing bitrix_import_lead_error", move |conn| {
             admin::clear_errors(conn, before)
+        })
+        .await
+    }
+
+    async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
+        self.with_schema("reading b24sync_operators", lookup::operator_ids)
+            .await
+    }
+
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError> {
+        self.with_schema("writing b24sync_operators", move |conn| {
+            lookup::store_operators(conn, operators)
+        })
+        .await
+    }
+
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError> {
+        let query = query.clone();
+        self.with_schema("looking up the caller", move |conn| {
+            lookup::lookup_caller(conn, &query)
         })
         .await
     }

@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "run history (b24sync_runs)",
         sql: sql::MIGRATION_0002,
     },
+    Migration {
+        version: 3,
+        name: "caller lookup: b24sync_lead_phones, b24sync_operators, b24sync_caller_phones",
+        sql: sql::MIGRATION_0003,
+    },
 ];
 
 /// (version, name) of every migration this build knows, for `b24sync doctor`.

@@ -55,3 +55,15 @@ pub const RUNS_INSERT: &str = include_str!("../../../sql/sqlite/runs_insert.sql"
 pub const RUNS_FINISH: &str = include_str!("../../../sql/sqlite/runs_finish.sql");
 pub const RUNS_RECENT: &str = include_str!("../../../sql/sqlite/runs_recent.sql");
 pub const TABLE_COLUMNS_TYPED: &str = include_str!("../../../sql/sqlite/table_columns_typed.sql");
+// The caller lookup (migration 3; see `lookup.rs`).
+pub const MIGRATION_0003: &str = include_str!("../../../sql/sqlite/0003_caller_lookup.sql");
+pub const LOOKUP_STAGE_CREATE: &str = include_str!("../../../sql/sqlite/lookup_stage_create.sql");
+pub const LOOKUP_STAGE_PHONE: &str = include_str!("../../../sql/sqlite/lookup_stage_phone.sql");
+pub const LOOKUP_PHONES_DELETE: &str = include_str!("../../../sql/sqlite/lookup_phones_delete.sql");
+pub const LOOKUP_PHONES_INSERT: &str = include_str!("../../../sql/sqlite/lookup_phones_insert.sql");
+pub const LOOKUP_CALLER: &str = include_str!("../../../sql/sqlite/lookup_caller.sql");
+pub const LOOKUP_OPERATOR_IDS: &str = include_str!("../../../sql/sqlite/lookup_operator_ids.sql");
+pub const LOOKUP_OPERATOR_UPSERT: &str =
+    include_str!("../../../sql/sqlite/lookup_operator_upsert.sql");
+pub const LOOKUP_OPERATOR_INSERT_ID: &str =
+    include_str!("../../../sql/sqlite/lookup_operator_insert_id.sql");

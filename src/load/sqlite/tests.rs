@@ -23,6 +23,7 @@ fn lead(id: LeadId, title: &str) -> LeadRecord {
     LeadRecord {
         lead: LeadRow { id, cells },
         contacts: vec![],
+        phones: vec![],
         solution: None,
         problems: vec![],
         raw_json: format!(r#"{{"ID":"{id}","TITLE":"{title}"}}"#),
