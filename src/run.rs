@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
@@ -704,7 +705,7 @@ async fn delete_missing(
     sink: &dyn Sink,
     opts: &SyncOptions,
     extent: Extent,
-    read_ids: Option<Vec<i64>>,
+    read_ids: Option<IdSet>,
 ) -> Result<u64, RunError> {
     // A full run has just read every lead that existed when it started: those IDs are the
     // listing. (A lead deleted after it was read stays until the next check.)
@@ -712,12 +713,12 @@ async fn delete_missing(
         Some(ids) => ids,
         None => paging::list_ids(client, opts.paging, Some(extent)).await?,
     };
-    let on_portal: HashSet<i64> = listed.into_iter().collect();
+    let on_portal = listed;
     let in_table = sink.lead_ids().await?;
     let missing: Vec<LeadId> = in_table
         .iter()
         .copied()
-        .filter(|id| !on_portal.contains(&(*id as i64)))
+        .filter(|id| !on_portal.contains(i64::from(*id)))
         .collect();
     if missing.is_empty() {
         return Ok(0);

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod idset;
 pub mod limits;
 pub mod oauth;
 pub mod paging;

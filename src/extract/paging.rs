@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::client::{Bitrix24Client, ExtractError, SubResult};
+use super::idset::IdSet;
 use super::query;
 use crate::model::{CONTACT_TYPES, LEAD_COLUMNS, LEAD_ID_FIELD};
 
@@ -145,13 +146,15 @@ pub struct ExportStats {
     pub leads: u64,
     /// The numeric IDs read, in order: a full export is also an ID listing, so a full run
     /// finds deleted leads without listing the IDs a second time.
-    pub ids: Vec<i64>,
+    pub ids: IdSet,
 }
 
 impl ExportStats {
     fn note(&mut self, rows: &[Value]) {
         self.leads += rows.len() as u64;
-        self.ids.extend(rows.iter().filter_map(lead_id));
+        for id in rows.iter().filter_map(lead_id) {
+            self.ids.insert(id);
+        }
     }
 }
 
@@ -196,7 +199,7 @@ pub async fn list_ids(
     client: &Bitrix24Client,
     paging: Paging,
     extent: Option<Extent>,
-) -> Result<Vec<i64>, ExtractError> {
+) -> Result<IdSet, ExtractError> {
     let filter = ExportFilter {
         modified_since: None,
         select: vec![LEAD_ID_FIELD.to_string()],
