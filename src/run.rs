@@ -214,14 +214,17 @@ const PRELUDE_ALL_IDS: &str = "extent_all";
 
 fn prelude(solution_field: Option<&str>) -> Vec<(String, String)> {
     let mut p = vec![(PRELUDE_TIME.to_string(), "server.time".to_string())];
-    if let Some(field) = solution_field {
-        let q = query::build(&json!({ "filter": { "FIELD_NAME": field } }));
-        p.push((
-            PRELUDE_LABELS.to_string(),
-            format!("crm.lead.userfield.list?{q}"),
-        ));
-    }
+    p.extend(solution_field.map(labels_command));
     p
+}
+
+/// The sub-command that reads the solution field's list.
+fn labels_command(field: &str) -> (String, String) {
+    let q = query::build(&json!({ "filter": { "FIELD_NAME": field } }));
+    (
+        PRELUDE_LABELS.to_string(),
+        format!("crm.lead.userfield.list?{q}"),
+    )
 }
 
 /// Read the display names of the solution field's list (one request).
@@ -229,7 +232,7 @@ pub async fn fetch_solution_labels(
     client: &Bitrix24Client,
     field: &str,
 ) -> Result<HashMap<String, String>, RunError> {
-    let answers = client.batch(&prelude(Some(field))[1..]).await?;
+    let answers = client.batch(&[labels_command(field)]).await?;
     solution_labels(field, answers.get(PRELUDE_LABELS), client)
 }
 

@@ -175,22 +175,7 @@ async fn sigint_commits_the_batch_in_flight_and_exits_130() {
         .unwrap();
     let pid = child.id().unwrap();
     // Wait until the first batch is committed, then interrupt.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let loaded = db.path.exists()
-            && rusqlite::Connection::open(&db.path)
-                .and_then(|c| {
-                    c.query_row("SELECT COUNT(*) FROM bitrix_leads", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                })
-                .unwrap_or(0)
-                > 0;
-        if loaded || Instant::now() > deadline {
-            break;
-        }
-    }
+    wait_until_positive(&db.path, "SELECT COUNT(*) FROM bitrix_leads").await;
     std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status()

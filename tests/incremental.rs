@@ -442,9 +442,3 @@ async fn run_every_syncs_each_interval_and_stops_cleanly_on_sigterm() {
         1
     );
 }
-
-fn count_or_zero(db: &std::path::Path, sql: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-        .unwrap_or(0)
-}

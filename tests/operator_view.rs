@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use common::*;
@@ -126,12 +126,7 @@ async fn a_killed_run_stays_unfinished_in_the_history_and_the_next_run_works() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_or_zero(&db.path, "SELECT COUNT(*) FROM bitrix_leads") == 0
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_positive(&db.path, "SELECT COUNT(*) FROM bitrix_leads").await;
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -365,12 +360,6 @@ async fn config_example_is_a_file_b24sync_accepts() {
     let out = run_cmd(b24sync().args(["init-db", "--config"]).arg(&file)).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(dir.path().join("x.db").exists());
-}
-
-fn count_or_zero(db: &std::path::Path, sql: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-        .unwrap_or(0)
 }
 
 /// A table's rows, or an empty list when it does not exist.

@@ -191,3 +191,19 @@ pub async fn run_cmd(cmd: &mut tokio::process::Command) -> std::process::Output 
         .expect("b24sync finishes")
         .unwrap()
 }
+
+/// A count that may not be readable yet (the file or table is still being created): 0 then.
+pub fn count_or_zero(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// Wait (a minute at most) until `sql` counts more than zero: a running b24sync has
+/// committed something.
+pub async fn wait_until_positive(db: &Path, sql: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count_or_zero(db, sql) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

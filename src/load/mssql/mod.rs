@@ -142,6 +142,13 @@ impl MssqlSink {
         })
     }
 
+    /// A pooled connection to a database that `init-db` has prepared (see `ensure_ready`).
+    async fn ready_conn(&self) -> Result<Pooled<'_>, LoadError> {
+        let mut pooled = self.conn().await?;
+        self.ensure_ready(&mut pooled).await?;
+        Ok(pooled)
+    }
+
     fn db_error(&self, context: &str, e: &tiberius::error::Error) -> LoadError {
         LoadError::Database {
             context: context.to_string(),
@@ -608,9 +615,8 @@ impl Sink for MssqlSink {
         batch: Batch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         let batch = stage::prepare(batch);
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
@@ -629,18 +635,16 @@ impl Sink for MssqlSink {
     }
 
     async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         admin::read_state(c, name)
             .await
             .map_err(|e| self.db_error("reading b24sync_state", &e))
     }
 
     async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         if let Err(e) = admin::write_state(c, name, value).await {
             self.rollback(c, "writing b24sync_state").await;
             return Err(self.db_error("writing b24sync_state", &e));
@@ -667,9 +671,8 @@ impl Sink for MssqlSink {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         let mut tries = 0;
         loop {
             match admin::delete_leads(c, &ids).await {
@@ -711,9 +714,8 @@ impl Sink for MssqlSink {
     }
 
     async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         lookup::operator_ids(c)
             .await
             .map_err(|e| self.db_error("reading b24sync_operators", &e))
@@ -721,9 +723,8 @@ impl Sink for MssqlSink {
 
     async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError> {
         let context = "writing b24sync_operators";
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         if let Err(e) = lookup::store_operators(c, &operators).await {
             self.rollback(c, context).await;
             return Err(self.db_error(context, &e));
@@ -734,9 +735,8 @@ impl Sink for MssqlSink {
     /// Runs `dbo.b24sync_lookup_caller_keys`, the function telephony systems call. Works
     /// without the run lock, alongside a sync.
     async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         lookup::lookup_caller(c, query)
             .await
             .map_err(|e| self.db_error("looking up the caller", &e))
@@ -748,9 +748,8 @@ impl Sink for MssqlSink {
         batch: Batch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         let batch = stage::prepare(batch);
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
@@ -759,9 +758,8 @@ impl Sink for MssqlSink {
     }
 
     async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         ops::run_started(c, record)
             .await
             .map_err(|e| self.db_error("writing dbo.b24sync_runs", &e))
@@ -769,9 +767,8 @@ impl Sink for MssqlSink {
 
     async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError> {
         let context = "completing dbo.b24sync_runs";
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         match ops::run_finished(c, record).await {
             Ok(0) => Err(LoadError::Database {
                 context: context.into(),
@@ -783,9 +780,8 @@ impl Sink for MssqlSink {
     }
 
     async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        self.ensure_ready(c).await?;
         ops::recent_runs(c, limit)
             .await
             .map_err(|e| self.db_error("reading dbo.b24sync_runs", &e))
