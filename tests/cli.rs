@@ -191,3 +191,346 @@ async fn sigint_commits_the_batch_in_flight_and_exits_130() {
     assert!(stored > 0 && stored < 3000, "{stored}");
     assert_eq!(stored % 50, 0, "whole pages only: {stored}");
 }
+
+/// Runs `args` with stdout a pipe whose reading end is closed at once, as `| head -0`
+/// would, and returns what the process left on stderr and its exit status.
+async fn with_closed_stdout(args: &[&str], db: &std::path::Path) -> Output {
+    let mut child = b24sync()
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("b24sync finishes")
+        .unwrap()
+}
+
+fn assert_quiet_end(what: &str, out: &Output) {
+    let err = stderr(out);
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(!err.contains("Broken pipe"), "{what}: {err}");
+    assert_ne!(out.status.code(), Some(101), "{what}: {err}");
+    assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_lookup_errors_list_and_status_quietly() {
+    // 20 leads (the lookup's most) with one number and titles of 3,000 Cyrillic letters:
+    // about 120 KB of answer, more than a pipe holds, so a write fails whatever the timing.
+    let sim = simulator(40).await;
+    for id in sim.portal().lead_ids().into_iter().take(25) {
+        assert!(sim.portal().update_lead(id, |l| {
+            l.insert(
+                "PHONE".into(),
+                json!([{ "VALUE": "+7 912 345-67-01", "VALUE_TYPE": "WORK" }]),
+            );
+            l.insert("TITLE".into(), json!("Я".repeat(3000)));
+        }));
+    }
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let full = run_cmd(
+        b24sync()
+            .args(["lookup", "89123456701", "--db"])
+            .arg(&db.path),
+    )
+    .await;
+    assert!(
+        full.stdout.len() > 100_000,
+        "the arrangement: {} bytes",
+        full.stdout.len()
+    );
+    let out = with_closed_stdout(&["lookup", "89123456701"], &db.path).await;
+    assert_quiet_end("lookup", &out);
+
+    // Error rows and runs enough for ~250 KB of listing each.
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    for i in 0..2000 {
+        conn.execute(
+            "INSERT INTO bitrix_import_lead_error (sql_ID, sql_error, sql_date_error) \
+             VALUES (?1, ?2, '2026-01-01 00:00:00')",
+            rusqlite::params![i.to_string(), "x".repeat(120)],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO b24sync_runs (started_at, finished_at, mode, status, leads_read, \
+             leads_upserted, leads_deleted, error_rows, seconds, exit_code) \
+             VALUES ('2026-01-01 00:00:00', '2026-01-01 00:00:01', 'incremental', 'ok', 1, 1, 0, 0, 1.0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let out = with_closed_stdout(&["errors", "list"], &db.path).await;
+    assert_quiet_end("errors list", &out);
+    let out = with_closed_stdout(&["status", "--limit", "2000"], &db.path).await;
+    assert_quiet_end("status", &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_on_a_missing_database_fail_naming_it_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("leads-typo.db");
+    let shown = missing.display().to_string();
+    let cases: &[&[&str]] = &[
+        &["lookup", "89123456789"],
+        &["lookup", "89123456789", "--json"],
+        &["status"],
+        &["status", "--json"],
+        &["errors", "list"],
+        &["errors", "clear", "--before", "2024-01-01"],
+        &[
+            "errors",
+            "retry",
+            "--webhook",
+            "https://acme.bitrix24.ru/rest/1/s3cr3t/",
+        ],
+        &["token", "status", "--client-id", "local.abc"],
+        &["token", "refresh", "--client-id", "local.abc"],
+    ];
+    for args in cases {
+        let out = run_cmd(b24sync().args(*args).arg("--db").arg(&missing)).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+        assert!(err.contains(&shown), "{args:?} names the path: {err}");
+        assert!(
+            err.contains("no database") && err.contains("b24sync init-db"),
+            "{args:?} says what to do: {err}"
+        );
+        assert!(!missing.exists(), "{args:?} created {shown}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} left files behind"
+        );
+    }
+    // doctor reports it as a failed check (exit 10), and creates nothing either.
+    let out = run_cmd(b24sync().args(["doctor", "--db"]).arg(&missing)).await;
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(10), "{report}");
+    assert!(
+        report.contains(&shown) && report.contains("no database"),
+        "{report}"
+    );
+    assert!(!missing.exists());
+
+    // The commands that fill a database still create it.
+    let out = run_cmd(b24sync().args(["init-db", "--db"]).arg(&missing)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_cmd(b24sync().args(["status", "--db"]).arg(&missing)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_a_b24sync_database_is_named_and_left_alone() {
+    let db = test_db();
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+        .unwrap();
+    drop(conn);
+    for args in [
+        &["lookup", "89123456789"][..],
+        &["status"],
+        &["errors", "list"],
+    ] {
+        let out = run_cmd(b24sync().args(args).arg("--db").arg(&db.path)).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+        assert!(
+            err.contains("not a b24sync database") && err.contains(&db.path.display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        count(
+            &db.path,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+        ),
+        1,
+        "no table was created in it"
+    );
+    let mode: String = rusqlite::Connection::open(&db.path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "its journal mode was not changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_status_in_webhook_mode_says_webhooks_keep_no_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leads.db");
+    let out = run_cmd(b24sync().args(["token", "status", "--db"]).arg(&db).env(
+        "B24SYNC_WEBHOOK",
+        "https://acme.bitrix24.ru/rest/1/s3cr3tw3bh00k/",
+    ))
+    .await;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("webhook mode keeps no tokens"), "{text}");
+    assert!(!text.contains("pass --client-id"), "{text}");
+    assert!(!text.contains("s3cr3tw3bh00k"), "{text}");
+    assert!(!db.exists());
+    // Neither a webhook nor an app: the old advice still applies.
+    let out = run_cmd(b24sync().args(["token", "status", "--db"]).arg(&db)).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--client-id"), "{}", stderr(&out));
+}
+
+async fn help(args: &[&str]) -> String {
+    let out = run_cmd(b24sync().args(args).arg("--help")).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_command_lists_only_the_flags_it_uses() {
+    for cmd in [&["doctor"][..], &["run"], &["errors", "retry"]] {
+        let text = help(cmd).await;
+        for flag in ["--dry-run", "--full", "--since", "--rebind-portal"] {
+            assert!(!text.contains(flag), "{cmd:?} --help lists {flag}:\n{text}");
+        }
+        assert!(
+            text.contains("--webhook") && text.contains("--db"),
+            "{cmd:?}:\n{text}"
+        );
+    }
+    let text = help(&["sync"]).await;
+    for flag in [
+        "--dry-run",
+        "--full",
+        "--since",
+        "--rebind-portal",
+        "--give-up-after",
+        "--overlap",
+    ] {
+        assert!(text.contains(flag), "sync --help lacks {flag}:\n{text}");
+    }
+    let text = help(&["errors", "clear"]).await;
+    let line = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("--before"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        line.contains("sql_date_error") && line.contains("YYYY-MM-DD"),
+        "errors clear --help explains --before: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_rate_is_refused_by_value_with_the_valid_range() {
+    let db = test_db();
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "sync",
+                "--webhook",
+                "https://acme.bitrix24.ru/rest/1/x/",
+                "--rate",
+                "-1",
+                "--db",
+            ])
+            .arg(&db.path),
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("unexpected argument"), "{err}");
+    assert!(
+        err.contains("--rate")
+            && err.contains("got -1")
+            && err.contains("above 0")
+            && err.contains("1000"),
+        "{err}"
+    );
+    assert!(!db.path.exists(), "a refused setting writes nothing");
+    let out = run_cmd(
+        b24sync()
+            .args([
+                "sync",
+                "--webhook",
+                "https://acme.bitrix24.ru/rest/1/x/",
+                "--give-up-after",
+                "0",
+                "--db",
+            ])
+            .arg(&db.path),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--give-up-after"), "{}", stderr(&out));
+}
+
+/// The lookup's help promises that these forms find the lead; on a synced database with a
+/// Russian and a Belarusian number they do (and the Belarusian national form needs the
+/// region, as the help says).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_help_examples_find_the_leads_they_promise() {
+    let text = help(&["lookup"]).await.replace('\n', " ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for example in [
+        "89123456789",
+        "+7 (912) 345-67-89",
+        "+375 29 123-45-67",
+        "80291234567 needs --phone-region BY",
+    ] {
+        assert!(
+            text.contains(example),
+            "lookup --help shows {example:?}: {text}"
+        );
+    }
+    let sim = simulator(30).await;
+    let ids = sim.portal().lead_ids();
+    let (ru, by) = (ids[3], ids[4]);
+    for (id, phone) in [(ru, "+7 912 345-67-89"), (by, "+375 29 123-45-67")] {
+        assert!(sim.portal().update_lead(id, |l| {
+            l.insert(
+                "PHONE".into(),
+                json!([{ "VALUE": phone, "VALUE_TYPE": "WORK" }]),
+            );
+        }));
+    }
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let found = |args: Vec<&'static str>| {
+        let path = db.path.clone();
+        async move {
+            let out = run_cmd(b24sync().args(&args).arg("--json").arg("--db").arg(&path)).await;
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let ids: Vec<i64> = doc["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["lead_id"].as_i64().unwrap())
+                .collect();
+            (doc["e164"].clone(), ids)
+        }
+    };
+    for args in [
+        vec!["lookup", "89123456789"],
+        vec!["lookup", "+7 (912) 345-67-89"],
+    ] {
+        let (e164, ids) = found(args.clone()).await;
+        assert_eq!(e164, json!("+79123456789"), "{args:?}");
+        assert!(ids.contains(&ru), "{args:?}: {ids:?}");
+    }
+    for args in [
+        vec!["lookup", "+375 29 123-45-67"],
+        vec!["lookup", "80291234567", "--phone-region", "BY"],
+    ] {
+        let (e164, ids) = found(args.clone()).await;
+        assert_eq!(e164, json!("+375291234567"), "{args:?}");
+        assert!(ids.contains(&by), "{args:?}: {ids:?}");
+    }
+    // What the help warns about: read as Russian, the BY national form finds nobody.
+    let (_, ids) = found(vec!["lookup", "80291234567"]).await;
+    assert!(!ids.contains(&by), "{ids:?}");
+}

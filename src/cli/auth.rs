@@ -22,7 +22,7 @@ use url::Url;
 
 use super::exit;
 use super::settings::{FileSettings, Settings};
-use super::DbArgs;
+use super::{DbArgs, DbOpen};
 use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::oauth::{
@@ -81,6 +81,15 @@ pub struct TokenArgs {
     pub oauth_server: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
+    /// Read only to tell webhook mode apart (which keeps no tokens); never printed
+    #[arg(
+        long,
+        env = "B24SYNC_WEBHOOK",
+        value_name = "URL",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub webhook: Option<String>,
 }
 
 /// Exit code for an OAuth failure.
@@ -105,9 +114,17 @@ fn db_of(args: &DbArgs, file: &FileSettings) -> String {
         .unwrap_or_else(|| "b24sync.db".into())
 }
 
-/// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file.
-async fn open_store(db: &str) -> Result<Arc<dyn TokenStore>, u8> {
-    crate::load::mssql::open_token_store(db).await.map_err(|e| {
+/// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file
+/// (created only when `mode` allows: `auth` and `sync`, not `token status|refresh`).
+async fn open_store(db: &str, mode: DbOpen) -> Result<Arc<dyn TokenStore>, u8> {
+    let store: Result<Arc<dyn TokenStore>, _> =
+        if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
+            crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))
+                .map(|s| Arc::new(s) as Arc<dyn TokenStore>)
+        } else {
+            crate::load::mssql::open_token_store(db).await
+        };
+    store.map_err(|e| {
         super::ui::error(&e.to_string());
         exit::DATABASE
     })
@@ -144,7 +161,7 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
         );
     }
     let db = db_of(&args.db, file);
-    let store = match open_store(&db).await {
+    let store = match open_store(&db, DbOpen::Create).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -304,10 +321,29 @@ pub async fn token_command(command: &TokenCommand, file: &FileSettings) -> u8 {
         .or_else(|| file.client_id.clone())
         .filter(|c| !c.trim().is_empty())
     else {
-        return config_error("no application: pass --client-id or set B24SYNC_CLIENT_ID");
+        let webhook_mode = args
+            .webhook
+            .as_ref()
+            .or(file.webhook.as_ref())
+            .is_some_and(|w| !w.trim().is_empty());
+        if !webhook_mode {
+            return config_error(
+                "no application: pass --client-id or set B24SYNC_CLIENT_ID (the app authorized with `b24sync auth`)",
+            );
+        }
+        let what = "webhook mode keeps no tokens: b24sync authenticates with the webhook URL \
+                    (B24SYNC_WEBHOOK / webhook in the settings file) and stores nothing in bitrix_oauth; \
+                    tokens exist only in OAuth application mode (`b24sync auth --client-id ...`)";
+        return match command {
+            TokenCommand::Status(_) => {
+                println!("{what}");
+                exit::OK
+            }
+            TokenCommand::Refresh(_) => config_error(&format!("nothing to refresh: {what}")),
+        };
     };
     let db = db_of(&args.db, file);
-    let store = match open_store(&db).await {
+    let store = match open_store(&db, DbOpen::MustExist).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -381,7 +417,7 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
     let Some(client_id) = s.client_id.as_deref() else {
         return Err(config_error("no --client-id"));
     };
-    let store = open_store(&s.db).await?;
+    let store = open_store(&s.db, s.db_open).await?;
     let session = OAuthSession::open(store, client_id, s.oauth_server.as_deref())
         .await
         .map_err(|e| fail(&e))?;
@@ -390,6 +426,8 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
             per_second: s.rate,
             burst: s.burst,
         },
+        // TODO(lead): pass into ClientConfig::give_up_after at merge:
+        // give_up_after: s.give_up_after.unwrap_or(ClientConfig::default().give_up_after),
         ..ClientConfig::default()
     };
     Bitrix24Client::with_auth(Auth::OAuth(Arc::new(session)), config, cancel)

@@ -3,36 +3,41 @@
 
 use clap::Args;
 
-use super::{exit, fail, open_sink, run_error_code, DbArgs, FileSettings, Settings, SyncArgs};
+use super::{
+    exit, fail, open_sink, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs,
+};
 use crate::lookup::{CallerMatch, CallerQuery};
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
     /// The caller's number as the switch reports it or as a person writes it:
-    /// 89123456789, +7 (912) 345-67-89, 80291234567, ...
+    /// 89123456789, +7 (912) 345-67-89, +375 29 123-45-67, ... A number without its
+    /// country code is read as --phone-region's: a Belarusian 80291234567 needs
+    /// --phone-region BY (with the default RU it matches nobody)
     #[arg(value_name = "NUMBER")]
     pub number: String,
     /// One JSON object: the keys used and the leads found
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub db: DbArgs,
     /// Country of a number written without a country code (RU, BY, UA, KZ, ...) [default: RU]
     #[arg(long, env = "B24SYNC_PHONE_REGION", value_name = "CODE")]
     pub phone_region: Option<String>,
     /// When the number cannot be normalised, match leads on its last N digits (7 to 15) [default: 10]
     #[arg(long, env = "B24SYNC_TAIL_DIGITS", value_name = "N")]
     pub tail_digits: Option<usize>,
+    // Last: its help heading would also cover the flags after it.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
     let s = match Settings::resolve(
         &SyncArgs {
-            db: DbArgs {
-                db: args.db.db.clone(),
-                pool_size: args.db.pool_size,
+            db: args.db.clone(),
+            load: LoadArgs {
+                phone_region: args.phone_region.clone(),
+                ..LoadArgs::default()
             },
-            phone_region: args.phone_region.clone(),
             tail_digits: args.tail_digits,
             ..Default::default()
         },

@@ -51,9 +51,11 @@ const AFTER_HELP: &str = "\
 Settings come from flags, then environment variables (B24SYNC_*), then the TOML file.
 
 Quick start:
-  b24sync demo                                   # simulated portal → ./b24sync.db
+  b24sync demo                                   # simulated portal → ./b24sync-demo.db
   b24sync sync --webhook https://PORTAL/rest/1/SECRET/ --db leads.db
   b24sync sync --db 'Server=tcp:sql1,1433;Database=oktell;User Id=b24;Password=...;TrustServerCertificate=true'
+  b24sync lookup 89123456789 --db leads.db       # who is calling
+  b24sync lookup 80291234567 --phone-region BY --db leads.db   # a number without +375 is read as --phone-region's
 
 Exit codes: 0 ok, 2 configuration, 3 finished with rows in bitrix_import_lead_error,
 4 Bitrix24 refused (webhook/permissions), 5 Bitrix24 unreachable, 6 database,
@@ -74,24 +76,25 @@ pub enum Command {
     InitDb(DbArgs),
     /// Find the lead(s) and operator for a caller's phone number, written in any format
     Lookup(lookup::LookupArgs),
-    /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
+    /// Start a simulated portal with 10,000 leads and sync it into ./b24sync-demo.db
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
     Simulator(SimulatorArgs),
     /// Show the watermark and the last runs (the b24sync_runs table)
     Status {
-        #[command(flatten)]
-        db: DbArgs,
         /// How many runs to show
         #[arg(long, default_value_t = 10)]
         limit: u32,
         /// One JSON document, for scripts
         #[arg(long)]
         json: bool,
+        // Groups with a help heading come last: the heading would also cover what follows.
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Check the setup: Bitrix24 access and scopes, clocks, the database, the contract
     /// tables, the indexes, the solution field; one verdict per check
-    Doctor(SyncArgs),
+    Doctor(DoctorArgs),
     /// Settings file helpers
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,19 +113,27 @@ pub enum ConfigCommand {
     Example,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Database")]
 pub struct DbArgs {
     /// Database: a file path (the embedded SQLite database) or a SQL Server connection
     /// string (ADO.NET "Server=...;Database=..." or "jdbc:sqlserver://...") [default: b24sync.db]
     #[arg(long, env = "B24SYNC_DB", value_name = "PATH|CONNECTION")]
     pub db: Option<String>,
     /// SQL Server connection pool size [default: 4]
-    #[arg(long, env = "B24SYNC_POOL_SIZE", value_name = "N")]
+    #[arg(
+        long,
+        env = "B24SYNC_POOL_SIZE",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub pool_size: Option<u32>,
 }
 
-#[derive(Debug, Args, Default)]
-pub struct SyncArgs {
+/// Where leads come from and how fast b24sync may ask: every command that talks to Bitrix24.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Bitrix24")]
+pub struct PortalArgs {
     /// Inbound webhook URL: https://PORTAL/rest/USER_ID/SECRET/ (needs the crm scope)
     #[arg(
         long,
@@ -138,8 +149,32 @@ pub struct SyncArgs {
     /// OAuth server for refreshing tokens [default: the one `auth` used]
     #[arg(long, env = "B24SYNC_OAUTH_SERVER", value_name = "URL")]
     pub oauth_server: Option<String>,
-    #[command(flatten)]
-    pub db: DbArgs,
+    /// Requests per second the portal allows, above 0 and at most 1000 (Enterprise: 5) [default: 2]
+    #[arg(
+        long,
+        env = "B24SYNC_RATE",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub rate: Option<f64>,
+    /// Burst of requests the portal allows (Enterprise: 250) [default: 50]
+    #[arg(
+        long,
+        env = "B24SYNC_BURST",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub burst: Option<u32>,
+    /// Give up on a portal that does not answer after this long in total, retries
+    /// included (e.g. 2m), exiting 5 [default: 2m]
+    #[arg(long, env = "B24SYNC_GIVE_UP_AFTER", value_name = "DURATION")]
+    pub give_up_after: Option<String>,
+}
+
+/// How leads become rows, and what one run may change: every command that loads leads.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Loading")]
+pub struct LoadArgs {
     /// The list-type lead field copied into bitrix_lead_solution (UF_CRM_...)
     #[arg(long, env = "B24SYNC_SOLUTION_FIELD", value_name = "UF_CRM_...")]
     pub solution_field: Option<String>,
@@ -147,61 +182,181 @@ pub struct SyncArgs {
     /// reports expect), "utc", or a zone name like "Europe/Moscow" [default: portal]
     #[arg(long, env = "B24SYNC_TIME_ZONE", value_name = "ZONE")]
     pub time_zone: Option<String>,
-    /// How to page: "batch" (50 pages per request, fastest) or "next" (one page per request) [default: batch]
-    #[arg(long, env = "B24SYNC_PAGING", value_name = "MODE")]
-    pub paging: Option<String>,
-    /// Requests per second the portal allows (Enterprise: 5) [default: 2]
-    #[arg(long, env = "B24SYNC_RATE", value_name = "N")]
-    pub rate: Option<f64>,
-    /// Burst of requests the portal allows (Enterprise: 250) [default: 50]
-    #[arg(long, env = "B24SYNC_BURST", value_name = "N")]
-    pub burst: Option<u32>,
-    /// Leads per database transaction [default: 2500]
-    #[arg(long, env = "B24SYNC_BATCH_SIZE", value_name = "N")]
-    pub batch_size: Option<usize>,
-    /// Seconds to wait for another run's lock before giving up [default: 60]
-    #[arg(long, env = "B24SYNC_LOCK_WAIT", value_name = "SECONDS")]
-    pub lock_wait: Option<u64>,
-    /// Read from Bitrix24 and report what would change (new, changed, deleted, error
-    /// rows) without writing anything
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Read every lead (default: only leads changed since the last completed run, once one has completed)
-    #[arg(long)]
-    pub full: bool,
-    /// Read leads changed since this point: 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00
-    /// (without an offset, the portal's time zone)
-    #[arg(long, value_name = "DATETIME")]
-    pub since: Option<String>,
-    /// How far before the last run's start an incremental run re-reads (e.g. 5m) [default: 5m]
-    #[arg(long, env = "B24SYNC_OVERLAP", value_name = "DURATION")]
-    pub overlap: Option<String>,
-    /// Look for leads deleted in Bitrix24 on every N-th incremental run (full runs always look) [default: 12]
-    #[arg(long, env = "B24SYNC_DELETION_CHECK_RUNS", value_name = "N")]
-    pub deletion_check_runs: Option<u32>,
-    /// ... or when this long has passed since the last look (e.g. 1h) [default: 1h]
-    #[arg(long, env = "B24SYNC_DELETION_CHECK_EVERY", value_name = "DURATION")]
-    pub deletion_check_every: Option<String>,
-    /// Refuse a deletion check that would delete more than this share of the leads
-    /// (a webhook that lost its CRM permission sees an empty portal) [default: 0.2]
-    #[arg(long, env = "B24SYNC_MAX_DELETE_SHARE", value_name = "SHARE")]
-    pub max_delete_share: Option<f64>,
     /// Country of phone numbers written without a country code, for normalising them
     /// (two-letter code: RU, BY, UA, KZ, ...) [default: RU]
     #[arg(long, env = "B24SYNC_PHONE_REGION", value_name = "CODE")]
     pub phone_region: Option<String>,
+    /// Leads per database transaction [default: 2500]
+    #[arg(
+        long,
+        env = "B24SYNC_BATCH_SIZE",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub batch_size: Option<usize>,
+    /// Seconds to wait for another run's lock before giving up [default: 60]
+    #[arg(
+        long,
+        env = "B24SYNC_LOCK_WAIT",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub lock_wait: Option<u64>,
+    /// Refuse a deletion check that would delete more than this share of the leads
+    /// (a webhook that lost its CRM permission sees an empty portal) [default: 0.2]
+    #[arg(
+        long,
+        env = "B24SYNC_MAX_DELETE_SHARE",
+        value_name = "SHARE",
+        allow_negative_numbers = true
+    )]
+    pub max_delete_share: Option<f64>,
+}
+
+/// How the lead list is read, and how often deletions are looked for: `sync` and `run`.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Reading")]
+pub struct ReadArgs {
+    /// How to page: "batch" (50 pages per request, fastest) or "next" (one page per request) [default: batch]
+    #[arg(long, env = "B24SYNC_PAGING", value_name = "MODE")]
+    pub paging: Option<String>,
+    /// How far before the last run's start an incremental run re-reads (e.g. 5m) [default: 5m]
+    #[arg(long, env = "B24SYNC_OVERLAP", value_name = "DURATION")]
+    pub overlap: Option<String>,
+    /// Look for leads deleted in Bitrix24 on every N-th incremental run (full runs always look) [default: 12]
+    #[arg(
+        long,
+        env = "B24SYNC_DELETION_CHECK_RUNS",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub deletion_check_runs: Option<u32>,
+    /// ... or when this long has passed since the last look (e.g. 1h) [default: 1h]
+    #[arg(long, env = "B24SYNC_DELETION_CHECK_EVERY", value_name = "DURATION")]
+    pub deletion_check_every: Option<String>,
+}
+
+/// `sync`: every setting, and the flags that only make sense for one run. It is also the
+/// full set [`Settings::resolve`] reads; the other commands' arguments convert into it
+/// ([`ToSyncArgs`]) with what they do not have left unset.
+#[derive(Debug, Args, Default, Clone)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Read from Bitrix24 and report what would change (new, changed, deleted, error
+    /// rows) without writing anything
+    #[arg(long, help_heading = "This run")]
+    pub dry_run: bool,
+    /// Read every lead (default: only leads changed since the last completed run, once one has completed)
+    #[arg(long, help_heading = "This run")]
+    pub full: bool,
+    /// Read leads changed since this point: 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00
+    /// (without an offset, the portal's time zone)
+    #[arg(long, value_name = "DATETIME", help_heading = "This run")]
+    pub since: Option<String>,
+    /// Accept a database that was synced from another portal and bind it to this one
+    #[arg(long, help_heading = "This run")]
+    pub rebind_portal: bool,
     /// Not a sync setting: the lookup's fallback tail length (see `lookup`)
     #[arg(skip)]
     pub tail_digits: Option<usize>,
 }
 
+/// Any command's arguments as the full set of settings (what the command lacks stays unset).
+pub trait ToSyncArgs {
+    fn to_sync_args(&self) -> SyncArgs;
+}
+
+impl ToSyncArgs for SyncArgs {
+    fn to_sync_args(&self) -> SyncArgs {
+        self.clone()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Interval between incremental syncs, e.g. 5m
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", help_heading = "Schedule")]
     pub every: String,
     #[command(flatten)]
-    pub sync: SyncArgs,
+    pub portal: PortalArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+impl ToSyncArgs for RunArgs {
+    fn to_sync_args(&self) -> SyncArgs {
+        SyncArgs {
+            portal: self.portal.clone(),
+            db: self.db.clone(),
+            load: self.load.clone(),
+            read: self.read.clone(),
+            ..SyncArgs::default()
+        }
+    }
+}
+
+/// `doctor`: the portal, the database, and the solution field it checks.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The list-type lead field to check (UF_CRM_...)
+    #[arg(
+        long,
+        env = "B24SYNC_SOLUTION_FIELD",
+        value_name = "UF_CRM_...",
+        help_heading = "Loading"
+    )]
+    pub solution_field: Option<String>,
+}
+
+impl ToSyncArgs for DoctorArgs {
+    fn to_sync_args(&self) -> SyncArgs {
+        SyncArgs {
+            portal: self.portal.clone(),
+            db: self.db.clone(),
+            load: LoadArgs {
+                solution_field: self.solution_field.clone(),
+                ..LoadArgs::default()
+            },
+            ..SyncArgs::default()
+        }
+    }
+}
+
+/// `errors retry`: the portal, the database, and how the leads read again are loaded.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+impl ToSyncArgs for RetryArgs {
+    fn to_sync_args(&self) -> SyncArgs {
+        SyncArgs {
+            portal: self.portal.clone(),
+            db: self.db.clone(),
+            load: self.load.clone(),
+            ..SyncArgs::default()
+        }
+    }
 }
 
 // Parsed once per process: the size of a variant does not matter.
@@ -210,21 +365,23 @@ pub struct RunArgs {
 pub enum ErrorsCommand {
     /// Show the rows of bitrix_import_lead_error (lead ID, when, reason)
     List {
-        #[command(flatten)]
-        db: DbArgs,
         /// One JSON object per line, for scripts
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Read those leads from Bitrix24 again and load them: rows of leads that now load
     /// cleanly go, rows of leads that still fail stay (once)
-    Retry(SyncArgs),
+    Retry(RetryArgs),
     /// Delete error rows dated before DATE (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)
     Clear {
-        #[command(flatten)]
-        db: DbArgs,
+        /// Delete the rows whose sql_date_error is before this moment, in this machine's
+        /// local time like the column: YYYY-MM-DD (midnight) or "YYYY-MM-DD HH:MM:SS"
         #[arg(long, value_name = "DATE")]
         before: String,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -233,8 +390,8 @@ pub struct DemoArgs {
     /// How many leads the simulated portal has
     #[arg(long, default_value_t = 10_000)]
     pub leads: usize,
-    /// The embedded database to fill
-    #[arg(long, default_value = "b24sync.db")]
+    /// The embedded database to fill (its own file, not the other commands' b24sync.db)
+    #[arg(long, default_value = "b24sync-demo.db")]
     pub db: PathBuf,
     /// Seed of the generated data
     #[arg(long, default_value_t = 1)]
@@ -263,6 +420,7 @@ pub struct SimulatorArgs {
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let json = cli.log_format == "json";
     ui::set(ui::Ui {
@@ -282,6 +440,49 @@ pub fn main() -> ExitCode {
     };
     let code = runtime.block_on(dispatch(cli));
     ExitCode::from(code)
+}
+
+/// A closed stdout (`b24sync lookup ... | head -3`) ends the command quietly with exit 0, as
+/// for ripgrep, instead of `println!`'s panic "failed printing to stdout: Broken pipe"
+/// (exit 101). Done once here rather than at every `println!`.
+///
+/// Why a panic hook and not `signal(SIGPIPE, SIG_DFL)` (what `ls` gets from C): Rust starts
+/// with SIGPIPE ignored so that a write to a closed *socket* is an ordinary error. Not every
+/// socket write is protected otherwise (`writev`, used for vectored writes by hyper and
+/// rustls, has no MSG_NOSIGNAL), so restoring the signal could kill a sync without a word
+/// when Bitrix24 or SQL Server drops a connection mid-write. The hook covers every
+/// platform (Windows has no SIGPIPE) and touches nothing but this one panic.
+fn quiet_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_closed_stdout_panic(info.payload()) {
+            // Nobody reads what is left to print; the work already done stays done (a sync
+            // reports on stderr, and every batch it wrote is committed).
+            std::process::exit(exit::OK as i32);
+        }
+        default_hook(info);
+    }));
+}
+
+/// Whether a panic is `print!`/`println!` failing because the reader of stdout went away.
+/// std's message is "failed printing to stdout: {io error}"; the io error's text is the
+/// system's (localised on Windows), its code is not: EPIPE (32) on Unix, ERROR_NO_DATA
+/// (232) or ERROR_BROKEN_PIPE (109) on Windows.
+fn is_closed_stdout_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    let Some(error) = msg.strip_prefix("failed printing to stdout: ") else {
+        return false;
+    };
+    let code = if cfg!(windows) {
+        ["(os error 232)", "(os error 109)"].as_slice()
+    } else {
+        ["(os error 32)"].as_slice()
+    };
+    code.iter().any(|c| error.ends_with(c))
 }
 
 fn init_logging(verbose: u8, quiet: bool, json: bool) {
@@ -318,7 +519,7 @@ async fn dispatch(cli: Cli) -> u8 {
     };
     match cli.command {
         Command::Sync(args) => match Settings::resolve(&args, &file) {
-            Ok(s) => sync_command(&s).await,
+            Ok(s) => sync_command(&s.creating_db()).await,
             Err(e) => fail(exit::CONFIG, &e),
         },
         Command::InitDb(args) => {
@@ -330,15 +531,17 @@ async fn dispatch(cli: Cli) -> u8 {
                 &file,
             );
             match s {
-                Ok(s) => init_db_command(&s).await,
+                Ok(s) => init_db_command(&s.creating_db()).await,
                 Err(e) => fail(exit::CONFIG, &e),
             }
         }
         Command::Run(args) => match (
-            Settings::resolve(&args.sync, &file),
+            Settings::resolve(&args, &file),
             settings::parse_duration(&args.every),
         ) {
-            (Ok(s), Ok(every)) if !every.is_zero() => scheduled_command(&s, every).await,
+            (Ok(s), Ok(every)) if !every.is_zero() => {
+                scheduled_command(&s.creating_db(), every).await
+            }
             (Err(e), _) => fail(exit::CONFIG, &e),
             (_, Err(e)) => fail(exit::CONFIG, &anyhow::anyhow!("--every: {e}")),
             (_, Ok(_)) => fail(
@@ -428,8 +631,35 @@ pub fn run_error_code(e: &RunError) -> u8 {
 
 pub use ui::summary_line;
 
+/// Whether a command may create the embedded database it is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DbOpen {
+    /// Only an existing b24sync database: `lookup`, `status`, `errors`, `doctor`, `token`.
+    /// A mistyped `--db` fails naming the path instead of answering from a new, empty file
+    /// (a telephony lookup would say "unknown caller" for everyone).
+    #[default]
+    MustExist,
+    /// Create the file when missing: `sync`, `run`, `init-db`, `auth` (and `demo`).
+    Create,
+}
+
+/// The sink behind `--db`, opened as the command's [`DbOpen`] allows. SQL Server databases
+/// are never created by b24sync (a DBA makes them), so the mode only changes the file case.
+pub(crate) async fn open_db(
+    db: &str,
+    pool_size: u32,
+    mode: DbOpen,
+) -> Result<Box<dyn Sink>, crate::load::LoadError> {
+    if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
+        return Ok(Box::new(crate::load::sqlite::SqliteSink::open_existing(
+            std::path::Path::new(db),
+        )?));
+    }
+    crate::load::open(db, pool_size).await
+}
+
 pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
-    crate::load::open(&s.db, s.pool_size).await.map_err(|e| {
+    open_db(&s.db, s.pool_size, s.db_open).await.map_err(|e| {
         ui::error(&e.to_string());
         exit::DATABASE
     })
@@ -467,6 +697,8 @@ fn client_with(
             per_second: s.rate,
             burst: s.burst,
         },
+        // TODO(lead): pass into ClientConfig::give_up_after at merge:
+        // give_up_after: s.give_up_after.unwrap_or(config.give_up_after),
         ..config
     };
     Bitrix24Client::new(webhook, config, cancel).map_err(|e| run_error_code(&e.into()))
@@ -747,4 +979,44 @@ async fn simulator_command(args: &SimulatorArgs) -> u8 {
     wait_for_signal().await;
     sim.shutdown().await;
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_print_to_a_closed_stdout_is_taken_for_a_closed_pipe() {
+        let epipe = std::io::Error::from_raw_os_error(if cfg!(windows) { 232 } else { 32 });
+        let msg = format!("failed printing to stdout: {epipe}");
+        assert!(is_closed_stdout_panic(&msg), "{msg}");
+        let full_disk = format!(
+            "failed printing to stdout: {}",
+            std::io::Error::from_raw_os_error(28)
+        );
+        assert!(!is_closed_stdout_panic(&full_disk), "{full_disk}");
+        let stderr = format!("failed printing to stderr: {epipe}");
+        assert!(!is_closed_stdout_panic(&stderr));
+        assert!(!is_closed_stdout_panic(&"index out of bounds"));
+        assert!(!is_closed_stdout_panic(&7_u8));
+    }
+
+    #[test]
+    fn negative_numbers_reach_validation() {
+        let cli = Cli::try_parse_from(["b24sync", "sync", "--rate", "-1"]).unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(args.portal.rate, Some(-1.0));
+        let e = Settings::resolve(&args, &FileSettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("got -1") && e.contains("1000"), "{e}");
+    }
+
+    #[test]
+    fn the_clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -137,7 +137,7 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
         )),
         Some(Ok(client)) => bitrix_checks(&client, s, &mut verdicts).await,
     }
-    match crate::load::open(&s.db, s.pool_size).await {
+    match super::open_db(&s.db, s.pool_size, super::DbOpen::MustExist).await {
         Err(e) => verdicts.push(Verdict::fail(
             "database",
             e.to_string(),
@@ -317,6 +317,7 @@ const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "deletion_check_every", env: "B24SYNC_DELETION_CHECK_EVERY", example: "\"1h\"", help: "... or when this long has passed since the last look." },
     SettingDoc { key: "phone_region", env: "B24SYNC_PHONE_REGION", example: "\"RU\"", help: "Country of phone numbers written without a country code (RU, BY, UA, KZ, ...)." },
     SettingDoc { key: "tail_digits", env: "B24SYNC_TAIL_DIGITS", example: "10", help: "Caller lookup fallback: match the last this many digits when a number cannot be normalised." },
+    SettingDoc { key: "give_up_after", env: "B24SYNC_GIVE_UP_AFTER", example: "\"2m\"", help: "Give up on a portal that does not answer after this long in total, retries included (exit 5)." },
     SettingDoc { key: "max_delete_share", env: "B24SYNC_MAX_DELETE_SHARE", example: "0.2", help: "Refuse a deletion check that would remove more than this share of the leads." },
 ];
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::SyncArgs;
+use super::{DbOpen, ToSyncArgs};
 use crate::extract::paging::Paging;
 use crate::lookup::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
 use crate::model::PHONE_TAIL_DIGITS;
@@ -36,6 +36,8 @@ pub struct FileSettings {
     pub deletion_check_runs: Option<u32>,
     pub deletion_check_every: Option<String>,
     pub max_delete_share: Option<f64>,
+    /// Stop retrying an unanswering portal after this long in total ("2m").
+    pub give_up_after: Option<String>,
     /// Country of phone numbers written without a country code ("RU", "BY", ...).
     pub phone_region: Option<String>,
     /// Digits compared by the caller lookup's "last N digits" fallback.
@@ -65,6 +67,13 @@ pub struct Settings {
     pub phone_region: DefaultRegion,
     /// The caller lookup's fallback: match the last this many digits.
     pub tail_digits: usize,
+    /// Whether the command may create the embedded database (only the ones that fill it).
+    pub db_open: DbOpen,
+    /// `sync --rebind-portal`: accept a database synced from another portal.
+    pub rebind_portal: bool,
+    /// How long the client keeps retrying a portal that does not answer, in total
+    /// (`None`: the client's default).
+    pub give_up_after: Option<Duration>,
 }
 
 const DEFAULT_FILE: &str = "b24sync.toml";
@@ -86,8 +95,13 @@ pub fn parse_file(text: &str) -> anyhow::Result<FileSettings> {
 }
 
 impl Settings {
-    pub fn resolve(args: &SyncArgs, file: &FileSettings) -> anyhow::Result<Settings> {
-        let time_zone = args
+    pub fn resolve<A: ToSyncArgs + ?Sized>(
+        args: &A,
+        file: &FileSettings,
+    ) -> anyhow::Result<Settings> {
+        let args = &args.to_sync_args();
+        let (portal, load, read) = (&args.portal, &args.load, &args.read);
+        let time_zone = load
             .time_zone
             .clone()
             .or_else(|| file.time_zone.clone())
@@ -95,7 +109,7 @@ impl Settings {
         let time_policy: TimePolicy = time_zone
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
-        let paging_text = args
+        let paging_text = read
             .paging
             .clone()
             .or_else(|| file.paging.clone())
@@ -103,19 +117,19 @@ impl Settings {
         let paging: Paging = paging_text
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
-        let rate = args.rate.or(file.rate).unwrap_or(2.0);
+        let rate = portal.rate.or(file.rate).unwrap_or(2.0);
         if !(rate > 0.0 && rate <= 1000.0) {
-            bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 (2 for most plans, 5 for Enterprise); got {rate}");
+            bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 and at most 1000 (2 for most plans, 5 for Enterprise); got {rate}");
         }
-        let burst = args.burst.or(file.burst).unwrap_or(50);
+        let burst = portal.burst.or(file.burst).unwrap_or(50);
         if burst == 0 {
             bail!("--burst / B24SYNC_BURST must be at least 1 (50 for most plans, 250 for Enterprise)");
         }
-        let batch_size = args.batch_size.or(file.batch_size).unwrap_or(2500);
+        let batch_size = load.batch_size.or(file.batch_size).unwrap_or(2500);
         if batch_size == 0 {
             bail!("--batch-size / B24SYNC_BATCH_SIZE must be at least 1 lead");
         }
-        let solution_field = args
+        let solution_field = load
             .solution_field
             .clone()
             .or_else(|| file.solution_field.clone())
@@ -125,12 +139,12 @@ impl Settings {
                 bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
             }
         }
-        let webhook = args
+        let webhook = portal
             .webhook
             .clone()
             .or_else(|| file.webhook.clone())
             .filter(|w| !w.trim().is_empty());
-        let client_id = args
+        let client_id = portal
             .client_id
             .clone()
             .or_else(|| file.client_id.clone())
@@ -139,7 +153,7 @@ impl Settings {
         if webhook.is_some() && client_id.is_some() {
             bail!("both a webhook (--webhook / B24SYNC_WEBHOOK / webhook) and an OAuth application (--client-id / B24SYNC_CLIENT_ID / client_id) are set: keep exactly one");
         }
-        let phone_region: DefaultRegion = args
+        let phone_region: DefaultRegion = load
             .phone_region
             .clone()
             .or_else(|| file.phone_region.clone())
@@ -156,12 +170,30 @@ impl Settings {
                  {PHONE_TAIL_DIGITS} (10 matches a national number in RU and KZ); got {tail_digits}"
             );
         }
+        let give_up_after = match portal
+            .give_up_after
+            .as_ref()
+            .or(file.give_up_after.as_ref())
+        {
+            None => None,
+            Some(v) => {
+                let d = parse_duration(v)
+                    .map_err(|e| anyhow::anyhow!("--give-up-after / B24SYNC_GIVE_UP_AFTER: {e}"))?;
+                if d.is_zero() {
+                    bail!("--give-up-after / B24SYNC_GIVE_UP_AFTER must be longer than 0 (e.g. 2m); got {v:?}");
+                }
+                Some(d)
+            }
+        };
         Ok(Settings {
+            db_open: DbOpen::MustExist,
+            rebind_portal: args.rebind_portal,
+            give_up_after,
             phone_region,
             tail_digits,
             webhook,
             client_id,
-            oauth_server: args
+            oauth_server: portal
                 .oauth_server
                 .clone()
                 .or_else(|| file.oauth_server.clone())
@@ -179,7 +211,7 @@ impl Settings {
             rate,
             burst,
             batch_size,
-            lock_wait: Duration::from_secs(args.lock_wait.or(file.lock_wait).unwrap_or(60)),
+            lock_wait: Duration::from_secs(load.lock_wait.or(file.lock_wait).unwrap_or(60)),
             dry_run: args.dry_run,
             mode: match (args.full, &args.since) {
                 (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
@@ -187,23 +219,31 @@ impl Settings {
                 (false, Some(since)) => SyncMode::Since(since.clone()),
                 (false, None) => SyncMode::Auto,
             },
-            overlap: duration_setting("--overlap / B24SYNC_OVERLAP", args.overlap.as_ref().or(file.overlap.as_ref()), 300)?,
+            overlap: duration_setting("--overlap / B24SYNC_OVERLAP", read.overlap.as_ref().or(file.overlap.as_ref()), 300)?,
             deletion: {
-                let max_share = args.max_delete_share.or(file.max_delete_share).unwrap_or(0.2);
+                let max_share = load.max_delete_share.or(file.max_delete_share).unwrap_or(0.2);
                 if !(0.0..=1.0).contains(&max_share) {
                     bail!("--max-delete-share / B24SYNC_MAX_DELETE_SHARE must be between 0 and 1 (0.2 = at most 20% of the leads in one check); got {max_share}");
                 }
                 DeletionPolicy {
-                    every_runs: args.deletion_check_runs.or(file.deletion_check_runs).unwrap_or(12),
+                    every_runs: read.deletion_check_runs.or(file.deletion_check_runs).unwrap_or(12),
                     every: duration_setting(
                         "--deletion-check-every / B24SYNC_DELETION_CHECK_EVERY",
-                        args.deletion_check_every.as_ref().or(file.deletion_check_every.as_ref()),
+                        read.deletion_check_every.as_ref().or(file.deletion_check_every.as_ref()),
                         3600,
                     )?,
                     max_share,
                 }
             },
         })
+    }
+
+    /// The same settings for a command that may create the embedded database.
+    pub fn creating_db(self) -> Settings {
+        Settings {
+            db_open: DbOpen::Create,
+            ..self
+        }
     }
 
     pub fn sync_options(&self) -> SyncOptions {
@@ -259,6 +299,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::SyncArgs;
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
@@ -294,10 +335,8 @@ mod tests {
 
     #[test]
     fn webhook_and_client_id_together_are_refused() {
-        let args = SyncArgs {
-            client_id: Some("local.abc".into()),
-            ..Default::default()
-        };
+        let mut args = SyncArgs::default();
+        args.portal.client_id = Some("local.abc".into());
         let file = parse_file("webhook = \"https://x/rest/1/s/\"\n").unwrap();
         let e = Settings::resolve(&args, &file).unwrap_err().to_string();
         assert!(e.contains("--webhook") && e.contains("--client-id"), "{e}");
@@ -308,10 +347,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let args = SyncArgs {
-            time_zone: Some("Mars/Olympus".into()),
-            ..Default::default()
-        };
+        let mut args = SyncArgs::default();
+        args.load.time_zone = Some("Mars/Olympus".into());
         let e = Settings::resolve(&args, &FileSettings::default())
             .unwrap_err()
             .to_string();
@@ -319,10 +356,8 @@ mod tests {
             e.contains("--time-zone") && e.contains("Mars/Olympus"),
             "{e}"
         );
-        let args = SyncArgs {
-            solution_field: Some("SOLUTION".into()),
-            ..Default::default()
-        };
+        let mut args = SyncArgs::default();
+        args.load.solution_field = Some("SOLUTION".into());
         let e = Settings::resolve(&args, &FileSettings::default())
             .unwrap_err()
             .to_string();
@@ -337,10 +372,8 @@ mod tests {
         let s = Settings::resolve(&SyncArgs::default(), &file).unwrap();
         assert_eq!((s.phone_region.code(), s.tail_digits), ("BY", 9));
         assert_eq!(s.sync_options().phone_region.code(), "BY");
-        let args = SyncArgs {
-            phone_region: Some("Russia".into()),
-            ..Default::default()
-        };
+        let mut args = SyncArgs::default();
+        args.load.phone_region = Some("Russia".into());
         let e = Settings::resolve(&args, &file).unwrap_err().to_string();
         assert!(e.contains("--phone-region") && e.contains("Russia"), "{e}");
         let args = SyncArgs {
@@ -349,5 +382,47 @@ mod tests {
         };
         let e = Settings::resolve(&args, &file).unwrap_err().to_string();
         assert!(e.contains("--tail-digits"), "{e}");
+    }
+
+    #[test]
+    fn give_up_after_reads_like_the_other_durations() {
+        let s = Settings::resolve(&SyncArgs::default(), &FileSettings::default()).unwrap();
+        assert_eq!(s.give_up_after, None, "the client's default");
+        let file = parse_file("give_up_after = \"90s\"\n").unwrap();
+        let s = Settings::resolve(&SyncArgs::default(), &file).unwrap();
+        assert_eq!(s.give_up_after, Some(Duration::from_secs(90)));
+        let mut args = SyncArgs::default();
+        args.portal.give_up_after = Some("2m".into());
+        let s = Settings::resolve(&args, &file).unwrap();
+        assert_eq!(
+            s.give_up_after,
+            Some(Duration::from_secs(120)),
+            "the flag wins"
+        );
+        args.portal.give_up_after = Some("0".into());
+        let e = Settings::resolve(&args, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("--give-up-after") && e.contains("longer than 0"),
+            "{e}"
+        );
+        args.portal.give_up_after = Some("soon".into());
+        let e = Settings::resolve(&args, &file).unwrap_err().to_string();
+        assert!(e.contains("--give-up-after") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn rebind_portal_is_carried_and_only_sync_creates_databases() {
+        let args = SyncArgs {
+            rebind_portal: true,
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, &FileSettings::default()).unwrap();
+        assert!(s.rebind_portal);
+        assert_eq!(
+            s.db_open,
+            DbOpen::MustExist,
+            "resolved settings never create"
+        );
+        assert_eq!(s.creating_db().db_open, DbOpen::Create);
     }
 }

@@ -138,13 +138,19 @@ impl Progress for TerminalProgress {
             Some(n) => {
                 self.bar.set_length(n);
                 ProgressStyle::with_template(
-                    "{spinner} {msg} [{bar:30}] {pos}/{len} leads, {per_sec}, ETA {eta}",
+                    "{spinner} {msg} [{bar:30}] {pos}/{len} leads, {rate}, ETA {eta}",
                 )
             }
-            None => ProgressStyle::with_template("{spinner} {msg}: {pos} leads, {per_sec}"),
+            None => ProgressStyle::with_template("{spinner} {msg}: {pos} leads, {rate}"),
         };
         if let Ok(style) = style {
-            self.bar.set_style(style);
+            // indicatif's own {per_sec} prints "1,030.0832/s": whole leads per second read better.
+            self.bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&whole_rate(state.per_sec()));
+                },
+            ));
         }
         self.bar.set_message(mode.to_string());
         self.bar
@@ -162,5 +168,28 @@ impl Progress for TerminalProgress {
 
     fn finished(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// A rate in whole units with thousands separators: "1,030/s".
+fn whole_rate(per_sec: f64) -> String {
+    let n = if per_sec.is_finite() && per_sec > 0.0 {
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    format!("{}/s", indicatif::HumanCount(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_shows_whole_leads_per_second() {
+        assert_eq!(whole_rate(1030.0832), "1,030/s");
+        assert_eq!(whole_rate(12.6), "13/s");
+        assert_eq!(whole_rate(0.2), "0/s");
+        assert_eq!(whole_rate(f64::NAN), "0/s");
     }
 }

@@ -69,43 +69,76 @@ impl std::fmt::Debug for SqliteSink {
 
 impl SqliteSink {
     /// Open (creating if needed) the database file, in WAL mode. The schema is created
-    /// later, by `init_schema` or the first other call.
+    /// later, by `init_schema` or the first other call. For the commands that fill a
+    /// database (`sync`, `init-db`, `auth`, `demo`); the others use [`Self::open_existing`].
     pub fn open(path: &Path) -> Result<SqliteSink, LoadError> {
-        let unreachable = |reason: String| LoadError::Unreachable {
-            target: path.display().to_string(),
-            reason,
-        };
-        if path.is_dir() {
+        check_folder(path)?;
+        let conn = Connection::open(path).map_err(|e| unreachable(path, e.to_string()))?;
+        Self::with_connection(path, conn)
+    }
+
+    /// Open a b24sync database that must already exist: never creates the file, and refuses
+    /// a file that is not a b24sync database (no `bitrix_leads`) instead of creating tables
+    /// in it. For the commands that only read or tidy (`lookup`, `status`, `errors list`,
+    /// `doctor`, ...): a mistyped `--db` must fail naming the path, not answer "no lead"
+    /// from a new, empty file.
+    pub fn open_existing(path: &Path) -> Result<SqliteSink, LoadError> {
+        check_folder(path)?;
+        if !path.exists() {
             return Err(unreachable(
-                "it is a folder, not a database file".to_string(),
+                path,
+                "there is no database at this path; check --db / B24SYNC_DB, or run \
+                 `b24sync init-db` / `b24sync sync` first to create it"
+                    .to_string(),
             ));
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(unreachable(format!(
-                    "the folder {} does not exist",
-                    parent.display()
-                )));
-            }
+        // Without SQLITE_OPEN_CREATE: a file removed since the check is not recreated.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| unreachable(path, e.to_string()))?;
+        // Checked before switching to WAL, which would change someone else's file.
+        let has_leads: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bitrix_leads')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| unreachable(path, e.to_string()))?;
+        if !has_leads {
+            return Err(unreachable(
+                path,
+                format!(
+                    "it is not a b24sync database (it has no bitrix_leads table); check --db / \
+                     B24SYNC_DB, or run `b24sync init-db --db {}` to create the tables in it",
+                    path.display()
+                ),
+            ));
         }
-        let conn = Connection::open(path).map_err(|e| unreachable(e.to_string()))?;
+        Self::with_connection(path, conn)
+    }
+
+    /// WAL journaling and the busy timeout on a freshly opened connection.
+    fn with_connection(path: &Path, conn: Connection) -> Result<SqliteSink, LoadError> {
         conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(path, e.to_string()))?;
         // Switching to WAL reads the file header, so a file that is not a SQLite database
         // (or cannot be written) fails here rather than at the first batch. WAL lets
         // readers (reports) work while a sync writes.
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(path, e.to_string()))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(unreachable(format!(
-                "cannot switch it to WAL journaling (got {mode})"
-            )));
+            return Err(unreachable(
+                path,
+                format!("cannot switch it to WAL journaling (got {mode})"),
+            ));
         }
         // In WAL mode NORMAL is still crash-safe for the database; only the last
         // commits before a power loss may be lost, and the next sync redoes them.
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(path, e.to_string()))?;
         Ok(SqliteSink {
             path: path.to_path_buf(),
             db: Arc::new(Mutex::new(Db {
@@ -182,6 +215,32 @@ impl SqliteSink {
         })
         .await
     }
+}
+
+fn unreachable(path: &Path, reason: String) -> LoadError {
+    LoadError::Unreachable {
+        target: path.display().to_string(),
+        reason,
+    }
+}
+
+/// A path naming a folder, or a file in a folder that does not exist, is refused by name.
+fn check_folder(path: &Path) -> Result<(), LoadError> {
+    if path.is_dir() {
+        return Err(unreachable(
+            path,
+            "it is a folder, not a database file".to_string(),
+        ));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(unreachable(
+                path,
+                format!("the folder {} does not exist", parent.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A panic while the mutex was held rolled its transaction back (rusqlite rolls back on
