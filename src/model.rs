@@ -59,7 +59,7 @@ pub const SMALL_TEXT_CHARS: usize = 2000;
 pub const LEAD_ID_FIELD: &str = "ID";
 
 /// The 33 data columns of `bitrix_leads` besides `sql_ID`, in the contract's order.
-/// Together with `sql_ID` they are the 34 columns of `../shared/docs/oktell-schema.md`.
+/// Together with `sql_ID` they are the 34 columns of `docs/oktell-schema.md`.
 pub const LEAD_COLUMNS: [LeadColumn; 33] = [
     text("ADDRESS", LEAD_TEXT_CHARS),
     text("ADDRESS_2", LEAD_TEXT_CHARS),

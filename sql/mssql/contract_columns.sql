@@ -1,5 +1,5 @@
 -- `b24sync doctor`: the Oktell tables' columns as the server describes them, to compare with
--- the contract (shared/docs/oktell-schema.md). INFORMATION_SCHEMA, not sys.columns: it keeps
+-- the contract (docs/oktell-schema.md). INFORMATION_SCHEMA, not sys.columns: it keeps
 -- the names' case on every engine the notes cover. ntext reports a length of 1073741823.
 SELECT c.TABLE_NAME AS table_name,
        c.COLUMN_NAME AS column_name,

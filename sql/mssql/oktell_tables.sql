@@ -1,4 +1,4 @@
--- The six Oktell tables, exactly as the contract (shared/docs/oktell-schema.md) defines them.
+-- The six Oktell tables, exactly as the contract (docs/oktell-schema.md) defines them.
 -- Each CREATE is guarded by OBJECT_ID, so on an existing Oktell database nothing is changed:
 -- existing tables, their data and their (possibly hand-made) extras are left alone.
 -- Sent by `b24sync init-db` on every run before the numbered migrations; safe to run by hand.

@@ -1,5 +1,6 @@
 -- A run ends: complete its row (@P1 Id) with the outcome. No NULL parameter is ever sent
--- (see shared/docs/sql-server-notes.md): an unknown exit code is @P12 = 0 (then @P13 is
+-- (tiberius sends None as the generic NULL type, which some T-SQL engines reject with
+-- error 8009): an unknown exit code is @P12 = 0 (then @P13 is
 -- ignored), no message is the empty string @P14.
 SET NOCOUNT ON;
 UPDATE dbo.b24sync_runs

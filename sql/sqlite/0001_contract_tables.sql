@@ -1,5 +1,5 @@
 -- Migration 1: the six Oktell contract tables (same names and columns as on SQL Server,
--- see shared/docs/oktell-schema.md), the indexes the loader needs, and b24sync_state.
+-- see docs/oktell-schema.md), the indexes the loader needs, and b24sync_state.
 -- IF NOT EXISTS: a copied or hand-made database keeps its tables and data.
 -- Datetime columns hold text 'YYYY-MM-DD HH:MM:SS', so they sort and compare as text.
 

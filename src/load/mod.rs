@@ -1,6 +1,6 @@
 //! The load stage: sinks that write [`Batch`]es into a database.
 //!
-//! Every sink keeps the same six Oktell tables (`../shared/docs/oktell-schema.md`) with the
+//! Every sink keeps the same six Oktell tables (`docs/oktell-schema.md`) with the
 //! same table and column names, so the queries a telephony system runs work on both.
 //! A sink's contract, whatever the database:
 //! - `load_batch` is one transaction and set-based (stage the rows, then a few statements);

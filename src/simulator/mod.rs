@@ -1,5 +1,5 @@
 //! A Bitrix24 portal stand-in: an HTTP server on loopback that speaks the documented REST
-//! wire format (`../shared/docs/bitrix24-rest.md`), with seeded leads, the portal's limits
+//! wire format (the one `src/extract/` reads), with seeded leads, the portal's limits
 //! and injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
 //! benchmarks. Where the fact sheet is unsure, the simulator is the strict side.
 //!

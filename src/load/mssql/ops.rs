@@ -158,7 +158,7 @@ pub(super) const CONTRACT_TABLES: [&str; 6] = [
     "bitrix_lead_runtime",
 ];
 
-/// The contract (shared/docs/oktell-schema.md) per table; `sql_tests.rs` checks it against
+/// The contract (docs/oktell-schema.md) per table; `sql_tests.rs` checks it against
 /// its own copy written out from the document.
 pub(super) fn contract_columns() -> Vec<(&'static str, Vec<ContractColumn>)> {
     let col =

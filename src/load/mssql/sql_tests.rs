@@ -15,8 +15,8 @@ use sqlparser::parser::Parser;
 use super::sql;
 use crate::model::{ColumnKind, LEAD_COLUMNS};
 
-/// Statements that are valid T-SQL (checked on a real engine, see
-/// `shared/docs/sql-server-notes.md`) but that sqlparser 0.64's MsSqlDialect rejects.
+/// Statements that are valid T-SQL (checked on a real engine by
+/// tests/mssql_live.rs) but that sqlparser 0.64's MsSqlDialect rejects.
 /// (file, exact statement text, why it stays). Each entry must still be present and must still
 /// fail to parse, so the list cannot go stale; the rest of its file must parse.
 const PARSE_ALLOWLIST: &[(&str, &str, &str)] = &[
@@ -213,7 +213,7 @@ fn contract_type(kind: ColumnKind) -> String {
     }
 }
 
-/// The contract, written out from shared/docs/oktell-schema.md (not derived from the DDL).
+/// The contract, written out from docs/oktell-schema.md (not derived from the DDL).
 fn expected_tables() -> BTreeMap<String, Vec<Col>> {
     let id = || ("Id".to_string(), "int".to_string(), false, true);
     let col = |n: &str, t: &str| (n.to_string(), t.to_string(), true, false);

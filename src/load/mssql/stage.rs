@@ -16,7 +16,7 @@ use crate::model::{
 };
 
 /// The longest string tiberius 0.12's bulk path can carry, even into `nvarchar(max)`: its
-/// client-side check caps a value at 65,535 bytes (see `shared/docs/sql-server-notes.md`).
+/// client-side check caps a value at 65,535 bytes (see docs/sql-server.md, "How a batch is written").
 /// Longer values are staged as NULL and set by a parameterised UPDATE.
 pub const BULK_MAX_UTF16: usize = 32_767;
 
