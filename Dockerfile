@@ -4,9 +4,15 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so editing the sources does not rebuild every crate.
+# Dependencies first, so editing the sources does not rebuild every crate. Cargo reads the
+# whole manifest even for `--bin b24sync`, so every target it declares needs a file: the
+# library, the binary and the [[bench]] get empty stand-ins here (examples/ and tests/ are
+# not copied, so nothing is discovered there). A target added to Cargo.toml needs its line
+# here too; `.ci/dockerfile-replay` (run by `.ci/run`) replays these steps and fails if not.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+RUN mkdir -p src benches \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/methods.rs \
     && cargo build --release --locked --bin b24sync \
     && rm -rf src
 COPY src ./src
