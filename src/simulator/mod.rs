@@ -69,7 +69,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use data::Portal;
-pub use faults::{Fault, FaultKind};
+pub use faults::{Fault, FaultKind, PageFault, PageFaultKind};
 pub use limits::{CostModel, OperatingLimit, RequestStats};
 pub use oauth::OAuthApp;
 
@@ -252,6 +252,11 @@ impl Simulator {
     /// Queues a fault for the next matching requests.
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
+    }
+
+    /// Queues a fault for single `crm.lead.list` pages (see [`PageFault`]).
+    pub fn inject_page_fault(&self, fault: PageFault) {
+        lock(&self.shared.page_faults).push(fault);
     }
 
     /// Stops accepting, lets running requests finish (up to 5 s), then returns.

@@ -20,7 +20,9 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::data::Portal;
-use super::faults::{raw_response, truncated, FaultKind, FaultQueue, HTML_502};
+use super::faults::{
+    raw_response, truncated, FaultKind, FaultQueue, PageFaultKind, PageFaultQueue, HTML_502,
+};
 use super::limits::{LeakyBucket, Operating, OperatingState, RequestStats};
 use super::methods::{self, CallErr, CallOk, Ctx, METHODS};
 use super::oauth::{portal_unix, OAuthReply, OAuthServer, TokenRejection};
@@ -33,6 +35,7 @@ pub(crate) struct Shared {
     pub portal: Portal,
     pub stats: Mutex<RequestStats>,
     pub faults: Mutex<FaultQueue>,
+    pub page_faults: Mutex<PageFaultQueue>,
     pub oauth: OAuthServer,
     bucket: Option<Mutex<LeakyBucket>>,
     operating: Option<Mutex<Operating>>,
@@ -64,6 +67,7 @@ impl Shared {
             portal,
             stats: Mutex::new(RequestStats::default()),
             faults: Mutex::new(FaultQueue::default()),
+            page_faults: Mutex::new(PageFaultQueue::default()),
             oauth: OAuthServer::default(),
         }
     }
@@ -151,10 +155,12 @@ impl Shared {
     }
 
     /// Runs one call (not `batch`) with its operating budget: (outcome, time block, cost).
+    /// `chained`: a batch sub-call whose parameters referred to an earlier one.
     fn run_call(
         &self,
         method: &str,
         params: &Map<String, Value>,
+        chained: bool,
     ) -> (Result<CallOk, CallErr>, Value, f64) {
         let op = self.operating_state(method);
         if op.blocked {
@@ -162,9 +168,51 @@ impl Shared {
             return (Err(e), t, 0.0);
         }
         self.count_served(method);
-        let (res, cost) = methods::call(&self.ctx(), method, params);
+        let (mut res, cost) = methods::call(&self.ctx(), method, params);
+        if let Ok(ok) = &mut res {
+            self.apply_page_fault(method, params, chained, ok);
+        }
         let op = self.charge(method, cost);
         (res, self.time_block(cost, op), cost)
+    }
+
+    /// An injected [`super::PageFault`] for an ascending `crm.lead.list` page.
+    fn apply_page_fault(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        chained: bool,
+        ok: &mut CallOk,
+    ) {
+        if method != "crm.lead.list" {
+            return;
+        }
+        let ascending = params
+            .get("order")
+            .and_then(|o| o.get("ID"))
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.eq_ignore_ascii_case("ASC"));
+        let after = params
+            .get("filter")
+            .and_then(|f| f.get(">ID"))
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            });
+        let (true, Some(after)) = (ascending, after) else {
+            return;
+        };
+        let Some(kind) = lock(&self.page_faults).take(after, chained) else {
+            return;
+        };
+        lock(&self.stats).faults_served += 1;
+        if let Value::Array(rows) = &mut ok.result {
+            match kind {
+                PageFaultKind::Empty => rows.clear(),
+                PageFaultKind::Truncated { keep } => rows.truncate(keep),
+            }
+        }
     }
 
     fn run_batch(&self, params: &Map<String, Value>) -> (Reply, f64) {
@@ -209,6 +257,7 @@ impl Shared {
         let mut processing = 0.0;
         for (name, method, query) in parsed {
             let mut sub = parse_str(&query);
+            let chained = sub.values().any(refers_to_result);
             let refs = Refs {
                 result: &results,
                 total: &totals,
@@ -219,7 +268,7 @@ impl Shared {
                 substitute(v, &refs);
             }
             let (res, time, cost) = if METHODS.contains(&method.as_str()) {
-                self.run_call(&method, &sub)
+                self.run_call(&method, &sub, chained)
             } else {
                 let e = CallErr::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
                 (
@@ -282,6 +331,16 @@ fn php_array(m: Map<String, Value>) -> Value {
 fn normalize_method(m: &str) -> String {
     let m = m.trim().trim_matches('/').to_ascii_lowercase();
     m.strip_suffix(".json").map(str::to_string).unwrap_or(m)
+}
+
+/// Whether a parameter refers to an earlier sub-call's output.
+fn refers_to_result(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("$result"),
+        Value::Array(a) => a.iter().any(refers_to_result),
+        Value::Object(o) => o.values().any(refers_to_result),
+        _ => false,
+    }
 }
 
 /// Earlier sub-calls' outputs, for `$result[...]` chaining.
@@ -574,7 +633,7 @@ fn serve(sh: &Shared, method: &str, params: &Map<String, Value>) -> (Reply, f64)
         sh.count_served("batch");
         return sh.run_batch(params);
     }
-    let (res, time, cost) = sh.run_call(method, params);
+    let (res, time, cost) = sh.run_call(method, params, false);
     let reply = match res {
         Ok(ok) => {
             let mut body = Map::new();
