@@ -605,3 +605,53 @@ async fn a_short_id_listing_never_makes_leads_look_deleted() {
     );
     assert_eq!(stored_ids(&db.path).len(), 6_000);
 }
+
+// ---- When the request floor holds (issue 16, item 16) ----
+
+/// 1,500 dense leads and `far` more at the given IDs.
+async fn dense_with_far_ids(far: &[i64]) -> Simulator {
+    let sim = start(SimulatorConfig {
+        leads: 1_500,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    for id in far {
+        assert!(sim.portal().add_lead_with_id(*id, Map::new()));
+    }
+    sim
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_far_off_id_costs_nothing_over_the_floor() {
+    // Sized from the mean ID gap of the 50 highest leads (about 2,011), the chains were 2
+    // pages long: 17 requests instead of 3.
+    let sim = dense_with_far_ids(&[99_999]).await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 1_501);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(
+        sim.stats().http_requests,
+        expected_batches(1_501),
+        "{:?}",
+        sim.stats().by_method
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_sparser_at_the_top_than_below_cost_one_request_over_the_floor() {
+    // The 50 highest leads are 1,000 IDs apart, the 1,500 below them dense: the first
+    // chain is sized from the sparse top (2 pages), the rest from the density read.
+    let far: Vec<i64> = (0..50).map(|i| 2_500 + 1_000 * i).collect();
+    let sim = dense_with_far_ids(&far).await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 1_550);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(
+        sim.stats().http_requests,
+        expected_batches(1_550) + 1,
+        "{:?}",
+        sim.stats().by_method
+    );
+}

@@ -24,6 +24,20 @@
 //! proves the end. Leads created after the probe are left to the next run, which reads
 //! them as changed since this run's start.
 //!
+//! # The request floor
+//!
+//! A chain of 50 pages reads 2,500 leads, so a full export of N leads needs at least
+//! ⌈N/2,500⌉ batches (the run adds its question batch and `user.get`: ⌈N/2,500⌉ + 2).
+//! It gets that floor when every chain but the last is 50 pages long, i.e. when the
+//! estimate of the leads left below the extent — the ID span left over the typical gap,
+//! plus a fifth — is not lower than the truth. The gap is the smaller of the median gap
+//! among the probe's 50 highest IDs (a lone far-off ID does not move a median, as it moved
+//! the mean: one lead with ID 99999 above 1,500 dense ones once cost 17 requests) and the
+//! average gap of the IDs read so far. So the floor holds unless the IDs below the top 50
+//! are denser than among them; then the first chain is too short, and the density read
+//! after it sizes the rest (50 leads 1,000 IDs apart above 1,500 dense ones: one request
+//! over the floor). A re-read after a short page (below) costs one request each.
+//!
 //! # When the listing has ended
 //!
 //! A short page is not proof of the end: a portal can return an empty or cut-off page in
