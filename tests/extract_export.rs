@@ -655,3 +655,23 @@ async fn ids_sparser_at_the_top_than_below_cost_one_request_over_the_floor() {
         sim.stats().by_method
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_with_sparse_time_blocks_is_read_in_full_at_the_floor() {
+    // Whole-second `start`/`finish`, no `operating` or `operating_reset_at` anywhere.
+    let sim = start(SimulatorConfig {
+        leads: 5_000,
+        sparse_time: true,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 5_000);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(sim.stats().http_requests, expected_batches(5_000));
+    assert!(
+        summary.server_secs > 0.0,
+        "server time still summed from `processing`"
+    );
+}

@@ -191,3 +191,52 @@ async fn a_silent_spell_after_answers_gets_the_whole_budget_and_no_request_outla
     assert!(matches!(e, ExtractError::GaveUp { .. }), "{e:?}");
     assert!(!shown(&e).contains(&sim.config().webhook_secret), "{e}");
 }
+
+#[tokio::test]
+async fn a_renamed_portal_is_reported_with_its_new_host_and_without_the_secret() {
+    let sim = Simulator::start(SimulatorConfig {
+        leads: 10,
+        rate_limit: None,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let secret = sim.config().webhook_secret.clone();
+    sim.inject(Fault::once(FaultKind::Moved {
+        location: format!("https://new-name.bitrix24.ru/rest/1/{secret}/server.time.json"),
+    }));
+    let c = client(&sim.webhook_url(), Duration::from_secs(5));
+    let e = c.call("server.time", &json!({})).await.unwrap_err();
+    assert!(
+        matches!(&e, ExtractError::Refused { code, .. } if code == "PORTAL_MOVED"),
+        "{e:?}"
+    );
+    let text = shown(&e);
+    assert!(text.contains("new-name.bitrix24.ru"), "{text}");
+    assert!(!text.contains(&secret), "{text}");
+    assert_eq!(c.stats().requests, 1, "not retried, not followed");
+    assert_eq!(exit_code(e), exit::BITRIX_REFUSED);
+}
+
+#[tokio::test]
+async fn a_429_without_operating_reset_at_is_retried_after_a_backoff() {
+    // The docs' examples leave `operating_reset_at` out of some `time` blocks.
+    let sim = Simulator::start(SimulatorConfig {
+        leads: 10,
+        rate_limit: None,
+        sparse_time: true,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    sim.inject(Fault::once(FaultKind::OperationTimeLimit {
+        reset_in: Duration::from_secs(600),
+    }));
+    let c = client(&sim.webhook_url(), Duration::from_secs(5));
+    let t = Instant::now();
+    let answer = c.call("server.time", &json!({})).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(c.stats().retries, 1);
+    // A backoff, not the 600 s the portal did not announce.
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}

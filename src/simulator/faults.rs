@@ -49,6 +49,8 @@ pub enum FaultKind {
     TruncatedBody,
     /// Serve normally, but only after this delay (for client timeouts).
     Delay(Duration),
+    /// 302 to `location`, as a renamed portal answers at its old address.
+    Moved { location: String },
     /// Any error envelope, e.g. 403 `insufficient_scope`.
     Error {
         status: u16,

@@ -30,6 +30,10 @@
 //!   mutate them (DATE_MODIFY follows), move the clock.
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
+//!   `sparse_time` leaves `operating` / `operating_reset_at` out, as some answers do.
+//! - Faults: [`Fault`] for whole HTTP requests (errors, HTML pages, cut bodies, delays,
+//!   a 302 for a renamed portal); [`PageFault`] for single `crm.lead.list` pages that
+//!   come back empty or cut short in the middle of a listing.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -129,6 +133,10 @@ pub struct SimulatorConfig {
     /// "without multiple" (ambiguous), so the strict default is false: the solution
     /// field must be named.
     pub uf_mask_includes_multiple: bool,
+    /// `time` blocks as the docs' examples vary: whole-second `start`/`finish` and no
+    /// `operating` / `operating_reset_at` (also in a 429's answer). Default false: the
+    /// full block.
+    pub sparse_time: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -148,6 +156,7 @@ impl Default for SimulatorConfig {
             cost: CostModel::default(),
             user_scope: true,
             uf_mask_includes_multiple: false,
+            sparse_time: false,
         }
     }
 }

@@ -123,6 +123,16 @@ impl Shared {
             .unwrap_or(window);
         let fmt =
             |d: chrono::DateTime<chrono::FixedOffset>| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        if self.config.sparse_time {
+            return json!({
+                "start": start.floor() as i64,
+                "finish": finish.ceil() as i64,
+                "duration": finish - start,
+                "processing": processing,
+                "date_start": fmt(now),
+                "date_finish": fmt(finish_dt),
+            });
+        }
         json!({
             "start": start,
             "finish": finish,
@@ -679,12 +689,21 @@ fn fault_response(sh: &Shared, kind: FaultKind) -> Response {
         FaultKind::OperationTimeLimit { reset_in } => {
             let mut time = sh.time_block(0.0, OperatingState { operating: 0.0, reset_at: None, blocked: true });
             let reset_at = (sh.portal.now().timestamp_millis() as f64 / 1000.0 + reset_in.as_secs_f64()).ceil() as i64;
-            time["operating_reset_at"] = json!(reset_at);
+            if !sh.config.sparse_time {
+                time["operating_reset_at"] = json!(reset_at);
+            }
             let mut body = error_body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.");
             body["time"] = time;
             json_response(&Reply { status: 429, body })
         }
         FaultKind::HtmlPage => raw_response(502, "text/html", HTML_502),
+        FaultKind::Moved { location } => {
+            let mut resp = raw_response(302, "text/html; charset=utf-8", Vec::new());
+            if let Ok(v) = header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
         FaultKind::MalformedJson => raw_response(
             200,
             "application/json; charset=utf-8",
