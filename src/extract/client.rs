@@ -36,9 +36,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// How long a call may go without any answer from the portal (connection refused,
     /// timed out, cut off, no Bitrix24 JSON) before it stops retrying and fails with
-    /// [`ExtractError::GaveUp`] (exit 5). Only silence counts: the clock restarts whenever
-    /// Bitrix24 answers, even with a rate-limit error. No single request may outlast
-    /// what is left of it.
+    /// [`ExtractError::GaveUp`] (exit 5), unless `max_attempts` ends it first. Only
+    /// silence counts: the clock restarts whenever Bitrix24 answers, even with a
+    /// rate-limit error. No single request may outlast what is left of it.
     pub give_up_after: Duration,
 }
 
@@ -105,7 +105,7 @@ pub enum ExtractError {
     /// The listing stopped short of the leads the run saw at its start, and re-reading
     /// did not get past that point although Bitrix24 still lists leads beyond it. The
     /// run stops there rather than report a partial read as complete.
-    #[error("Bitrix24 at {portal} stopped listing leads after ID {cursor}, although at the start of this run its leads went up to ID {extent} and it still lists leads above {cursor}; {rereads} re-reads from ID {cursor} came back empty. Nothing after ID {cursor} was read, and the watermark was not moved: run the sync again later; if it keeps stopping at the same ID, try --paging next and report it with the log.")]
+    #[error("Bitrix24 at {portal} stopped listing leads after ID {cursor}, although it still lists leads above it, up to ID {extent} (the highest this run reads); {rereads} re-reads from ID {cursor} came back empty. Nothing after ID {cursor} was read, and the watermark was not moved: run the sync again later; if it keeps stopping at the same ID, try --paging next and report it with the log.")]
     Incomplete {
         portal: String,
         cursor: i64,
@@ -354,10 +354,9 @@ impl Bitrix24Client {
     ///
     /// Giving up: an answering portal (even one that keeps saying "rate limited" or
     /// "internal error") is retried up to `max_attempts` times; a silent one — nothing
-    /// answers, or nothing that speaks Bitrix24 JSON — until `give_up_after` has passed
-    /// since it last answered (or since the call began), however many attempts that
-    /// takes, and no request or backoff may reach past that moment. A host name that
-    /// does not resolve fails at once.
+    /// answers, or nothing that speaks Bitrix24 JSON — also only until `give_up_after`
+    /// has passed since it last answered (or since the call began), and no request or
+    /// backoff may reach past that moment. A host name that does not resolve fails at once.
     pub async fn call(&self, method: &str, params: &Value) -> Result<ApiResponse, ExtractError> {
         let started = Instant::now();
         let budget = self.config.give_up_after;
@@ -438,8 +437,9 @@ impl Bitrix24Client {
                     (reason, wait)
                 }
             };
-            // Silence is bounded by time (above), answers that keep failing by count.
-            if silent_since.is_none() && attempt >= self.config.max_attempts {
+            // Silence is bounded by time (above) and by count, whichever ends first;
+            // answers that keep failing by count alone.
+            if attempt >= self.config.max_attempts {
                 return Err(ExtractError::Unreachable {
                     portal: self.portal(),
                     method: method.to_string(),

@@ -1,4 +1,4 @@
-//! OAuth application mode (fact sheet §8): the app is authorized once (`b24sync auth`),
+//! OAuth application mode (Bitrix24 OAuth 2.0): the app is authorized once (`b24sync auth`),
 //! then its tokens live in `bitrix_oauth` and are kept alive by refreshing them when
 //! Bitrix24 says the access token expired — never on a timer.
 //!

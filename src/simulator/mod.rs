@@ -1,7 +1,7 @@
-//! A Bitrix24 portal stand-in: an HTTP server on loopback that speaks the documented REST
-//! wire format (`../shared/docs/bitrix24-rest.md`), with seeded leads, the portal's limits
-//! and injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
-//! benchmarks. Where the fact sheet is unsure, the simulator is the strict side.
+//! A Bitrix24 portal stand-in: an HTTP server on loopback that speaks the REST wire
+//! format as Bitrix24 documents it, with seeded leads, the portal's limits and
+//! injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
+//! benchmarks. Where the docs are unsure, the simulator is the strict side.
 //!
 //! # The model
 //!

@@ -363,7 +363,7 @@ struct Refs<'a> {
 
 /// Replaces `$result[name][path]...` (also `$result_total`, `$result_next`,
 /// `$result_error`) inside string values. A missing element becomes "" — the value is
-/// then unusable and, for a filter, dropped (the strict reading of the fact sheet).
+/// then unusable and, for a filter, dropped (the strict reading of the docs).
 fn substitute(v: &mut Value, refs: &Refs<'_>) {
     match v {
         Value::String(s) if s.contains("$result") => {
