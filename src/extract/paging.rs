@@ -245,9 +245,11 @@ pub fn select_fields(user_fields: &[String]) -> Vec<String> {
 }
 
 /// Read the leads selected by `filter`, sending each page (in ID order) to `out`.
-/// `extent` (from [`probe_command`]) sizes the chains; without it the export chains full
-/// batches and stops at the first short page. Returns when every lead was read, the
-/// receiver was dropped, or a request failed for good.
+/// `extent` (from [`probe_command`]) sizes the chains and is what the export must reach
+/// (see "When the listing has ended" in the module docs); without it the export chains
+/// full batches and stops at the first short page. Returns when every lead was read, the
+/// receiver was dropped, or a request failed for good ([`ExtractError::Incomplete`] when
+/// the listing cannot get past a point short of the extent).
 pub async fn export(
     client: &Bitrix24Client,
     paging: Paging,
@@ -343,7 +345,7 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Where a listing that ended short of the extent stands; see [`export`] for the rule.
+/// Where a listing that ended short of the extent stands (the rule: module docs).
 #[derive(Debug, Default)]
 struct ShortEnd {
     /// Re-reads from the cursor, in a row, that brought nothing while the check said
