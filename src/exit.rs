@@ -36,11 +36,14 @@ pub const INTERRUPTED: u8 = 130;
 /// The exit code of a failed run.
 pub fn for_error(e: &RunError) -> u8 {
     match e {
-        RunError::Extract(ExtractError::Webhook(_)) => CONFIG,
+        RunError::Extract(ExtractError::Webhook(_) | ExtractError::UnknownHost { .. }) => CONFIG,
         RunError::Extract(ExtractError::Refused { .. }) => BITRIX_REFUSED,
-        RunError::Extract(ExtractError::Unreachable { .. } | ExtractError::Protocol { .. }) => {
-            BITRIX_UNREACHABLE
-        }
+        RunError::Extract(
+            ExtractError::Unreachable { .. }
+            | ExtractError::GaveUp { .. }
+            | ExtractError::Incomplete { .. }
+            | ExtractError::Protocol { .. },
+        ) => BITRIX_UNREACHABLE,
         RunError::Extract(ExtractError::Cancelled) => INTERRUPTED,
         RunError::Extract(ExtractError::OAuth(e)) => for_oauth(e),
         RunError::Load(LoadError::LockBusy { .. }) => LOCKED,

@@ -10,13 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, SubResult};
+use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError, SubResult};
 use b24sync::extract::limits::RateConfig;
 use b24sync::extract::paging::{self, Paging, BATCH_SIZE, PAGE_SIZE};
 use b24sync::extract::{query, Webhook};
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::run::{self, RunSummary, SyncOptions};
-use b24sync::simulator::{OperatingLimit, Simulator, SimulatorConfig};
+use b24sync::load::Sink;
+use b24sync::run::{self, RunError, RunSummary, SyncOptions};
+use b24sync::simulator::{OperatingLimit, PageFault, PageFaultKind, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map};
 use tokio_util::sync::CancellationToken;
@@ -389,4 +390,288 @@ async fn a_failed_sub_command_is_re_read_from_the_cursor() {
     assert!(sim.stats().operating_limited > 0);
     assert_eq!(summary.leads_read, 3_000, "no page read twice or lost");
     assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+}
+
+// ---- Short pages in the middle of an export (issue 11, item 2) ----
+
+/// 10,000 leads with uneven gaps up to about ID 23,000, like the portal in the report:
+/// 11,500 generated with ID step 2, then 3 of every 23 deleted.
+async fn sparse_10000() -> Simulator {
+    let sim = start(SimulatorConfig {
+        leads: 11_500,
+        id_step: 2,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let portal = sim.portal();
+    for (i, id) in portal.lead_ids().into_iter().enumerate() {
+        if i % 23 < 3 {
+            assert!(portal.delete_lead(id));
+        }
+    }
+    assert_eq!(portal.lead_ids().len(), 10_000);
+    sim.reset_stats();
+    sim
+}
+
+/// An empty page for the first chained sub-call after lead 8,000: the middle of the
+/// second batch.
+fn empty_page_after(from_id: i64, times: u32, chained_only: bool) -> PageFault {
+    PageFault {
+        from_id,
+        chained_only,
+        kind: PageFaultKind::Empty,
+        times,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_in_the_middle_of_a_batch_is_re_read_and_nothing_is_lost() {
+    let sim = sparse_10000().await;
+    sim.inject_page_fault(empty_page_after(8_000, 1, true));
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    let stats = sim.stats();
+    assert_eq!(stats.faults_served, 1, "the empty page was served");
+    assert_eq!(summary.leads_read, 10_000);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    // One re-read batch, at most one more for the pages the empty one cut off.
+    let floor = expected_batches(10_000);
+    assert!(
+        stats.http_requests <= floor + 2,
+        "{} requests, floor {floor}: {:?}",
+        stats.http_requests,
+        stats.by_method
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_page_in_the_middle_of_a_batch_loses_nothing() {
+    let sim = sparse_10000().await;
+    sim.inject_page_fault(PageFault {
+        kind: PageFaultKind::Truncated { keep: 12 },
+        ..empty_page_after(8_000, 1, true)
+    });
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(sim.stats().faults_served, 1);
+    assert_eq!(summary.leads_read, 10_000);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert!(sim.stats().http_requests <= expected_batches(10_000) + 2);
+}
+
+/// The run fails with the typed error, names where it stopped and how far it had to
+/// go, and leaves the watermark and the "full sync completed" state unset.
+async fn assert_incomplete_run(sim: &Simulator, opts: &SyncOptions, client: &Bitrix24Client) {
+    let db = test_db();
+    let sink = SqliteSink::open(&db.path).unwrap();
+    let err = run::sync(client, &sink, opts, CancellationToken::new())
+        .await
+        .expect_err("an export that cannot get past an empty page fails");
+    let RunError::Extract(ExtractError::Incomplete {
+        cursor,
+        extent,
+        rereads,
+        ..
+    }) = &err
+    else {
+        panic!("not the incomplete-export error: {err}");
+    };
+    let max = *sim.portal().lead_ids().last().unwrap();
+    assert_eq!(*extent, max, "{err}");
+    assert!((8_000..8_300).contains(cursor), "{err}");
+    assert!(*rereads >= 2, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("after ID {cursor}")) && text.contains(&max.to_string()),
+        "{text}"
+    );
+    assert_eq!(
+        b24sync::exit::for_error(&err),
+        b24sync::exit::BITRIX_UNREACHABLE
+    );
+    for key in [run::state_keys::WATERMARK, run::state_keys::FULL_RUN_LEADS] {
+        assert_eq!(
+            sink.read_state(key).await.unwrap(),
+            None,
+            "{key} was written"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_stays_empty_fails_the_export_and_keeps_the_watermark() {
+    let sim = sparse_10000().await;
+    sim.inject_page_fault(empty_page_after(8_000, 1_000, false));
+    let client = common::client_for(&sim, CancellationToken::new());
+    assert_incomplete_run(&sim, &options(), &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_paging_re_reads_an_empty_page_and_fails_on_one_that_stays_empty() {
+    let sim = start(SimulatorConfig {
+        leads: 11_500,
+        id_step: 2,
+        rate_limit: None,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let n = sim.portal().lead_ids().len();
+    let opts = SyncOptions {
+        paging: Paging::Next,
+        ..options()
+    };
+    // Once: re-read, nothing lost.
+    sim.inject_page_fault(empty_page_after(8_000, 1, false));
+    let db = test_db();
+    let summary = sync_with(&fast_client(&sim), &db.path, &opts).await;
+    assert_eq!(sim.stats().faults_served, 1);
+    assert_eq!(summary.leads_read, n as u64);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    // The check and the re-read: two requests more than a clean export.
+    assert!(sim.stats().http_requests <= expected_next_pages(n) + 2 + 2);
+    // For good: the run fails.
+    sim.inject_page_fault(empty_page_after(8_000, 1_000, false));
+    assert_incomplete_run(&sim, &opts, &fast_client(&sim)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_deleted_at_the_top_during_an_export_end_it_after_one_check() {
+    // The probe saw the highest IDs; then they were deleted. The chain stops short of
+    // the extent, one re-read finds nothing beyond: a complete export, not an error.
+    let sim = start(SimulatorConfig {
+        leads: 3_000,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let client = common::client_for(&sim, CancellationToken::new());
+    let filter = paging::ExportFilter {
+        modified_since: None,
+        select: vec!["ID".into()],
+    };
+    let probe = client
+        .batch(&[("probe".into(), paging::probe_command(&filter))])
+        .await
+        .unwrap();
+    let extent = paging::extent_of(probe.get("probe")).unwrap();
+    assert_eq!(extent.max_id, 3_000);
+    for id in 2_990..=3_000 {
+        assert!(sim.portal().delete_lead(id));
+    }
+    sim.reset_stats();
+    let ids = paging::list_ids(&client, Paging::Batch, Some(extent))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2_989);
+    // Two chains (2,500 + 489 leads, the second short of 3,000), then the check.
+    assert_eq!(sim.stats().http_requests, 3, "{:?}", sim.stats().by_method);
+    let ids = paging::list_ids(&client, Paging::Next, Some(extent))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2_989);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_id_listing_never_makes_leads_look_deleted() {
+    let sim = start(SimulatorConfig {
+        leads: 6_000,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let every_run = SyncOptions {
+        deletion: run::DeletionPolicy {
+            every_runs: 1,
+            ..Default::default()
+        },
+        ..options()
+    };
+    // The ID listing of an incremental run's deletion check meets an empty page after
+    // lead 5,500: on the old code 500 leads (8 %, under the guard) looked deleted.
+    sim.inject_page_fault(empty_page_after(5_500, 1, true));
+    let summary = sync_into(&sim, &db.path, &every_run).await.unwrap();
+    assert_eq!(summary.mode, "incremental");
+    assert!(summary.deletion_checked);
+    assert_eq!(sim.stats().faults_served, 1);
+    assert_eq!(summary.leads_deleted, 0);
+    assert_eq!(stored_ids(&db.path).len(), 6_000);
+    // Empty for good: the run fails, and still nothing is deleted.
+    sim.inject_page_fault(empty_page_after(5_500, 1_000, false));
+    let err = sync_into(&sim, &db.path, &every_run).await.unwrap_err();
+    assert!(
+        matches!(err, RunError::Extract(ExtractError::Incomplete { .. })),
+        "{err}"
+    );
+    assert_eq!(stored_ids(&db.path).len(), 6_000);
+}
+
+// ---- When the request floor holds (issue 16, item 16) ----
+
+/// 1,500 dense leads and `far` more at the given IDs.
+async fn dense_with_far_ids(far: &[i64]) -> Simulator {
+    let sim = start(SimulatorConfig {
+        leads: 1_500,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    for id in far {
+        assert!(sim.portal().add_lead_with_id(*id, Map::new()));
+    }
+    sim
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_far_off_id_costs_nothing_over_the_floor() {
+    // Sized from the mean ID gap of the 50 highest leads (about 2,011), the chains were 2
+    // pages long: 17 requests instead of 3.
+    let sim = dense_with_far_ids(&[99_999]).await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 1_501);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(
+        sim.stats().http_requests,
+        expected_batches(1_501),
+        "{:?}",
+        sim.stats().by_method
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_sparser_at_the_top_than_below_cost_one_request_over_the_floor() {
+    // The 50 highest leads are 1,000 IDs apart, the 1,500 below them dense: the first
+    // chain is sized from the sparse top (2 pages), the rest from the density read.
+    let far: Vec<i64> = (0..50).map(|i| 2_500 + 1_000 * i).collect();
+    let sim = dense_with_far_ids(&far).await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 1_550);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(
+        sim.stats().http_requests,
+        expected_batches(1_550) + 1,
+        "{:?}",
+        sim.stats().by_method
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_with_sparse_time_blocks_is_read_in_full_at_the_floor() {
+    // Whole-second `start`/`finish`, no `operating` or `operating_reset_at` anywhere.
+    let sim = start(SimulatorConfig {
+        leads: 5_000,
+        sparse_time: true,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let db = test_db();
+    let summary = sync_into(&sim, &db.path, &options()).await.unwrap();
+    assert_eq!(summary.leads_read, 5_000);
+    assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
+    assert_eq!(sim.stats().http_requests, expected_batches(5_000));
+    assert!(
+        summary.server_secs > 0.0,
+        "server time still summed from `processing`"
+    );
 }

@@ -426,8 +426,9 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
             per_second: s.rate,
             burst: s.burst,
         },
-        // TODO(lead): pass into ClientConfig::give_up_after at merge:
-        // give_up_after: s.give_up_after.unwrap_or(ClientConfig::default().give_up_after),
+        give_up_after: s
+            .give_up_after
+            .unwrap_or(crate::extract::client::DEFAULT_GIVE_UP_AFTER),
         ..ClientConfig::default()
     };
     Bitrix24Client::with_auth(Auth::OAuth(Arc::new(session)), config, cancel)

@@ -697,8 +697,7 @@ fn client_with(
             per_second: s.rate,
             burst: s.burst,
         },
-        // TODO(lead): pass into ClientConfig::give_up_after at merge:
-        // give_up_after: s.give_up_after.unwrap_or(config.give_up_after),
+        give_up_after: s.give_up_after.unwrap_or(config.give_up_after),
         ..config
     };
     Bitrix24Client::new(webhook, config, cancel).map_err(|e| run_error_code(&e.into()))

@@ -1,7 +1,9 @@
 //! Where requests go: an inbound webhook URL, `https://PORTAL/rest/USER/SECRET/`.
 //!
 //! The secret in that URL is a password: [`Webhook`]'s `Display` and `Debug` print it as
-//! `***`, and nothing else in the crate prints the URL itself.
+//! `***`, nothing else in the crate prints the URL itself, and a URL-ish text that has
+//! to appear in a message (a bad `--webhook`, a bad `--portal`) goes through
+//! [`redact_url`] first.
 
 use std::fmt;
 use url::Url;
@@ -31,7 +33,7 @@ impl Webhook {
     pub fn parse(input: &str) -> Result<Webhook, WebhookError> {
         let input = input.trim();
         let fail = |reason: &str| WebhookError {
-            shown: redact_url_text(input),
+            shown: redact_url(input),
             reason: reason.to_string(),
         };
         let url = Url::parse(input).map_err(|e| fail(&format!("{e}; {EXPECTED}")))?;
@@ -47,7 +49,12 @@ impl Webhook {
                     "Bitrix24 requires https (http is only accepted for a local simulator)",
                 ))
             }
-            other => return Err(fail(&format!("unsupported scheme {other:?}; {EXPECTED}"))),
+            // Name the scheme only when it is a known one: text before a `:` may be a
+            // pasted secret.
+            other if KNOWN_SCHEMES.contains(&other) => {
+                return Err(fail(&format!("unsupported scheme {other:?}; {EXPECTED}")))
+            }
+            _ => return Err(fail(&format!("unsupported scheme; {EXPECTED}"))),
         }
         let segments: Vec<&str> = url
             .path_segments()
@@ -64,8 +71,9 @@ impl Webhook {
             .get(rest_at + 2)
             .ok_or_else(|| fail(&format!("no secret after the user ID; {EXPECTED}")))?;
         if user.is_empty() || !user.chars().all(|c| c.is_ascii_digit()) {
+            // Not repeated: a segment in the user ID's place may be the secret.
             return Err(fail(&format!(
-                "the user ID {user:?} is not a number; {EXPECTED}"
+                "the segment after /rest/ must be the user ID (a number); {EXPECTED}"
             )));
         }
         if segments.len() > rest_at + 4 {
@@ -133,20 +141,124 @@ fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// Best-effort redaction of a URL-ish text that failed to parse: anything after `/rest/USER/` is hidden.
-fn redact_url_text(s: &str) -> String {
-    match s.find("/rest/") {
-        Some(i) => {
-            let after = &s[i + 6..];
-            let user_end = after.find('/').map(|j| i + 6 + j + 1).unwrap_or(s.len());
-            format!("{}***", &s[..user_end])
+/// Schemes worth naming in a message; any other "scheme" may be a pasted secret.
+const KNOWN_SCHEMES: &[&str] = &["http", "https", "ftp", "file", "ws", "wss"];
+/// Path words of Bitrix24 URLs that are never secrets.
+const KNOWN_WORDS: &[&str] = &["rest", "oauth", "token", "authorize"];
+/// Longest redacted text shown: a pasted blob must not flood a log line.
+const REDACTED_MAX_CHARS: usize = 200;
+
+/// A URL-ish text with everything that could be a secret replaced by `***`, for messages.
+///
+/// Webhook URLs carry their secret in the path (`/rest/USER/SECRET/`), OAuth URLs carry
+/// tokens in the query, and a mistyped URL can put the secret anywhere (`/rest1/SECRET/`,
+/// `SECRET@host`, no scheme at all). So this does not try to find the secret: it keeps
+/// only what is known not to be one — a known scheme, a host name, the words of Bitrix24
+/// paths (`rest`, `oauth`, ...) and short numbers (the webhook's user ID) — and masks
+/// every other path segment, the user info, the query and the fragment. Works on any
+/// text, parseable as a URL or not.
+pub fn redact_url(s: &str) -> String {
+    let s = s.trim();
+    let mut out = String::new();
+    let mut rest = s;
+    // Scheme: letters, digits, `+ - .` before a `:` followed by at least one slash.
+    if let Some(colon) = rest.find(':') {
+        let scheme = &rest[..colon];
+        let after = &rest[colon + 1..];
+        let looks_like_scheme = !scheme.is_empty()
+            && scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && (after.starts_with('/') || after.starts_with('\\'));
+        if looks_like_scheme {
+            if KNOWN_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+                out.push_str(scheme);
+            } else {
+                out.push_str("***");
+            }
+            out.push(':');
+            let slashes = after.len() - after.trim_start_matches(['/', '\\']).len();
+            out.push_str(&after[..slashes]);
+            rest = &after[slashes..];
         }
-        None if s.len() > 60 => format!(
-            "{}…",
-            &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]
-        ),
-        None => s.to_string(),
     }
+    // Authority: up to the first `/`, `?` or `#`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, mut rest) = rest.split_at(end);
+    let host = match authority.rfind('@') {
+        Some(at) => {
+            out.push_str("***@");
+            &authority[at + 1..]
+        }
+        None => authority,
+    };
+    out.push_str(if looks_like_host(host) { host } else { "***" });
+    // Path segments, then the query and the fragment.
+    let fragment = rest.find('#').map(|i| {
+        let f = &rest[i..];
+        rest = &rest[..i];
+        f
+    });
+    let query = rest.find('?').map(|i| {
+        let q = &rest[i..];
+        rest = &rest[..i];
+        q
+    });
+    if !rest.is_empty() {
+        let segments: Vec<&str> = rest.split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            if !seg.is_empty() {
+                out.push_str(if is_safe_segment(seg) { seg } else { "***" });
+            }
+        }
+    }
+    if query.is_some_and(|q| q.len() > 1) {
+        out.push_str("?***");
+    } else if query.is_some() {
+        out.push('?');
+    }
+    if fragment.is_some_and(|f| f.len() > 1) {
+        out.push_str("#***");
+    }
+    match out.char_indices().nth(REDACTED_MAX_CHARS) {
+        Some((i, _)) => format!("{}…", &out[..i]),
+        None => out,
+    }
+}
+
+/// A host name, IPv4/IPv6 address or `localhost`, with an optional port: something with
+/// a dot (or a bracketed address) made only of host characters. A bare word is not
+/// shown: it may be a secret pasted where the host should be.
+fn looks_like_host(h: &str) -> bool {
+    if h.is_empty() {
+        return true;
+    }
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) => (n, p),
+        _ => (h, ""),
+    };
+    if port.len() > 5 {
+        return false;
+    }
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+    chars_ok && (name.eq_ignore_ascii_case("localhost") || name.contains('.'))
+}
+
+/// A path segment that cannot be a secret: a Bitrix24 path word or a user ID.
+fn is_safe_segment(seg: &str) -> bool {
+    KNOWN_WORDS.contains(&seg) || (seg.len() <= 9 && seg.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -205,5 +317,99 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// Every malformed shape seen or imaginable: the error never contains the secret,
+    /// in any letter case, and still names the portal where there is one.
+    #[test]
+    fn no_shape_of_bad_url_shows_its_secret() {
+        const SECRET: &str = "S3cr3tAbc";
+        let long = format!(
+            "https://portal.bitrix24.ru/rest/1/{SECRET}/{}",
+            "x/".repeat(500)
+        );
+        let cases: Vec<String> = vec![
+            format!("https://portal.bitrix24.ru/rest1/{SECRET}/"),
+            format!("https://portal.bitrix24.ru/{SECRET}/"),
+            format!("https://portal.bitrix24.ru/rest/{SECRET}/"),
+            format!("https://portal.bitrix24.ru/rest/1/{SECRET}/a/b/c/"),
+            format!("https://portal.bitrix24.ru/api/1/{SECRET}/crm.lead.list.json"),
+            format!("https://portal.bitrix24.ru/rest/?auth={SECRET}"),
+            format!("https://portal.bitrix24.ru/rest/1/?auth={SECRET}&x=1"),
+            format!("https://portal.bitrix24.ru/rest/1/x#{SECRET}"),
+            format!("https://user:{SECRET}@portal.bitrix24.ru/rest/1/"),
+            format!("https://{SECRET}@portal.bitrix24.ru/rest/1/"),
+            format!(
+                "https://portal.bitrix24.ru/rest1/{}/",
+                SECRET.replace('A', "%41")
+            ),
+            format!("https://portal.bitrix24.ru%2Frest%2F1%2F{SECRET}"),
+            format!("portal.bitrix24.ru/rest/1/{SECRET}/"),
+            format!("portal.bitrix24.ru/rest1/{SECRET}"),
+            format!("{SECRET}"),
+            format!("//portal.bitrix24.ru/rest/1/{SECRET}/"),
+            format!("https:/portal.bitrix24.ru/rest1/{SECRET}/"),
+            format!("https:\\\\portal.bitrix24.ru\\rest\\1\\{SECRET}"),
+            format!("{SECRET}://portal.bitrix24.ru/rest/1/x/"),
+            format!("ftp://portal.bitrix24.ru/rest/1/{SECRET}/"),
+            format!("http://portal.bitrix24.ru/rest/1/{SECRET}/"),
+            format!("https://portal.bitrix24.ru:99999/rest/1/{SECRET}/"),
+            format!("https://[::1/rest/1/{SECRET}/"),
+            format!("https://portal.bitrix24.ru/rest/1/{SECRET} /"),
+            format!("https://portal.bitrix24.ru/rest/ 1/{SECRET}/"),
+            format!("https://portal.bitrix24.ru/rest/1.5/{SECRET}/"),
+            format!("https://portal bitrix24.ru/rest/1/{SECRET}/"),
+            long,
+        ];
+        let secret = SECRET.to_ascii_lowercase();
+        for bad in &cases {
+            let redacted = redact_url(bad);
+            assert!(
+                !redacted.to_ascii_lowercase().contains(&secret) && !redacted.contains("%41"),
+                "{bad} -> {redacted}"
+            );
+            assert!(
+                redacted.chars().count() <= REDACTED_MAX_CHARS + 1,
+                "{redacted}"
+            );
+            // Some shapes still parse (the URL parser repairs them); then the webhook's
+            // own Display and Debug must hide the secret.
+            let text = match Webhook::parse(bad) {
+                Err(e) => format!("{e} {e:?}"),
+                Ok(w) => format!("{w} {w:?}"),
+            };
+            let text = text.to_ascii_lowercase();
+            assert!(!text.contains(&secret), "{bad} -> {text}");
+        }
+        // The useful parts stay.
+        assert_eq!(
+            redact_url(&format!("https://portal.bitrix24.ru/rest1/{SECRET}/")),
+            "https://portal.bitrix24.ru/***/***/"
+        );
+        assert_eq!(
+            redact_url(&format!(
+                "https://u:{SECRET}@127.0.0.1:8080/rest/7/{SECRET}/batch.json?auth={SECRET}#x"
+            )),
+            "https://***@127.0.0.1:8080/rest/7/***/***?***#***"
+        );
+        assert_eq!(redact_url(SECRET), "***");
+        assert_eq!(
+            redact_url("https://oauth.bitrix.info"),
+            "https://oauth.bitrix.info"
+        );
+        let e = Webhook::parse(&format!("https://portal.bitrix24.ru/rest1/{SECRET}/")).unwrap_err();
+        assert!(e.to_string().contains("portal.bitrix24.ru"), "{e}");
+        assert!(e.reason.contains("no /rest/"), "{e}");
+    }
+
+    /// Good URLs parse whatever the redactor would print for them.
+    #[test]
+    fn redaction_does_not_change_what_parses() {
+        let w = Webhook::parse("https://acme.bitrix24.ru/rest/12/q1w2e3r4t5y6u7i8/").unwrap();
+        assert_eq!(w.user(), "12");
+        assert_eq!(
+            redact_url("https://acme.bitrix24.ru/rest/12/q1w2e3r4t5y6u7i8/"),
+            w.to_string()
+        );
     }
 }

@@ -19,7 +19,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Webhook, WebhookError};
+use super::auth::{redact_url, Webhook, WebhookError};
 use super::limits::{unix_now, LeakyBucket, OperatingBudget, OperatingConfig, RateConfig};
 use super::oauth::{OAuthError, OAuthSession, Secret};
 
@@ -34,7 +34,16 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long a call may go without any answer from the portal (connection refused,
+    /// timed out, cut off, no Bitrix24 JSON) before it stops retrying and fails with
+    /// [`ExtractError::GaveUp`] (exit 5), unless `max_attempts` ends it first. Only
+    /// silence counts: the clock restarts whenever Bitrix24 answers, even with a
+    /// rate-limit error. No single request may outlast what is left of it.
+    pub give_up_after: Duration,
 }
+
+/// The default [`ClientConfig::give_up_after`]: well inside a 5-minute schedule.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -45,6 +54,7 @@ impl Default for ClientConfig {
             max_attempts: 10,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            give_up_after: DEFAULT_GIVE_UP_AFTER,
         }
     }
 }
@@ -76,6 +86,32 @@ pub enum ExtractError {
         secs: u64,
         last: String,
     },
+    /// Nothing answered for the whole `give_up_after` budget.
+    #[error("Bitrix24 at {portal} gave no answer to {method} for {} ({}), so b24sync gave up: give_up_after is {}; last problem: {last}. Check the network and the portal address; to wait longer, raise give_up_after (--give-up-after or B24SYNC_GIVE_UP_AFTER).", secs_text(*.waited), attempts_text(*.attempts), secs_text(*.budget))]
+    GaveUp {
+        portal: String,
+        method: String,
+        attempts: u32,
+        /// How long nothing answered.
+        waited: Duration,
+        /// The `give_up_after` in force.
+        budget: Duration,
+        last: String,
+    },
+    /// The portal's host name does not resolve: a typo in the address (or this
+    /// machine's DNS). Retrying does not help, so it is reported at once.
+    #[error("the portal host {host} does not resolve ({detail}): check the host name in the webhook URL or --portal (and this machine's DNS settings)")]
+    UnknownHost { host: String, detail: String },
+    /// The listing stopped short of the leads the run saw at its start, and re-reading
+    /// did not get past that point although Bitrix24 still lists leads beyond it. The
+    /// run stops there rather than report a partial read as complete.
+    #[error("Bitrix24 at {portal} stopped listing leads after ID {cursor}, although it still lists leads above it, up to ID {extent} (the highest this run reads); {rereads} re-reads from ID {cursor} came back empty. Nothing after ID {cursor} was read, and the watermark was not moved: run the sync again later; if it keeps stopping at the same ID, try --paging next and report it with the log.")]
+    Incomplete {
+        portal: String,
+        cursor: i64,
+        extent: i64,
+        rereads: u32,
+    },
     /// The portal answered, successfully, with something we cannot use.
     #[error("Bitrix24 at {portal} answered {method} with something unexpected: {detail}")]
     Protocol {
@@ -96,6 +132,24 @@ impl ExtractError {
                 | ExtractError::Webhook(_)
                 | ExtractError::OAuth(OAuthError::Reauthorize { .. } | OAuthError::Refused { .. })
         )
+    }
+}
+
+/// "120 s", "1.5 s": whole seconds where that is exact enough.
+fn secs_text(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 || s.fract() < 0.05 {
+        format!("{} s", s.round())
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+fn attempts_text(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
     }
 }
 
@@ -159,6 +213,9 @@ pub struct ClientStats {
     by_method: Mutex<BTreeMap<String, u64>>,
 }
 
+/// The shortest request worth sending: with less of the give-up budget left, give up.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(50);
+
 /// A snapshot of [`ClientStats`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatsSnapshot {
@@ -193,6 +250,10 @@ pub struct Bitrix24Client {
 
 /// How one attempt failed.
 enum Failure {
+    /// Nothing (or nothing from Bitrix24) answered: the give-up clock runs.
+    NoAnswer {
+        reason: String,
+    },
     /// Try again after a backoff; `rate_limited` also fills our bucket.
     Retry {
         reason: String,
@@ -229,7 +290,7 @@ impl Bitrix24Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("b24sync/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(15).min(config.give_up_after))
             // A renamed portal answers 302; following it could turn the POST into a GET
             // and drop the body, so we report it instead.
             .redirect(reqwest::redirect::Policy::none())
@@ -290,21 +351,43 @@ impl Bitrix24Client {
     }
 
     /// Call a REST method with a JSON body, retrying what can heal.
+    ///
+    /// Giving up: an answering portal (even one that keeps saying "rate limited" or
+    /// "internal error") is retried up to `max_attempts` times; a silent one — nothing
+    /// answers, or nothing that speaks Bitrix24 JSON — also only until `give_up_after`
+    /// has passed since it last answered (or since the call began), and no request or
+    /// backoff may reach past that moment. A host name that does not resolve fails at once.
     pub async fn call(&self, method: &str, params: &Value) -> Result<ApiResponse, ExtractError> {
         let started = Instant::now();
+        let budget = self.config.give_up_after;
         let mut attempt = 0;
+        // When the portal stopped answering (None while it answers).
+        let mut silent_since: Option<Instant> = None;
         // OAuth: one refresh per call; a token rejected right after a refresh is final.
         let mut refreshed = false;
+        let mut last_reason = String::new();
         loop {
+            let left = budget.saturating_sub(silent_since.map_or(Duration::ZERO, |t| t.elapsed()));
+            if silent_since.is_some() && left < MIN_ATTEMPT_TIME {
+                return Err(self.gave_up(method, attempt, started, silent_since, last_reason));
+            }
             attempt += 1;
             self.pace(method).await?;
-            let failure = match self.attempt(method, params).await {
+            let attempt_started = Instant::now();
+            let left = budget.saturating_sub(silent_since.map_or(Duration::ZERO, |t| t.elapsed()));
+            let timeout = self.config.request_timeout.min(left).max(MIN_ATTEMPT_TIME);
+            let failure = match self.attempt(method, params, timeout).await {
                 Ok(resp) => {
                     self.note_time(method, &resp.time);
                     return Ok(resp);
                 }
                 Err(f) => f,
             };
+            if matches!(failure, Failure::NoAnswer { .. }) {
+                silent_since.get_or_insert(attempt_started);
+            } else {
+                silent_since = None;
+            }
             let (reason, wait) = match failure {
                 Failure::Fatal(e) => return Err(e),
                 Failure::TokenRejected { token, reason } => {
@@ -332,6 +415,7 @@ impl Bitrix24Client {
                     attempt -= 1;
                     continue;
                 }
+                Failure::NoAnswer { reason } => (reason, self.backoff(attempt)),
                 Failure::Retry {
                     reason,
                     rate_limited,
@@ -353,6 +437,8 @@ impl Bitrix24Client {
                     (reason, wait)
                 }
             };
+            // Silence is bounded by time (above) and by count, whichever ends first;
+            // answers that keep failing by count alone.
             if attempt >= self.config.max_attempts {
                 return Err(ExtractError::Unreachable {
                     portal: self.portal(),
@@ -362,6 +448,11 @@ impl Bitrix24Client {
                     last: reason,
                 });
             }
+            // A silent portal: no backoff past the budget (the loop's check then gives up).
+            let wait = match silent_since {
+                Some(t) => wait.min(budget.saturating_sub(t.elapsed())),
+                None => wait,
+            };
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 method,
@@ -371,6 +462,25 @@ impl Bitrix24Client {
                 "{reason}; retrying"
             );
             self.sleep(wait).await?;
+            last_reason = reason;
+        }
+    }
+
+    fn gave_up(
+        &self,
+        method: &str,
+        attempts: u32,
+        started: Instant,
+        silent_since: Option<Instant>,
+        last: String,
+    ) -> ExtractError {
+        ExtractError::GaveUp {
+            portal: self.portal(),
+            method: method.to_string(),
+            attempts,
+            waited: silent_since.map_or(started.elapsed(), |t| t.elapsed()),
+            budget: self.config.give_up_after,
+            last,
         }
     }
 
@@ -457,6 +567,7 @@ impl Bitrix24Client {
         match self.classify(method, 500, &body) {
             Failure::Fatal(e) => Err(e),
             Failure::Retry { reason, .. }
+            | Failure::NoAnswer { reason }
             | Failure::RetryAt { reason, .. }
             | Failure::TokenRejected { reason, .. } => {
                 Ok(format!("{method} in a batch failed: {reason}"))
@@ -532,7 +643,12 @@ impl Bitrix24Client {
         }
     }
 
-    async fn attempt(&self, method: &str, params: &Value) -> Result<ApiResponse, Failure> {
+    async fn attempt(
+        &self,
+        method: &str,
+        params: &Value,
+        timeout: Duration,
+    ) -> Result<ApiResponse, Failure> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.stats.by_method.lock() {
             *m.entry(method.to_string()).or_default() += 1;
@@ -565,11 +681,17 @@ impl Bitrix24Client {
             .post(url)
             .header("Accept", "application/json")
             .json(body.as_ref().unwrap_or(params))
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| Failure::Retry {
-                reason: describe_reqwest(&e),
-                rate_limited: false,
+            .map_err(|e| match dns_failure(&e) {
+                Some(detail) => Failure::Fatal(ExtractError::UnknownHost {
+                    host: self.portal(),
+                    detail,
+                }),
+                None => Failure::NoAnswer {
+                    reason: describe_reqwest(&e),
+                },
             })?;
         let status = resp.status();
         if status.is_redirection() {
@@ -588,9 +710,8 @@ impl Bitrix24Client {
                 "The portal was renamed: update the webhook URL to the new address.",
             )));
         }
-        let bytes = resp.bytes().await.map_err(|e| Failure::Retry {
+        let bytes = resp.bytes().await.map_err(|e| Failure::NoAnswer {
             reason: format!("the answer was cut off ({})", describe_reqwest(&e)),
-            rate_limited: false,
         })?;
         let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
         match parsed {
@@ -618,13 +739,13 @@ impl Bitrix24Client {
                     rate_limited: false,
                 }),
             },
+            // A proxy's error page or a garbled body: Bitrix24 itself did not answer.
             _ if status.is_success() || status.is_server_error() || status.as_u16() == 429 => {
-                Err(Failure::Retry {
+                Err(Failure::NoAnswer {
                     reason: format!(
                         "HTTP {status} with {} instead of Bitrix24 JSON",
                         describe_body(&bytes)
                     ),
-                    rate_limited: false,
                 })
             }
             _ => Err(Failure::Fatal(self.refused(
@@ -759,14 +880,30 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     }
 }
 
-/// Belt and braces: no URL (and so no webhook secret) ever leaves through an error text.
+/// The resolver's complaint when the host name did not resolve (hyper's connector
+/// reports it as a "dns error" in the error's source chain), without any URL.
+fn dns_failure(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string() == "dns error" {
+            let cause = s.source().map(|c| strip_urls(&c.to_string()));
+            return Some(cause.unwrap_or_else(|| "dns error".into()));
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// Belt and braces: no URL (and so no webhook secret) ever leaves through an error text;
+/// a word that looks like one is shown redacted.
 fn strip_urls(s: &str) -> String {
     s.split_whitespace()
         .map(|w| {
-            if w.contains("://") || w.contains("/rest/") {
-                "<url>"
+            if w.contains("://") || w.contains("/rest/") || w.contains('@') {
+                let core = w.trim_matches(|c: char| "()<>[]\"',;".contains(c));
+                w.replace(core, &redact_url(core))
             } else {
-                w
+                w.to_string()
             }
         })
         .collect::<Vec<_>>()
@@ -805,6 +942,15 @@ mod tests {
     fn urls_never_survive_in_error_texts() {
         let s = strip_urls("error sending request for url (https://x.bitrix24.ru/rest/1/SECRET/crm.lead.list.json)");
         assert!(!s.contains("SECRET"), "{s}");
+    }
+
+    #[test]
+    fn durations_read_as_seconds() {
+        assert_eq!(secs_text(Duration::from_secs(120)), "120 s");
+        assert_eq!(secs_text(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(secs_text(Duration::from_millis(2010)), "2 s");
+        assert_eq!(secs_text(Duration::from_millis(12_600)), "13 s");
+        assert_eq!(attempts_text(1), "1 attempt");
     }
 
     #[test]

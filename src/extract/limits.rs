@@ -1,5 +1,5 @@
 //! The two limits a Bitrix24 portal enforces, kept on the client side so that we slow down
-//! *before* the portal says no (README.md, "What it does", names them).
+//! *before* the portal says no (see the Bitrix24 REST docs on limits).
 //!
 //! - [`LeakyBucket`]: every HTTP request (a whole `batch` included) adds 1 to a counter that
 //!   drains at `per_second`; above `burst` the portal answers 503 `QUERY_LIMIT_EXCEEDED`.

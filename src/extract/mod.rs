@@ -7,6 +7,7 @@
 //! - [`oauth`]: OAuth application mode: tokens in `bitrix_oauth`, refreshed on 401.
 //! - [`limits`]: the client-side leaky bucket and operating-time budget every request passes.
 //! - [`paging`]: strategies that turn "all leads" into a stream of pages.
+//! - [`portal`]: chosen leads read whole (`crm.lead.get`), for the error table.
 //! - [`query`]: PHP-style query strings, the format of `batch` sub-commands.
 //! - [`users`]: `user.get` for the operators leads are assigned to (the caller lookup).
 
@@ -16,6 +17,7 @@ pub mod idset;
 pub mod limits;
 pub mod oauth;
 pub mod paging;
+pub mod portal;
 pub mod query;
 pub mod users;
 

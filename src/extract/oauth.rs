@@ -1,4 +1,4 @@
-//! OAuth application mode (fact sheet §8): the app is authorized once (`b24sync auth`),
+//! OAuth application mode (Bitrix24 OAuth 2.0): the app is authorized once (`b24sync auth`),
 //! then its tokens live in `bitrix_oauth` and are kept alive by refreshing them when
 //! Bitrix24 says the access token expired — never on a timer.
 //!
@@ -246,16 +246,18 @@ impl fmt::Debug for OAuthServer {
 /// `https://host` or `host` → URL; plain http only for loopback (the simulator).
 pub fn parse_base_url(what: &str, input: &str) -> Result<Url, String> {
     let input = input.trim().trim_end_matches('/');
+    // Messages show the text redacted: a webhook URL pasted as `--portal` holds a secret.
+    let shown = super::auth::redact_url(input);
     let with_scheme = if input.contains("://") {
         input.to_string()
     } else {
         format!("https://{input}")
     };
     let url =
-        Url::parse(&with_scheme).map_err(|e| format!("{what} {input:?} is not a URL: {e}"))?;
+        Url::parse(&with_scheme).map_err(|e| format!("{what} {shown:?} is not a URL: {e}"))?;
     let host = url
         .host_str()
-        .ok_or_else(|| format!("{what} {input:?} has no host"))?
+        .ok_or_else(|| format!("{what} {shown:?} has no host"))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
@@ -268,7 +270,7 @@ pub fn parse_base_url(what: &str, input: &str) -> Result<Url, String> {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
         _ => Err(format!(
-            "{what} {input:?} must use https (http only for a local simulator)"
+            "{what} {shown:?} must use https (http only for a local simulator)"
         )),
     }
 }
@@ -384,7 +386,7 @@ impl OAuthServer {
                 OAuthError::Refused { code, description }
             }
             TokenFailure::Unreachable(detail) => OAuthError::Unreachable {
-                server: self.url(),
+                server: super::auth::redact_url(&self.url()),
                 detail,
             },
         }

@@ -9,8 +9,8 @@
 //! - [`Paging::Batch`] (default, fastest): 50 chained `crm.lead.list` pages inside one
 //!   `batch` request, each page's filter referring to the previous page's 50th ID
 //!   (`$result[p0][49][ID]`), without counting (`start=-1`): up to 2,500 leads per HTTP
-//!   request. The first page shorter than 50 proves the end; pages after a short or failed
-//!   page are ignored (their reference could not resolve) and re-read from the cursor.
+//!   request. Pages after a short or failed page are ignored (their reference could not
+//!   resolve) and re-read from the cursor.
 //! - [`Paging::Next`] (one page per request, the documented shape): `crm.lead.list`
 //!   with counting, continuing while Bitrix24 returns `next`. The cursor still moves by ID.
 //!
@@ -23,6 +23,41 @@
 //! portal stop after that single request, and spares the empty batch that otherwise
 //! proves the end. Leads created after the probe are left to the next run, which reads
 //! them as changed since this run's start.
+//!
+//! # The request floor
+//!
+//! A chain of 50 pages reads 2,500 leads, so a full export of N leads needs at least
+//! ⌈N/2,500⌉ batches (the run adds its question batch and `user.get`: ⌈N/2,500⌉ + 2).
+//! It gets that floor when every chain but the last is 50 pages long, i.e. when the
+//! estimate of the leads left below the extent — the ID span left over the typical gap,
+//! plus a fifth — is not lower than the truth. The gap is the smaller of the median gap
+//! among the probe's 50 highest IDs (a lone far-off ID does not move a median, as it moved
+//! the mean: one lead with ID 99999 above 1,500 dense ones once cost 17 requests) and the
+//! average gap of the IDs read so far. So the floor holds unless the IDs below the top 50
+//! are denser than among them; then the first chain is too short, and the density read
+//! after it sizes the rest (50 leads 1,000 IDs apart above 1,500 dense ones: one request
+//! over the floor). A re-read after a short page (below) costs one request each.
+//!
+//! # When the listing has ended
+//!
+//! A short page is not proof of the end: a portal can return an empty or cut-off page in
+//! the middle of an export, and stopping there would report a partial read as complete.
+//! So a listing has ended only when its cursor reached the extent (the probe's highest
+//! ID). When it stops short of it at cursor C, the export asks again, in one request
+//! (batch paging; two with `next` paging): the highest ID above C (an `order[ID]=DESC`
+//! page, a different query from the one that came back short) and the page after C.
+//! - The check finds nothing above C: the leads up to the extent were deleted during
+//!   the export. Done — that is a complete read.
+//! - The check finds leads above C and the page brings some: the portal had dropped
+//!   rows; keep going (to the highest ID the check saw, where that is below the
+//!   extent: the leads above it were deleted).
+//! - The check finds leads above C but the page from C stays empty, [`MAX_REREADS`]
+//!   times in a row: fail with [`ExtractError::Incomplete`], naming C and the extent.
+//!   The run then fails and keeps its watermark.
+//!
+//! The same holds for [`list_ids`] (the deletion check's listing), so a short listing
+//! can never make leads look deleted. Without an extent (none of the crate's callers)
+//! the documented rule applies: the first short page ends the listing.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +75,9 @@ pub const PAGE_SIZE: usize = 50;
 pub const BATCH_SIZE: usize = 50;
 /// Sub-command failures tolerated in a row at the same cursor before giving up.
 const MAX_SUB_FAILURES: u32 = 6;
+/// Re-reads from one cursor that may come back empty, while Bitrix24 still lists leads
+/// beyond it, before the export fails (see [`export`]).
+const MAX_REREADS: u32 = 3;
 
 /// How to page through the leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,14 +116,19 @@ pub struct Extent {
     pub max_id: i64,
     /// How many there are, when the probe saw them all (fewer than a page).
     pub count: Option<usize>,
-    /// The average distance between neighbouring IDs among the highest ones (IDs have gaps
-    /// where leads were deleted), to estimate how many leads are left below `max_id`.
+    /// The typical (median) distance between neighbouring IDs among the highest ones (IDs
+    /// have gaps where leads were deleted), to estimate how many leads are left below
+    /// `max_id`.
     pub gap: f64,
 }
 
 impl Extent {
     /// Pages to chain after `cursor`: never more than the leads left can fill.
-    fn pages_after(&self, cursor: i64, available: usize) -> usize {
+    ///
+    /// `observed_gap` is the average distance between the IDs this export has read so
+    /// far (`cursor / leads read`); where it is smaller than the probe's, the IDs below
+    /// the highest 50 are denser than those, and it is the better guess.
+    fn pages_after(&self, cursor: i64, available: usize, observed_gap: Option<f64>) -> usize {
         let id_span = self.max_id.saturating_sub(cursor).max(0) as f64;
         let pages = match self.count {
             Some(n) => n.div_ceil(PAGE_SIZE),
@@ -94,28 +137,39 @@ impl Extent {
                 // about id_span / gap. A low estimate costs one more request at the end,
                 // a high one costs pages read past the end, so lean high by a fifth
                 // where there are gaps (dense IDs need no guess).
-                let lean = if self.gap > 1.0 { 1.2 } else { 1.0 };
-                let estimate = id_span / self.gap.max(1.0) * lean;
+                let gap = observed_gap.map_or(self.gap, |g| g.min(self.gap)).max(1.0);
+                let lean = if gap > 1.0 { 1.2 } else { 1.0 };
+                let estimate = id_span / gap * lean;
                 (estimate.min(id_span) / PAGE_SIZE as f64).ceil() as usize
             }
         };
         pages.clamp(1, available.max(1))
     }
-
-    fn done(&self, cursor: i64) -> bool {
-        cursor >= self.max_id
-    }
 }
 
 /// The probe's sub-command: the highest IDs of the leads `filter` selects, uncounted.
 pub fn probe_command(filter: &ExportFilter) -> String {
+    format!(
+        "crm.lead.list?{}",
+        query::build(&highest_ids_params(filter, None))
+    )
+}
+
+/// `order[ID]=DESC`, `select[]=ID`, uncounted: the highest IDs (above `after`, if given).
+fn highest_ids_params(filter: &ExportFilter, after: Option<i64>) -> Value {
     let mut f = serde_json::Map::new();
+    if let Some(after) = after {
+        f.insert(">ID".into(), json!(after));
+    }
     if let Some(since) = &filter.modified_since {
         f.insert(">=DATE_MODIFY".into(), Value::String(since.clone()));
     }
-    let params =
-        json!({ "order": {"ID": "DESC"}, "filter": f, "select": [LEAD_ID_FIELD], "start": -1 });
-    format!("crm.lead.list?{}", query::build(&params))
+    json!({ "order": {"ID": "DESC"}, "filter": f, "select": [LEAD_ID_FIELD], "start": -1 })
+}
+
+/// The highest ID in an answer to [`highest_ids_params`] (`None`: no lead).
+fn highest_of(result: Value) -> Result<Option<i64>, String> {
+    Ok(rows_of(result)?.iter().filter_map(lead_id).max())
 }
 
 /// Read the probe's answer.
@@ -123,19 +177,36 @@ pub fn extent_of(answer: Option<&SubResult>) -> Result<Extent, String> {
     match answer {
         Some(SubResult::Ok { result, .. }) => {
             let rows = rows_of(result.clone())?;
-            let ids: Vec<i64> = rows.iter().filter_map(lead_id).collect();
-            let max_id = ids.iter().copied().max().unwrap_or(0);
-            let min_id = ids.iter().copied().min().unwrap_or(0);
+            let mut ids: Vec<i64> = rows.iter().filter_map(lead_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let max_id = ids.last().copied().unwrap_or(0);
             let count = (rows.len() < PAGE_SIZE).then_some(rows.len());
-            let gap = if ids.len() > 1 {
-                (max_id - min_id) as f64 / (ids.len() - 1) as f64
-            } else {
-                1.0
-            };
-            Ok(Extent { max_id, count, gap })
+            Ok(Extent {
+                max_id,
+                count,
+                gap: median_gap(&ids),
+            })
         }
         Some(SubResult::Err { code, description }) => Err(format!("{code}: {description}")),
         None | Some(SubResult::Missing) => Err("the highest-ID probe got no answer".into()),
+    }
+}
+
+/// The median distance between neighbouring IDs (sorted, distinct): the typical gap,
+/// which one far-off ID (a lone lead with ID 99999 above 1,500 dense ones) does not
+/// move the way it moves the mean. 1 when there are fewer than two IDs.
+fn median_gap(ids: &[i64]) -> f64 {
+    let mut gaps: Vec<i64> = ids.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return 1.0;
+    }
+    gaps.sort_unstable();
+    let mid = gaps.len() / 2;
+    if gaps.len() % 2 == 1 {
+        gaps[mid] as f64
+    } else {
+        (gaps[mid - 1] + gaps[mid]) as f64 / 2.0
     }
 }
 
@@ -174,9 +245,11 @@ pub fn select_fields(user_fields: &[String]) -> Vec<String> {
 }
 
 /// Read the leads selected by `filter`, sending each page (in ID order) to `out`.
-/// `extent` (from [`probe_command`]) sizes the chains; without it the export chains full
-/// batches and stops at the first short page. Returns when every lead was read, the
-/// receiver was dropped, or a request failed for good.
+/// `extent` (from [`probe_command`]) sizes the chains and is what the export must reach
+/// (see "When the listing has ended" in the module docs); without it the export chains
+/// full batches and stops at the first short page. Returns when every lead was read, the
+/// receiver was dropped, or a request failed for good ([`ExtractError::Incomplete`] when
+/// the listing cannot get past a point short of the extent).
 pub async fn export(
     client: &Bitrix24Client,
     paging: Paging,
@@ -189,7 +262,7 @@ pub async fn export(
     }
     match paging {
         Paging::Batch => export_batched(client, filter, extent, out).await,
-        Paging::Next => export_next(client, filter, out).await,
+        Paging::Next => export_next(client, filter, extent, out).await,
     }
 }
 
@@ -272,13 +345,60 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// Where a listing that ended short of the extent stands (the rule: module docs).
+#[derive(Debug, Default)]
+struct ShortEnd {
+    /// Re-reads from the cursor, in a row, that brought nothing while the check said
+    /// leads lie beyond it.
+    empty_rereads: u32,
+}
+
+impl ShortEnd {
+    /// The check found leads above `cursor` although the listing from it brought none:
+    /// fail once that has happened [`MAX_REREADS`] times in a row.
+    fn still_missing(
+        &mut self,
+        client: &Bitrix24Client,
+        cursor: i64,
+        extent: i64,
+    ) -> Result<(), ExtractError> {
+        self.empty_rereads += 1;
+        if self.empty_rereads >= MAX_REREADS {
+            return Err(ExtractError::Incomplete {
+                portal: client.portal(),
+                cursor,
+                extent,
+                rereads: self.empty_rereads,
+            });
+        }
+        tracing::warn!(
+            after_id = cursor,
+            extent,
+            "the lead listing stopped after lead {cursor}, but Bitrix24 still lists leads up to {extent}; re-reading from lead {cursor}"
+        );
+        Ok(())
+    }
+}
+
+/// The average ID distance among the leads read so far (IDs start at 1).
+fn observed_gap(stats: &ExportStats, cursor: i64) -> Option<f64> {
+    (stats.leads >= PAGE_SIZE as u64).then(|| cursor as f64 / stats.leads as f64)
+}
+
 async fn export_next(
     client: &Bitrix24Client,
     filter: &ExportFilter,
+    extent: Option<Extent>,
     pages: mpsc::Sender<Vec<Value>>,
 ) -> Result<ExportStats, ExtractError> {
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
+    // How far the listing must get: the probe's highest ID, lowered when a check finds
+    // the leads at the top deleted.
+    let mut limit = extent.map(|e| e.max_id);
+    let mut short = ShortEnd::default();
+    // The page about to be read is a re-read after a check found leads beyond the cursor.
+    let mut rereading = false;
     loop {
         let resp = client
             .call("crm.lead.list", &list_params(filter, json!(cursor), 0))
@@ -292,7 +412,12 @@ async fn export_next(
             return Ok(stats);
         }
         match (resp.next, max) {
-            (Some(_), Some(max)) => cursor = max,
+            (Some(_), Some(max)) => {
+                cursor = max;
+                short = ShortEnd::default();
+                rereading = false;
+                continue;
+            }
             // `next` without progress would loop forever: a full page we could not move past.
             (Some(_), None) if full => {
                 return Err(protocol(
@@ -300,10 +425,45 @@ async fn export_next(
                     format!("a full page after lead {cursor} held no lead with a higher ID"),
                 ))
             }
-            _ => return Ok(stats),
+            _ => {}
         }
+        // The listing ended here (no `next`, or an empty page).
+        if let Some(max) = max {
+            cursor = max;
+            short = ShortEnd::default();
+        } else if rereading {
+            // Checked before this page, so the limit is current.
+            short.still_missing(client, cursor, limit.unwrap_or(cursor))?;
+            client.pause(reread_wait(client)).await?;
+        }
+        let Some(want) = limit else {
+            return Ok(stats);
+        };
+        if cursor >= want {
+            return Ok(stats);
+        }
+        // Short of the extent: ask, independently of the page, what lies beyond the cursor.
+        let resp = client
+            .call("crm.lead.list", &highest_ids_params(filter, Some(cursor)))
+            .await?;
+        let top = highest_of(resp.result).map_err(|detail| protocol(client, detail))?;
+        limit = Some(want.min(top.unwrap_or(cursor)));
+        if limit.is_some_and(|m| cursor >= m) {
+            return Ok(stats);
+        }
+        rereading = true;
     }
 }
+
+/// The pause before re-reading a page that came back short.
+fn reread_wait(client: &Bitrix24Client) -> std::time::Duration {
+    client
+        .sub_error_wait("crm.lead.list", "")
+        .unwrap_or_default()
+}
+
+/// Name of the check sub-command in a re-reading batch.
+const CHECK: &str = "check";
 
 async fn export_batched(
     client: &Bitrix24Client,
@@ -314,24 +474,54 @@ async fn export_batched(
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
     let mut failures_here = 0u32;
+    // How far the export must get (see `export_next`).
+    let mut limit = extent.map(|e| e.max_id);
+    let mut short = ShortEnd::default();
+    // The previous chain stopped short of the limit: this batch re-reads from the cursor
+    // and checks, in the same request, what lies beyond it.
+    let mut verify = false;
     loop {
-        if extent.is_some_and(|e| e.done(cursor)) {
+        if limit.is_some_and(|m| cursor >= m) {
             return Ok(stats);
         }
-        let page_count = extent.map_or(BATCH_SIZE, |e| e.pages_after(cursor, BATCH_SIZE));
-        let commands: Vec<(String, String)> = (0..page_count)
-            .map(|i| {
-                let from = if i == 0 {
-                    json!(cursor)
-                } else {
-                    json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
-                };
-                let params = query::build(&list_params(filter, from, -1));
-                (format!("p{i}"), format!("crm.lead.list?{params}"))
-            })
-            .collect();
+        let available = if verify { BATCH_SIZE - 1 } else { BATCH_SIZE };
+        let page_count = extent.map_or(available, |e| {
+            e.pages_after(cursor, available, observed_gap(&stats, cursor))
+        });
+        let mut commands: Vec<(String, String)> = Vec::with_capacity(page_count + 1);
+        if verify {
+            let check = query::build(&highest_ids_params(filter, Some(cursor)));
+            commands.push((CHECK.to_string(), format!("crm.lead.list?{check}")));
+        }
+        commands.extend((0..page_count).map(|i| {
+            let from = if i == 0 {
+                json!(cursor)
+            } else {
+                json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
+            };
+            let params = query::build(&list_params(filter, from, -1));
+            (format!("p{i}"), format!("crm.lead.list?{params}"))
+        }));
         let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
         let before = cursor;
+        let mut sub_failed = false;
+        if verify {
+            match results.remove(CHECK).unwrap_or(SubResult::Missing) {
+                SubResult::Ok { result, .. } => {
+                    let top = highest_of(result).map_err(|detail| protocol(client, detail))?;
+                    // Nothing above `top` existed at the check: anything read above it
+                    // later was created meanwhile, and the next run reads it.
+                    let top = top.unwrap_or(before);
+                    limit = Some(limit.map_or(top, |m| m.min(top)));
+                }
+                SubResult::Err { code, description } => {
+                    client.sub_error("crm.lead.list", &code, &description)?;
+                    sub_failed = true;
+                }
+                SubResult::Missing => sub_failed = true,
+            }
+        }
+        let mut stopped_short = false;
         for i in 0..page_count {
             match results
                 .remove(&format!("p{i}"))
@@ -346,12 +536,19 @@ async fn export_batched(
                     if !rows.is_empty() && pages.send(rows).await.is_err() {
                         return Ok(stats);
                     }
-                    match max {
-                        Some(max) if full => cursor = max,
-                        // A short page whose filter was a known ID: nothing is left after it.
-                        _ if !full => return Ok(stats),
-                        // A full page without progress: its reference did not resolve; restart from the cursor.
-                        _ => break,
+                    if let Some(max) = max {
+                        cursor = cursor.max(max);
+                    }
+                    if !full {
+                        // The pages after a short one chained on an element that does not
+                        // exist: ignore them.
+                        stopped_short = true;
+                        break;
+                    }
+                    if max.is_none() {
+                        // A full page without progress: its reference did not resolve;
+                        // restart from the cursor.
+                        break;
                     }
                 }
                 SubResult::Err { code, description } => {
@@ -361,7 +558,7 @@ async fn export_batched(
                         after_id = cursor,
                         "{retry}; re-reading from lead {cursor}"
                     );
-                    failures_here += 1;
+                    sub_failed = true;
                     if let Some(wait) = client.sub_error_wait("crm.lead.list", &code) {
                         client.pause(wait).await?;
                     }
@@ -370,23 +567,51 @@ async fn export_batched(
                 SubResult::Missing => break,
             }
         }
-        if cursor > before {
+        let progressed = cursor > before;
+        if progressed {
             failures_here = 0;
-        } else if failures_here >= MAX_SUB_FAILURES {
-            return Err(ExtractError::Unreachable {
-                portal: client.portal(),
-                method: "crm.lead.list (in batch)".into(),
-                attempts: failures_here,
-                secs: 0,
-                last: format!("the page after lead {cursor} kept failing"),
-            });
-        } else if failures_here == 0 {
-            // No progress and no error: the first page itself was full of leads we had.
-            return Err(protocol(
-                client,
-                format!("a full page after lead {cursor} held no lead with a higher ID"),
-            ));
+            short = ShortEnd::default();
+        } else if sub_failed {
+            failures_here += 1;
         }
+        if limit.is_some_and(|m| cursor >= m) {
+            return Ok(stats);
+        }
+        if stopped_short && limit.is_none() {
+            // No extent to compare with: the documented rule, the first short page ends it.
+            return Ok(stats);
+        }
+        if progressed {
+            verify = stopped_short;
+            continue;
+        }
+        if sub_failed {
+            if failures_here >= MAX_SUB_FAILURES {
+                return Err(ExtractError::Unreachable {
+                    portal: client.portal(),
+                    method: "crm.lead.list (in batch)".into(),
+                    attempts: failures_here,
+                    secs: 0,
+                    last: format!("the page after lead {cursor} kept failing"),
+                });
+            }
+            continue;
+        }
+        if stopped_short {
+            // The first page from the cursor came back empty, short of the limit.
+            if verify {
+                // ... although the check in the same request found leads beyond it.
+                short.still_missing(client, cursor, limit.unwrap_or(cursor))?;
+                client.pause(reread_wait(client)).await?;
+            }
+            verify = true;
+            continue;
+        }
+        // No progress and no error: the first page itself was full of leads we had.
+        return Err(protocol(
+            client,
+            format!("a full page after lead {cursor} held no lead with a higher ID"),
+        ));
     }
 }
 
@@ -409,23 +634,55 @@ mod tests {
             count: None,
             gap: 1.0,
         };
-        assert_eq!(dense.pages_after(0, 50), 50);
-        assert_eq!(dense.pages_after(2500, 50), 10);
-        assert_eq!(dense.pages_after(2999, 50), 1);
-        assert!(dense.done(3000));
+        assert_eq!(dense.pages_after(0, 50, None), 50);
+        assert_eq!(dense.pages_after(2500, 50, Some(1.0)), 10);
+        assert_eq!(dense.pages_after(2999, 50, Some(1.0)), 1);
         let few = Extent {
             max_id: 90_000,
             count: Some(7),
             gap: 3.0,
         };
-        assert_eq!(few.pages_after(0, 50), 1, "the probe saw them all");
+        assert_eq!(few.pages_after(0, 50, None), 1, "the probe saw them all");
         let sparse = Extent {
             max_id: 35_000,
             count: None,
             gap: 7.0,
         };
         // 2,500 IDs left at a gap of 7 ≈ 357 leads, leaned up a fifth: 9 pages, not 50.
-        assert_eq!(sparse.pages_after(32_500, 50), 9);
+        assert_eq!(sparse.pages_after(32_500, 50, None), 9);
+        assert_eq!(sparse.pages_after(32_500, 50, Some(7.5)), 9);
+        // Denser below than at the top: what was read is the better guess.
+        assert_eq!(sparse.pages_after(32_500, 50, Some(1.0)), 50);
+    }
+
+    #[test]
+    fn one_far_off_id_does_not_shrink_the_chains() {
+        // 1,500 dense leads and one with ID 99999: the probe sees 99999 and 1500..=1452.
+        let rows: Vec<Value> = std::iter::once(99_999)
+            .chain((1452..=1500).rev())
+            .map(|id| json!({"ID": id.to_string()}))
+            .collect();
+        let extent = extent_of(Some(&SubResult::Ok {
+            result: Value::Array(rows),
+            total: None,
+            next: None,
+        }))
+        .unwrap();
+        assert_eq!(
+            (extent.max_id, extent.count, extent.gap),
+            (99_999, None, 1.0)
+        );
+        // The mean gap (about 2,011) sized the first chain at 2 pages: 17 requests in all.
+        assert_eq!(extent.pages_after(0, 50, None), 50);
+    }
+
+    #[test]
+    fn the_median_gap_is_the_typical_one() {
+        assert_eq!(median_gap(&[]), 1.0);
+        assert_eq!(median_gap(&[5]), 1.0);
+        assert_eq!(median_gap(&[1, 3, 5, 7]), 2.0);
+        assert_eq!(median_gap(&[1, 2, 4, 1000]), 2.0);
+        assert_eq!(median_gap(&[1, 2, 3, 7, 11]), 2.5);
     }
 
     #[test]

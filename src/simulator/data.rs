@@ -167,9 +167,25 @@ impl Portal {
 
     /// Adds a lead (ID = max ID + id_step); missing standard fields get their empty values.
     pub fn add_lead(&self, fields: Map<String, Value>) -> i64 {
-        let now = self.now_string();
         let mut st = self.lock();
         let id = st.leads.keys().next_back().copied().unwrap_or(0) + self.inner.id_step;
+        self.insert_new(&mut st, id, fields);
+        id
+    }
+
+    /// Adds a lead with this ID (false if one exists), e.g. a far-off ID among dense ones,
+    /// as an import or a restored backup leaves behind.
+    pub fn add_lead_with_id(&self, id: i64, fields: Map<String, Value>) -> bool {
+        let mut st = self.lock();
+        if id <= 0 || st.leads.contains_key(&id) {
+            return false;
+        }
+        self.insert_new(&mut st, id, fields);
+        true
+    }
+
+    fn insert_new(&self, st: &mut PortalState, id: i64, fields: Map<String, Value>) {
+        let now = self.now_string();
         let mut map = Map::new();
         for sf in STANDARD_FIELDS {
             let empty = match (sf.ty, sf.name) {
@@ -201,7 +217,6 @@ impl Portal {
         map.insert("ID".into(), json!(id.to_string()));
         Self::fix_multi(&mut st.next_fm_id, &mut map);
         st.leads.insert(id, Self::custom_lead(map));
-        id
     }
 
     pub fn delete_lead(&self, id: i64) -> bool {

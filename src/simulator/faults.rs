@@ -49,12 +49,65 @@ pub enum FaultKind {
     TruncatedBody,
     /// Serve normally, but only after this delay (for client timeouts).
     Delay(Duration),
+    /// 302 to `location`, as a renamed portal answers at its old address.
+    Moved { location: String },
     /// Any error envelope, e.g. 403 `insufficient_scope`.
     Error {
         status: u16,
         code: String,
         description: String,
     },
+}
+
+/// A fault for single ascending `crm.lead.list` pages, served inside a `batch` or on
+/// their own: the holes a real portal can leave in a listing (a page that comes back
+/// empty, or cut short, although leads follow it). The rest of the answer (`next`,
+/// `total`, the other sub-calls) is left as it was.
+#[derive(Debug, Clone)]
+pub struct PageFault {
+    /// Applies to pages in ascending ID order whose `>ID` filter is at least this.
+    pub from_id: i64,
+    /// Only pages whose `>ID` refers to an earlier sub-call (`$result[p3][49][ID]`): a
+    /// page in the middle of a chained batch, not the first one.
+    pub chained_only: bool,
+    pub kind: PageFaultKind,
+    pub times: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFaultKind {
+    /// `[]`.
+    Empty,
+    /// Only the first `keep` rows.
+    Truncated { keep: usize },
+}
+
+#[derive(Default)]
+pub(crate) struct PageFaultQueue {
+    faults: Vec<PageFault>,
+}
+
+impl PageFaultQueue {
+    pub fn push(&mut self, f: PageFault) {
+        if f.times > 0 {
+            self.faults.push(f);
+        }
+    }
+
+    /// Takes one use of the first fault for a page after `after_id`.
+    pub fn take(&mut self, after_id: i64, chained: bool) -> Option<PageFaultKind> {
+        let pos = self
+            .faults
+            .iter()
+            .position(|f| after_id >= f.from_id && (chained || !f.chained_only))?;
+        let f = &mut self.faults[pos];
+        f.times -= 1;
+        let kind = f.kind;
+        if f.times == 0 {
+            self.faults.remove(pos);
+        }
+        Some(kind)
+    }
 }
 
 #[derive(Default)]

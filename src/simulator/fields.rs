@@ -1,5 +1,5 @@
-//! The lead's field catalogue: standard fields (fact sheet §2), multi-fields (§3) and the
-//! portal's user fields (§4). One table drives `crm.lead.fields`, `select` and the order
+//! The lead's field catalogue: standard fields, multi-fields and the
+//! portal's user fields. One table drives `crm.lead.fields`, `select` and the order
 //! in which a lead's keys are written.
 
 use serde_json::{json, Map, Value};

@@ -1,4 +1,4 @@
-//! The portal's two limits (fact sheet §6) and the cost model that feeds the second.
+//! The portal's two limits and the cost model that feeds the second.
 //!
 //! - **Leaky bucket** (requests): each HTTP request adds 1 to a counter that drains at
 //!   `per_second`; a request that would lift it above `burst` gets 503 and adds nothing.
@@ -32,7 +32,7 @@ impl Default for OperatingLimit {
     }
 }
 
-/// Simulated server time of a call. Defaults are scaled from the fact sheet's one
+/// Simulated server time of a call. Defaults are scaled from the Bitrix24 docs' one
 /// measurement (2,387,743 leads: 49.9 s per page with COUNT, 0.097 s without).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostModel {

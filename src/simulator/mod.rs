@@ -1,7 +1,7 @@
-//! A Bitrix24 portal stand-in: an HTTP server on loopback that speaks the documented REST
-//! wire format (the one `src/extract/` reads), with seeded leads, the portal's limits
-//! and injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
-//! benchmarks. Where the fact sheet is unsure, the simulator is the strict side.
+//! A Bitrix24 portal stand-in: an HTTP server on loopback that speaks the REST wire
+//! format as Bitrix24 documents it, with seeded leads, the portal's limits and
+//! injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
+//! benchmarks. Where the docs are unsure, the simulator is the strict side.
 //!
 //! # The model
 //!
@@ -30,6 +30,10 @@
 //!   mutate them (DATE_MODIFY follows), move the clock.
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
+//!   `sparse_time` leaves `operating` / `operating_reset_at` out, as some answers do.
+//! - Faults: [`Fault`] for whole HTTP requests (errors, HTML pages, cut bodies, delays,
+//!   a 302 for a renamed portal); [`PageFault`] for single `crm.lead.list` pages that
+//!   come back empty or cut short in the middle of a listing.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -69,7 +73,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use data::Portal;
-pub use faults::{Fault, FaultKind};
+pub use faults::{Fault, FaultKind, PageFault, PageFaultKind};
 pub use limits::{CostModel, OperatingLimit, RequestStats};
 pub use oauth::OAuthApp;
 
@@ -129,6 +133,10 @@ pub struct SimulatorConfig {
     /// "without multiple" (ambiguous), so the strict default is false: the solution
     /// field must be named.
     pub uf_mask_includes_multiple: bool,
+    /// `time` blocks as the docs' examples vary: whole-second `start`/`finish` and no
+    /// `operating` / `operating_reset_at` (also in a 429's answer). Default false: the
+    /// full block.
+    pub sparse_time: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -148,6 +156,7 @@ impl Default for SimulatorConfig {
             cost: CostModel::default(),
             user_scope: true,
             uf_mask_includes_multiple: false,
+            sparse_time: false,
         }
     }
 }
@@ -252,6 +261,11 @@ impl Simulator {
     /// Queues a fault for the next matching requests.
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
+    }
+
+    /// Queues a fault for single `crm.lead.list` pages (see [`PageFault`]).
+    pub fn inject_page_fault(&self, fault: PageFault) {
+        lock(&self.shared.page_faults).push(fault);
     }
 
     /// Stops accepting, lets running requests finish (up to 5 s), then returns.

@@ -1,4 +1,4 @@
-//! The portal's OAuth 2.0 side (fact sheet §8), strict where the docs are unsure:
+//! The portal's OAuth 2.0 side, strict where the docs are unsure:
 //!
 //! - `GET /oauth/authorize/?client_id=..&state=..` approves at once (as user 1) and answers
 //!   302 to the app's registered `redirect_uri` with `code, state, domain, member_id,

@@ -20,7 +20,9 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::data::Portal;
-use super::faults::{raw_response, truncated, FaultKind, FaultQueue, HTML_502};
+use super::faults::{
+    raw_response, truncated, FaultKind, FaultQueue, PageFaultKind, PageFaultQueue, HTML_502,
+};
 use super::limits::{LeakyBucket, Operating, OperatingState, RequestStats};
 use super::methods::{self, CallErr, CallOk, Ctx, METHODS};
 use super::oauth::{portal_unix, OAuthReply, OAuthServer, TokenRejection};
@@ -33,6 +35,7 @@ pub(crate) struct Shared {
     pub portal: Portal,
     pub stats: Mutex<RequestStats>,
     pub faults: Mutex<FaultQueue>,
+    pub page_faults: Mutex<PageFaultQueue>,
     pub oauth: OAuthServer,
     bucket: Option<Mutex<LeakyBucket>>,
     operating: Option<Mutex<Operating>>,
@@ -64,6 +67,7 @@ impl Shared {
             portal,
             stats: Mutex::new(RequestStats::default()),
             faults: Mutex::new(FaultQueue::default()),
+            page_faults: Mutex::new(PageFaultQueue::default()),
             oauth: OAuthServer::default(),
         }
     }
@@ -119,6 +123,16 @@ impl Shared {
             .unwrap_or(window);
         let fmt =
             |d: chrono::DateTime<chrono::FixedOffset>| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+        if self.config.sparse_time {
+            return json!({
+                "start": start.floor() as i64,
+                "finish": finish.ceil() as i64,
+                "duration": finish - start,
+                "processing": processing,
+                "date_start": fmt(now),
+                "date_finish": fmt(finish_dt),
+            });
+        }
         json!({
             "start": start,
             "finish": finish,
@@ -151,10 +165,12 @@ impl Shared {
     }
 
     /// Runs one call (not `batch`) with its operating budget: (outcome, time block, cost).
+    /// `chained`: a batch sub-call whose parameters referred to an earlier one.
     fn run_call(
         &self,
         method: &str,
         params: &Map<String, Value>,
+        chained: bool,
     ) -> (Result<CallOk, CallErr>, Value, f64) {
         let op = self.operating_state(method);
         if op.blocked {
@@ -162,9 +178,51 @@ impl Shared {
             return (Err(e), t, 0.0);
         }
         self.count_served(method);
-        let (res, cost) = methods::call(&self.ctx(), method, params);
+        let (mut res, cost) = methods::call(&self.ctx(), method, params);
+        if let Ok(ok) = &mut res {
+            self.apply_page_fault(method, params, chained, ok);
+        }
         let op = self.charge(method, cost);
         (res, self.time_block(cost, op), cost)
+    }
+
+    /// An injected [`super::PageFault`] for an ascending `crm.lead.list` page.
+    fn apply_page_fault(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        chained: bool,
+        ok: &mut CallOk,
+    ) {
+        if method != "crm.lead.list" {
+            return;
+        }
+        let ascending = params
+            .get("order")
+            .and_then(|o| o.get("ID"))
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.eq_ignore_ascii_case("ASC"));
+        let after = params
+            .get("filter")
+            .and_then(|f| f.get(">ID"))
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            });
+        let (true, Some(after)) = (ascending, after) else {
+            return;
+        };
+        let Some(kind) = lock(&self.page_faults).take(after, chained) else {
+            return;
+        };
+        lock(&self.stats).faults_served += 1;
+        if let Value::Array(rows) = &mut ok.result {
+            match kind {
+                PageFaultKind::Empty => rows.clear(),
+                PageFaultKind::Truncated { keep } => rows.truncate(keep),
+            }
+        }
     }
 
     fn run_batch(&self, params: &Map<String, Value>) -> (Reply, f64) {
@@ -209,6 +267,7 @@ impl Shared {
         let mut processing = 0.0;
         for (name, method, query) in parsed {
             let mut sub = parse_str(&query);
+            let chained = sub.values().any(refers_to_result);
             let refs = Refs {
                 result: &results,
                 total: &totals,
@@ -219,7 +278,7 @@ impl Shared {
                 substitute(v, &refs);
             }
             let (res, time, cost) = if METHODS.contains(&method.as_str()) {
-                self.run_call(&method, &sub)
+                self.run_call(&method, &sub, chained)
             } else {
                 let e = CallErr::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
                 (
@@ -284,6 +343,16 @@ fn normalize_method(m: &str) -> String {
     m.strip_suffix(".json").map(str::to_string).unwrap_or(m)
 }
 
+/// Whether a parameter refers to an earlier sub-call's output.
+fn refers_to_result(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("$result"),
+        Value::Array(a) => a.iter().any(refers_to_result),
+        Value::Object(o) => o.values().any(refers_to_result),
+        _ => false,
+    }
+}
+
 /// Earlier sub-calls' outputs, for `$result[...]` chaining.
 struct Refs<'a> {
     result: &'a Map<String, Value>,
@@ -294,7 +363,7 @@ struct Refs<'a> {
 
 /// Replaces `$result[name][path]...` (also `$result_total`, `$result_next`,
 /// `$result_error`) inside string values. A missing element becomes "" — the value is
-/// then unusable and, for a filter, dropped (the strict reading of the fact sheet).
+/// then unusable and, for a filter, dropped (the strict reading of the docs).
 fn substitute(v: &mut Value, refs: &Refs<'_>) {
     match v {
         Value::String(s) if s.contains("$result") => {
@@ -574,7 +643,7 @@ fn serve(sh: &Shared, method: &str, params: &Map<String, Value>) -> (Reply, f64)
         sh.count_served("batch");
         return sh.run_batch(params);
     }
-    let (res, time, cost) = sh.run_call(method, params);
+    let (res, time, cost) = sh.run_call(method, params, false);
     let reply = match res {
         Ok(ok) => {
             let mut body = Map::new();
@@ -620,12 +689,21 @@ fn fault_response(sh: &Shared, kind: FaultKind) -> Response {
         FaultKind::OperationTimeLimit { reset_in } => {
             let mut time = sh.time_block(0.0, OperatingState { operating: 0.0, reset_at: None, blocked: true });
             let reset_at = (sh.portal.now().timestamp_millis() as f64 / 1000.0 + reset_in.as_secs_f64()).ceil() as i64;
-            time["operating_reset_at"] = json!(reset_at);
+            if !sh.config.sparse_time {
+                time["operating_reset_at"] = json!(reset_at);
+            }
             let mut body = error_body("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.");
             body["time"] = time;
             json_response(&Reply { status: 429, body })
         }
         FaultKind::HtmlPage => raw_response(502, "text/html", HTML_502),
+        FaultKind::Moved { location } => {
+            let mut resp = raw_response(302, "text/html; charset=utf-8", Vec::new());
+            if let Ok(v) = header::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
         FaultKind::MalformedJson => raw_response(
             200,
             "application/json; charset=utf-8",

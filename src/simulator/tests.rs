@@ -880,3 +880,101 @@ async fn latency_and_simulated_cost() {
     sim.reset_stats();
     assert_eq!(sim.stats(), RequestStats::default());
 }
+
+#[tokio::test]
+async fn sparse_time_blocks_leave_out_the_operating_keys() {
+    let sim = start(SimulatorConfig {
+        sparse_time: true,
+        ..config(60)
+    })
+    .await;
+    let (st, body) = call(&sim, "crm.lead.list", json!({"start": -1})).await;
+    assert_eq!(st, 200);
+    let time = &body["time"];
+    assert!(time["start"].is_i64() && time["finish"].is_i64(), "{time}");
+    assert!(time["processing"].is_number());
+    assert!(time.get("operating").is_none() && time.get("operating_reset_at").is_none());
+    // Inside a batch too, and in a 429.
+    let (_, body) = call(
+        &sim,
+        "batch",
+        json!({"cmd": {"a": "crm.lead.list?start=-1"}}),
+    )
+    .await;
+    assert!(body["result"]["result_time"]["a"]
+        .get("operating")
+        .is_none());
+    sim.inject(Fault::once(FaultKind::OperationTimeLimit {
+        reset_in: Duration::from_secs(5),
+    }));
+    let (st, body) = call(&sim, "crm.lead.list", json!({})).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (429, Some("OPERATION_TIME_LIMIT"))
+    );
+    assert!(body["time"].get("operating_reset_at").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn page_faults_hit_only_ascending_pages_after_their_id() {
+    let sim = start(config(300)).await;
+    let q = |after: &str, order: &str| {
+        format!("crm.lead.list?order%5BID%5D={order}&filter%5B%3EID%5D={after}&start=-1")
+    };
+    sim.inject_page_fault(PageFault {
+        from_id: 100,
+        chained_only: true,
+        kind: PageFaultKind::Empty,
+        times: 1,
+    });
+    sim.inject_page_fault(PageFault {
+        from_id: 200,
+        chained_only: false,
+        kind: PageFaultKind::Truncated { keep: 3 },
+        times: 1,
+    });
+    // Not chained: the first fault does not apply, the second starts at 200.
+    let cmd = json!({
+        "a": q("120", "ASC"),
+        "b": q("$result[a][49][ID]", "ASC"),
+        "c": q("250", "DESC"),
+        "d": q("250", "ASC"),
+    });
+    let (_, body) = call(&sim, "batch", json!({"cmd": cmd})).await;
+    let r = &body["result"]["result"];
+    assert_eq!(ids(&r["a"]).len(), 50, "a page after 120, not chained");
+    assert_eq!(
+        ids(&r["b"]),
+        Vec::<i64>::new(),
+        "chained after 170: emptied"
+    );
+    assert_eq!(ids(&r["c"]).len(), 50, "descending: untouched");
+    assert_eq!(ids(&r["d"]), vec![251, 252, 253], "cut to 3 rows");
+    assert_eq!(sim.stats().faults_served, 2);
+    // Used up: the same batch again is whole.
+    let (_, body) = call(&sim, "batch", json!({"cmd": cmd})).await;
+    assert_eq!(ids(&body["result"]["result"]["b"]).len(), 50);
+    assert_eq!(ids(&body["result"]["result"]["d"]).len(), 50);
+}
+
+#[tokio::test]
+async fn a_renamed_portal_answers_302_with_the_new_address() {
+    let sim = start(config(10)).await;
+    sim.inject(Fault::once(FaultKind::Moved {
+        location: "https://new-name.bitrix24.ru/rest/1/x/server.time.json".into(),
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("{}server.time", sim.webhook_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://new-name.bitrix24.ru/rest/1/x/server.time.json"
+    );
+}
