@@ -779,6 +779,96 @@ async fn one_run_at_a_time() {
 }
 
 #[tokio::test]
+async fn a_run_whose_lock_session_died_commits_nothing_more() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let a = ready_sink(&db).await;
+    a.lock_run(Duration::from_secs(5)).await.expect("lock");
+    a.load_batch(batch(vec![lead(1, 0)]), now())
+        .await
+        .expect("load under the lock");
+    a.write_state("test.key", "before").await.expect("state");
+    let spid = a.run_lock_session().expect("the lock's session is known");
+
+    // The lock's session ends (a DBA's KILL, a server-side timeout, a dropped connection).
+    let mut c = db.raw().await;
+    arrange::kill_session(&mut c, spid).await;
+
+    // Another run may take the lock now, and does.
+    let b = ready_sink(&db).await;
+    b.lock_run(Duration::from_secs(10))
+        .await
+        .expect("the lock went with its session");
+
+    // The first run finds out at its next write, and nothing of it is committed.
+    let err = a
+        .load_batch(batch(vec![lead(2, 0)]), now())
+        .await
+        .expect_err("the run lock was lost");
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::Database { .. }), "{err:?}");
+    assert!(text.contains("run lock") && text.contains("was lost"), "{text}");
+    for (what, result) in [
+        ("state", a.write_state("test.key", "after").await),
+        ("stamp", a.stamp_runtime(now()).await),
+        ("deletion", a.delete_leads(vec![1]).await.map(|_| ())),
+    ] {
+        let err = result.expect_err(what);
+        assert!(err.to_string().contains("was lost"), "{what}: {err}");
+    }
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads WHERE sql_ID = 2").await,
+        0,
+        "the batch after the loss was rolled back"
+    );
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads WHERE sql_ID = 1").await,
+        1,
+        "the deletion after the loss was rolled back"
+    );
+    assert_eq!(
+        b.read_state("test.key").await.expect("read").as_deref(),
+        Some("before")
+    );
+    // The new holder writes normally.
+    b.load_batch(batch(vec![lead(3, 0)]), now())
+        .await
+        .expect("the new holder loads");
+    b.unlock_run().await.expect("unlock");
+    a.unlock_run().await.expect("unlocking a lost lock is quiet");
+}
+
+#[tokio::test]
+async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let a = ready_sink(&db).await;
+    a.lock_run(Duration::from_secs(5)).await.expect("lock");
+    let spid = a.run_lock_session().expect("session");
+    let mut c = db.raw().await;
+    // Hold a write transaction of the run open by hand: it took the shared write lock the
+    // way lock_guard.sql does. While it is open, a new run gets the run lock only after it.
+    let mut tx = db.raw().await;
+    exec(
+        &mut tx,
+        "BEGIN TRANSACTION; EXEC sp_getapplock @Resource = N'b24sync:writes', @LockMode = N'Shared', @LockOwner = N'Transaction', @LockTimeout = 1000;",
+    )
+    .await;
+    arrange::kill_session(&mut c, spid).await;
+    let b = sink(&db).await;
+    let err = b
+        .lock_run(Duration::from_millis(1500))
+        .await
+        .expect_err("the barrier waits for the transaction in flight");
+    assert!(matches!(err, LoadError::LockBusy { .. }), "{err:?}");
+    exec(&mut tx, "COMMIT TRANSACTION;").await;
+    b.lock_run(Duration::from_secs(5))
+        .await
+        .expect("free once it committed");
+    b.unlock_run().await.expect("unlock");
+}
+
+#[tokio::test]
 async fn runtime_row_one_is_stamped() {
     let Some(server) = server() else { return };
     let db = TestDb::create(&server).await;

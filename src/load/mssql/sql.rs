@@ -32,6 +32,11 @@ pub const PREVIEW_END: &str = include_str!("../../../sql/mssql/preview_end.sql")
 pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
 
 pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
+/// Sent on the lock's session once it is granted (@P1 the run's token, @P2 wait in ms).
+pub const LOCK_CONFIRM: &str = include_str!("../../../sql/mssql/lock_confirm.sql");
+/// Sent inside every write transaction of a run holding the lock (@P1 the run's token).
+pub const LOCK_GUARD: &str = include_str!("../../../sql/mssql/lock_guard.sql");
+/// @P1 the run's token.
 pub const LOCK_RELEASE: &str = include_str!("../../../sql/mssql/lock_release.sql");
 pub const STAMP_RUNTIME: &str = include_str!("../../../sql/mssql/stamp_runtime.sql");
 
@@ -195,6 +200,8 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("preview_begin.sql", PREVIEW_BEGIN),
         ("preview_end.sql", PREVIEW_END),
         ("lock_acquire.sql", LOCK_ACQUIRE),
+        ("lock_confirm.sql", LOCK_CONFIRM),
+        ("lock_guard.sql", LOCK_GUARD),
         ("lock_release.sql", LOCK_RELEASE),
         ("stamp_runtime.sql", STAMP_RUNTIME),
         ("state_read.sql", STATE_READ),

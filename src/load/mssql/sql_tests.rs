@@ -1045,3 +1045,87 @@ fn preview_wraps_the_upsert_in_a_transaction_it_rolls_back() {
     let upper = sql::UPSERT_BATCH.to_uppercase();
     assert!(!upper.contains("ROLLBACK") && !upper.contains("SAVE TRAN"));
 }
+
+/// The statements of a file as sqlparser prints them, one per entry.
+fn statement_texts(text: &str) -> Vec<String> {
+    parse(text)
+        .expect("parses")
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[test]
+fn every_write_transaction_checks_the_run_lock_before_writing() {
+    // lock_guard.sql: the shared write lock first (transaction-owned, so it lasts until the
+    // COMMIT whatever happens to the lock session), then the token test.
+    let guard = statement_texts(sql::LOCK_GUARD);
+    let take = guard
+        .iter()
+        .position(|s| s.contains("sp_getapplock"))
+        .expect("sp_getapplock in lock_guard.sql");
+    assert!(
+        guard[take].contains("@Resource = N'b24sync:writes'")
+            && guard[take].contains("@LockMode = N'Shared'")
+            && guard[take].contains("@LockOwner = N'Transaction'"),
+        "{}",
+        guard[take]
+    );
+    let check = guard
+        .iter()
+        .position(|s| s.contains("APPLOCK_TEST"))
+        .expect("APPLOCK_TEST in lock_guard.sql");
+    assert!(take < check, "lock first, then check");
+    assert!(guard[check].contains("APPLOCK_TEST(N'public', @P1, N'Shared', N'Transaction') AS token_free"));
+    assert!(guard[check].contains("APPLOCK_MODE(N'public', N'b24sync:writes', N'Transaction') AS writes_mode"));
+    assert!(!sql::LOCK_GUARD.contains("@P2"));
+
+    // lock_confirm.sql: the token (session-owned, no wait), then the barrier on the same
+    // resource the guard locks shared, released right after the answer is read.
+    let confirm = statement_texts(sql::LOCK_CONFIRM);
+    let at = |what: &str| {
+        confirm
+            .iter()
+            .position(|s| s.contains(what))
+            .unwrap_or_else(|| panic!("{what} in lock_confirm.sql"))
+    };
+    let token = at("@Resource = @P1, @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 0");
+    let barrier = at("@Resource = N'b24sync:writes', @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P2");
+    let answer = at("AS barrier_mode");
+    let release = at("sp_releaseapplock @Resource = N'b24sync:writes'");
+    assert!(token < barrier && barrier < answer && answer < release);
+    assert!(confirm[answer].contains("AS token_mode") && confirm[answer].contains("AS spid"));
+
+    // Release: the token and the run lock, each only if held.
+    assert!(sql::LOCK_RELEASE.contains("EXEC sp_releaseapplock @Resource = @P1, @LockOwner = N'Session';"));
+    assert!(sql::LOCK_RELEASE.contains("EXEC sp_releaseapplock @Resource = N'b24sync', @LockOwner = N'Session';"));
+    // The run lock itself is where it always was (older b24sync versions wait on it too).
+    assert!(sql::LOCK_ACQUIRE.contains("@Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session'"));
+
+    // The Rust side: every transaction a run opens for writing (a batch, a deletion, state,
+    // operators, the runtime stamp) checks the lock right after BEGIN. Only init-db's
+    // migrations do not: they run before the lock matters and change no data.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/load/mssql");
+    let mut guarded = 0;
+    for file in ["mod.rs", "admin.rs", "lookup.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("source");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            if *line != "run(c, sql::TX_BEGIN).await?;" {
+                continue;
+            }
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            if next.starts_with("check_lock(c, ") {
+                guarded += 1;
+            } else {
+                assert!(
+                    lines[i.saturating_sub(3)..i].iter().any(|l| l.contains("applied_ok")),
+                    "{file}:{}: a transaction without the lock check: {next}",
+                    i + 1
+                );
+            }
+        }
+    }
+    // A batch (its dry-run preview too), a state value, the stamp, a deletion, the operators.
+    assert_eq!(guarded, 5);
+}
