@@ -874,9 +874,18 @@ async fn runtime_row_one_is_stamped() {
     let db = TestDb::create(&server).await;
     let s = ready_sink(&db).await;
     let mut c = db.raw().await;
+    // init-db created row 1, empty; the stamp only updates it.
+    assert_eq!(
+        scalar_i32(
+            &mut c,
+            "SELECT COUNT(*) FROM dbo.bitrix_lead_runtime WHERE Id = 1 AND lead_list_dt IS NULL"
+        )
+        .await,
+        1
+    );
     s.stamp_runtime(dt(2024, 6, 1, 10, 0, 0))
         .await
-        .expect("first stamp inserts Id 1");
+        .expect("first stamp");
     s.stamp_runtime(dt(2024, 6, 1, 11, 30, 15))
         .await
         .expect("second updates it");
@@ -1711,10 +1720,10 @@ async fn permissions_statement_sees_a_limited_user() {
     let db = TestDb::create(&server).await;
     let _ready = ready_sink(&db).await;
     let mut c = db.raw().await;
-    exec(
+    arrange::user_without_login(
         &mut c,
-        "CREATE USER b24sync_limited WITHOUT LOGIN;
-         GRANT SELECT, INSERT, UPDATE ON SCHEMA::dbo TO b24sync_limited;",
+        "b24sync_limited",
+        "SELECT, INSERT, UPDATE ON SCHEMA::dbo",
     )
     .await;
     // permissions.sql as that user: what doctor would see with a login mapped to it.
@@ -1746,9 +1755,148 @@ async fn permissions_statement_sees_a_limited_user() {
             )
         })
         .collect();
-    assert_eq!(tables.len(), 8, "{tables:?}");
+    assert_eq!(tables.len(), 11, "{tables:?}");
     assert_eq!(tables["bitrix_leads"], (Some(1), Some(0), Some(0)));
-    assert_eq!(sets[2][0].get::<i32, _>("runtime_rows"), Some(0));
+    // init-db created row Id = 1 (runtime_row.sql), so a sync needs no ALTER.
+    assert_eq!(sets[2][0].get::<i32, _>("runtime_rows"), Some(1));
+}
+
+#[tokio::test]
+async fn a_login_with_only_dml_rights_runs_a_full_sync() {
+    use b24sync::extract::client::{Bitrix24Client, ClientConfig};
+    use b24sync::extract::Webhook;
+    use b24sync::simulator::{Simulator, SimulatorConfig};
+    use tokio_util::sync::CancellationToken;
+
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    // init-db as the test's admin login: tables, migrations and bitrix_lead_runtime's row 1.
+    let _ = ready_sink(&db).await;
+    let login = format!("b24sync_dml_{}", db.name.trim_start_matches("b24sync_test_"));
+    let password = "Dml-0nly!pass";
+    let mut master = raw(&with_database(&server, "master")).await;
+    arrange::login_with_grants(
+        &mut master,
+        &db.name,
+        &login,
+        password,
+        "SELECT, INSERT, UPDATE, DELETE ON SCHEMA::dbo",
+    )
+    .await;
+    let conn = as_login(&db.conn, &login, password);
+    let check = db.conn.clone();
+    // Run the part that can fail on a task of its own, so the login is dropped either way.
+    let outcome = tokio::spawn(async move {
+        let sink = MssqlSink::connect(&conn, opts())
+            .await
+            .expect("the DML login connects");
+        let report = sink.diagnose().await.expect("diagnose");
+        let perms = find(&report, "permissions");
+        assert!(perms.ok, "doctor finds the DML rights enough: {perms:?}");
+        let sim = Simulator::start(SimulatorConfig {
+            leads: 300,
+            ..SimulatorConfig::default()
+        })
+        .await
+        .expect("simulator");
+        let cancel = CancellationToken::new();
+        let client = Bitrix24Client::new(
+            Webhook::parse(&sim.webhook_url()).expect("webhook"),
+            ClientConfig::default(),
+            cancel.clone(),
+        )
+        .expect("client");
+        let summary = b24sync::run::sync(
+            &client,
+            &sink,
+            &b24sync::run::SyncOptions::default(),
+            cancel,
+        )
+        .await
+        .expect("a full sync with only SELECT, INSERT, UPDATE, DELETE");
+        assert_eq!(summary.leads_read, 300);
+        let code = b24sync::exit::for_summary(&summary);
+        // 0, or 3 for leads the simulator makes unloadable on purpose: never 6.
+        assert!(
+            code == b24sync::exit::OK || code == b24sync::exit::LOADED_WITH_ERRORS,
+            "exit {code}: {summary:?}"
+        );
+        // The run went to the end: stamped, and its watermark written.
+        let mut c = raw(&check).await;
+        assert_eq!(
+            scalar_i32(
+                &mut c,
+                "SELECT COUNT(*) FROM dbo.bitrix_lead_runtime WHERE Id = 1 AND lead_list_dt IS NOT NULL"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_leads").await as u64,
+            summary.leads_loaded
+        );
+    })
+    .await;
+    drop(db);
+    arrange::drop_login(&mut master, &login).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let _ = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    exec(&mut c, "DELETE FROM dbo.bitrix_lead_runtime;").await;
+    let login = format!("b24sync_dml_{}", db.name.trim_start_matches("b24sync_test_"));
+    let password = "Dml-0nly!pass";
+    let mut master = raw(&with_database(&server, "master")).await;
+    arrange::login_with_grants(
+        &mut master,
+        &db.name,
+        &login,
+        password,
+        "SELECT, INSERT, UPDATE, DELETE ON SCHEMA::dbo",
+    )
+    .await;
+    let conn = as_login(&db.conn, &login, password);
+    let outcome = tokio::spawn(async move {
+        let sink = MssqlSink::connect(&conn, opts()).await.expect("connect");
+        // The schema check every sync starts with says what to run, before anything is written.
+        let err = sink.init_schema().await.expect_err("row 1 cannot be created");
+        let text = err.to_string();
+        assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+        assert!(
+            text.contains("no row Id = 1") && text.contains("b24sync init-db") && text.contains("ALTER"),
+            "{text}"
+        );
+        let report = sink.diagnose().await.expect("diagnose");
+        let perms = find(&report, "permissions");
+        assert!(!perms.ok && perms.detail.contains("row Id = 1"), "{perms:?}");
+    })
+    .await;
+    assert_eq!(
+        scalar_i32(&mut c, "SELECT COUNT(*) FROM dbo.bitrix_lead_runtime").await,
+        0
+    );
+    // init-db as a login that may creates it.
+    let report = sink(&db).await.init_schema().await.expect("init-db");
+    assert!(
+        report
+            .created
+            .iter()
+            .any(|c| c.contains("bitrix_lead_runtime")),
+        "{report:?}"
+    );
+    drop(c);
+    drop(db);
+    arrange::drop_login(&mut master, &login).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 fn stored_app(

@@ -239,6 +239,39 @@ impl MssqlSink {
         Ok(())
     }
 
+    /// Make sure `bitrix_lead_runtime` has row Id = 1 (`runtime_row.sql`). Part of the schema
+    /// check every sync starts with, so a login that may not create the row (ALTER, for
+    /// IDENTITY_INSERT) is told what to do before the run writes anything, not after.
+    async fn runtime_row(&self, c: &mut Client, report: &mut SchemaReport) -> Result<(), LoadError> {
+        let context = "checking row Id = 1 of dbo.bitrix_lead_runtime";
+        let state = match run(c, sql::RUNTIME_ROW).await {
+            Ok(sets) => sets
+                .iter()
+                .rev()
+                .find_map(|s| s.first())
+                .and_then(|r| r.get::<&str, _>("runtime_row"))
+                .map(str::to_string),
+            Err(e) => {
+                self.rollback(c, context).await;
+                return Err(self.db_error(context, &e));
+            }
+        };
+        match state.as_deref() {
+            Some("present") => Ok(()),
+            Some("created") => {
+                report
+                    .created
+                    .push("row Id = 1 of dbo.bitrix_lead_runtime".to_string());
+                Ok(())
+            }
+            Some("no_permission") => Err(LoadError::Schema(runtime_row_refused(&self.target))),
+            other => Err(LoadError::Database {
+                context: context.to_string(),
+                reason: format!("runtime_row.sql answered {other:?}"),
+            }),
+        }
+    }
+
     /// The error `init-db` gives when duplicate `sql_ID` rows block the unique index.
     async fn duplicates_report(&self, c: &mut Client) -> Result<Option<String>, LoadError> {
         let Some((ids, surplus, examples)) = ops::duplicates(c)
@@ -489,6 +522,18 @@ fn confirm_verdict(token_mode: Option<&str>, barrier_mode: Option<&str>) -> Resu
     Ok(())
 }
 
+/// Why a sync (or init-db) stops when row Id = 1 is missing and this login may not create it.
+fn runtime_row_refused(target: &conn::Target) -> String {
+    format!(
+        "dbo.bitrix_lead_runtime on {} has no row Id = 1 (the row each run stamps), and the login '{}' \
+         may not create it (SET IDENTITY_INSERT needs ALTER on the table); nothing was written. \
+         Run `b24sync init-db` once with a login that may (e.g. the database owner), then sync \
+         with this one: a sync itself needs only SELECT, INSERT, UPDATE and DELETE",
+        target.describe(),
+        target.user.as_deref().unwrap_or("")
+    )
+}
+
 /// A fresh token resource for one hold of the run lock: random, so no other session ever
 /// asks for it.
 fn new_token() -> String {
@@ -635,6 +680,7 @@ impl Sink for MssqlSink {
                 .filter(|t| !before.contains(**t))
                 .map(|t| format!("table dbo.{t}")),
         );
+        self.runtime_row(c, &mut report).await?;
 
         let applied = self.applied(c).await?;
         for m in sql::MIGRATIONS.iter() {
@@ -795,16 +841,33 @@ impl Sink for MssqlSink {
         let result = async {
             run(c, sql::TX_BEGIN).await?;
             check_lock(c, token.as_deref()).await?;
-            c.execute(sql::STAMP_RUNTIME, &[&finished]).await?;
+            let sets = c
+                .query(sql::STAMP_RUNTIME, &[&finished])
+                .await?
+                .into_results()
+                .await?;
             run(c, sql::TX_COMMIT).await?;
-            Ok::<(), TxError>(())
+            Ok::<_, TxError>(
+                sets.iter()
+                    .rev()
+                    .find_map(|s| s.first())
+                    .and_then(|r| r.get::<i32, _>("runtime_rows"))
+                    .unwrap_or(0),
+            )
         }
         .await;
-        if let Err(e) = result {
-            self.rollback(c, context).await;
-            return Err(self.tx_error(context, &e));
+        match result {
+            Err(e) => {
+                self.rollback(c, context).await;
+                Err(self.tx_error(context, &e))
+            }
+            Ok(0) => Err(LoadError::Schema(format!(
+                "dbo.bitrix_lead_runtime on {} has no row Id = 1 any more (the row each run stamps; \
+                 the data of this run is in): run `b24sync init-db` to create it again",
+                self.target.describe()
+            ))),
+            Ok(_) => Ok(()),
         }
-        Ok(())
     }
 
     async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {

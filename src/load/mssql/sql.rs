@@ -38,7 +38,11 @@ pub const LOCK_CONFIRM: &str = include_str!("../../../sql/mssql/lock_confirm.sql
 pub const LOCK_GUARD: &str = include_str!("../../../sql/mssql/lock_guard.sql");
 /// @P1 the run's token.
 pub const LOCK_RELEASE: &str = include_str!("../../../sql/mssql/lock_release.sql");
+/// An UPDATE of row Id = 1 (@P1 the finish time); answers `runtime_rows`.
 pub const STAMP_RUNTIME: &str = include_str!("../../../sql/mssql/stamp_runtime.sql");
+/// init-db: create row Id = 1 of bitrix_lead_runtime if missing and allowed; answers
+/// `runtime_row` = `present` / `created` / `no_permission`.
+pub const RUNTIME_ROW: &str = include_str!("../../../sql/mssql/runtime_row.sql");
 
 /// `b24sync_state` (migration 1): read one value (@P1 name); set one (@P1 name, @P2 value).
 pub const STATE_READ: &str = include_str!("../../../sql/mssql/state_read.sql");
@@ -204,6 +208,7 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("lock_guard.sql", LOCK_GUARD),
         ("lock_release.sql", LOCK_RELEASE),
         ("stamp_runtime.sql", STAMP_RUNTIME),
+        ("runtime_row.sql", RUNTIME_ROW),
         ("state_read.sql", STATE_READ),
         ("state_write.sql", STATE_WRITE),
         ("lead_ids.sql", LEAD_IDS),

@@ -588,8 +588,15 @@ fn parameterised_statements_use_only_their_parameters() {
         assert!(!text.contains(&format!("@P{}", n + 1)));
     }
     assert!(sql::LOCK_ACQUIRE.contains("@LockTimeout = @P1") && !sql::LOCK_ACQUIRE.contains("@P2"));
-    assert!(sql::STAMP_RUNTIME.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON"));
-    assert!(sql::STAMP_RUNTIME.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF"));
+    // A sync's stamp is an UPDATE only; creating row 1 (IDENTITY_INSERT, needs ALTER) is
+    // init-db's, and only where the login may.
+    assert!(!sql::STAMP_RUNTIME.contains("IDENTITY_INSERT") && !sql::STAMP_RUNTIME.contains("INSERT"));
+    assert!(sql::STAMP_RUNTIME.contains("SELECT @@ROWCOUNT AS runtime_rows;"));
+    assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON"));
+    assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF"));
+    assert!(sql::RUNTIME_ROW
+        .contains("IF HAS_PERMS_BY_NAME(N'dbo.bitrix_lead_runtime', N'OBJECT', N'ALTER') = 1"));
+    assert!(!sql::RUNTIME_ROW.contains("@P1"));
     // Statements sent as plain batches carry no parameters at all.
     for text in [
         sql::STAGE_CREATE,
@@ -1128,4 +1135,66 @@ fn every_write_transaction_checks_the_run_lock_before_writing() {
     }
     // A batch (its dry-run preview too), a state value, the stamp, a deletion, the operators.
     assert_eq!(guarded, 5);
+}
+
+#[test]
+fn a_sync_needs_no_rights_beyond_what_doctor_checks() {
+    // Files only init-db (schema rights) or doctor/people send; everything else may be sent
+    // by a sync, `errors`, `auth` or `lookup` under a login with only SYNC_RIGHTS.
+    let schema_only = [
+        "oktell_tables.sql",
+        "runtime_row.sql",
+        "migration_set_checksum.sql",
+        "fix_duplicate_leads.sql",
+    ];
+    let rights = super::ops::SYNC_RIGHTS;
+    let right_of = |table: &str| -> &[&str] {
+        rights
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("dbo.{table} is used by a sync but doctor does not check it"))
+    };
+    // Functions and views a lookup reads (SELECT on the schema covers them).
+    let not_tables = ["b24sync_lookup_caller_keys", "b24sync_lookup_caller", "b24sync_caller_phones"];
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, text) in sql::all_included() {
+        if schema_only.contains(&name) || sql::MIGRATIONS.iter().any(|m| m.name == name) {
+            continue;
+        }
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (i, _) in code.match_indices("dbo.") {
+            let table: String = code[i + 4..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if table.is_empty() || not_tables.contains(&table.as_str()) {
+                continue;
+            }
+            let before = code[..i].trim_end().to_uppercase();
+            let needs = if before.ends_with("INSERT INTO") {
+                "INSERT"
+            } else if before.ends_with("DELETE FROM") {
+                "DELETE"
+            } else if before.ends_with("UPDATE") {
+                "UPDATE"
+            } else {
+                "SELECT"
+            };
+            assert!(
+                right_of(&table).contains(&needs) || needs == "SELECT" && name == "permissions.sql",
+                "{name}: {needs} on dbo.{table}, which SYNC_RIGHTS does not grant"
+            );
+            seen.insert(table);
+        }
+    }
+    // Aliased forms (`UPDATE t ... FROM dbo.x AS t`, `DELETE p FROM dbo.x AS p`) are not seen
+    // above; the live test with a DML-only login covers them. Every listed table is used.
+    for (table, _) in rights {
+        assert!(seen.contains(table), "SYNC_RIGHTS lists dbo.{table}, which nothing sends");
+    }
 }
