@@ -173,20 +173,23 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
     );
 
     let report = s.init_schema().await.expect("init");
-    for t in sql::SCHEMA_TABLES {
-        assert!(
-            report.created.contains(&format!("table dbo.{t}")),
-            "{report:?}"
-        );
-    }
-    for m in sql::MIGRATIONS.iter() {
-        assert!(
-            report
-                .created
-                .contains(&format!("migration {:04} {}", m.version, m.name)),
-            "{report:?}"
-        );
-    }
+    // One line for the tables (and row Id = 1), then one per migration; no more.
+    let tables = format!(
+        "{} table(s): {}; row Id = 1 of dbo.bitrix_lead_runtime",
+        sql::SCHEMA_TABLES.len(),
+        sql::SCHEMA_TABLES
+            .iter()
+            .map(|t| format!("dbo.{t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut expected = vec![tables];
+    expected.extend(
+        sql::MIGRATIONS
+            .iter()
+            .map(|m| format!("migration {:04} {}", m.version, m.name)),
+    );
+    assert_eq!(report.created, expected);
     assert!(report.warnings.is_empty(), "{report:?}");
 
     let again = s.init_schema().await.expect("second init");
@@ -665,6 +668,80 @@ async fn error_rows_follow_the_contract() {
         .iter()
         .all(|e| e.1.as_deref() != Some("3")));
     assert_eq!(errors(&mut c).await.len(), 1, "the row without an ID stays");
+}
+
+/// (seeks, scans) per index of bitrix_import_lead_error: `true` for the clustered primary key,
+/// `false` for the index on sql_ID (migration 0007). Reading usage needs VIEW SERVER STATE.
+async fn error_index_usage(c: &mut Raw) -> BTreeMap<bool, (i64, i64)> {
+    let sets = arrange::arrange(
+        c,
+        "reading sys.dm_db_index_usage_stats",
+        "SELECT i.type AS kind, LOWER(i.name) AS name, \
+                CAST(ISNULL(u.user_seeks, 0) AS bigint) AS seeks, CAST(ISNULL(u.user_scans, 0) AS bigint) AS scans \
+         FROM sys.indexes AS i \
+         LEFT JOIN sys.dm_db_index_usage_stats AS u \
+                ON u.object_id = i.object_id AND u.index_id = i.index_id AND u.database_id = DB_ID() \
+         WHERE i.object_id = OBJECT_ID(N'dbo.bitrix_import_lead_error');",
+    )
+    .await;
+    let mut out = BTreeMap::new();
+    for r in sets.iter().flatten() {
+        let clustered = r.get::<u8, _>("kind") == Some(1);
+        let name = r.get::<&str, _>("name").unwrap_or_default();
+        if clustered || names(name, "IX_bitrix_import_lead_error_sql_ID") {
+            out.insert(
+                clustered,
+                (
+                    r.get::<i64, _>("seeks").unwrap_or(0),
+                    r.get::<i64, _>("scans").unwrap_or(0),
+                ),
+            );
+        }
+    }
+    assert_eq!(out.len(), 2, "the primary key and the sql_ID index: {out:?}");
+    out
+}
+
+#[tokio::test]
+async fn a_batch_seeks_its_error_rows_instead_of_scanning_the_table() {
+    let Some(server) = server() else { return };
+    let db = TestDb::create(&server).await;
+    let s = ready_sink(&db).await;
+    let mut c = db.raw().await;
+    // A grown error table: 20,000 rows of other leads.
+    arrange::arrange(
+        &mut c,
+        "20,000 error rows",
+        "WITH n AS (SELECT TOP (20000) ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS i \
+                    FROM sys.all_columns AS a CROSS JOIN sys.all_columns AS b) \
+         INSERT INTO dbo.bitrix_import_lead_error (sql_ID, sql_error, sql_full_lead_info, sql_date_error) \
+         SELECT CONVERT(nvarchar(20), 100000 + i), N'old problem', N'{}', '2024-01-01T00:00:00' FROM n;",
+    )
+    .await;
+    arrange::update_statistics(&mut c, "dbo.bitrix_import_lead_error").await;
+    let before = error_index_usage(&mut c).await;
+    let records: Vec<LeadRecord> = (1..=20)
+        .map(|id| with_problem(id, &format!("problem of {id}")))
+        .collect();
+    for _ in 0..2 {
+        // First inserts the error rows, then finds and keeps them.
+        s.load_batch(batch(records.clone()), now())
+            .await
+            .expect("load");
+    }
+    let delete: Vec<i32> = (1..=5).collect();
+    s.delete_leads(delete).await.expect("delete");
+    let after = error_index_usage(&mut c).await;
+    assert!(
+        after[&false].0 > before[&false].0,
+        "the index on sql_ID was sought: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[&true].1,
+        before[&true].1,
+        "no scan of the whole error table: {before:?} -> {after:?}"
+    );
+    assert_eq!(errors(&mut c).await.len(), 20_000 + 15);
 }
 
 #[tokio::test]

@@ -259,9 +259,16 @@ impl MssqlSink {
         match state.as_deref() {
             Some("present") => Ok(()),
             Some("created") => {
-                report
-                    .created
-                    .push("row Id = 1 of dbo.bitrix_lead_runtime".to_string());
+                let row = "row Id = 1 of dbo.bitrix_lead_runtime";
+                tracing::debug!("created {row}");
+                match report.created.last_mut() {
+                    // Right after the tables: part of the same step.
+                    Some(tables) if tables.contains(" table(s): ") => {
+                        tables.push_str("; ");
+                        tables.push_str(row);
+                    }
+                    _ => report.created.push(row.to_string()),
+                }
                 Ok(())
             }
             Some("no_permission") => Err(LoadError::Schema(runtime_row_refused(&self.target))),
@@ -674,12 +681,21 @@ impl Sink for MssqlSink {
         run(c, sql::OKTELL_TABLES)
             .await
             .map_err(|e| self.db_error("creating the missing Oktell tables", &e))?;
-        report.created.extend(
-            sql::SCHEMA_TABLES
-                .iter()
-                .filter(|t| !before.contains(**t))
-                .map(|t| format!("table dbo.{t}")),
-        );
+        // One entry for the tables, one per migration: the log says what happened in a few
+        // lines, the objects themselves are named at debug level (-v).
+        let created: Vec<String> = sql::SCHEMA_TABLES
+            .iter()
+            .filter(|t| !before.contains(**t))
+            .map(|t| format!("dbo.{t}"))
+            .collect();
+        for t in &created {
+            tracing::debug!("created table {t}");
+        }
+        if !created.is_empty() {
+            report
+                .created
+                .push(format!("{} table(s): {}", created.len(), created.join(", ")));
+        }
         self.runtime_row(c, &mut report).await?;
 
         let applied = self.applied(c).await?;
@@ -715,6 +731,9 @@ impl Sink for MssqlSink {
             if let Err(e) = applied_ok {
                 let _ = run(c, sql::ROLLBACK).await;
                 return Err(self.db_error(&context, &e));
+            }
+            for object in sql::objects(m.sql) {
+                tracing::debug!("migration {:04} {}: created {object}", m.version, m.name);
             }
             report
                 .created

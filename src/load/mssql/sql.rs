@@ -117,7 +117,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 6] = [
+pub const MIGRATIONS: [Migration; 8] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -154,6 +154,18 @@ pub const MIGRATIONS: [Migration; 6] = [
         sql: include_str!("../../../sql/mssql/migrations/0006_caller_lookup.sql"),
         needs_unique_leads: false,
     },
+    Migration {
+        version: 7,
+        name: "error_lead_index",
+        sql: include_str!("../../../sql/mssql/migrations/0007_error_lead_index.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 8,
+        name: "lookup_collation",
+        sql: include_str!("../../../sql/mssql/migrations/0008_lookup_collation.sql"),
+        needs_unique_leads: false,
+    },
 ];
 
 /// A script's batches: split at `GO` lines, sqlcmd's separator (CREATE FUNCTION and CREATE
@@ -169,6 +181,24 @@ pub fn batches(text: &str) -> Vec<String> {
         }
     }
     out.retain(|b| !b.trim().is_empty());
+    out
+}
+
+/// What a script creates, for the debug log: `table dbo.x`, `index IX_y`, `view dbo.v`,
+/// `function dbo.f`, from its `CREATE` lines (the first word after the kind is the name).
+pub fn objects(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (kind, name) = match words.as_slice() {
+            ["CREATE", "UNIQUE", "INDEX", name, ..] | ["CREATE", "INDEX", name, ..] => ("index", name),
+            ["CREATE", "TABLE", name, ..] => ("table", name),
+            ["CREATE", "VIEW", name, ..] => ("view", name),
+            ["CREATE", "FUNCTION", name, ..] => ("function", name),
+            _ => continue,
+        };
+        out.push(format!("{kind} {}", name.trim_end_matches('(')));
+    }
     out
 }
 

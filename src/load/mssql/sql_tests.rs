@@ -1198,3 +1198,111 @@ fn a_sync_needs_no_rights_beyond_what_doctor_checks() {
         assert!(seen.contains(table), "SYNC_RIGHTS lists dbo.{table}, which nothing sends");
     }
 }
+
+#[test]
+fn the_lookup_compares_digits_in_a_binary_collation() {
+    // The columns: binary since 0006 (so no migration alters them).
+    let phones = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup")
+        .expect("0006");
+    for c in ["e164", "extension", "digits_rev"] {
+        let line = phones
+            .sql
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{c} varchar(")))
+            .unwrap_or_else(|| panic!("{c} column"));
+        assert!(line.contains("COLLATE Latin1_General_BIN2"), "{line}");
+    }
+    // The functions: the newest migration that creates them says BIN2 on every LIKE and on
+    // the E.164 match (parameters take the database's collation otherwise, which some
+    // engines refuse for LIKE).
+    let newest = sql::MIGRATIONS
+        .iter()
+        .rev()
+        .find(|m| m.sql.contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys"))
+        .expect("a migration creating the functions");
+    assert_eq!(newest.name, "lookup_collation");
+    assert!(newest
+        .sql
+        .contains("CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"));
+    let likes: Vec<&str> = newest
+        .sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--") && l.contains(" LIKE "))
+        .collect();
+    assert_eq!(likes.len(), 4, "{likes:?}");
+    for l in likes {
+        assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
+    }
+    assert!(newest.sql.contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
+    // Recreated, dropped first; recorded last.
+    let drop = newest.sql.find("DROP FUNCTION dbo.b24sync_lookup_caller_keys").expect("drop");
+    let create = newest.sql.find("CREATE FUNCTION dbo.b24sync_lookup_caller_keys").expect("create");
+    let record = newest.sql.find("INSERT INTO dbo.b24sync_migrations").expect("record");
+    assert!(drop < create && create < record);
+}
+
+#[test]
+fn the_error_table_is_sought_by_sql_id() {
+    let m = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "error_lead_index")
+        .expect("0007");
+    assert!(m
+        .sql
+        .contains("CREATE INDEX IX_bitrix_import_lead_error_sql_ID\n        ON dbo.bitrix_import_lead_error (sql_ID);"));
+    // No byte comparison of sql_ID without a sargable `=` on the same pair of columns.
+    for (name, text) in [("upsert_batch.sql", sql::UPSERT_BATCH)] {
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (a, b) in [("s", "e"), ("d", "e"), ("e", "s")] {
+            let bytes = format!("CAST({a}.sql_ID AS varbinary(max)) = CAST({b}.sql_ID AS varbinary(max))");
+            if code.contains(&bytes) {
+                assert!(
+                    code.contains(&format!("{a}.sql_ID = {b}.sql_ID")),
+                    "{name}: {bytes} without {a}.sql_ID = {b}.sql_ID"
+                );
+            }
+        }
+        assert_eq!(
+            code.matches("sql_ID AS varbinary(max)) = CAST(").count(),
+            4,
+            "{name}: the four matches on sql_ID checked above"
+        );
+    }
+    // The staging column has the table column's type, so the comparison needs no conversion.
+    assert!(sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,"));
+    let key_bytes = super::stage::ERROR_ID_CHARS * 2 + 4;
+    assert!(key_bytes <= 1700, "b24sync's own sql_ID values fit the index key");
+    let objects = sql::objects(m.sql);
+    assert_eq!(objects, ["index IX_bitrix_import_lead_error_sql_ID"]);
+}
+
+#[test]
+fn migrations_name_what_they_create_for_the_debug_log() {
+    let phones = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup")
+        .expect("0006");
+    assert_eq!(
+        sql::objects(phones.sql),
+        [
+            "table dbo.b24sync_lead_phones",
+            "index IX_b24sync_lead_phones_lead",
+            "index IX_b24sync_lead_phones_e164",
+            "index IX_b24sync_lead_phones_digits_rev",
+            "table dbo.b24sync_operators",
+            "view dbo.b24sync_caller_phones",
+            "function dbo.b24sync_lookup_caller_keys",
+            "function dbo.b24sync_lookup_caller",
+        ]
+    );
+    assert_eq!(
+        sql::objects(sql::MIGRATIONS[3].sql),
+        ["index UX_bitrix_leads_sql_ID"]
+    );
+}
