@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{ManageConnection, Pool, PooledConnection};
-use bb8_tiberius::ConnectionManager;
+use conn::Manager as ConnectionManager;
 use chrono::NaiveDateTime;
 use tiberius::{Query, Row, TokenRow};
 
@@ -48,7 +48,7 @@ use crate::model::{clip_reason, Batch, LeadId, Operator, RejectedLead};
 pub use conn::is_connection_string;
 pub use sql::FIX_DUPLICATE_LEADS as FIX_DUPLICATE_LEADS_SQL;
 
-type Client = bb8_tiberius::rt::Client;
+type Client = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
 type Pooled<'a> = PooledConnection<'a, ConnectionManager>;
 
 /// How the sink connects.
@@ -104,23 +104,33 @@ impl MssqlSink {
     /// (never the password).
     pub async fn connect(conn: &str, opts: MssqlOptions) -> Result<MssqlSink, LoadError> {
         let (config, target) = conn::parse(conn)?;
-        let manager = ConnectionManager::new(config);
-        let first = match tokio::time::timeout(opts.connect_timeout, manager.connect()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(target.unreachable(&conn::Failure::from_manager(&e).reason(&target)))
-            }
-            Err(_) => {
-                return Err(target.unreachable(&format!(
-                    "no answer within {} s (is the server running, and port {} open?)",
-                    opts.connect_timeout.as_secs(),
-                    target.port
-                )))
+        // Once per sink (one per run): the DBA chose this, so it is information, not a warning.
+        if target.plaintext {
+            tracing::warn!(
+                "{}: Encrypt=DANGER_PLAINTEXT: the login and all data travel unencrypted",
+                target.describe()
+            );
+        } else if target.trusts_cert {
+            tracing::info!(
+                "{}: TLS without validating the server certificate (TrustServerCertificate=true)",
+                target.describe()
+            );
+        }
+        // TCP and the TLS/login phase each get the connect timeout, and say which one failed.
+        let manager = ConnectionManager::new(config, opts.connect_timeout, opts.connect_timeout);
+        let first = match manager.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(target.unreachable(&conn::Failure::from_connect(&e).reason(&target)))
             }
         };
+        // A new pooled connection is bounded by the manager's two phases; the pool waits a
+        // little longer than both, and reports a connection failure as it is (no retries that
+        // would turn "TLS did not complete" into "timed out").
         let pool = Pool::builder()
             .max_size(opts.pool_size.max(1))
-            .connection_timeout(opts.connect_timeout)
+            .connection_timeout(opts.connect_timeout * 2 + Duration::from_secs(1))
+            .retry_connection(false)
             .build_unchecked(manager);
         // The pool starts with the connection that proved the string works; if the pool
         // cannot take it (it cannot be full yet), dropping it just closes it.
@@ -176,10 +186,10 @@ impl MssqlSink {
         self.pool.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => self
                 .target
-                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target)),
+                .unreachable(&conn::Failure::from_connect(&e).reason(&self.target)),
             bb8::RunError::TimedOut => self.target.unreachable(&format!(
                 "no connection within {} s (server unreachable, or all {} pooled connections busy)",
-                self.opts.connect_timeout.as_secs(),
+                (self.opts.connect_timeout * 2 + Duration::from_secs(1)).as_secs(),
                 self.opts.pool_size.max(1)
             )),
         })
@@ -303,16 +313,12 @@ impl MssqlSink {
     /// cannot be handed to another task with a pooled connection, nor released by the pool
     /// closing an idle one. `purpose` names it in messages.
     async fn dedicated(&self, purpose: &str) -> Result<Client, LoadError> {
-        match tokio::time::timeout(self.opts.connect_timeout, self.pool.dedicated_connection())
-            .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self
-                .target
-                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target))),
-            Err(_) => Err(self.target.unreachable(&format!(
-                "no connection for {purpose} within {} s",
-                self.opts.connect_timeout.as_secs()
+        // The manager bounds each phase (TCP, then TLS and login) by the connect timeout.
+        match self.pool.dedicated_connection().await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(self.target.unreachable(&format!(
+                "opening a connection for {purpose}: {}",
+                conn::Failure::from_connect(&e).reason(&self.target)
             ))),
         }
     }
