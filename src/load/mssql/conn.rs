@@ -247,7 +247,10 @@ fn ado_server(dict: &std::collections::HashMap<String, String>) -> Result<Server
 /// type cannot be built outside tiberius, so the mapping is tested on this).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
-    Server { code: u32, message: String },
+    Server {
+        code: u32,
+        message: String,
+    },
     Io(String),
     Tls(String),
     Other(String),
@@ -575,7 +578,9 @@ mod phase_tests {
     }
 
     fn string(port: u16, extra: &str) -> String {
-        format!("Server=tcp:127.0.0.1,{port};Database=oktell;User Id=b24;Password=Very$ecret42;{extra}")
+        format!(
+            "Server=tcp:127.0.0.1,{port};Database=oktell;User Id=b24;Password=Very$ecret42;{extra}"
+        )
     }
 
     async fn refused(port: u16, extra: &str, secs: u64) -> (String, Duration) {
@@ -585,7 +590,10 @@ mod phase_tests {
             .expect_err("no SQL Server there");
         assert!(matches!(err, LoadError::Unreachable { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(!text.contains("Very$ecret42") && !text.contains('\n'), "{text}");
+        assert!(
+            !text.contains("Very$ecret42") && !text.contains('\n'),
+            "{text}"
+        );
         (text, started.elapsed())
     }
 
@@ -625,9 +633,15 @@ mod phase_tests {
             text.contains("the server accepted the TCP connection, but the TLS handshake and login did not complete within 1 s"),
             "{text}"
         );
-        assert!(text.contains("must offer TLS") && text.contains("Encrypt=DANGER_PLAINTEXT"), "{text}");
+        assert!(
+            text.contains("must offer TLS") && text.contains("Encrypt=DANGER_PLAINTEXT"),
+            "{text}"
+        );
         assert!(!text.contains("is the server running"), "{text}");
-        assert!(took < Duration::from_secs(5), "bounded by the login timeout: {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "bounded by the login timeout: {took:?}"
+        );
     }
 
     #[tokio::test]
@@ -636,7 +650,9 @@ mod phase_tests {
         let port = listener.local_addr().expect("addr").port();
         let garbage = tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
                 let _ = s.shutdown().await;
             }
         });

@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{ManageConnection, Pool, PooledConnection};
-use conn::Manager as ConnectionManager;
 use chrono::NaiveDateTime;
+use conn::Manager as ConnectionManager;
 use tiberius::{Query, Row, TokenRow};
 
 use crate::extract::oauth::TokenStore;
@@ -252,7 +252,11 @@ impl MssqlSink {
     /// Make sure `bitrix_lead_runtime` has row Id = 1 (`runtime_row.sql`). Part of the schema
     /// check every sync starts with, so a login that may not create the row (ALTER, for
     /// IDENTITY_INSERT) is told what to do before the run writes anything, not after.
-    async fn runtime_row(&self, c: &mut Client, report: &mut SchemaReport) -> Result<(), LoadError> {
+    async fn runtime_row(
+        &self,
+        c: &mut Client,
+        report: &mut SchemaReport,
+    ) -> Result<(), LoadError> {
         let context = "checking row Id = 1 of dbo.bitrix_lead_runtime";
         let state = match run(c, sql::RUNTIME_ROW).await {
             Ok(sets) => sets
@@ -513,9 +517,11 @@ async fn check_lock(c: &mut Client, token: Option<&str>) -> Result<(), TxError> 
 fn guard_verdict(writes_mode: Option<&str>, token_free: Option<i32>) -> Result<(), String> {
     match (writes_mode, token_free) {
         (Some(m), Some(0)) if m.eq_ignore_ascii_case("Shared") => Ok(()),
-        (_, Some(1)) => Err("the session that held it has ended (closed by the server, a \
+        (_, Some(1)) => Err(
+            "the session that held it has ended (closed by the server, a \
              KILL, or a dropped network connection), so another run may be writing"
-            .to_string()),
+                .to_string(),
+        ),
         (Some(_), Some(0)) => Err("another run is taking the run lock over (its barrier \
              did not let this transaction through within 30 s)"
             .to_string()),
@@ -698,9 +704,11 @@ impl Sink for MssqlSink {
             tracing::debug!("created table {t}");
         }
         if !created.is_empty() {
-            report
-                .created
-                .push(format!("{} table(s): {}", created.len(), created.join(", ")));
+            report.created.push(format!(
+                "{} table(s): {}",
+                created.len(),
+                created.join(", ")
+            ));
         }
         self.runtime_row(c, &mut report).await?;
 
@@ -1107,7 +1115,10 @@ mod tests {
 
     #[test]
     fn the_lock_is_confirmed_only_with_token_and_barrier() {
-        assert_eq!(confirm_verdict(Some("Exclusive"), Some("Exclusive")), Ok(()));
+        assert_eq!(
+            confirm_verdict(Some("Exclusive"), Some("Exclusive")),
+            Ok(())
+        );
         assert!(confirm_verdict(Some("NoLock"), Some("Exclusive")).is_err());
         assert!(confirm_verdict(Some("Exclusive"), Some("NoLock"))
             .unwrap_err()
@@ -1119,6 +1130,9 @@ mod tests {
     fn tokens_are_distinct_and_fit_an_applock_name() {
         let (a, b) = (new_token(), new_token());
         assert_ne!(a, b);
-        assert!(a.starts_with("b24sync:run:") && a.len() == 28 && a.len() <= 255, "{a}");
+        assert!(
+            a.starts_with("b24sync:run:") && a.len() == 28 && a.len() <= 255,
+            "{a}"
+        );
     }
 }

@@ -165,9 +165,18 @@ pub(super) const CONTRACT_TABLES: [&str; 6] = [
 pub(super) const SYNC_RIGHTS: [(&str, &[&str]); 11] = [
     ("bitrix_oauth", &["SELECT", "INSERT", "UPDATE"]),
     ("bitrix_leads", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
-    ("bitrix_lead_contacts", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
-    ("bitrix_lead_solution", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
-    ("bitrix_import_lead_error", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+    (
+        "bitrix_lead_contacts",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_lead_solution",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_import_lead_error",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
     ("bitrix_lead_runtime", &["SELECT", "UPDATE"]),
     ("b24sync_migrations", &["SELECT"]),
     ("b24sync_state", &["SELECT", "INSERT", "UPDATE"]),
@@ -628,7 +637,9 @@ fn judge_permissions(p: &Perms, setup_needed: bool) -> Diagnosis {
         // Row Id = 1 is created by init-db (runtime_row.sql); without it a sync stops at its
         // start unless this login may create it.
         if table == "bitrix_lead_runtime" && !p.runtime_row && !alter_table {
-            lacking.push("ALTER (to create row Id = 1: or run `b24sync init-db` once as a login that may)");
+            lacking.push(
+                "ALTER (to create row Id = 1: or run `b24sync init-db` once as a login that may)",
+            );
         }
         if !lacking.is_empty() {
             problems.push(format!("no {} on dbo.{table}", lacking.join(", ")));
@@ -737,7 +748,13 @@ mod tests {
                 let has = |r: &str| rights.contains(&r);
                 (
                     t.to_string(),
-                    [has("SELECT"), has("INSERT"), has("UPDATE"), has("DELETE"), false],
+                    [
+                        has("SELECT"),
+                        has("INSERT"),
+                        has("UPDATE"),
+                        has("DELETE"),
+                        false,
+                    ],
                 )
             })
             .collect();
@@ -763,7 +780,10 @@ mod tests {
         let d = judge_permissions(&p, false);
         assert!(!d.ok);
         assert!(d.detail.contains("no DELETE on dbo.bitrix_leads"), "{d:?}");
-        assert!(d.detail.contains("no DELETE on dbo.b24sync_lead_phones"), "{d:?}");
+        assert!(
+            d.detail.contains("no DELETE on dbo.b24sync_lead_phones"),
+            "{d:?}"
+        );
         assert!(
             d.detail
                 .contains("no ALTER (to create row Id = 1: or run `b24sync init-db` once as a login that may) on dbo.bitrix_lead_runtime"),

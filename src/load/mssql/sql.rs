@@ -191,7 +191,9 @@ pub fn objects(text: &str) -> Vec<String> {
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let (kind, name) = match words.as_slice() {
-            ["CREATE", "UNIQUE", "INDEX", name, ..] | ["CREATE", "INDEX", name, ..] => ("index", name),
+            ["CREATE", "UNIQUE", "INDEX", name, ..] | ["CREATE", "INDEX", name, ..] => {
+                ("index", name)
+            }
             ["CREATE", "TABLE", name, ..] => ("table", name),
             ["CREATE", "VIEW", name, ..] => ("view", name),
             ["CREATE", "FUNCTION", name, ..] => ("function", name),

@@ -590,7 +590,9 @@ fn parameterised_statements_use_only_their_parameters() {
     assert!(sql::LOCK_ACQUIRE.contains("@LockTimeout = @P1") && !sql::LOCK_ACQUIRE.contains("@P2"));
     // A sync's stamp is an UPDATE only; creating row 1 (IDENTITY_INSERT, needs ALTER) is
     // init-db's, and only where the login may.
-    assert!(!sql::STAMP_RUNTIME.contains("IDENTITY_INSERT") && !sql::STAMP_RUNTIME.contains("INSERT"));
+    assert!(
+        !sql::STAMP_RUNTIME.contains("IDENTITY_INSERT") && !sql::STAMP_RUNTIME.contains("INSERT")
+    );
     assert!(sql::STAMP_RUNTIME.contains("SELECT @@ROWCOUNT AS runtime_rows;"));
     assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON"));
     assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF"));
@@ -1083,8 +1085,10 @@ fn every_write_transaction_checks_the_run_lock_before_writing() {
         .position(|s| s.contains("APPLOCK_TEST"))
         .expect("APPLOCK_TEST in lock_guard.sql");
     assert!(take < check, "lock first, then check");
-    assert!(guard[check].contains("APPLOCK_TEST(N'public', @P1, N'Shared', N'Transaction') AS token_free"));
-    assert!(guard[check].contains("APPLOCK_MODE(N'public', N'b24sync:writes', N'Transaction') AS writes_mode"));
+    assert!(guard[check]
+        .contains("APPLOCK_TEST(N'public', @P1, N'Shared', N'Transaction') AS token_free"));
+    assert!(guard[check]
+        .contains("APPLOCK_MODE(N'public', N'b24sync:writes', N'Transaction') AS writes_mode"));
     assert!(!sql::LOCK_GUARD.contains("@P2"));
 
     // lock_confirm.sql: the token (session-owned, no wait), then the barrier on the same
@@ -1096,7 +1100,8 @@ fn every_write_transaction_checks_the_run_lock_before_writing() {
             .position(|s| s.contains(what))
             .unwrap_or_else(|| panic!("{what} in lock_confirm.sql"))
     };
-    let token = at("@Resource = @P1, @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 0");
+    let token =
+        at("@Resource = @P1, @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 0");
     let barrier = at("@Resource = N'b24sync:writes', @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P2");
     let answer = at("AS barrier_mode");
     let release = at("sp_releaseapplock @Resource = N'b24sync:writes'");
@@ -1104,10 +1109,13 @@ fn every_write_transaction_checks_the_run_lock_before_writing() {
     assert!(confirm[answer].contains("AS token_mode") && confirm[answer].contains("AS spid"));
 
     // Release: the token and the run lock, each only if held.
-    assert!(sql::LOCK_RELEASE.contains("EXEC sp_releaseapplock @Resource = @P1, @LockOwner = N'Session';"));
-    assert!(sql::LOCK_RELEASE.contains("EXEC sp_releaseapplock @Resource = N'b24sync', @LockOwner = N'Session';"));
+    assert!(sql::LOCK_RELEASE
+        .contains("EXEC sp_releaseapplock @Resource = @P1, @LockOwner = N'Session';"));
+    assert!(sql::LOCK_RELEASE
+        .contains("EXEC sp_releaseapplock @Resource = N'b24sync', @LockOwner = N'Session';"));
     // The run lock itself is where it always was (older b24sync versions wait on it too).
-    assert!(sql::LOCK_ACQUIRE.contains("@Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session'"));
+    assert!(sql::LOCK_ACQUIRE
+        .contains("@Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session'"));
 
     // The Rust side: every transaction a run opens for writing (a batch, a deletion, state,
     // operators, the runtime stamp) checks the lock right after BEGIN. Only init-db's
@@ -1126,7 +1134,9 @@ fn every_write_transaction_checks_the_run_lock_before_writing() {
                 guarded += 1;
             } else {
                 assert!(
-                    lines[i.saturating_sub(3)..i].iter().any(|l| l.contains("applied_ok")),
+                    lines[i.saturating_sub(3)..i]
+                        .iter()
+                        .any(|l| l.contains("applied_ok")),
                     "{file}:{}: a transaction without the lock check: {next}",
                     i + 1
                 );
@@ -1156,7 +1166,11 @@ fn a_sync_needs_no_rights_beyond_what_doctor_checks() {
             .unwrap_or_else(|| panic!("dbo.{table} is used by a sync but doctor does not check it"))
     };
     // Functions and views a lookup reads (SELECT on the schema covers them).
-    let not_tables = ["b24sync_lookup_caller_keys", "b24sync_lookup_caller", "b24sync_caller_phones"];
+    let not_tables = [
+        "b24sync_lookup_caller_keys",
+        "b24sync_lookup_caller",
+        "b24sync_caller_phones",
+    ];
     let mut seen = std::collections::BTreeSet::new();
     for (name, text) in sql::all_included() {
         if schema_only.contains(&name) || sql::MIGRATIONS.iter().any(|m| m.name == name) {
@@ -1195,7 +1209,10 @@ fn a_sync_needs_no_rights_beyond_what_doctor_checks() {
     // Aliased forms (`UPDATE t ... FROM dbo.x AS t`, `DELETE p FROM dbo.x AS p`) are not seen
     // above; the live test with a DML-only login covers them. Every listed table is used.
     for (table, _) in rights {
-        assert!(seen.contains(table), "SYNC_RIGHTS lists dbo.{table}, which nothing sends");
+        assert!(
+            seen.contains(table),
+            "SYNC_RIGHTS lists dbo.{table}, which nothing sends"
+        );
     }
 }
 
@@ -1220,12 +1237,15 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
     let newest = sql::MIGRATIONS
         .iter()
         .rev()
-        .find(|m| m.sql.contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys"))
+        .find(|m| {
+            m.sql
+                .contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
+        })
         .expect("a migration creating the functions");
     assert_eq!(newest.name, "lookup_collation");
-    assert!(newest
-        .sql
-        .contains("CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"));
+    assert!(newest.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
+    ));
     let likes: Vec<&str> = newest
         .sql
         .lines()
@@ -1235,11 +1255,22 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
     for l in likes {
         assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
     }
-    assert!(newest.sql.contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
+    assert!(newest
+        .sql
+        .contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
     // Recreated, dropped first; recorded last.
-    let drop = newest.sql.find("DROP FUNCTION dbo.b24sync_lookup_caller_keys").expect("drop");
-    let create = newest.sql.find("CREATE FUNCTION dbo.b24sync_lookup_caller_keys").expect("create");
-    let record = newest.sql.find("INSERT INTO dbo.b24sync_migrations").expect("record");
+    let drop = newest
+        .sql
+        .find("DROP FUNCTION dbo.b24sync_lookup_caller_keys")
+        .expect("drop");
+    let create = newest
+        .sql
+        .find("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
+        .expect("create");
+    let record = newest
+        .sql
+        .find("INSERT INTO dbo.b24sync_migrations")
+        .expect("record");
     assert!(drop < create && create < record);
 }
 
@@ -1260,7 +1291,8 @@ fn the_error_table_is_sought_by_sql_id() {
             .collect::<Vec<_>>()
             .join("\n");
         for (a, b) in [("s", "e"), ("d", "e"), ("e", "s")] {
-            let bytes = format!("CAST({a}.sql_ID AS varbinary(max)) = CAST({b}.sql_ID AS varbinary(max))");
+            let bytes =
+                format!("CAST({a}.sql_ID AS varbinary(max)) = CAST({b}.sql_ID AS varbinary(max))");
             if code.contains(&bytes) {
                 assert!(
                     code.contains(&format!("{a}.sql_ID = {b}.sql_ID")),
@@ -1275,9 +1307,14 @@ fn the_error_table_is_sought_by_sql_id() {
         );
     }
     // The staging column has the table column's type, so the comparison needs no conversion.
-    assert!(sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,"));
+    assert!(
+        sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,")
+    );
     let key_bytes = super::stage::ERROR_ID_CHARS * 2 + 4;
-    assert!(key_bytes <= 1700, "b24sync's own sql_ID values fit the index key");
+    assert!(
+        key_bytes <= 1700,
+        "b24sync's own sql_ID values fit the index key"
+    );
     let objects = sql::objects(m.sql);
     assert_eq!(objects, ["index IX_bitrix_import_lead_error_sql_ID"]);
 }

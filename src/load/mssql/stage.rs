@@ -474,6 +474,9 @@ mod tests {
             rows[3].lead_id.as_ref().map(|s| s.len()),
             Some(ERROR_ID_CHARS)
         );
-        assert!(ERROR_ID_CHARS * 2 + 4 <= 1700, "key bytes + the clustered Id");
+        assert!(
+            ERROR_ID_CHARS * 2 + 4 <= 1700,
+            "key bytes + the clustered Id"
+        );
     }
 }
