@@ -1310,11 +1310,6 @@ fn the_error_table_is_sought_by_sql_id() {
     assert!(
         sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,")
     );
-    let key_bytes = super::stage::ERROR_ID_CHARS * 2 + 4;
-    assert!(
-        key_bytes <= 1700,
-        "b24sync's own sql_ID values fit the index key"
-    );
     let objects = sql::objects(m.sql);
     assert_eq!(objects, ["index IX_bitrix_import_lead_error_sql_ID"]);
 }
