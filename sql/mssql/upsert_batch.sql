@@ -317,8 +317,9 @@ ORDER BY l.sql_ID;
 -- and the byte comparison alone cannot use the index.
 DELETE e
 FROM dbo.bitrix_import_lead_error AS e
-WHERE (e.sql_ID IN (SELECT CONVERT(nvarchar(20), l.sql_ID) FROM #stage_leads AS l)
-       OR e.sql_ID IN (SELECT s.sql_ID FROM #stage_errors AS s WHERE s.sql_ID IS NOT NULL))
+WHERE e.sql_ID IN (SELECT CONVERT(nvarchar(20), l.sql_ID) FROM #stage_leads AS l
+                   UNION
+                   SELECT s.sql_ID FROM #stage_errors AS s WHERE s.sql_ID IS NOT NULL)
   AND (NOT EXISTS (
             SELECT 1 FROM #stage_errors AS s
             WHERE s.sql_ID = e.sql_ID
@@ -348,12 +349,19 @@ WHERE NOT EXISTS (
 INSERT INTO dbo.bitrix_import_lead_error (sql_ID, sql_error, sql_full_lead_info, sql_date_error)
 SELECT s.sql_ID, s.sql_error, s.sql_full_lead_info, CAST(s.sql_date_error AS datetime)
 FROM #stage_errors AS s
+-- Two NOT EXISTS rather than one with an OR, so each is one seek: on the ID, or on NULL.
 WHERE NOT EXISTS (
     SELECT 1 FROM dbo.bitrix_import_lead_error AS e WITH (UPDLOCK, SERIALIZABLE)
-    WHERE CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
-      AND ((e.sql_ID = s.sql_ID AND CAST(e.sql_ID AS varbinary(max)) = CAST(s.sql_ID AS varbinary(max)))
-           OR (e.sql_ID IS NULL AND s.sql_ID IS NULL
-               AND CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max)) = CAST(s.sql_full_lead_info AS varbinary(max))))
+    WHERE e.sql_ID = s.sql_ID
+      AND CAST(e.sql_ID AS varbinary(max)) = CAST(s.sql_ID AS varbinary(max))
+      AND CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
+)
+  AND NOT EXISTS (
+    SELECT 1 FROM dbo.bitrix_import_lead_error AS e WITH (UPDLOCK, SERIALIZABLE)
+    WHERE s.sql_ID IS NULL
+      AND e.sql_ID IS NULL
+      AND CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
+      AND CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max)) = CAST(s.sql_full_lead_info AS varbinary(max))
 )
 ORDER BY s.seq;
 

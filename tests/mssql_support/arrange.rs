@@ -90,6 +90,27 @@ pub async fn drop_login(master: &mut Raw, login: &str) {
 
 /// End a server session (needs ALTER ANY CONNECTION), as a DBA's KILL or a dropped network
 /// connection would.
+/// Returns once the server no longer lists the session (its locks are released then).
 pub async fn kill_session(c: &mut Raw, spid: i32) {
     arrange(c, &format!("KILL {spid}"), &format!("KILL {spid};")).await;
+    let gone = format!("SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE session_id = {spid};");
+    for _ in 0..100 {
+        let sets = arrange(
+            c,
+            "watching the killed session end (sys.dm_exec_sessions)",
+            &gone,
+        )
+        .await;
+        let left = sets
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|r| r.get::<i32, _>(0))
+            .unwrap_or(0);
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not arrange: session {spid} was still there 10 s after KILL");
 }
