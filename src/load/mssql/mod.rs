@@ -104,18 +104,7 @@ impl MssqlSink {
     /// (never the password).
     pub async fn connect(conn: &str, opts: MssqlOptions) -> Result<MssqlSink, LoadError> {
         let (config, target) = conn::parse(conn)?;
-        // Once per sink (one per run): the DBA chose this, so it is information, not a warning.
-        if target.plaintext {
-            tracing::warn!(
-                "{}: Encrypt=DANGER_PLAINTEXT: the login and all data travel unencrypted",
-                target.describe()
-            );
-        } else if target.trusts_cert {
-            tracing::info!(
-                "{}: TLS without validating the server certificate (TrustServerCertificate=true)",
-                target.describe()
-            );
-        }
+        say_tls_choice(&target);
         // TCP and the TLS/login phase each get the connect timeout, and say which one failed.
         let manager = ConnectionManager::new(config, opts.connect_timeout, opts.connect_timeout);
         let first = match manager.connect().await {
@@ -125,12 +114,12 @@ impl MssqlSink {
             }
         };
         // A new pooled connection is bounded by the manager's two phases; the pool waits a
-        // little longer than both, and reports a connection failure as it is (no retries that
-        // would turn "TLS did not complete" into "timed out").
+        // little longer than both (and retries a failed attempt meanwhile: a network blip in
+        // the middle of a run should not end it). The first connection, above, is the one
+        // that reports which phase failed.
         let pool = Pool::builder()
             .max_size(opts.pool_size.max(1))
             .connection_timeout(opts.connect_timeout * 2 + Duration::from_secs(1))
-            .retry_connection(false)
             .build_unchecked(manager);
         // The pool starts with the connection that proved the string works; if the pool
         // cannot take it (it cannot be full yet), dropping it just closes it.
@@ -539,6 +528,31 @@ fn confirm_verdict(token_mode: Option<&str>, barrier_mode: Option<&str>) -> Resu
         return Err("a previous run's write transactions did not end in time".to_string());
     }
     Ok(())
+}
+
+/// Say once per process and server what the connection string chose about TLS: trusting
+/// any certificate is the DBA's choice, so it is information (INFO), not a warning; no TLS at
+/// all is a warning. (tiberius's own WARN on every connection is not forwarded, see
+/// `conn::Manager`.)
+fn say_tls_choice(target: &conn::Target) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let key = target.describe();
+    {
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if said.contains(&key) {
+            return;
+        }
+        said.push(key.clone());
+    }
+    if target.plaintext {
+        tracing::warn!(
+            "{key}: Encrypt=DANGER_PLAINTEXT: the login and all data travel unencrypted"
+        );
+    } else if target.trusts_cert {
+        tracing::info!(
+            "{key}: TLS without validating the server certificate (TrustServerCertificate=true)"
+        );
+    }
 }
 
 /// Why a sync (or init-db) stops when row Id = 1 is missing and this login may not create it.
@@ -1124,6 +1138,83 @@ mod tests {
             .unwrap_err()
             .contains("previous run"));
         assert!(confirm_verdict(None, None).is_err());
+    }
+
+    /// Captures what the sink logs while `f` runs on this thread.
+    fn logs(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn trusting_the_certificate_is_said_once_at_info_and_plaintext_warns() {
+        let connect_twice = |extra: &str| {
+            // A port nothing listens on: the sink says its TLS choice before connecting.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let s = format!(
+                "Server=tcp:127.0.0.1,{port};Database=oktell;User Id=b24;Password=pw;{extra}"
+            );
+            logs(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    for _ in 0..2 {
+                        let opts = MssqlOptions {
+                            connect_timeout: Duration::from_secs(2),
+                            ..MssqlOptions::default()
+                        };
+                        assert!(MssqlSink::connect(&s, opts).await.is_err());
+                    }
+                });
+            })
+        };
+        let trusted = connect_twice("TrustServerCertificate=true");
+        let lines: Vec<&str> = trusted
+            .lines()
+            .filter(|l| l.contains("TrustServerCertificate=true"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{trusted}");
+        assert!(
+            lines[0].contains("INFO") && !trusted.contains("WARN"),
+            "{trusted}"
+        );
+        let plain = connect_twice("Encrypt=DANGER_PLAINTEXT");
+        assert!(
+            plain.contains("WARN") && plain.contains("unencrypted"),
+            "{plain}"
+        );
+        let validated = connect_twice("");
+        assert!(
+            !validated.contains("certificate") && !validated.contains("WARN"),
+            "{validated}"
+        );
     }
 
     #[test]
