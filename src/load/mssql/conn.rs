@@ -48,6 +48,8 @@ pub(crate) struct Target {
     pub trusts_cert: bool,
     /// `Encrypt=DANGER_PLAINTEXT`: no TLS at all, not even for the login.
     pub plaintext: bool,
+    /// `Encrypt=false` (or `no`, `Optional`): TLS for the login only, the data in plain text.
+    pub login_only: bool,
 }
 
 impl fmt::Debug for Target {
@@ -60,6 +62,7 @@ impl fmt::Debug for Target {
             .field("password", &"<hidden>")
             .field("trusts_cert", &self.trusts_cert)
             .field("plaintext", &self.plaintext)
+            .field("login_only", &self.login_only)
             .finish()
     }
 }
@@ -143,6 +146,12 @@ pub(crate) fn parse(s: &str) -> Result<(Config, Target), LoadError> {
         trusts_cert: get(&["trustservercertificate"]).is_some_and(|v| yes(&v)),
         plaintext: get(&["encrypt"])
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("danger_plaintext")),
+        login_only: get(&["encrypt"]).is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "false" | "no" | "optional"
+            )
+        }),
     };
 
     if instance.is_some() && port.is_none() {
@@ -306,7 +315,7 @@ impl Failure {
                      TrustServerCertificate=true in the connection string)"
                 )
             }
-            Failure::Tls(m) => format!("TLS: {m}"),
+            Failure::Tls(m) => format!("TLS: {m}. {}", tls_advice(target)),
             Failure::Other(m) => m.clone(),
             Failure::Tcp(m) => format!(
                 "no TCP connection to {}:{}: {m} (is the server running, and port {} open?)",
@@ -672,7 +681,11 @@ mod phase_tests {
         let (_, t) = super::parse(&string(1433, "Encrypt=DANGER_PLAINTEXT")).expect("parses");
         assert!(t.plaintext && !t.trusts_cert);
         let (_, t) = super::parse(&string(1433, "")).expect("parses");
-        assert!(!t.plaintext && !t.trusts_cert);
+        assert!(!t.plaintext && !t.trusts_cert && !t.login_only);
+        for v in ["false", "Optional", "no"] {
+            let (_, t) = super::parse(&string(1433, &format!("Encrypt={v}"))).expect("parses");
+            assert!(t.login_only && !t.plaintext, "Encrypt={v}");
+        }
         // The advice for a plaintext string does not tell it to turn off encryption again.
         let (_, t) = super::parse(&string(1433, "Encrypt=DANGER_PLAINTEXT")).expect("parses");
         let text = super::Failure::LoginTimeout(3).reason(&t);

@@ -531,8 +531,8 @@ fn confirm_verdict(token_mode: Option<&str>, barrier_mode: Option<&str>) -> Resu
 }
 
 /// Say once per process and server what the connection string chose about TLS: trusting
-/// any certificate is the DBA's choice, so it is information (INFO), not a warning; no TLS at
-/// all is a warning. (tiberius's own WARN on every connection is not forwarded, see
+/// any certificate is the DBA's choice, so it is information (INFO), not a warning; data
+/// without TLS (`Encrypt=false`, `DANGER_PLAINTEXT`) is a warning. (tiberius's own WARN on every connection is not forwarded, see
 /// `conn::Manager`.)
 fn say_tls_choice(target: &conn::Target) {
     static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -547,6 +547,11 @@ fn say_tls_choice(target: &conn::Target) {
     if target.plaintext {
         tracing::warn!(
             "{key}: Encrypt=DANGER_PLAINTEXT: the login and all data travel unencrypted"
+        );
+    } else if target.login_only {
+        tracing::warn!(
+            "{key}: Encrypt=false: only the login is encrypted, the data travel unencrypted \
+             (leave Encrypt out, or set Encrypt=true, to encrypt everything)"
         );
     } else if target.trusts_cert {
         tracing::info!(
@@ -1209,6 +1214,12 @@ mod tests {
         assert!(
             plain.contains("WARN") && plain.contains("unencrypted"),
             "{plain}"
+        );
+        let login_only = connect_twice("Encrypt=false;TrustServerCertificate=true");
+        assert_eq!(login_only.matches("WARN").count(), 1, "{login_only}");
+        assert!(
+            login_only.contains("only the login is encrypted"),
+            "{login_only}"
         );
         let validated = connect_twice("");
         assert!(
