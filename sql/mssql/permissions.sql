@@ -4,8 +4,9 @@
 -- First result: what `b24sync init-db` needs to create tables and indexes in dbo.
 SELECT HAS_PERMS_BY_NAME(DB_NAME(), N'DATABASE', N'CREATE TABLE') AS create_table,
        HAS_PERMS_BY_NAME(N'dbo', N'SCHEMA', N'ALTER') AS alter_schema;
--- Second: what every sync needs on the tables it writes. ALTER on bitrix_lead_runtime is for
--- SET IDENTITY_INSERT when row Id = 1 has to be created (see stamp_runtime.sql).
+-- Second: what a sync needs on each table it touches (src/load/mssql/ops.rs SYNC_RIGHTS
+-- says which of these it needs where). ALTER on bitrix_lead_runtime is only for creating its
+-- row Id = 1 (SET IDENTITY_INSERT, runtime_row.sql), which init-db does once.
 SELECT t.name AS table_name,
        HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'SELECT') AS can_select,
        HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'INSERT') AS can_insert,
@@ -13,8 +14,9 @@ SELECT t.name AS table_name,
        HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'DELETE') AS can_delete,
        HAS_PERMS_BY_NAME(N'dbo.' + t.name, N'OBJECT', N'ALTER') AS can_alter
 FROM (VALUES (N'bitrix_oauth'), (N'bitrix_leads'), (N'bitrix_lead_contacts'), (N'bitrix_lead_solution'),
-             (N'bitrix_import_lead_error'), (N'bitrix_lead_runtime'), (N'b24sync_state'),
-             (N'b24sync_runs')) AS t (name)
+             (N'bitrix_import_lead_error'), (N'bitrix_lead_runtime'), (N'b24sync_migrations'),
+             (N'b24sync_state'), (N'b24sync_runs'), (N'b24sync_lead_phones'),
+             (N'b24sync_operators')) AS t (name)
 WHERE OBJECT_ID(N'dbo.' + t.name, N'U') IS NOT NULL;
 -- Third: whether bitrix_lead_runtime already has its row Id = 1 (then ALTER is not needed).
 -- Only read when it may be read, so a missing grant is reported, not raised.

@@ -62,9 +62,10 @@ CREATE TABLE #stage_contacts (
 );
 
 -- The error rows the batch should leave in bitrix_import_lead_error (model::Batch::error_rows).
+-- sql_ID has the column's own type, so comparing it with the table's sql_ID seeks the index.
 CREATE TABLE #stage_errors (
         seq int NOT NULL PRIMARY KEY,
-        sql_ID nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
+        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,
         sql_error nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
         sql_full_lead_info nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
         sql_date_error datetime2(0) NULL

@@ -1,3 +1,3 @@
--- Open the transaction a migration runs in (the file, then its checksum): all or nothing.
+-- Open the transaction a migration, a batch or a small write runs in: all or nothing.
 SET XACT_ABORT ON;
 BEGIN TRANSACTION;

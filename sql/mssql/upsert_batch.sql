@@ -312,18 +312,24 @@ ORDER BY l.sql_ID;
 -- there keeps its row and first-seen date (its lead JSON is refreshed); a new one is added.
 -- A row is matched by (sql_ID, sql_error); rows without an ID also by their JSON, and are
 -- never deleted, since no batch can say which lead they belonged to.
+-- Every match on sql_ID says `=` first (sargable: a seek on IX_bitrix_import_lead_error_sql_ID,
+-- migration 0007), then compares the bytes: `=` alone would ignore case and trailing spaces,
+-- and the byte comparison alone cannot use the index.
 DELETE e
 FROM dbo.bitrix_import_lead_error AS e
-WHERE (e.sql_ID IN (SELECT CONVERT(nvarchar(20), l.sql_ID) FROM #stage_leads AS l)
-       OR e.sql_ID IN (SELECT s.sql_ID FROM #stage_errors AS s WHERE s.sql_ID IS NOT NULL))
+WHERE e.sql_ID IN (SELECT CONVERT(nvarchar(20), l.sql_ID) FROM #stage_leads AS l
+                   UNION
+                   SELECT s.sql_ID FROM #stage_errors AS s WHERE s.sql_ID IS NOT NULL)
   AND (NOT EXISTS (
             SELECT 1 FROM #stage_errors AS s
-            WHERE CAST(s.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
+            WHERE s.sql_ID = e.sql_ID
+              AND CAST(s.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
               AND CAST(s.sql_error AS varbinary(max)) = CAST(e.sql_error AS varbinary(max))
         )
        OR EXISTS (
             SELECT 1 FROM dbo.bitrix_import_lead_error AS d
-            WHERE CAST(d.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
+            WHERE d.sql_ID = e.sql_ID
+              AND CAST(d.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
               AND CAST(d.sql_error AS varbinary(max)) = CAST(e.sql_error AS varbinary(max))
               AND d.Id < e.Id
         ));
@@ -331,7 +337,8 @@ WHERE (e.sql_ID IN (SELECT CONVERT(nvarchar(20), l.sql_ID) FROM #stage_leads AS 
 UPDATE e SET e.sql_full_lead_info = s.sql_full_lead_info
 FROM dbo.bitrix_import_lead_error AS e WITH (UPDLOCK, SERIALIZABLE)
 INNER JOIN #stage_errors AS s
-        ON CAST(s.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
+        ON s.sql_ID = e.sql_ID
+       AND CAST(s.sql_ID AS varbinary(max)) = CAST(e.sql_ID AS varbinary(max))
        AND CAST(s.sql_error AS varbinary(max)) = CAST(e.sql_error AS varbinary(max))
 WHERE NOT EXISTS (
     SELECT CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max))
@@ -342,12 +349,19 @@ WHERE NOT EXISTS (
 INSERT INTO dbo.bitrix_import_lead_error (sql_ID, sql_error, sql_full_lead_info, sql_date_error)
 SELECT s.sql_ID, s.sql_error, s.sql_full_lead_info, CAST(s.sql_date_error AS datetime)
 FROM #stage_errors AS s
+-- Two NOT EXISTS rather than one with an OR, so each is one seek: on the ID, or on NULL.
 WHERE NOT EXISTS (
     SELECT 1 FROM dbo.bitrix_import_lead_error AS e WITH (UPDLOCK, SERIALIZABLE)
-    WHERE CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
-      AND (CAST(e.sql_ID AS varbinary(max)) = CAST(s.sql_ID AS varbinary(max))
-           OR (e.sql_ID IS NULL AND s.sql_ID IS NULL
-               AND CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max)) = CAST(s.sql_full_lead_info AS varbinary(max))))
+    WHERE e.sql_ID = s.sql_ID
+      AND CAST(e.sql_ID AS varbinary(max)) = CAST(s.sql_ID AS varbinary(max))
+      AND CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
+)
+  AND NOT EXISTS (
+    SELECT 1 FROM dbo.bitrix_import_lead_error AS e WITH (UPDLOCK, SERIALIZABLE)
+    WHERE s.sql_ID IS NULL
+      AND e.sql_ID IS NULL
+      AND CAST(e.sql_error AS varbinary(max)) = CAST(s.sql_error AS varbinary(max))
+      AND CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max)) = CAST(s.sql_full_lead_info AS varbinary(max))
 )
 ORDER BY s.seq;
 

@@ -3,6 +3,8 @@
 //! reading back, and lead builders.
 #![allow(dead_code)]
 
+pub mod arrange;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use b24sync::model::{Cell, ColumnKind, ContactRow, LeadRecord, LeadRow, LEAD_COLUMNS};
@@ -26,6 +28,38 @@ pub fn server() -> Option<String> {
             None
         }
     }
+}
+
+/// Why the live tests are `#[ignore]`d: a plain `cargo test` reports them as ignored, not
+/// as passed. `cargo test --test mssql_live -- --include-ignored` runs them.
+pub const NEEDS: &str = "needs B24SYNC_TEST_MSSQL (a SQL Server connection string)";
+
+/// The ADO.NET string of the test server. A live test runs only when asked for
+/// (`--include-ignored`), so a missing variable is a failure, never a silent pass.
+pub fn require_server() -> String {
+    match std::env::var(ENV) {
+        Ok(s) if !s.trim().is_empty() => s,
+        _ => panic!(
+            "{ENV} is not set: this test needs a SQL Server. Set it to an ADO.NET string whose \
+             login may create databases, e.g. \
+             {ENV}='Server=tcp:localhost,1433;User Id=sa;Password=...;TrustServerCertificate=true', \
+             or run `cargo test` without --include-ignored / --ignored to skip these tests"
+        ),
+    }
+}
+
+/// The same ADO.NET string with another login (ADO.NET: the last occurrence of a key wins).
+pub fn as_login(conn: &str, login: &str, password: &str) -> String {
+    format!(
+        "{};User Id={login};Password={password}",
+        conn.trim_end_matches(';')
+    )
+}
+
+/// Does `text` mention the SQL Server object `name`? Case-insensitively: some T-SQL engines
+/// report object names lower-cased.
+pub fn names(text: &str, name: &str) -> bool {
+    text.to_lowercase().contains(&name.to_lowercase())
 }
 
 /// Connect with tiberius directly (for arranging and checking, not through the sink).

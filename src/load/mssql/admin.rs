@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
-use super::{bulk, run, sql, Client};
+use super::{bulk, check_lock, run, sql, Client, TxError};
 use crate::load::StoredError;
 use crate::model::LeadId;
 
@@ -55,13 +55,20 @@ pub(super) fn delete_id_rows(ids: &[LeadId]) -> Vec<TokenRow<'static>> {
         .collect()
 }
 
-/// One try of the deletion: stage the IDs, then the one-transaction delete. The caller rolls
-/// back on failure.
-pub(super) async fn delete_leads(c: &mut Client, ids: &[LeadId]) -> tiberius::Result<u64> {
+/// One try of the deletion: stage the IDs, then the one-transaction delete, checked under the
+/// run lock (`token`, see lock_guard.sql). The caller rolls back on failure.
+pub(super) async fn delete_leads(
+    c: &mut Client,
+    ids: &[LeadId],
+    token: Option<&str>,
+) -> Result<u64, TxError> {
     run(c, sql::STAGE_DELETE_CREATE).await?;
     bulk(c, sql::STAGE_DELETE_IDS, delete_id_rows(ids)).await?;
+    run(c, sql::TX_BEGIN).await?;
+    check_lock(c, token).await?;
     let sets = run(c, sql::DELETE_LEADS).await?;
-    last_count(&sets, "leads_deleted", "delete_leads.sql")
+    run(c, sql::TX_COMMIT).await?;
+    Ok(last_count(&sets, "leads_deleted", "delete_leads.sql")?)
 }
 
 pub(super) async fn error_rows(c: &mut Client) -> tiberius::Result<Vec<StoredError>> {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
-use super::{bulk, run, sql, Client};
+use super::{bulk, check_lock, run, sql, Client, TxError};
 use crate::lookup::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
 
@@ -86,17 +86,22 @@ pub(super) async fn operator_ids(c: &mut Client) -> tiberius::Result<Vec<String>
     Ok(ids)
 }
 
-/// Stage and upsert; the caller rolls back on failure.
+/// Stage and upsert, checked under the run lock (`token`, see lock_guard.sql); the caller
+/// rolls back on failure.
 pub(super) async fn store_operators(
     c: &mut Client,
     operators: &[Operator],
-) -> tiberius::Result<()> {
+    token: Option<&str>,
+) -> Result<(), TxError> {
     if operators.is_empty() {
         return Ok(());
     }
     run(c, sql::LOOKUP_OPERATORS_STAGE_CREATE).await?;
     bulk(c, sql::STAGE_OPERATORS, operator_rows(operators)).await?;
+    run(c, sql::TX_BEGIN).await?;
+    check_lock(c, token).await?;
     run(c, sql::LOOKUP_OPERATORS_UPSERT).await?;
+    run(c, sql::TX_COMMIT).await?;
     Ok(())
 }
 

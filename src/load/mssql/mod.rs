@@ -7,7 +7,10 @@
 //! - Load: per batch, on one pooled connection, bulk-load `#stage_*` tables and run
 //!   `sql/mssql/upsert_batch.sql`, one transaction. A lead the server rejects is isolated
 //!   by bisection and recorded in `bitrix_import_lead_error`; the others load.
-//! - Lock: `sp_getapplock` on a dedicated connection held for the run.
+//! - Lock: `sp_getapplock` on a dedicated connection held for the run, plus a token lock only
+//!   this run knows; every write transaction checks the token inside the transaction and
+//!   holds a shared lock that a later run's barrier waits for (`sql/mssql/lock_guard.sql`),
+//!   so a run whose lock session died commits nothing more.
 //! - State, deletion check, error review ([`admin`]): `b24sync_state` upserted without MERGE;
 //!   deleted leads' IDs bulk-loaded into `#stage_delete_ids`, then the leads and their
 //!   contacts, solution and error rows deleted in one transaction.
@@ -33,8 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bb8::{ManageConnection, Pool, PooledConnection};
-use bb8_tiberius::ConnectionManager;
 use chrono::NaiveDateTime;
+use conn::Manager as ConnectionManager;
 use tiberius::{Query, Row, TokenRow};
 
 use crate::extract::oauth::TokenStore;
@@ -45,7 +48,7 @@ use crate::model::{clip_reason, Batch, LeadId, Operator, RejectedLead};
 pub use conn::is_connection_string;
 pub use sql::FIX_DUPLICATE_LEADS as FIX_DUPLICATE_LEADS_SQL;
 
-type Client = bb8_tiberius::rt::Client;
+type Client = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
 type Pooled<'a> = PooledConnection<'a, ConnectionManager>;
 
 /// How the sink connects.
@@ -78,6 +81,8 @@ pub struct MssqlSink {
     /// The connection holding the run lock (session-owned `sp_getapplock`), outside the pool
     /// so the lock cannot be handed to another task or released by a pool reaper.
     lock_conn: tokio::sync::Mutex<Option<Client>>,
+    /// The held run lock's token and session, read by every write transaction.
+    run_lock: std::sync::Mutex<Option<RunLock>>,
     /// Whether this sink has seen every migration applied (checked once, before loading).
     schema_ready: AtomicBool,
 }
@@ -99,23 +104,22 @@ impl MssqlSink {
     /// (never the password).
     pub async fn connect(conn: &str, opts: MssqlOptions) -> Result<MssqlSink, LoadError> {
         let (config, target) = conn::parse(conn)?;
-        let manager = ConnectionManager::new(config);
-        let first = match tokio::time::timeout(opts.connect_timeout, manager.connect()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(target.unreachable(&conn::Failure::from_manager(&e).reason(&target)))
-            }
-            Err(_) => {
-                return Err(target.unreachable(&format!(
-                    "no answer within {} s (is the server running, and port {} open?)",
-                    opts.connect_timeout.as_secs(),
-                    target.port
-                )))
+        say_tls_choice(&target);
+        // TCP and the TLS/login phase each get the connect timeout, and say which one failed.
+        let manager = ConnectionManager::new(config, opts.connect_timeout, opts.connect_timeout);
+        let first = match manager.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(target.unreachable(&conn::Failure::from_connect(&e).reason(&target)))
             }
         };
+        // A new pooled connection is bounded by the manager's two phases; the pool waits a
+        // little longer than both (and retries a failed attempt meanwhile: a network blip in
+        // the middle of a run should not end it). The first connection, above, is the one
+        // that reports which phase failed.
         let pool = Pool::builder()
             .max_size(opts.pool_size.max(1))
-            .connection_timeout(opts.connect_timeout)
+            .connection_timeout(opts.connect_timeout * 2 + Duration::from_secs(1))
             .build_unchecked(manager);
         // The pool starts with the connection that proved the string works; if the pool
         // cannot take it (it cannot be full yet), dropping it just closes it.
@@ -125,18 +129,56 @@ impl MssqlSink {
             target,
             opts,
             lock_conn: tokio::sync::Mutex::new(None),
+            run_lock: std::sync::Mutex::new(None),
             schema_ready: AtomicBool::new(false),
         })
+    }
+
+    /// The server session (`@@SPID`) holding this sink's run lock, while it holds one: for
+    /// log lines and for a DBA (`sys.dm_tran_locks`), and for tests that end that session.
+    pub fn run_lock_session(&self) -> Option<i32> {
+        self.held_lock().map(|l| l.spid)
+    }
+
+    fn held_lock(&self) -> Option<RunLock> {
+        self.run_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The token write transactions check (None: this sink holds no run lock).
+    fn token(&self) -> Option<String> {
+        self.held_lock().map(|l| l.token)
+    }
+
+    fn set_lock(&self, lock: Option<RunLock>) {
+        *self.run_lock.lock().unwrap_or_else(|p| p.into_inner()) = lock;
+    }
+
+    /// The error of a write transaction: a lost run lock, or what the server said.
+    fn tx_error(&self, context: &str, e: &TxError) -> LoadError {
+        match e {
+            TxError::Db(e) => self.db_error(context, e),
+            TxError::LockLost(why) => LoadError::Database {
+                context: context.to_string(),
+                reason: format!(
+                    "the run lock on {} was lost: {why}; this transaction was rolled back and the \
+                     run writes nothing more (run the sync again)",
+                    self.target.describe()
+                ),
+            },
+        }
     }
 
     async fn conn(&self) -> Result<Pooled<'_>, LoadError> {
         self.pool.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => self
                 .target
-                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target)),
+                .unreachable(&conn::Failure::from_connect(&e).reason(&self.target)),
             bb8::RunError::TimedOut => self.target.unreachable(&format!(
                 "no connection within {} s (server unreachable, or all {} pooled connections busy)",
-                self.opts.connect_timeout.as_secs(),
+                (self.opts.connect_timeout * 2 + Duration::from_secs(1)).as_secs(),
                 self.opts.pool_size.max(1)
             )),
         })
@@ -196,6 +238,50 @@ impl MssqlSink {
         Ok(())
     }
 
+    /// Make sure `bitrix_lead_runtime` has row Id = 1 (`runtime_row.sql`). Part of the schema
+    /// check every sync starts with, so a login that may not create the row (ALTER, for
+    /// IDENTITY_INSERT) is told what to do before the run writes anything, not after.
+    async fn runtime_row(
+        &self,
+        c: &mut Client,
+        report: &mut SchemaReport,
+    ) -> Result<(), LoadError> {
+        let context = "checking row Id = 1 of dbo.bitrix_lead_runtime";
+        let state = match run(c, sql::RUNTIME_ROW).await {
+            Ok(sets) => sets
+                .iter()
+                .rev()
+                .find_map(|s| s.first())
+                .and_then(|r| r.get::<&str, _>("runtime_row"))
+                .map(str::to_string),
+            Err(e) => {
+                self.rollback(c, context).await;
+                return Err(self.db_error(context, &e));
+            }
+        };
+        match state.as_deref() {
+            Some("present") => Ok(()),
+            Some("created") => {
+                let row = "row Id = 1 of dbo.bitrix_lead_runtime";
+                tracing::debug!("created {row}");
+                match report.created.last_mut() {
+                    // Right after the tables: part of the same step.
+                    Some(tables) if tables.contains(" table(s): ") => {
+                        tables.push_str("; ");
+                        tables.push_str(row);
+                    }
+                    _ => report.created.push(row.to_string()),
+                }
+                Ok(())
+            }
+            Some("no_permission") => Err(LoadError::Schema(runtime_row_refused(&self.target))),
+            other => Err(LoadError::Database {
+                context: context.to_string(),
+                reason: format!("runtime_row.sql answered {other:?}"),
+            }),
+        }
+    }
+
     /// The error `init-db` gives when duplicate `sql_ID` rows block the unique index.
     async fn duplicates_report(&self, c: &mut Client) -> Result<Option<String>, LoadError> {
         let Some((ids, surplus, examples)) = ops::duplicates(c)
@@ -220,16 +306,12 @@ impl MssqlSink {
     /// cannot be handed to another task with a pooled connection, nor released by the pool
     /// closing an idle one. `purpose` names it in messages.
     async fn dedicated(&self, purpose: &str) -> Result<Client, LoadError> {
-        match tokio::time::timeout(self.opts.connect_timeout, self.pool.dedicated_connection())
-            .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self
-                .target
-                .unreachable(&conn::Failure::from_manager(&e).reason(&self.target))),
-            Err(_) => Err(self.target.unreachable(&format!(
-                "no connection for {purpose} within {} s",
-                self.opts.connect_timeout.as_secs()
+        // The manager bounds each phase (TCP, then TLS and login) by the connect timeout.
+        match self.pool.dedicated_connection().await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(self.target.unreachable(&format!(
+                "opening a connection for {purpose}: {}",
+                conn::Failure::from_connect(&e).reason(&self.target)
             ))),
         }
     }
@@ -305,7 +387,7 @@ impl MssqlSink {
         let mut tries = 0;
         loop {
             match self.load_once(c, b, now, commit).await {
-                Err(e) if e.is_deadlock() && tries < self.opts.deadlock_retries => {
+                Err(TxError::Db(e)) if e.is_deadlock() && tries < self.opts.deadlock_retries => {
                     tries += 1;
                     tracing::info!(
                         try_no = tries,
@@ -313,12 +395,15 @@ impl MssqlSink {
                     );
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
                 }
-                Err(e) => {
+                Err(TxError::Db(e)) => {
                     return Err(if is_row_rejection(&e) {
                         Attempt::Rejected(self.target.scrub(&server_text(&e)))
                     } else {
                         Attempt::Fatal(self.db_error("loading a batch", &e))
                     })
+                }
+                Err(e @ TxError::LockLost(_)) => {
+                    return Err(Attempt::Fatal(self.tx_error("loading a batch", &e)))
                 }
                 Ok(o) => return Ok(o),
             }
@@ -334,13 +419,15 @@ impl MssqlSink {
         b: &Batch,
         now: NaiveDateTime,
         commit: bool,
-    ) -> tiberius::Result<BatchOutcome> {
+    ) -> Result<BatchOutcome, TxError> {
+        let token = self.token();
+        let token = token.as_deref();
         let result = if commit {
-            stage_and_upsert(c, b, now).await
+            stage_and_upsert(c, b, now, token).await
         } else {
             async {
                 run(c, sql::PREVIEW_BEGIN).await?;
-                let outcome = stage_and_upsert(c, b, now).await?;
+                let outcome = stage_and_upsert(c, b, now, token).await?;
                 run(c, sql::PREVIEW_END).await?;
                 Ok(outcome)
             }
@@ -370,6 +457,125 @@ impl MssqlSink {
             );
         }
     }
+}
+
+/// The run lock this sink holds: its token (see `sql/mssql/lock_confirm.sql`) and session.
+#[derive(Debug, Clone)]
+struct RunLock {
+    token: String,
+    spid: i32,
+}
+
+/// How a write transaction failed.
+#[derive(Debug)]
+enum TxError {
+    Db(tiberius::error::Error),
+    /// `lock_guard.sql` found the run lock gone; the words say how.
+    LockLost(String),
+}
+
+impl From<tiberius::error::Error> for TxError {
+    fn from(e: tiberius::error::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+/// Inside an open transaction on `c`, before it writes: take the shared write lock and check
+/// that this run's lock session still holds its token (`sql/mssql/lock_guard.sql` says why
+/// that is enough). No token: this sink holds no run lock (tests, `errors clear`), nothing
+/// to check.
+async fn check_lock(c: &mut Client, token: Option<&str>) -> Result<(), TxError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let sets = c
+        .query(sql::LOCK_GUARD, &[&token])
+        .await?
+        .into_results()
+        .await?;
+    let row = sets.iter().rev().find_map(|s| s.first());
+    guard_verdict(
+        row.and_then(|r| r.get::<&str, _>("writes_mode")),
+        row.and_then(|r| r.get::<i32, _>("token_free")),
+    )
+    .map_err(TxError::LockLost)
+}
+
+/// What `lock_guard.sql` answered: Ok only for a granted shared write lock (`writes_mode`
+/// `Shared`) and a token still held by the run's lock session (`token_free` 0).
+fn guard_verdict(writes_mode: Option<&str>, token_free: Option<i32>) -> Result<(), String> {
+    match (writes_mode, token_free) {
+        (Some(m), Some(0)) if m.eq_ignore_ascii_case("Shared") => Ok(()),
+        (_, Some(1)) => Err(
+            "the session that held it has ended (closed by the server, a \
+             KILL, or a dropped network connection), so another run may be writing"
+                .to_string(),
+        ),
+        (Some(_), Some(0)) => Err("another run is taking the run lock over (its barrier \
+             did not let this transaction through within 30 s)"
+            .to_string()),
+        _ => Err("the lock check (lock_guard.sql) returned no answer".to_string()),
+    }
+}
+
+/// What `lock_confirm.sql` answered: the token held and the barrier passed.
+fn confirm_verdict(token_mode: Option<&str>, barrier_mode: Option<&str>) -> Result<(), String> {
+    let held = |m: Option<&str>| m.is_some_and(|m| m.eq_ignore_ascii_case("Exclusive"));
+    if !held(token_mode) {
+        return Err("this run's token lock was not granted".to_string());
+    }
+    if !held(barrier_mode) {
+        return Err("a previous run's write transactions did not end in time".to_string());
+    }
+    Ok(())
+}
+
+/// Say once per process and server what the connection string chose about TLS: trusting
+/// any certificate is the DBA's choice, so it is information (INFO), not a warning; data
+/// without TLS (`Encrypt=false`, `DANGER_PLAINTEXT`) is a warning. (tiberius's own WARN on every connection is not forwarded, see
+/// `conn::Manager`.)
+fn say_tls_choice(target: &conn::Target) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let key = target.describe();
+    {
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if said.contains(&key) {
+            return;
+        }
+        said.push(key.clone());
+    }
+    if target.plaintext {
+        tracing::warn!(
+            "{key}: Encrypt=DANGER_PLAINTEXT: the login and all data travel unencrypted"
+        );
+    } else if target.login_only {
+        tracing::warn!(
+            "{key}: Encrypt=false: only the login is encrypted, the data travel unencrypted \
+             (leave Encrypt out, or set Encrypt=true, to encrypt everything)"
+        );
+    } else if target.trusts_cert {
+        tracing::info!(
+            "{key}: TLS without validating the server certificate (TrustServerCertificate=true)"
+        );
+    }
+}
+
+/// Why a sync (or init-db) stops when row Id = 1 is missing and this login may not create it.
+fn runtime_row_refused(target: &conn::Target) -> String {
+    format!(
+        "dbo.bitrix_lead_runtime on {} has no row Id = 1 (the row each run stamps), and the login '{}' \
+         may not create it (SET IDENTITY_INSERT needs ALTER on the table); nothing was written. \
+         Run `b24sync init-db` once with a login that may (e.g. the database owner), then sync \
+         with this one: a sync itself needs only SELECT, INSERT, UPDATE and DELETE",
+        target.describe(),
+        target.user.as_deref().unwrap_or("")
+    )
+}
+
+/// A fresh token resource for one hold of the run lock: random, so no other session ever
+/// asks for it.
+fn new_token() -> String {
+    format!("b24sync:run:{:016x}", rand::random::<u64>())
 }
 
 enum Attempt {
@@ -446,7 +652,8 @@ async fn stage_and_upsert(
     c: &mut Client,
     b: &Batch,
     now: NaiveDateTime,
-) -> tiberius::Result<BatchOutcome> {
+    token: Option<&str>,
+) -> Result<BatchOutcome, TxError> {
     run(c, sql::STAGE_CREATE).await?;
     run(c, sql::LOOKUP_STAGE_CREATE).await?;
     let errors = stage::error_rows(b);
@@ -462,6 +669,7 @@ async fn stage_and_upsert(
     // BEGIN/COMMIT nest inside it, and XACT_ABORT (set by TX_BEGIN) rolls all of it back
     // on any failure, so the normalised phones always agree with the contact values.
     run(c, sql::TX_BEGIN).await?;
+    check_lock(c, token).await?;
     let sets = run(c, sql::UPSERT_BATCH).await?;
     run(c, sql::LOOKUP_PHONES_SYNC).await?;
     run(c, sql::TX_COMMIT).await?;
@@ -504,12 +712,24 @@ impl Sink for MssqlSink {
         run(c, sql::OKTELL_TABLES)
             .await
             .map_err(|e| self.db_error("creating the missing Oktell tables", &e))?;
-        report.created.extend(
-            sql::SCHEMA_TABLES
-                .iter()
-                .filter(|t| !before.contains(**t))
-                .map(|t| format!("table dbo.{t}")),
-        );
+        // One entry for the tables, one per migration: the log says what happened in a few
+        // lines, the objects themselves are named at debug level (-v).
+        let created: Vec<String> = sql::SCHEMA_TABLES
+            .iter()
+            .filter(|t| !before.contains(**t))
+            .map(|t| format!("dbo.{t}"))
+            .collect();
+        for t in &created {
+            tracing::debug!("created table {t}");
+        }
+        if !created.is_empty() {
+            report.created.push(format!(
+                "{} table(s): {}",
+                created.len(),
+                created.join(", ")
+            ));
+        }
+        self.runtime_row(c, &mut report).await?;
 
         let applied = self.applied(c).await?;
         for m in sql::MIGRATIONS.iter() {
@@ -545,6 +765,9 @@ impl Sink for MssqlSink {
                 let _ = run(c, sql::ROLLBACK).await;
                 return Err(self.db_error(&context, &e));
             }
+            for object in sql::objects(m.sql) {
+                tracing::debug!("migration {:04} {}: created {object}", m.version, m.name);
+            }
             report
                 .created
                 .push(format!("migration {:04} {}", m.version, m.name));
@@ -572,8 +795,44 @@ impl Sink for MssqlSink {
         .map_err(|e| self.db_error("taking the run lock (sp_getapplock)", &e))?;
         match code {
             Some(c) if c >= 0 => {
-                *held = Some(client);
-                Ok(())
+                let token = new_token();
+                let confirmed = async {
+                    let sets = client
+                        .query(sql::LOCK_CONFIRM, &[&token.as_str(), &wait_ms])
+                        .await?
+                        .into_results()
+                        .await?;
+                    let row = sets.iter().rev().find_map(|s| s.first());
+                    Ok::<_, tiberius::error::Error>((
+                        confirm_verdict(
+                            row.and_then(|r| r.get::<&str, _>("token_mode")),
+                            row.and_then(|r| r.get::<&str, _>("barrier_mode")),
+                        ),
+                        row.and_then(|r| r.get::<i32, _>("spid")).unwrap_or(0),
+                    ))
+                }
+                .await;
+                match confirmed {
+                    Ok((Ok(()), spid)) => {
+                        tracing::debug!("run lock taken on session {spid}");
+                        self.set_lock(Some(RunLock { token, spid }));
+                        *held = Some(client);
+                        Ok(())
+                    }
+                    // Closing the session frees the run lock it was granted.
+                    Ok((Err(why), _)) => {
+                        tracing::info!("run lock not confirmed: {why}");
+                        let _ = client.close().await;
+                        Err(LoadError::LockBusy {
+                            target: self.target.describe(),
+                            waited_secs: wait.as_secs(),
+                        })
+                    }
+                    Err(e) => {
+                        let _ = client.close().await;
+                        Err(self.db_error("taking the run lock (lock_confirm.sql)", &e))
+                    }
+                }
             }
             // -1 timeout is the usual one; -2 cancelled, -3 deadlock victim: also "not now".
             Some(_) => {
@@ -594,9 +853,11 @@ impl Sink for MssqlSink {
         let Some(mut client) = self.lock_conn.lock().await.take() else {
             return Ok(());
         };
+        let token = self.token().unwrap_or_default();
+        self.set_lock(None);
         // Closing the session frees the lock even if the release fails, so a failed release
         // is only worth a log line.
-        if let Err(e) = run(&mut client, sql::LOCK_RELEASE).await {
+        if let Err(e) = client.execute(sql::LOCK_RELEASE, &[&token.as_str()]).await {
             tracing::warn!(
                 "releasing the run lock failed (closing its connection frees it): {}",
                 self.target.scrub(&e.to_string())
@@ -625,13 +886,40 @@ impl Sink for MssqlSink {
     }
 
     async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
+        let context = "stamping bitrix_lead_runtime";
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
-        if let Err(e) = c.execute(sql::STAMP_RUNTIME, &[&finished]).await {
-            let _ = run(c, sql::ROLLBACK).await;
-            return Err(self.db_error("stamping bitrix_lead_runtime", &e));
+        let token = self.token();
+        let result = async {
+            run(c, sql::TX_BEGIN).await?;
+            check_lock(c, token.as_deref()).await?;
+            let sets = c
+                .query(sql::STAMP_RUNTIME, &[&finished])
+                .await?
+                .into_results()
+                .await?;
+            run(c, sql::TX_COMMIT).await?;
+            Ok::<_, TxError>(
+                sets.iter()
+                    .rev()
+                    .find_map(|s| s.first())
+                    .and_then(|r| r.get::<i32, _>("runtime_rows"))
+                    .unwrap_or(0),
+            )
         }
-        Ok(())
+        .await;
+        match result {
+            Err(e) => {
+                self.rollback(c, context).await;
+                Err(self.tx_error(context, &e))
+            }
+            Ok(0) => Err(LoadError::Schema(format!(
+                "dbo.bitrix_lead_runtime on {} has no row Id = 1 any more (the row each run stamps; \
+                 the data of this run is in): run `b24sync init-db` to create it again",
+                self.target.describe()
+            ))),
+            Ok(_) => Ok(()),
+        }
     }
 
     async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
@@ -643,11 +931,21 @@ impl Sink for MssqlSink {
     }
 
     async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+        let context = "writing b24sync_state";
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        if let Err(e) = admin::write_state(c, name, value).await {
-            self.rollback(c, "writing b24sync_state").await;
-            return Err(self.db_error("writing b24sync_state", &e));
+        let token = self.token();
+        let result = async {
+            run(c, sql::TX_BEGIN).await?;
+            check_lock(c, token.as_deref()).await?;
+            admin::write_state(c, name, value).await?;
+            run(c, sql::TX_COMMIT).await?;
+            Ok::<(), TxError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.rollback(c, context).await;
+            return Err(self.tx_error(context, &e));
         }
         Ok(())
     }
@@ -673,13 +971,15 @@ impl Sink for MssqlSink {
         }
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
+        let token = self.token();
         let mut tries = 0;
         loop {
-            match admin::delete_leads(c, &ids).await {
+            match admin::delete_leads(c, &ids, token.as_deref()).await {
                 Ok(n) => return Ok(n),
                 Err(e) => {
                     self.rollback(c, context).await;
-                    if e.is_deadlock() && tries < self.opts.deadlock_retries {
+                    let deadlock = matches!(&e, TxError::Db(d) if d.is_deadlock());
+                    if deadlock && tries < self.opts.deadlock_retries {
                         tries += 1;
                         tracing::info!(
                             try_no = tries,
@@ -688,7 +988,7 @@ impl Sink for MssqlSink {
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
                         continue;
                     }
-                    return Err(self.db_error(context, &e));
+                    return Err(self.tx_error(context, &e));
                 }
             }
         }
@@ -725,9 +1025,10 @@ impl Sink for MssqlSink {
         let context = "writing b24sync_operators";
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        if let Err(e) = lookup::store_operators(c, &operators).await {
+        let token = self.token();
+        if let Err(e) = lookup::store_operators(c, &operators, token.as_deref()).await {
             self.rollback(c, context).await;
-            return Err(self.db_error(context, &e));
+            return Err(self.tx_error(context, &e));
         }
         Ok(())
     }
@@ -811,5 +1112,129 @@ pub async fn open_token_store(db: &str) -> Result<Arc<dyn TokenStore>, LoadError
         Ok(Arc::new(crate::load::sqlite::SqliteSink::open(
             std::path::Path::new(db),
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_goes_ahead_only_with_the_write_lock_and_the_token_held() {
+        assert_eq!(guard_verdict(Some("Shared"), Some(0)), Ok(()));
+        // The lock session ended: the token can be granted to anyone.
+        let gone = guard_verdict(Some("Shared"), Some(1)).unwrap_err();
+        assert!(gone.contains("session that held it has ended"), "{gone}");
+        // Another run's barrier kept the shared lock from being granted.
+        let taken = guard_verdict(Some("NoLock"), Some(0)).unwrap_err();
+        assert!(taken.contains("another run"), "{taken}");
+        assert!(guard_verdict(Some("NoLock"), Some(1)).is_err());
+        assert!(guard_verdict(None, None).is_err());
+    }
+
+    #[test]
+    fn the_lock_is_confirmed_only_with_token_and_barrier() {
+        assert_eq!(
+            confirm_verdict(Some("Exclusive"), Some("Exclusive")),
+            Ok(())
+        );
+        assert!(confirm_verdict(Some("NoLock"), Some("Exclusive")).is_err());
+        assert!(confirm_verdict(Some("Exclusive"), Some("NoLock"))
+            .unwrap_err()
+            .contains("previous run"));
+        assert!(confirm_verdict(None, None).is_err());
+    }
+
+    /// Captures what the sink logs while `f` runs on this thread.
+    fn logs(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn trusting_the_certificate_is_said_once_at_info_and_plaintext_warns() {
+        let connect_twice = |extra: &str| {
+            // A port nothing listens on: the sink says its TLS choice before connecting.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let s = format!(
+                "Server=tcp:127.0.0.1,{port};Database=oktell;User Id=b24;Password=pw;{extra}"
+            );
+            logs(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    for _ in 0..2 {
+                        let opts = MssqlOptions {
+                            connect_timeout: Duration::from_secs(2),
+                            ..MssqlOptions::default()
+                        };
+                        assert!(MssqlSink::connect(&s, opts).await.is_err());
+                    }
+                });
+            })
+        };
+        let trusted = connect_twice("TrustServerCertificate=true");
+        let lines: Vec<&str> = trusted
+            .lines()
+            .filter(|l| l.contains("TrustServerCertificate=true"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{trusted}");
+        assert!(
+            lines[0].contains("INFO") && !trusted.contains("WARN"),
+            "{trusted}"
+        );
+        let plain = connect_twice("Encrypt=DANGER_PLAINTEXT");
+        assert!(
+            plain.contains("WARN") && plain.contains("unencrypted"),
+            "{plain}"
+        );
+        let login_only = connect_twice("Encrypt=false;TrustServerCertificate=true");
+        assert_eq!(login_only.matches("WARN").count(), 1, "{login_only}");
+        assert!(
+            login_only.contains("only the login is encrypted"),
+            "{login_only}"
+        );
+        let validated = connect_twice("");
+        assert!(
+            !validated.contains("certificate") && !validated.contains("WARN"),
+            "{validated}"
+        );
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_fit_an_applock_name() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("b24sync:run:") && a.len() == 28 && a.len() <= 255,
+            "{a}"
+        );
     }
 }

@@ -158,6 +158,33 @@ pub(super) const CONTRACT_TABLES: [&str; 6] = [
     "bitrix_lead_runtime",
 ];
 
+/// What a sync (and `errors`, `auth`, `lookup`) does to each table, and so the rights `doctor`
+/// asks for: nothing more is ever needed once `init-db` has run (it creates bitrix_lead_runtime's
+/// row Id = 1, the one thing that needs ALTER). `sql_tests.rs` checks the statements the sink
+/// sends against this list. bitrix_oauth is used only with an OAuth application.
+pub(super) const SYNC_RIGHTS: [(&str, &[&str]); 11] = [
+    ("bitrix_oauth", &["SELECT", "INSERT", "UPDATE"]),
+    ("bitrix_leads", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+    (
+        "bitrix_lead_contacts",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_lead_solution",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_import_lead_error",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    ("bitrix_lead_runtime", &["SELECT", "UPDATE"]),
+    ("b24sync_migrations", &["SELECT"]),
+    ("b24sync_state", &["SELECT", "INSERT", "UPDATE"]),
+    ("b24sync_runs", &["SELECT", "INSERT", "UPDATE"]),
+    ("b24sync_lead_phones", &["SELECT", "INSERT", "DELETE"]),
+    ("b24sync_operators", &["SELECT", "INSERT", "UPDATE"]),
+];
+
 /// The contract (docs/oktell-schema.md) per table; `sql_tests.rs` checks it against
 /// its own copy written out from the document.
 pub(super) fn contract_columns() -> Vec<(&'static str, Vec<ContractColumn>)> {
@@ -595,19 +622,25 @@ fn judge_permissions(p: &Perms, setup_needed: bool) -> Diagnosis {
     let tables = p.tables.len();
     for (table, granted) in &p.tables {
         let [select, insert, update, delete, alter_table] = *granted;
-        // The project's own tables are never deleted from; the Oktell ones are replaced.
-        let mut needed = vec![("SELECT", select), ("INSERT", insert), ("UPDATE", update)];
-        if !table.starts_with("b24sync_") {
-            needed.push(("DELETE", delete));
-        }
-        if table == "bitrix_lead_runtime" && !p.runtime_row {
-            needed.push(("ALTER (to create row Id = 1)", alter_table));
-        }
-        let lacking: Vec<&str> = needed
+        let rights = SYNC_RIGHTS
             .iter()
-            .filter(|(_, granted)| !granted)
-            .map(|(what, _)| *what)
-            .collect();
+            .find(|(t, _)| t.eq_ignore_ascii_case(table))
+            .map(|(_, r)| *r)
+            .unwrap_or(&["SELECT", "INSERT", "UPDATE", "DELETE"]);
+        let has = |right: &str| match right {
+            "SELECT" => select,
+            "INSERT" => insert,
+            "UPDATE" => update,
+            _ => delete,
+        };
+        let mut lacking: Vec<&str> = rights.iter().copied().filter(|r| !has(r)).collect();
+        // Row Id = 1 is created by init-db (runtime_row.sql); without it a sync stops at its
+        // start unless this login may create it.
+        if table == "bitrix_lead_runtime" && !p.runtime_row && !alter_table {
+            lacking.push(
+                "ALTER (to create row Id = 1: or run `b24sync init-db` once as a login that may)",
+            );
+        }
         if !lacking.is_empty() {
             problems.push(format!("no {} on dbo.{table}", lacking.join(", ")));
         }
@@ -708,41 +741,63 @@ mod tests {
     }
 
     fn all_granted() -> Perms {
-        let mut tables: Vec<(String, [bool; 5])> = CONTRACT_TABLES
+        // Exactly the rights a sync needs, no ALTER anywhere.
+        let tables: Vec<(String, [bool; 5])> = SYNC_RIGHTS
             .iter()
-            .map(|t| (t.to_string(), [true; 5]))
+            .map(|(t, rights)| {
+                let has = |r: &str| rights.contains(&r);
+                (
+                    t.to_string(),
+                    [
+                        has("SELECT"),
+                        has("INSERT"),
+                        has("UPDATE"),
+                        has("DELETE"),
+                        false,
+                    ],
+                )
+            })
             .collect();
-        tables.push(("b24sync_state".into(), [true, true, true, false, false]));
-        tables.push(("b24sync_runs".into(), [true, true, true, false, false]));
         Perms {
             create_table: true,
             alter_schema: true,
             tables,
-            runtime_row: false,
+            runtime_row: true,
         }
     }
 
     #[test]
     fn permissions_name_what_is_missing() {
+        // Exactly SYNC_RIGHTS, no ALTER anywhere, row Id = 1 in place: all a sync needs.
         let d = judge_permissions(&all_granted(), false);
         assert!(d.ok, "{d:?}");
-        assert!(d.detail.contains("8 table(s)") && d.detail.contains("create tables"));
+        assert!(d.detail.contains("11 table(s)") && d.detail.contains("create tables"));
 
         let mut p = all_granted();
         p.tables[1].1[3] = false; // DELETE on bitrix_leads
-        p.tables[5].1[4] = false; // ALTER on bitrix_lead_runtime, row 1 missing
+        p.tables[9].1[3] = false; // DELETE on b24sync_lead_phones (phones are replaced)
+        p.runtime_row = false; // and row 1 missing, without ALTER to create it
         let d = judge_permissions(&p, false);
         assert!(!d.ok);
         assert!(d.detail.contains("no DELETE on dbo.bitrix_leads"), "{d:?}");
         assert!(
+            d.detail.contains("no DELETE on dbo.b24sync_lead_phones"),
+            "{d:?}"
+        );
+        assert!(
             d.detail
-                .contains("no ALTER (to create row Id = 1) on dbo.bitrix_lead_runtime"),
+                .contains("no ALTER (to create row Id = 1: or run `b24sync init-db` once as a login that may) on dbo.bitrix_lead_runtime"),
             "{d:?}"
         );
         assert!(d.fix.contains("GRANT"), "{d:?}");
-        // Once row 1 exists, ALTER is not needed.
+        // With ALTER, the schema check at the start of the sync creates the row itself.
         p.tables[1].1[3] = true;
-        p.runtime_row = true;
+        p.tables[9].1[3] = true;
+        p.tables[5].1[4] = true;
+        assert!(judge_permissions(&p, false).ok);
+        // Nothing beyond SYNC_RIGHTS is asked for: no DELETE on the state, for instance.
+        assert_eq!(p.tables[7].0, "b24sync_state");
+        p.tables[7].1[3] = false;
         assert!(judge_permissions(&p, false).ok);
     }
 

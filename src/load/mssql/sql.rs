@@ -32,8 +32,17 @@ pub const PREVIEW_END: &str = include_str!("../../../sql/mssql/preview_end.sql")
 pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
 
 pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
+/// Sent on the lock's session once it is granted (@P1 the run's token, @P2 wait in ms).
+pub const LOCK_CONFIRM: &str = include_str!("../../../sql/mssql/lock_confirm.sql");
+/// Sent inside every write transaction of a run holding the lock (@P1 the run's token).
+pub const LOCK_GUARD: &str = include_str!("../../../sql/mssql/lock_guard.sql");
+/// @P1 the run's token.
 pub const LOCK_RELEASE: &str = include_str!("../../../sql/mssql/lock_release.sql");
+/// An UPDATE of row Id = 1 (@P1 the finish time); answers `runtime_rows`.
 pub const STAMP_RUNTIME: &str = include_str!("../../../sql/mssql/stamp_runtime.sql");
+/// init-db: create row Id = 1 of bitrix_lead_runtime if missing and allowed; answers
+/// `runtime_row` = `present` / `created` / `no_permission`.
+pub const RUNTIME_ROW: &str = include_str!("../../../sql/mssql/runtime_row.sql");
 
 /// `b24sync_state` (migration 1): read one value (@P1 name); set one (@P1 name, @P2 value).
 pub const STATE_READ: &str = include_str!("../../../sql/mssql/state_read.sql");
@@ -108,7 +117,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 6] = [
+pub const MIGRATIONS: [Migration; 8] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -145,6 +154,18 @@ pub const MIGRATIONS: [Migration; 6] = [
         sql: include_str!("../../../sql/mssql/migrations/0006_caller_lookup.sql"),
         needs_unique_leads: false,
     },
+    Migration {
+        version: 7,
+        name: "error_lead_index",
+        sql: include_str!("../../../sql/mssql/migrations/0007_error_lead_index.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 8,
+        name: "lookup_collation",
+        sql: include_str!("../../../sql/mssql/migrations/0008_lookup_collation.sql"),
+        needs_unique_leads: false,
+    },
 ];
 
 /// A script's batches: split at `GO` lines, sqlcmd's separator (CREATE FUNCTION and CREATE
@@ -160,6 +181,26 @@ pub fn batches(text: &str) -> Vec<String> {
         }
     }
     out.retain(|b| !b.trim().is_empty());
+    out
+}
+
+/// What a script creates, for the debug log: `table dbo.x`, `index IX_y`, `view dbo.v`,
+/// `function dbo.f`, from its `CREATE` lines (the first word after the kind is the name).
+pub fn objects(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (kind, name) = match words.as_slice() {
+            ["CREATE", "UNIQUE", "INDEX", name, ..] | ["CREATE", "INDEX", name, ..] => {
+                ("index", name)
+            }
+            ["CREATE", "TABLE", name, ..] => ("table", name),
+            ["CREATE", "VIEW", name, ..] => ("view", name),
+            ["CREATE", "FUNCTION", name, ..] => ("function", name),
+            _ => continue,
+        };
+        out.push(format!("{kind} {}", name.trim_end_matches('(')));
+    }
     out
 }
 
@@ -195,8 +236,11 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("preview_begin.sql", PREVIEW_BEGIN),
         ("preview_end.sql", PREVIEW_END),
         ("lock_acquire.sql", LOCK_ACQUIRE),
+        ("lock_confirm.sql", LOCK_CONFIRM),
+        ("lock_guard.sql", LOCK_GUARD),
         ("lock_release.sql", LOCK_RELEASE),
         ("stamp_runtime.sql", STAMP_RUNTIME),
+        ("runtime_row.sql", RUNTIME_ROW),
         ("state_read.sql", STATE_READ),
         ("state_write.sql", STATE_WRITE),
         ("lead_ids.sql", LEAD_IDS),

@@ -588,8 +588,17 @@ fn parameterised_statements_use_only_their_parameters() {
         assert!(!text.contains(&format!("@P{}", n + 1)));
     }
     assert!(sql::LOCK_ACQUIRE.contains("@LockTimeout = @P1") && !sql::LOCK_ACQUIRE.contains("@P2"));
-    assert!(sql::STAMP_RUNTIME.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON"));
-    assert!(sql::STAMP_RUNTIME.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF"));
+    // A sync's stamp is an UPDATE only; creating row 1 (IDENTITY_INSERT, needs ALTER) is
+    // init-db's, and only where the login may.
+    assert!(
+        !sql::STAMP_RUNTIME.contains("IDENTITY_INSERT") && !sql::STAMP_RUNTIME.contains("INSERT")
+    );
+    assert!(sql::STAMP_RUNTIME.contains("SELECT @@ROWCOUNT AS runtime_rows;"));
+    assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime ON"));
+    assert!(sql::RUNTIME_ROW.contains("SET IDENTITY_INSERT dbo.bitrix_lead_runtime OFF"));
+    assert!(sql::RUNTIME_ROW
+        .contains("IF HAS_PERMS_BY_NAME(N'dbo.bitrix_lead_runtime', N'OBJECT', N'ALTER') = 1"));
+    assert!(!sql::RUNTIME_ROW.contains("@P1"));
     // Statements sent as plain batches carry no parameters at all.
     for text in [
         sql::STAGE_CREATE,
@@ -1044,4 +1053,288 @@ fn preview_wraps_the_upsert_in_a_transaction_it_rolls_back() {
     // would end or confuse the outer one).
     let upper = sql::UPSERT_BATCH.to_uppercase();
     assert!(!upper.contains("ROLLBACK") && !upper.contains("SAVE TRAN"));
+}
+
+/// The statements of a file as sqlparser prints them, one per entry.
+fn statement_texts(text: &str) -> Vec<String> {
+    parse(text)
+        .expect("parses")
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[test]
+fn every_write_transaction_checks_the_run_lock_before_writing() {
+    // lock_guard.sql: the shared write lock first (transaction-owned, so it lasts until the
+    // COMMIT whatever happens to the lock session), then the token test.
+    let guard = statement_texts(sql::LOCK_GUARD);
+    let take = guard
+        .iter()
+        .position(|s| s.contains("sp_getapplock"))
+        .expect("sp_getapplock in lock_guard.sql");
+    assert!(
+        guard[take].contains("@Resource = N'b24sync:writes'")
+            && guard[take].contains("@LockMode = N'Shared'")
+            && guard[take].contains("@LockOwner = N'Transaction'"),
+        "{}",
+        guard[take]
+    );
+    let check = guard
+        .iter()
+        .position(|s| s.contains("APPLOCK_TEST"))
+        .expect("APPLOCK_TEST in lock_guard.sql");
+    assert!(take < check, "lock first, then check");
+    assert!(guard[check]
+        .contains("APPLOCK_TEST(N'public', @P1, N'Shared', N'Transaction') AS token_free"));
+    assert!(guard[check]
+        .contains("APPLOCK_MODE(N'public', N'b24sync:writes', N'Transaction') AS writes_mode"));
+    assert!(!sql::LOCK_GUARD.contains("@P2"));
+
+    // lock_confirm.sql: the token (session-owned, no wait), then the barrier on the same
+    // resource the guard locks shared, released right after the answer is read.
+    let confirm = statement_texts(sql::LOCK_CONFIRM);
+    let at = |what: &str| {
+        confirm
+            .iter()
+            .position(|s| s.contains(what))
+            .unwrap_or_else(|| panic!("{what} in lock_confirm.sql"))
+    };
+    let token =
+        at("@Resource = @P1, @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = 0");
+    let barrier = at("@Resource = N'b24sync:writes', @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @P2");
+    let answer = at("AS barrier_mode");
+    let release = at("sp_releaseapplock @Resource = N'b24sync:writes'");
+    assert!(token < barrier && barrier < answer && answer < release);
+    assert!(confirm[answer].contains("AS token_mode") && confirm[answer].contains("AS spid"));
+
+    // Release: the token and the run lock, each only if held.
+    assert!(sql::LOCK_RELEASE
+        .contains("EXEC sp_releaseapplock @Resource = @P1, @LockOwner = N'Session';"));
+    assert!(sql::LOCK_RELEASE
+        .contains("EXEC sp_releaseapplock @Resource = N'b24sync', @LockOwner = N'Session';"));
+    // The run lock itself is where it always was (older b24sync versions wait on it too).
+    assert!(sql::LOCK_ACQUIRE
+        .contains("@Resource = N'b24sync', @LockMode = N'Exclusive', @LockOwner = N'Session'"));
+
+    // The Rust side: every transaction a run opens for writing (a batch, a deletion, state,
+    // operators, the runtime stamp) checks the lock right after BEGIN. Only init-db's
+    // migrations do not: they run before the lock matters and change no data.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/load/mssql");
+    let mut guarded = 0;
+    for file in ["mod.rs", "admin.rs", "lookup.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("source");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            if *line != "run(c, sql::TX_BEGIN).await?;" {
+                continue;
+            }
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            if next.starts_with("check_lock(c, ") {
+                guarded += 1;
+            } else {
+                assert!(
+                    lines[i.saturating_sub(3)..i]
+                        .iter()
+                        .any(|l| l.contains("applied_ok")),
+                    "{file}:{}: a transaction without the lock check: {next}",
+                    i + 1
+                );
+            }
+        }
+    }
+    // A batch (its dry-run preview too), a state value, the stamp, a deletion, the operators.
+    assert_eq!(guarded, 5);
+}
+
+#[test]
+fn a_sync_needs_no_rights_beyond_what_doctor_checks() {
+    // Files only init-db (schema rights) or doctor/people send; everything else may be sent
+    // by a sync, `errors`, `auth` or `lookup` under a login with only SYNC_RIGHTS.
+    let schema_only = [
+        "oktell_tables.sql",
+        "runtime_row.sql",
+        "migration_set_checksum.sql",
+        "fix_duplicate_leads.sql",
+    ];
+    let rights = super::ops::SYNC_RIGHTS;
+    let right_of = |table: &str| -> &[&str] {
+        rights
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("dbo.{table} is used by a sync but doctor does not check it"))
+    };
+    // Functions and views a lookup reads (SELECT on the schema covers them).
+    let not_tables = [
+        "b24sync_lookup_caller_keys",
+        "b24sync_lookup_caller",
+        "b24sync_caller_phones",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, text) in sql::all_included() {
+        if schema_only.contains(&name) || sql::MIGRATIONS.iter().any(|m| m.name == name) {
+            continue;
+        }
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (i, _) in code.match_indices("dbo.") {
+            let table: String = code[i + 4..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if table.is_empty() || not_tables.contains(&table.as_str()) {
+                continue;
+            }
+            let before = code[..i].trim_end().to_uppercase();
+            let needs = if before.ends_with("INSERT INTO") {
+                "INSERT"
+            } else if before.ends_with("DELETE FROM") {
+                "DELETE"
+            } else if before.ends_with("UPDATE") {
+                "UPDATE"
+            } else {
+                "SELECT"
+            };
+            assert!(
+                right_of(&table).contains(&needs) || needs == "SELECT" && name == "permissions.sql",
+                "{name}: {needs} on dbo.{table}, which SYNC_RIGHTS does not grant"
+            );
+            seen.insert(table);
+        }
+    }
+    // Aliased forms (`UPDATE t ... FROM dbo.x AS t`, `DELETE p FROM dbo.x AS p`) are not seen
+    // above; the live test with a DML-only login covers them. Every listed table is used.
+    for (table, _) in rights {
+        assert!(
+            seen.contains(table),
+            "SYNC_RIGHTS lists dbo.{table}, which nothing sends"
+        );
+    }
+}
+
+#[test]
+fn the_lookup_compares_digits_in_a_binary_collation() {
+    // The columns: binary since 0006 (so no migration alters them).
+    let phones = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup")
+        .expect("0006");
+    for c in ["e164", "extension", "digits_rev"] {
+        let line = phones
+            .sql
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{c} varchar(")))
+            .unwrap_or_else(|| panic!("{c} column"));
+        assert!(line.contains("COLLATE Latin1_General_BIN2"), "{line}");
+    }
+    // The functions: the newest migration that creates them says BIN2 on every LIKE and on
+    // the E.164 match (parameters take the database's collation otherwise, which some
+    // engines refuse for LIKE).
+    let newest = sql::MIGRATIONS
+        .iter()
+        .rev()
+        .find(|m| {
+            m.sql
+                .contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
+        })
+        .expect("a migration creating the functions");
+    assert_eq!(newest.name, "lookup_collation");
+    assert!(newest.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
+    ));
+    let likes: Vec<&str> = newest
+        .sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--") && l.contains(" LIKE "))
+        .collect();
+    assert_eq!(likes.len(), 4, "{likes:?}");
+    for l in likes {
+        assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
+    }
+    assert!(newest
+        .sql
+        .contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
+    // Recreated, dropped first; recorded last.
+    let drop = newest
+        .sql
+        .find("DROP FUNCTION dbo.b24sync_lookup_caller_keys")
+        .expect("drop");
+    let create = newest
+        .sql
+        .find("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
+        .expect("create");
+    let record = newest
+        .sql
+        .find("INSERT INTO dbo.b24sync_migrations")
+        .expect("record");
+    assert!(drop < create && create < record);
+}
+
+#[test]
+fn the_error_table_is_sought_by_sql_id() {
+    let m = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "error_lead_index")
+        .expect("0007");
+    assert!(m
+        .sql
+        .contains("CREATE INDEX IX_bitrix_import_lead_error_sql_ID\n        ON dbo.bitrix_import_lead_error (sql_ID);"));
+    // No byte comparison of sql_ID without a sargable `=` on the same pair of columns.
+    for (name, text) in [("upsert_batch.sql", sql::UPSERT_BATCH)] {
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (a, b) in [("s", "e"), ("d", "e"), ("e", "s")] {
+            let bytes =
+                format!("CAST({a}.sql_ID AS varbinary(max)) = CAST({b}.sql_ID AS varbinary(max))");
+            if code.contains(&bytes) {
+                assert!(
+                    code.contains(&format!("{a}.sql_ID = {b}.sql_ID")),
+                    "{name}: {bytes} without {a}.sql_ID = {b}.sql_ID"
+                );
+            }
+        }
+        assert_eq!(
+            code.matches("sql_ID AS varbinary(max)) = CAST(").count(),
+            4,
+            "{name}: the four matches on sql_ID checked above"
+        );
+    }
+    // The staging column has the table column's type, so the comparison needs no conversion.
+    assert!(
+        sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,")
+    );
+    let objects = sql::objects(m.sql);
+    assert_eq!(objects, ["index IX_bitrix_import_lead_error_sql_ID"]);
+}
+
+#[test]
+fn migrations_name_what_they_create_for_the_debug_log() {
+    let phones = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup")
+        .expect("0006");
+    assert_eq!(
+        sql::objects(phones.sql),
+        [
+            "table dbo.b24sync_lead_phones",
+            "index IX_b24sync_lead_phones_lead",
+            "index IX_b24sync_lead_phones_e164",
+            "index IX_b24sync_lead_phones_digits_rev",
+            "table dbo.b24sync_operators",
+            "view dbo.b24sync_caller_phones",
+            "function dbo.b24sync_lookup_caller_keys",
+            "function dbo.b24sync_lookup_caller",
+        ]
+    );
+    assert_eq!(
+        sql::objects(sql::MIGRATIONS[3].sql),
+        ["index UX_bitrix_leads_sql_ID"]
+    );
 }

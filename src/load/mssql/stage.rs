@@ -20,6 +20,14 @@ use crate::model::{
 /// Longer values are staged as NULL and set by a parameterised UPDATE.
 pub const BULK_MAX_UTF16: usize = 32_767;
 
+/// The most of a lead ID b24sync writes into `bitrix_import_lead_error.sql_ID`: 800 UTF-16
+/// units (1,600 bytes), under the 1,700-byte key limit of the index on it (migration 0007).
+/// A real ID is a short number; only a malformed answer gives longer text, and its full
+/// text stays in the row's lead JSON.
+pub const ERROR_ID_CHARS: usize = 800;
+// Two bytes per unit, plus the 4-byte clustered key a non-unique index row carries.
+const _: () = assert!(ERROR_ID_CHARS * 2 + 4 <= 1700);
+
 /// Dedupe and check a batch before staging it.
 ///
 /// - The same lead twice in one batch: the later copy wins (it was read later), since the
@@ -178,7 +186,7 @@ pub fn error_rows(batch: &Batch) -> Vec<ErrorRow> {
     for mut e in batch.error_rows() {
         e.lead_id = e
             .lead_id
-            .map(|id| truncate_utf16(&id, SMALL_TEXT_CHARS).to_string());
+            .map(|id| truncate_utf16(&id, ERROR_ID_CHARS).to_string());
         e.reason = clip_reason(&e.reason);
         // Rows without an ID are told apart by their JSON too, as upsert_batch.sql does.
         let key = (
@@ -463,9 +471,10 @@ mod tests {
         };
         let rows = error_rows(&b);
         assert_eq!(rows.len(), 4);
+        // Cut to what the index on sql_ID can hold (migration 0007), not the column's 2,000.
         assert_eq!(
             rows[3].lead_id.as_ref().map(|s| s.len()),
-            Some(SMALL_TEXT_CHARS)
+            Some(ERROR_ID_CHARS)
         );
     }
 }
