@@ -155,6 +155,40 @@ async fn init_db_creates_the_tables_once() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to create"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_db_says_one_line_per_migration_and_nothing_with_q() {
+    // Issue 16.5: the first init-db printed a line per table and index, even with -q.
+    let quiet = test_db();
+    let out = run_cmd(b24sync().args(["init-db", "-q", "--db"]).arg(&quiet.path)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "init-db -q printed on stdout"
+    );
+    assert_eq!(stderr(&out), "", "init-db -q printed on stderr");
+    assert!(
+        count(&quiet.path, "SELECT COUNT(*) FROM bitrix_leads") == 0,
+        "tables exist"
+    );
+
+    let loud = test_db();
+    let out = run_cmd(b24sync().args(["init-db", "--db"]).arg(&loud.path)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout.lines().filter(|l| l.starts_with("created ")).count();
+    let migrations = count(&loud.path, "SELECT COUNT(*) FROM b24sync_migrations") as usize;
+    assert!(lines >= 1, "init-db said nothing it created: {stdout}");
+    assert!(
+        lines <= migrations,
+        "{lines} 'created' lines for {migrations} migrations: {stdout}"
+    );
+    assert!(
+        !stdout.contains("created index"),
+        "per-object detail at INFO: {stdout}"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_commits_the_batch_in_flight_and_exits_130() {

@@ -898,11 +898,15 @@ async fn init_db_command(s: &Settings) -> u8 {
     };
     match sink.init_schema().await {
         Ok(report) => {
-            for c in &report.created {
-                println!("created {c}");
-            }
-            if report.created.is_empty() {
-                println!("{}: schema up to date, nothing to create", sink.describe());
+            // One line per migration applied (the objects each created are logged at -v);
+            // with -q nothing, unless something needs a person (the warnings below).
+            if !ui::get().quiet {
+                for c in &report.created {
+                    println!("created {c}");
+                }
+                if report.created.is_empty() {
+                    println!("{}: schema up to date, nothing to create", sink.describe());
+                }
             }
             for w in &report.warnings {
                 ui::warn(w);
