@@ -718,19 +718,33 @@ async fn delete_missing(
     };
     let on_portal = listed;
     let in_table = sink.lead_ids().await?;
+    let table_size = in_table.len() as u64;
     let missing: Vec<LeadId> = in_table
-        .iter()
-        .copied()
+        .into_iter()
         .filter(|id| !on_portal.contains(i64::from(*id)))
         .collect();
+    delete_behind_guard(sink, opts, missing, table_size).await
+}
+
+/// The one way leads are deleted (the deletion check of `sync`, and `errors retry` for
+/// leads Bitrix24 no longer lists): refuse when `missing` is more than
+/// `--max-delete-share` of the `table_size` leads in `bitrix_leads`, before anything is
+/// deleted; a webhook that lost its CRM permission sees an empty portal, and that must
+/// never empty the table.
+async fn delete_behind_guard(
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+    missing: Vec<LeadId>,
+    table_size: u64,
+) -> Result<u64, RunError> {
     if missing.is_empty() {
         return Ok(0);
     }
-    let share = missing.len() as f64 / in_table.len().max(1) as f64;
+    let share = missing.len() as f64 / table_size.max(1) as f64;
     if share > opts.deletion.max_share {
         return Err(RunError::DeletionGuard {
             would_delete: missing.len() as u64,
-            in_table: in_table.len() as u64,
+            in_table: table_size,
             max_share: opts.deletion.max_share,
         });
     }
@@ -895,46 +909,32 @@ async fn retry_errors_locked(
             })
             .collect();
         for (_, answer) in client.batch(&commands).await? {
-            match answer {
-                SubResult::Ok {
-                    result: Value::Array(leads),
-                    ..
-                } => {
-                    for lead in leads {
-                        if let Some(id) = lead
-                            .get("ID")
-                            .and_then(|v| {
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .or_else(|| v.as_i64().map(|n| n.to_string()))
-                            })
-                            .and_then(|s| s.parse().ok())
-                        {
-                            found.insert(id, lead);
-                        }
-                    }
-                }
-                SubResult::Ok { .. } => {}
-                SubResult::Err { code, description } => {
-                    let reason = client.sub_error("crm.lead.list", &code, &description)?;
-                    return Err(RunError::Extract(ExtractError::Unreachable {
-                        portal: client.portal(),
-                        method: "crm.lead.list (in batch)".into(),
-                        attempts: 1,
-                        secs: 0,
-                        last: reason,
-                    }));
-                }
-                SubResult::Missing => {
-                    return Err(RunError::Extract(ExtractError::Protocol {
-                        portal: client.portal(),
-                        method: "batch".into(),
-                        detail: "a sub-command's answer is missing".into(),
-                    }))
+            for lead in listed_leads(client, answer)? {
+                if let Some(id) = lead
+                    .get("ID")
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .or_else(|| v.as_i64().map(|n| n.to_string()))
+                    })
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    found.insert(id, lead);
                 }
             }
         }
     }
+    // A lead the `@ID` listing did not return is gone from Bitrix24 — or the webhook no
+    // longer sees it: judged by the same guard as the deletion check, against the whole
+    // table, before anything is loaded or deleted.
+    let gone: Vec<LeadId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    summary.gone = gone.len() as u64;
+    let table_size = sink.lead_ids().await?.len() as u64;
+    delete_behind_guard(sink, opts, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.values().cloned().collect();
     let batch = transform::transform_page(&leads, &ctx);
@@ -946,14 +946,58 @@ async fn retry_errors_locked(
     summary.still_failing = failing.len() as u64;
     summary.now_clean = summary.retried - summary.still_failing;
     sink.load_batch(batch, local_now()).await?;
-    let gone: Vec<LeadId> = ids
-        .iter()
-        .copied()
-        .filter(|id| !found.contains_key(id))
-        .collect();
-    summary.gone = gone.len() as u64;
-    if !gone.is_empty() {
-        sink.delete_leads(gone).await?;
-    }
     Ok(summary)
+}
+
+/// The leads of one `crm.lead.list` sub-answer. Anything but a list is a protocol error:
+/// an answer that cannot be read must never count as "these leads are gone".
+fn listed_leads(client: &Bitrix24Client, answer: SubResult) -> Result<Vec<Value>, RunError> {
+    match answer {
+        SubResult::Ok {
+            result: Value::Array(leads),
+            ..
+        } => Ok(leads),
+        SubResult::Ok { result, .. } => Err(RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "crm.lead.list (in batch)".into(),
+            detail: format!(
+                "answered {} instead of a list of leads; nothing was changed",
+                describe_json(&result)
+            ),
+        })),
+        SubResult::Err { code, description } => {
+            let reason = client.sub_error("crm.lead.list", &code, &description)?;
+            Err(RunError::Extract(ExtractError::Unreachable {
+                portal: client.portal(),
+                method: "crm.lead.list (in batch)".into(),
+                attempts: 1,
+                secs: 0,
+                last: reason,
+            }))
+        }
+        SubResult::Missing => Err(RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "batch".into(),
+            detail: "a sub-command's answer is missing".into(),
+        })),
+    }
+}
+
+/// A JSON value in a few plain words, for messages: its kind and a short excerpt.
+fn describe_json(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let text = v.to_string();
+    let excerpt: String = text.chars().take(120).collect();
+    if excerpt.len() < text.len() {
+        format!("{kind} ({excerpt}…)")
+    } else {
+        format!("{kind} ({excerpt})")
+    }
 }
