@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::client::{Auth, Bitrix24Client, ExtractError, SubResult};
 use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
@@ -41,6 +41,11 @@ pub mod state_keys {
     pub const RUNS_SINCE_DELETION_CHECK: &str = "deletion_check.runs_since";
     /// Leads read by the last full run (what the next full run's progress bar expects).
     pub const FULL_RUN_LEADS: &str = "full_sync.leads_read";
+    /// The portal the database is synced from: its host (`acme.bitrix24.ru`, with the port
+    /// when it has one), written by the first sync.
+    pub const PORTAL_DOMAIN: &str = "portal.domain";
+    /// The portal's `member_id`, where Bitrix24 gives it (OAuth mode); empty otherwise.
+    pub const PORTAL_MEMBER_ID: &str = "portal.member_id";
 }
 
 /// Where a run reports its progress (the CLI draws a bar on a terminal). Calls come from
@@ -120,6 +125,9 @@ pub struct SyncOptions {
     pub progress: Option<ProgressHandle>,
     /// How PHONE values written without a country code are read (`--phone-region`).
     pub phone_region: DefaultRegion,
+    /// `--rebind-portal`: the database is bound to another portal, and this run moves it to
+    /// the client's portal on purpose (and reads every lead: see [`check_portal`]).
+    pub rebind_portal: bool,
 }
 
 impl Default for SyncOptions {
@@ -136,6 +144,7 @@ impl Default for SyncOptions {
             dry_run: false,
             progress: None,
             phone_region: DefaultRegion::default(),
+            rebind_portal: false,
         }
     }
 }
@@ -243,7 +252,10 @@ fn solution_labels(
     client: &Bitrix24Client,
 ) -> Result<HashMap<String, String>, RunError> {
     let entries = match answer {
-        Some(SubResult::Ok { result, .. }) => result.as_array().cloned().unwrap_or_default(),
+        Some(SubResult::Ok {
+            result: Value::Array(entries),
+            ..
+        }) => entries.clone(),
         Some(SubResult::Err { code, description }) => {
             client.sub_error("crm.lead.userfield.list", code, description)?;
             return Err(RunError::Extract(ExtractError::Protocol {
@@ -252,7 +264,18 @@ fn solution_labels(
                 detail: format!("{code}: {description}"),
             }));
         }
-        _ => Vec::new(),
+        // Not a list: the portal said something this build cannot read, which is not
+        // "the field does not exist".
+        other => {
+            return Err(RunError::Extract(ExtractError::Protocol {
+                portal: client.portal(),
+                method: "crm.lead.userfield.list".into(),
+                detail: format!(
+                    "{} instead of a list of user fields (looking for {field})",
+                    describe_answer(other)
+                ),
+            }))
+        }
     };
     let entry = entries
         .iter()
@@ -284,40 +307,218 @@ fn format_portal_time(t: &DateTime<FixedOffset>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// `--since` as a Bitrix24 timestamp, in the portal's offset when none was given.
+/// `--since` as a Bitrix24 timestamp, in the portal's offset when none was given. Refused
+/// when it lies after the portal's own now: such a run reads nothing and would only hide
+/// the leads that are there.
 async fn resolve_since(client: &Bitrix24Client, since: &str) -> Result<String, RunError> {
-    if let Some(t) = parse_portal_time(since) {
-        return Ok(format_portal_time(&t));
+    let not_a_date = || {
+        RunError::Config(format!(
+            "--since {since:?} is not a date: use 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00"
+        ))
+    };
+    let given = parse_portal_time(since);
+    let naive = match given {
+        Some(_) => None,
+        None => Some(
+            NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M"))
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M:%S"))
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M"))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d")
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+                })
+                .map_err(|_| not_a_date())?,
+        ),
+    };
+    // The portal's now: for the offset when none was given, and to refuse the future.
+    let answer = client.call("server.time", &json!({})).await?;
+    let now = portal_time_of(client, &answer.result)?;
+    let t = match (given, naive) {
+        (Some(t), _) => t,
+        (None, Some(naive)) => naive
+            .and_local_timezone(*now.offset())
+            .single()
+            .ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?,
+        (None, None) => return Err(not_a_date()),
+    };
+    if t > now {
+        return Err(RunError::Config(format!(
+            "--since {since:?} ({}) is later than the portal's now ({}): such a run would read no \
+             lead. Give a point in the past, or run without --since (incremental from the last run)",
+            format_portal_time(&t),
+            format_portal_time(&now)
+        )));
     }
-    let naive = NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M"))
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M:%S"))
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M"))
-        .or_else(|_| chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN)))
-        .map_err(|_| {
-            RunError::Config(format!(
-                "--since {since:?} is not a date: use 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00"
-            ))
-        })?;
-    // No offset given: the portal's (asked from the portal itself).
-    let now = client.call("server.time", &json!({})).await?;
-    let offset = now
-        .result
-        .as_str()
-        .and_then(parse_portal_time)
-        .map(|t| *t.offset())
-        .ok_or_else(|| {
-            RunError::Extract(ExtractError::Protocol {
-                portal: client.portal(),
-                method: "server.time".into(),
-                detail: format!("answered {} instead of a date-time", now.result),
-            })
-        })?;
-    let t = naive
-        .and_local_timezone(offset)
-        .single()
-        .ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?;
     Ok(format_portal_time(&t))
+}
+
+/// A `server.time` answer as a time; anything else is a protocol error saying, in plain
+/// words, what came back.
+fn portal_time_of(
+    client: &Bitrix24Client,
+    result: &Value,
+) -> Result<DateTime<FixedOffset>, RunError> {
+    result.as_str().and_then(parse_portal_time).ok_or_else(|| {
+        RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "server.time".into(),
+            detail: format!(
+                "answered {} instead of a date-time like 2024-05-01T12:00:00+03:00",
+                describe_json(result)
+            ),
+        })
+    })
+}
+
+/// The portal a client reads from, as a database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalIdentity {
+    /// Host name, lower-case, with the port when the URL has one.
+    pub domain: String,
+    /// Bitrix24's `member_id` of the portal, when known (OAuth mode).
+    pub member_id: Option<String>,
+}
+
+impl std::fmt::Display for PortalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.member_id {
+            Some(m) => write!(f, "{} (member_id {m})", self.domain),
+            None => f.write_str(&self.domain),
+        }
+    }
+}
+
+impl PortalIdentity {
+    /// Whether `other` is the same portal: by `member_id` when both have one (a portal can
+    /// be renamed), else by the host.
+    pub fn same_portal(&self, other: &PortalIdentity) -> bool {
+        match (&self.member_id, &other.member_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.domain.eq_ignore_ascii_case(&other.domain),
+        }
+    }
+
+    /// A loopback host (`127.0.0.1:PORT`, `localhost`, `[::1]`): the simulator.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.domain.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => self.domain.as_str(),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// The portal `client` reads from.
+pub async fn client_portal(client: &Bitrix24Client) -> PortalIdentity {
+    let member_id = match client.auth() {
+        Auth::OAuth(session) => Some(session.member_id().await),
+        Auth::Webhook(_) => None,
+    };
+    PortalIdentity {
+        domain: client.portal().to_ascii_lowercase(),
+        member_id: member_id.filter(|m| !m.trim().is_empty()),
+    }
+}
+
+/// The portal the database is bound to (`None` before the first sync of this version).
+pub async fn bound_portal(sink: &dyn Sink) -> Result<Option<PortalIdentity>, RunError> {
+    let domain = read_state_text(sink, state_keys::PORTAL_DOMAIN).await?;
+    let member_id = read_state_text(sink, state_keys::PORTAL_MEMBER_ID).await?;
+    Ok(domain.map(|domain| PortalIdentity { domain, member_id }))
+}
+
+/// A state value; an empty one counts as unset (that is how a value is reset).
+async fn read_state_text(sink: &dyn Sink, key: &str) -> Result<Option<String>, RunError> {
+    Ok(sink
+        .read_state(key)
+        .await?
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty()))
+}
+
+async fn write_binding(sink: &dyn Sink, portal: &PortalIdentity) -> Result<(), RunError> {
+    sink.write_state(state_keys::PORTAL_DOMAIN, &portal.domain)
+        .await?;
+    sink.write_state(
+        state_keys::PORTAL_MEMBER_ID,
+        portal.member_id.as_deref().unwrap_or(""),
+    )
+    .await?;
+    Ok(())
+}
+
+/// What [`check_portal`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// The database is this portal's (or new, or adopted): go on.
+    Same,
+    /// `--rebind-portal` moved it from another portal: this run must read every lead.
+    Rebound,
+}
+
+/// A database belongs to one portal: refuse a run from another one before anything is read
+/// or written. `bind` records the portal (first sync, adoption of a database synced by an
+/// earlier version, `--rebind-portal`); `errors retry` only checks.
+///
+/// Re-binding resets the watermark: it is the other portal's clock, and an incremental run
+/// from it would skip every lead of this portal modified before that instant.
+async fn check_portal(
+    client: &Bitrix24Client,
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+    bind: bool,
+) -> Result<Binding, RunError> {
+    let current = client_portal(client).await;
+    let write = bind && !opts.dry_run;
+    match bound_portal(sink).await? {
+        Some(bound) if bound.same_portal(&current) => {
+            // Same portal, renamed or now with a member_id: keep the record current.
+            if write && bound != current {
+                tracing::info!(from = %bound, to = %current, "updating the database's portal binding");
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Same)
+        }
+        Some(bound) if bind && opts.rebind_portal => {
+            tracing::warn!(
+                from = %bound,
+                to = %current,
+                "--rebind-portal: the database now follows {current}; this run reads every lead"
+            );
+            if write {
+                sink.write_state(state_keys::WATERMARK, "").await?;
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Rebound)
+        }
+        Some(bound) => Err(RunError::Config(format!(
+            "the database {} holds the leads of the Bitrix24 portal {bound}, but this run reads \
+             from {current}: refusing to mix two portals' leads (nothing was read or written). \
+             Point --db at {current}'s database; or, if this database is to follow {current} from \
+             now on, run `b24sync sync --rebind-portal` once (it reads every lead, and its deletion \
+             check removes {}'s leads behind --max-delete-share)",
+            sink.describe(),
+            bound.domain
+        ))),
+        None => {
+            if write {
+                if !sink.lead_ids().await?.is_empty() {
+                    tracing::info!(
+                        portal = %current,
+                        "the database holds leads but records no portal (synced by an earlier \
+                         version): adopting it for {current}"
+                    );
+                }
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Same)
+        }
+    }
 }
 
 /// Run one sync into `sink`.
@@ -409,19 +610,42 @@ async fn sync_locked(
         tracing::warn!("{warning}");
     }
 
-    let watermark = sink.read_state(state_keys::WATERMARK).await?;
-    let since = match (&opts.mode, &watermark) {
-        (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
-        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
-        (SyncMode::Auto, Some(w)) => {
-            let w = parse_portal_time(w).ok_or_else(|| {
+    if opts.rebind_portal && matches!(opts.mode, SyncMode::Since(_)) {
+        return Err(RunError::Config(
+            "--rebind-portal reads every lead of the new portal: leave out --since".into(),
+        ));
+    }
+    let binding = check_portal(client, sink, opts, true).await?;
+    let watermark = match binding {
+        Binding::Rebound => None,
+        Binding::Same => read_state_text(sink, state_keys::WATERMARK).await?,
+    };
+    let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
+    // Where an incremental run would start reading (the watermark minus the overlap).
+    let incremental_from = match &watermark {
+        None => None,
+        Some(w) => Some(
+            parse_portal_time(w).ok_or_else(|| {
                 RunError::Config(format!(
                     "the stored watermark {w:?} is not a date-time; run `b24sync sync --full` once to reset it"
                 ))
-            })?;
-            let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
-            Some(format_portal_time(&(w - overlap)))
+            })? - overlap,
+        ),
+    };
+    let since = match (&opts.mode, incremental_from) {
+        (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
+        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
+        (SyncMode::Auto, Some(from)) => Some(format_portal_time(&from)),
+    };
+    // A `--since` run is not the complete read incremental runs start from: it never
+    // creates the watermark, and moves it only when it read at least what an incremental
+    // run would have (from no later than the watermark minus the overlap).
+    let watermark_may_move = match (&opts.mode, &since, incremental_from) {
+        (SyncMode::Since(_), Some(s), Some(from)) => {
+            parse_portal_time(s).is_some_and(|s| s <= from)
         }
+        (SyncMode::Since(_), _, _) => false,
+        _ => true,
     };
     let mode = if since.is_some() {
         "incremental"
@@ -486,7 +710,8 @@ async fn sync_locked(
         }) if parse_portal_time(t).is_some() => Some(t.clone()),
         other => {
             tracing::warn!(
-                "server.time gave no usable time ({other:?}); the watermark will not move"
+                "server.time gave no usable time ({}); the watermark will not move",
+                describe_answer(other)
             );
             None
         }
@@ -528,7 +753,16 @@ async fn sync_locked(
     let mut load_error = None;
     // The operators of the loaded leads, read with user.get once the leads are in.
     let mut assigned: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    while let Some(batch) = batch_rx.recv().await {
+    // The leads that get an error row wait here until 50 of them (one crm.lead.get
+    // request) or the end of the read, so their rows keep the whole lead at the cost of
+    // about one request per run rather than one per batch (see `attach_full_leads`).
+    let mut held = Batch::default();
+    loop {
+        let (mut batch, last) = match batch_rx.recv().await {
+            Some(batch) => (batch, false),
+            None if held.is_empty() => break,
+            None => (Batch::default(), true),
+        };
         assigned.extend(batch.records.iter().filter_map(|r| {
             r.lead
                 .get("ASSIGNED_BY_ID")
@@ -542,6 +776,26 @@ async fn sync_locked(
             .iter()
             .map(|r| r.contacts.len() as u64)
             .sum::<u64>();
+        if !opts.dry_run {
+            // A lead read again supersedes the version waiting here.
+            let fresh: HashSet<LeadId> = batch.records.iter().map(|r| r.lead.id).collect();
+            held.records.retain(|r| !fresh.contains(&r.lead.id));
+            let (with_errors, clean): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.records)
+                .into_iter()
+                .partition(|r| !r.problems.is_empty());
+            batch.records = clean;
+            held.records.extend(with_errors);
+            held.rejected.append(&mut batch.rejected);
+            if last || held.len() >= paging::BATCH_SIZE {
+                let mut ready = std::mem::take(&mut held);
+                attach_full_leads(client, &mut ready).await;
+                batch.records.append(&mut ready.records);
+                batch.rejected.append(&mut ready.rejected);
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let loaded = if opts.dry_run {
             sink.preview_batch(batch, local_now()).await
         } else {
@@ -565,6 +819,9 @@ async fn sync_locked(
                 load_error = Some(e);
                 break;
             }
+        }
+        if last {
+            break;
         }
     }
     drop(batch_rx);
@@ -640,8 +897,12 @@ async fn sync_locked(
             sink.write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
                 .await?;
         }
-        if let Some(t) = &portal_time {
-            sink.write_state(state_keys::WATERMARK, t).await?;
+        match &portal_time {
+            Some(t) if watermark_may_move => sink.write_state(state_keys::WATERMARK, t).await?,
+            Some(_) => tracing::info!(
+                "--since read less than an incremental run would: the watermark stays where it was"
+            ),
+            None => {}
         }
         let runs_since = if summary.deletion_checked {
             0
@@ -762,6 +1023,139 @@ async fn delete_behind_guard(
     Ok(sink.delete_leads(missing).await?)
 }
 
+/// `bitrix_import_lead_error.sql_full_lead_info` keeps the whole lead as Bitrix24 has it
+/// (every field, UF fields, multi-fields), as the Oktell scripts' `crm.lead.get` did; the
+/// export selects only the columns it stores. So the few leads of a batch that get an
+/// error row are read again whole, 50 per request. If that read fails, the row keeps the
+/// exported fields and its reason says so: the run never fails for it.
+async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch) {
+    let mut ids: Vec<i64> = batch
+        .records
+        .iter()
+        .filter(|r| !r.problems.is_empty())
+        .map(|r| i64::from(r.lead.id))
+        .collect();
+    ids.extend(
+        batch
+            .rejected
+            .iter()
+            .filter_map(|r| r.lead_id.as_deref()?.trim().parse::<i64>().ok())
+            .filter(|id| *id > 0),
+    );
+    if ids.is_empty() {
+        return;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let (full, failure) = match fetch_full_leads(client, &ids).await {
+        Ok(full) => (full, None),
+        Err(e) => {
+            tracing::warn!(
+                leads = ids.len(),
+                "could not read the leads with error rows whole ({e}): their rows keep the exported fields"
+            );
+            (HashMap::new(), Some(e.to_string()))
+        }
+    };
+    let missing_note = |id: i64| match &failure {
+        Some(e) => format!("reading the whole lead failed ({e})"),
+        None => format!("crm.lead.get no longer returns lead {id}"),
+    };
+    for record in batch.records.iter_mut().filter(|r| !r.problems.is_empty()) {
+        let id = i64::from(record.lead.id);
+        match full.get(&id) {
+            Some(lead) => record.raw_json = lead.to_string(),
+            None => record.problems.push(crate::model::Problem {
+                field: "sql_full_lead_info".into(),
+                kind: crate::model::ProblemKind::Incomplete,
+                detail: format!("holds the exported fields only: {}", missing_note(id)),
+            }),
+        }
+    }
+    for rejected in &mut batch.rejected {
+        let Some(id) = rejected
+            .lead_id
+            .as_deref()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|id| *id > 0)
+        else {
+            continue;
+        };
+        match full.get(&id) {
+            Some(lead) => rejected.raw_json = lead.to_string(),
+            None => {
+                rejected.reason = format!(
+                    "{}; sql_full_lead_info holds the lead as exported: {}",
+                    rejected.reason,
+                    missing_note(id)
+                )
+            }
+        }
+    }
+}
+
+// stand-in until extract::portal lands: same signature as `extract::portal::fetch_full_leads`.
+/// The given leads as Bitrix24 has them (`crm.lead.get`, 50 per `batch` request); a lead
+/// the portal no longer has is absent from the map.
+async fn fetch_full_leads(
+    client: &Bitrix24Client,
+    ids: &[i64],
+) -> Result<HashMap<i64, Value>, ExtractError> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(paging::BATCH_SIZE) {
+        let commands: Vec<(String, String)> = chunk
+            .iter()
+            .map(|id| {
+                (
+                    format!("lead{id}"),
+                    format!("crm.lead.get?{}", query::build(&json!({ "id": id }))),
+                )
+            })
+            .collect();
+        for (name, answer) in client.batch(&commands).await? {
+            let Some(id) = name
+                .strip_prefix("lead")
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            match answer {
+                SubResult::Ok {
+                    result: lead @ Value::Object(_),
+                    ..
+                } => {
+                    out.insert(id, lead);
+                }
+                SubResult::Err { description, .. }
+                    if description.to_ascii_lowercase().contains("not found") => {}
+                SubResult::Err { code, description } => {
+                    let reason = client.sub_error("crm.lead.get", &code, &description)?;
+                    return Err(ExtractError::Protocol {
+                        portal: client.portal(),
+                        method: "crm.lead.get (in batch)".into(),
+                        detail: reason,
+                    });
+                }
+                SubResult::Ok { result, .. } => {
+                    return Err(ExtractError::Protocol {
+                        portal: client.portal(),
+                        method: "crm.lead.get (in batch)".into(),
+                        detail: format!("answered {} instead of a lead", describe_json(&result)),
+                    })
+                }
+                SubResult::Missing => {
+                    return Err(ExtractError::Protocol {
+                        portal: client.portal(),
+                        method: "batch".into(),
+                        detail: "a sub-command's answer is missing".into(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Pages in; batches of about `batch_leads` leads out. Returns how many leads it handled.
 async fn transform_stage(
     mut input: mpsc::Receiver<Vec<Value>>,
@@ -861,6 +1255,7 @@ async fn retry_errors_locked(
     opts: &SyncOptions,
 ) -> Result<RetrySummary, RunError> {
     sink.init_schema().await?;
+    check_portal(client, sink, opts, false).await?;
     let rows = sink.error_rows().await?;
     let mut summary = RetrySummary::default();
     let mut ids: Vec<LeadId> = Vec::new();
@@ -945,6 +1340,8 @@ async fn retry_errors_locked(
         .collect();
     summary.still_failing = failing.len() as u64;
     summary.now_clean = summary.retried - summary.still_failing;
+    let mut batch = batch;
+    attach_full_leads(client, &mut batch).await;
     sink.load_batch(batch, local_now()).await?;
     Ok(summary)
 }
@@ -980,6 +1377,17 @@ fn listed_leads(client: &Bitrix24Client, answer: SubResult) -> Result<Vec<Value>
             method: "batch".into(),
             detail: "a sub-command's answer is missing".into(),
         })),
+    }
+}
+
+/// A batch sub-answer in a few plain words, for messages.
+fn describe_answer(answer: Option<&SubResult>) -> String {
+    match answer {
+        Some(SubResult::Ok { result, .. }) => format!("answered {}", describe_json(result)),
+        Some(SubResult::Err { code, description }) => {
+            format!("answered the error {code}: {description}")
+        }
+        Some(SubResult::Missing) | None => "gave no answer".to_string(),
     }
 }
 

@@ -51,7 +51,7 @@ const AFTER_HELP: &str = "\
 Settings come from flags, then environment variables (B24SYNC_*), then the TOML file.
 
 Quick start:
-  b24sync demo                                   # simulated portal → ./b24sync.db
+  b24sync demo                                   # simulated portal → ./b24sync-demo.db
   b24sync sync --webhook https://PORTAL/rest/1/SECRET/ --db leads.db
   b24sync sync --db 'Server=tcp:sql1,1433;Database=oktell;User Id=b24;Password=...;TrustServerCertificate=true'
 
@@ -74,7 +74,7 @@ pub enum Command {
     InitDb(DbArgs),
     /// Find the lead(s) and operator for a caller's phone number, written in any format
     Lookup(lookup::LookupArgs),
-    /// Start a simulated portal with 10,000 leads and sync it into ./b24sync.db
+    /// Start a simulated portal with 10,000 leads and sync it into ./b24sync-demo.db
     Demo(DemoArgs),
     /// Run the Bitrix24 simulator until Ctrl-C (prints its webhook URL)
     Simulator(SimulatorArgs),
@@ -190,6 +190,10 @@ pub struct SyncArgs {
     /// (two-letter code: RU, BY, UA, KZ, ...) [default: RU]
     #[arg(long, env = "B24SYNC_PHONE_REGION", value_name = "CODE")]
     pub phone_region: Option<String>,
+    /// The database is bound to another Bitrix24 portal and is to follow this one from now
+    /// on: re-bind it, forget the watermark (the other portal's clock) and read every lead
+    #[arg(long)]
+    pub rebind_portal: bool,
     /// Not a sync setting: the lookup's fallback tail length (see `lookup`)
     #[arg(skip)]
     pub tail_digits: Option<usize>,
@@ -233,8 +237,8 @@ pub struct DemoArgs {
     /// How many leads the simulated portal has
     #[arg(long, default_value_t = 10_000)]
     pub leads: usize,
-    /// The embedded database to fill
-    #[arg(long, default_value = "b24sync.db")]
+    /// The embedded database to fill (a file of its own: never the sync's b24sync.db)
+    #[arg(long, default_value = "b24sync-demo.db")]
     pub db: PathBuf,
     /// Seed of the generated data
     #[arg(long, default_value_t = 1)]
@@ -682,38 +686,81 @@ async fn init_db_command(s: &Settings) -> u8 {
     }
 }
 
+/// The six Oktell tables, as the demo names them.
+const OKTELL_TABLES: &str = "bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, \
+     bitrix_import_lead_error, bitrix_lead_runtime, bitrix_oauth";
+
+/// `b24sync demo`: a simulated portal synced into a database of its own. It exits by the
+/// same rule as `sync` (3 while bitrix_import_lead_error holds rows, which the simulator
+/// seeds on purpose), and never writes into a database holding a real portal's leads.
 async fn demo_command(args: &DemoArgs) -> u8 {
     let result: anyhow::Result<u8> = async {
         let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
+        let db = args.db.to_string_lossy().to_string();
+        let sink = crate::load::open(&db, 1).await?;
+        // A database bound to a loopback portal is an earlier demo's (the simulator's port
+        // changes every run): re-bound freely. Anything else is a real portal's data.
+        let rebind = match run::bound_portal(sink.as_ref()).await {
+            Ok(Some(bound)) if bound.is_loopback() => true,
+            Ok(Some(bound)) => {
+                return Ok(fail(
+                    exit::CONFIG,
+                    &anyhow::anyhow!(
+                        "the database {} holds the leads of the Bitrix24 portal {bound}: the demo \
+                         writes only into a database of its own. Leave out --db (the demo's file is \
+                         ./b24sync-demo.db) or name a new file",
+                        sink.describe()
+                    ),
+                ))
+            }
+            Ok(None) if !sink.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+                return Ok(fail(
+                    exit::CONFIG,
+                    &anyhow::anyhow!(
+                        "the database {} holds leads but records no portal (synced by an earlier \
+                         b24sync): the demo does not write into it. Leave out --db (the demo's file \
+                         is ./b24sync-demo.db) or name a new file",
+                        sink.describe()
+                    ),
+                ))
+            }
+            Ok(None) => false,
+            Err(e) => return Ok(run_error_code(&e)),
+        };
         let config = SimulatorConfig { leads: args.leads, seed: args.seed, ..SimulatorConfig::default() };
         let solution_field = config.solution_field.clone();
         let sim = Simulator::start(config).await.context("cannot start the Bitrix24 simulator on 127.0.0.1")?;
         println!("Bitrix24 simulator: {} leads at {}", args.leads, sim.base_url());
+        println!("writing into the demo database {} (not your b24sync.db)", args.db.display());
         let cancel = interrupt_token();
         let webhook = Webhook::parse(&sim.webhook_url())?;
         let client = Bitrix24Client::new(webhook, ClientConfig::default(), cancel.clone())?;
-        let db = args.db.to_string_lossy().to_string();
-        let sink = crate::load::open(&db, 1).await?;
-        let opts = SyncOptions { paging, solution_field: Some(solution_field), ..SyncOptions::default() };
+        let opts = SyncOptions {
+            paging,
+            solution_field: Some(solution_field),
+            rebind_portal: rebind,
+            ..SyncOptions::default()
+        };
         let summary = match run::sync(&client, sink.as_ref(), &opts, cancel).await {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
         println!("{}", summary_line(&summary));
-        println!(
-            "database: {} (tables bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, bitrix_import_lead_error)",
-            args.db.display()
-        );
-        if summary.outcome.error_rows > 0 {
+        println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
+        // What the table holds now, not only what this run added: a second demo keeps the
+        // first one's rows (they are the same problems).
+        let held = sink.error_rows().await.map_err(RunError::from)?.len();
+        let code = exit::for_summary(&summary);
+        if held > 0 {
             println!(
-                "{} leads have rows in bitrix_import_lead_error (the simulator seeds values too long for their columns); \
+                "{held} rows in bitrix_import_lead_error (the simulator seeds values too long for their \
+                 columns on purpose, so the demo exits with 3 like a sync with error rows does); \
                  see: sqlite3 {} 'SELECT sql_ID, sql_error FROM bitrix_import_lead_error'",
-                summary.outcome.error_rows,
                 args.db.display()
             );
         }
         sim.shutdown().await;
-        Ok(if summary.interrupted { exit::INTERRUPTED } else { exit::OK })
+        Ok(code)
     }
     .await;
     result.unwrap_or_else(|e| fail(exit::INTERNAL, &e))

@@ -62,6 +62,8 @@ pub struct Settings {
     pub overlap: Duration,
     pub deletion: DeletionPolicy,
     pub dry_run: bool,
+    /// `--rebind-portal` (sync only).
+    pub rebind_portal: bool,
     pub phone_region: DefaultRegion,
     /// The caller lookup's fallback: match the last this many digits.
     pub tail_digits: usize,
@@ -181,6 +183,7 @@ impl Settings {
             batch_size,
             lock_wait: Duration::from_secs(args.lock_wait.or(file.lock_wait).unwrap_or(60)),
             dry_run: args.dry_run,
+            rebind_portal: args.rebind_portal,
             mode: match (args.full, &args.since) {
                 (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
                 (true, None) => SyncMode::Full,
@@ -219,6 +222,7 @@ impl Settings {
             dry_run: self.dry_run,
             progress: None,
             phone_region: self.phone_region,
+            rebind_portal: self.rebind_portal,
         }
     }
 }
