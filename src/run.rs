@@ -179,6 +179,12 @@ pub struct RunSummary {
     pub operators: u64,
     /// Things that did not stop the run but need a person (e.g. no `user` scope).
     pub warnings: Vec<String>,
+    /// The first [`NEW_ERROR_ROWS_SHOWN`] rows this run added to `bitrix_import_lead_error`
+    /// (lead ID as stored, reason): what a quiet scheduled run still reports.
+    pub new_error_rows: Vec<(String, String)>,
+    /// Rows in `bitrix_import_lead_error` when the run ended (this run's and older ones):
+    /// while there are any, the run exits with 3.
+    pub error_rows_held: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +212,10 @@ pub enum RunError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// How many of a run's new error rows [`RunSummary::new_error_rows`] lists (the count is
+/// in `outcome.error_rows_new`).
+pub const NEW_ERROR_ROWS_SHOWN: usize = 20;
 
 /// The wall-clock time b24sync stamps its own rows with (like `GETDATE()` did).
 pub fn local_now() -> NaiveDateTime {
@@ -856,6 +866,25 @@ async fn sync_locked(
     }
     if cancel.is_cancelled() {
         summary.interrupted = true;
+    }
+    if !opts.dry_run {
+        // New rows have the highest Ids: the table's last `error_rows_new` rows.
+        let rows = sink.error_rows().await?;
+        summary.error_rows_held = rows.len() as u64;
+        let skip = rows
+            .len()
+            .saturating_sub(summary.outcome.error_rows_new as usize);
+        summary.new_error_rows = rows
+            .into_iter()
+            .skip(skip)
+            .take(NEW_ERROR_ROWS_SHOWN)
+            .map(|r| {
+                (
+                    r.lead_id.unwrap_or_else(|| "-".into()),
+                    r.reason.unwrap_or_default(),
+                )
+            })
+            .collect();
     }
     // Operators are refreshed by full runs and by runs that changed a lead (a reassigned
     // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.

@@ -373,3 +373,53 @@ fn dump_any(db: &std::path::Path, table: &str) -> Vec<Vec<rusqlite::types::Value
     }
     dump(db, table)
 }
+
+// 16.4: a quiet scheduled run says nothing when nothing needs a person, and one line per
+// new error row when something does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_runs_print_only_new_error_rows() {
+    let sim = simulator(300).await;
+    let portal = sim.portal();
+    assert!(portal.update_lead(5, |l| {
+        l.insert("BIRTHDATE".into(), json!("31.02.1990"));
+    }));
+    let db = test_db();
+    let quiet_sync = || {
+        let mut cmd = b24sync();
+        cmd.args(["sync", "-q", "--solution-field", SOLUTION, "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url());
+        cmd
+    };
+    let first = run_cmd(&mut quiet_sync()).await;
+    assert_eq!(first.status.code(), Some(3), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("lead 5"),
+        "{}",
+        text(&first.stderr)
+    );
+    // Let the overlap window pass, with one run to take the watermark along.
+    portal.advance_clock(Duration::from_secs(600));
+    run_cmd(&mut quiet_sync()).await;
+
+    let unchanged = run_cmd(&mut quiet_sync()).await;
+    assert_eq!(unchanged.status.code(), Some(3), "old error rows remain");
+    assert_eq!(text(&unchanged.stdout), "");
+    assert_eq!(text(&unchanged.stderr), "", "nothing for cron to mail");
+
+    assert!(portal.update_lead(9, |l| {
+        l.insert("BIRTHDATE".into(), json!("32.13.1991"));
+    }));
+    let new_bad = run_cmd(&mut quiet_sync()).await;
+    let err = text(&new_bad.stderr);
+    assert_eq!(new_bad.status.code(), Some(3), "{err}");
+    assert_eq!(text(&new_bad.stdout), "");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("lead 9")
+            && lines[0].contains("BIRTHDATE")
+            && lines[0].contains("32.13.1991"),
+        "{err}"
+    );
+}

@@ -646,10 +646,31 @@ fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
         })
 }
 
+/// The run's last words. With `-q` a scheduled run that needs no one says nothing: exit 0,
+/// or 3 with only error rows someone was already told about (cron mails whatever is
+/// printed). New error rows still print, one line each, and so does everything else.
 fn finish(result: Result<RunSummary, RunError>) -> u8 {
     match result {
         Ok(summary) => {
             let code = exit::for_summary(&summary);
+            let quiet = ui::get().quiet && !ui::get().json;
+            for (lead, reason) in &summary.new_error_rows {
+                ui::warn(&format!(
+                    "new row in bitrix_import_lead_error: lead {lead}: {reason}"
+                ));
+            }
+            let more = summary
+                .outcome
+                .error_rows_new
+                .saturating_sub(summary.new_error_rows.len() as u64);
+            if more > 0 {
+                ui::warn(&format!(
+                    "... and {more} more new rows in bitrix_import_lead_error (see `b24sync errors list`)"
+                ));
+            }
+            if quiet && matches!(code, exit::OK | exit::LOADED_WITH_ERRORS) {
+                return code;
+            }
             ui::summary(&summary, code);
             if summary.interrupted {
                 ui::note("interrupted: every batch read so far was committed; the next run continues safely");

@@ -32,6 +32,9 @@ pub struct BatchOutcome {
     pub contacts_deleted: u64,
     /// Rows this batch left in `bitrix_import_lead_error` (new or kept).
     pub error_rows: u64,
+    /// Of those, rows this batch inserted: problems not in the table before (a kept row
+    /// is a problem someone has already been told about).
+    pub error_rows_new: u64,
 }
 
 impl BatchOutcome {
@@ -42,6 +45,7 @@ impl BatchOutcome {
         self.contacts_written += other.contacts_written;
         self.contacts_deleted += other.contacts_deleted;
         self.error_rows += other.error_rows;
+        self.error_rows_new += other.error_rows_new;
     }
 }
 

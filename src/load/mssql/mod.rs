@@ -480,6 +480,7 @@ async fn stage_and_upsert(
         contacts_written: n("contacts_written"),
         contacts_deleted: n("contacts_deleted"),
         error_rows: n("error_rows"),
+        error_rows_new: n("error_rows_new"),
     })
 }
 
