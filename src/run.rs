@@ -614,7 +614,10 @@ async fn sync_locked(
         sink.init_schema().await?
     };
     for created in &report.created {
-        tracing::info!("created {created}");
+        tracing::info!("applied {created}");
+    }
+    for object in &report.objects {
+        tracing::debug!("created {object}");
     }
     for warning in &report.warnings {
         tracing::warn!("{warning}");
@@ -1436,5 +1439,85 @@ fn describe_json(v: &Value) -> String {
         format!("{kind} ({excerpt}…)")
     } else {
         format!("{kind} ({excerpt})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::client::ClientConfig;
+    use crate::extract::Webhook;
+
+    fn client() -> Bitrix24Client {
+        let webhook = Webhook::parse("https://acme.bitrix24.ru/rest/1/s3cr3t/").unwrap();
+        Bitrix24Client::new(webhook, ClientConfig::default(), CancellationToken::new()).unwrap()
+    }
+
+    fn ok(result: Value) -> SubResult {
+        SubResult::Ok {
+            result,
+            total: None,
+            next: None,
+        }
+    }
+
+    // 16.8: a malformed crm.lead.userfield.list answer is a protocol error naming the
+    // method and what came back, not "the field does not exist".
+    #[test]
+    fn a_malformed_userfield_answer_is_not_a_missing_field() {
+        let c = client();
+        for answer in [
+            Some(ok(json!({"FIELD_NAME": "UF_CRM_X"}))),
+            Some(ok(json!("oops"))),
+            None,
+        ] {
+            let err = solution_labels("UF_CRM_X", answer.as_ref(), &c).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, RunError::Extract(ExtractError::Protocol { .. })),
+                "{msg}"
+            );
+            assert!(msg.contains("crm.lead.userfield.list"), "{msg}");
+            assert!(!msg.contains("does not exist"), "{msg}");
+        }
+        let err = solution_labels("UF_CRM_X", Some(&ok(json!({"a": 1}))), &c).unwrap_err();
+        assert!(err.to_string().contains("an object ({\"a\":1})"), "{err}");
+        // A list without the field is the missing field.
+        let err = solution_labels("UF_CRM_X", Some(&ok(json!([]))), &c).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    // 16.8: a bad server.time answer is said in plain words, never as Rust debug text.
+    #[test]
+    fn a_bad_server_time_answer_is_described_in_plain_words() {
+        let c = client();
+        let err = portal_time_of(&c, &json!("soon")).unwrap_err().to_string();
+        assert!(
+            err.contains("server.time") && err.contains("a text (\"soon\")"),
+            "{err}"
+        );
+        assert!(!err.contains("String(") && !err.contains("Some("), "{err}");
+        let said = describe_answer(Some(&ok(json!("soon"))));
+        assert_eq!(said, "answered a text (\"soon\")");
+        assert!(!said.contains("Ok {"));
+        assert_eq!(describe_answer(None), "gave no answer");
+        let long = describe_json(&json!("x".repeat(500)));
+        assert!(long.ends_with("…)") && long.chars().count() < 150, "{long}");
+    }
+
+    #[test]
+    fn portals_compare_by_member_id_when_both_have_one_else_by_host() {
+        let p = |d: &str, m: Option<&str>| PortalIdentity {
+            domain: d.into(),
+            member_id: m.map(str::to_string),
+        };
+        assert!(p("acme.bitrix24.ru", None).same_portal(&p("ACME.bitrix24.ru", None)));
+        assert!(!p("acme.bitrix24.ru", None).same_portal(&p("beta.bitrix24.ru", None)));
+        assert!(p("old.bitrix24.ru", Some("m1")).same_portal(&p("new.bitrix24.ru", Some("m1"))));
+        assert!(!p("acme.bitrix24.ru", Some("m1")).same_portal(&p("acme.bitrix24.ru", Some("m2"))));
+        assert!(p("127.0.0.1:4545", None).is_loopback());
+        assert!(p("localhost", None).is_loopback());
+        assert!(p("[::1]:80", None).is_loopback());
+        assert!(!p("acme.bitrix24.ru", None).is_loopback());
     }
 }

@@ -52,8 +52,12 @@ impl BatchOutcome {
 /// What `init_schema` found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchemaReport {
-    /// Objects created by this call (tables, indexes, migrations applied), for the log.
+    /// What this call did, one line per migration applied (`migration 1 (...)`), for the
+    /// log at INFO.
     pub created: Vec<String>,
+    /// The objects those migrations created (`table bitrix_leads`, `index ...`), for the
+    /// log at debug (`-v`).
+    pub objects: Vec<String>,
     /// Problems that need a person (e.g. duplicate `sql_ID` rows), each with what to do.
     pub warnings: Vec<String>,
 }

@@ -191,8 +191,11 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn log_report(target: &str, report: &SchemaReport) {
-    if !report.created.is_empty() {
-        tracing::info!(database = target, created = ?report.created, "created the schema");
+    for line in &report.created {
+        tracing::info!(database = target, "applied {line}");
+    }
+    for object in &report.objects {
+        tracing::debug!(database = target, "created {object}");
     }
     for w in &report.warnings {
         tracing::warn!(database = target, "{w}");
