@@ -169,6 +169,9 @@ pub struct RunSummary {
     /// Whether this run looked for leads deleted in Bitrix24, and how many it removed.
     pub deletion_checked: bool,
     pub leads_deleted: u64,
+    /// The first [`DELETED_SHOWN`] IDs of those leads, lowest first (a dry run lists
+    /// what it would delete).
+    pub deleted_sample: Vec<i64>,
     pub requests: u64,
     pub retries: u64,
     pub server_secs: f64,
@@ -212,6 +215,9 @@ pub enum RunError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// How many deleted lead IDs [`RunSummary::deleted_sample`] keeps.
+pub const DELETED_SHOWN: usize = 20;
 
 /// How many of a run's new error rows [`RunSummary::new_error_rows`] lists (the count is
 /// in `outcome.error_rows_new`).
@@ -912,9 +918,10 @@ async fn sync_locked(
     let mut guard_error = None;
     if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
         match delete_missing(client, sink, opts, all_ids, read_ids).await {
-            Ok(deleted) => {
+            Ok((deleted, sample)) => {
                 summary.deletion_checked = true;
                 summary.leads_deleted = deleted;
+                summary.deleted_sample = sample;
             }
             Err(RunError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
             // Refused: keep the data, still move the watermark (the read was complete),
@@ -1002,7 +1009,7 @@ async fn delete_missing(
     opts: &SyncOptions,
     extent: Extent,
     read_ids: Option<IdSet>,
-) -> Result<u64, RunError> {
+) -> Result<(u64, Vec<i64>), RunError> {
     // A full run has just read every lead that existed when it started: those IDs are the
     // listing. (A lead deleted after it was read stays until the next check.)
     let listed = match read_ids {
@@ -1027,12 +1034,18 @@ async fn delete_missing(
 async fn delete_behind_guard(
     sink: &dyn Sink,
     opts: &SyncOptions,
-    missing: Vec<LeadId>,
+    mut missing: Vec<LeadId>,
     table_size: u64,
-) -> Result<u64, RunError> {
+) -> Result<(u64, Vec<i64>), RunError> {
     if missing.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
+    missing.sort_unstable();
+    let sample: Vec<i64> = missing
+        .iter()
+        .take(DELETED_SHOWN)
+        .map(|id| i64::from(*id))
+        .collect();
     let share = missing.len() as f64 / table_size.max(1) as f64;
     if share > opts.deletion.max_share {
         return Err(RunError::DeletionGuard {
@@ -1044,15 +1057,26 @@ async fn delete_behind_guard(
     if opts.dry_run {
         tracing::info!(
             leads = missing.len(),
-            "dry run: these leads were deleted in Bitrix24 and would be deleted here"
+            "dry run: these leads were deleted in Bitrix24 and would be deleted here: {}",
+            id_list(&sample, missing.len())
         );
-        return Ok(missing.len() as u64);
+        return Ok((missing.len() as u64, sample));
     }
     tracing::info!(
         leads = missing.len(),
-        "deleting leads that were deleted in Bitrix24"
+        "deleting leads that were deleted in Bitrix24: {}",
+        id_list(&sample, missing.len())
     );
-    Ok(sink.delete_leads(missing).await?)
+    Ok((sink.delete_leads(missing).await?, sample))
+}
+
+/// `3, 17, 42` or `3, 17, ... and 480 more`: the first IDs of `total`.
+pub fn id_list(sample: &[i64], total: usize) -> String {
+    let shown: Vec<String> = sample.iter().map(i64::to_string).collect();
+    match total.saturating_sub(sample.len()) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 /// `bitrix_import_lead_error.sql_full_lead_info` keeps the whole lead as Bitrix24 has it

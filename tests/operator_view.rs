@@ -243,6 +243,33 @@ async fn dry_run_changes_nothing_and_reports_what_would_change() {
     assert_eq!(summary["leads_inserted"], json!(1), "{summary}");
     assert_eq!(summary["leads_updated"], json!(2), "{summary}");
     assert_eq!(summary["leads_deleted"], json!(1), "{summary}");
+    // 16.13: nothing was written, so the line says what would be, and which lead would go.
+    let line = summary["message"].as_str().unwrap_or_default();
+    assert!(line.contains("would load (1 new, 2 changed"), "{line}");
+    assert!(line.contains(" 1 would delete (lead IDs 10)"), "{line}");
+    assert!(!line.contains(" loaded ("), "{line}");
+}
+
+// 16.13: a dry run lists the first 20 IDs it would delete, then how many more.
+#[test]
+fn dry_run_summary_lists_the_first_ids_it_would_delete() {
+    let s = b24sync::run::RunSummary {
+        mode: "dry-run full".into(),
+        leads_deleted: 25,
+        deleted_sample: (1..=20).collect(),
+        ..Default::default()
+    };
+    let line = b24sync::cli::summary_line(&s);
+    assert!(
+        line.contains("25 would delete (lead IDs 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 and 5 more)"),
+        "{line}"
+    );
+    let real = b24sync::run::RunSummary {
+        mode: "full".into(),
+        leads_loaded: 3,
+        ..Default::default()
+    };
+    assert!(b24sync::cli::summary_line(&real).contains("3 loaded ("));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
