@@ -228,6 +228,13 @@ pub fn local_now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
 
+/// Said once per run (and by `doctor`) when no solution field is configured.
+pub const NO_SOLUTION_FIELD: &str =
+    "no solution field is set (--solution-field / B24SYNC_SOLUTION_FIELD): \
+     bitrix_lead_solution stays empty. Set it to the UF_CRM_... code of the leads' list field \
+     (CRM → Settings → Custom fields → Leads, or the REST method crm.lead.userfield.list); \
+     `b24sync doctor` lists the portal's list fields";
+
 /// The prelude's sub-command names (the run's one-off questions, asked in one request).
 const PRELUDE_TIME: &str = "server_time";
 const PRELUDE_LABELS: &str = "solution_field";
@@ -737,7 +744,11 @@ async fn sync_locked(
     };
     let labels = match &opts.solution_field {
         Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), client)?,
-        None => HashMap::new(),
+        None => {
+            tracing::warn!("{NO_SOLUTION_FIELD}");
+            summary.warnings.push(NO_SOLUTION_FIELD.to_string());
+            HashMap::new()
+        }
     };
     let extent = paging::extent_of(answers.get(PRELUDE_EXTENT))
         .map_err(|detail| probe_error(client, detail))?;

@@ -450,3 +450,41 @@ async fn quiet_runs_print_only_new_error_rows() {
         "{err}"
     );
 }
+
+// 16.9: no solution field: each sync warns once, and doctor says so with the candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_solution_field_is_warned_about_by_sync_and_doctor() {
+    let sim = simulator(50).await;
+    let db = test_db();
+    let s = sync_into(&sim, &db.path, &b24sync::run::SyncOptions::default())
+        .await
+        .unwrap();
+    let warned: Vec<_> = s
+        .warnings
+        .iter()
+        .filter(|w| w.contains("bitrix_lead_solution stays empty"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", s.warnings);
+    assert!(warned[0].contains("--solution-field"), "{}", warned[0]);
+    let out = run_cmd(
+        b24sync()
+            .args(["doctor", "--webhook", &sim.webhook_url(), "--db"])
+            .arg(&db.path),
+    )
+    .await;
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("warn solution field"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("bitrix_lead_solution stays empty") && line.contains(SOLUTION),
+        "{report}"
+    );
+    assert!(
+        report.contains("crm.lead.userfield.list") && report.contains("Custom fields"),
+        "{report}"
+    );
+    assert!(report.contains("1 warning(s)"), "{report}");
+}
