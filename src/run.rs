@@ -178,6 +178,9 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Stopped by Ctrl-C after committing the batch in flight.
     pub interrupted: bool,
+    /// The watermark the run started with (`None`: there was none). An interrupted run
+    /// leaves it where it was, so the next run reads from there (or every lead again).
+    pub watermark_before: Option<String>,
     /// Operators (`b24sync_operators`) refreshed from `user.get`.
     pub operators: u64,
     /// Things that did not stop the run but need a person (e.g. no `user` scope).
@@ -222,6 +225,21 @@ pub const DELETED_SHOWN: usize = 20;
 /// How many of a run's new error rows [`RunSummary::new_error_rows`] lists (the count is
 /// in `outcome.error_rows_new`).
 pub const NEW_ERROR_ROWS_SHOWN: usize = 20;
+
+/// What an interrupted run means for the next one, in words: every committed batch stays,
+/// and the watermark did not move.
+pub fn interrupted_note(s: &RunSummary) -> String {
+    match &s.watermark_before {
+        None => "interrupted: every batch read so far was committed, but this was the first full \
+                 read: the next run reads every lead again from the first one (the leads loaded so \
+                 far are found unchanged; nothing is lost)"
+            .to_string(),
+        Some(w) => format!(
+            "interrupted: every batch read so far was committed; the watermark stays at {w}, so the \
+             next run reads the leads changed since then again (nothing is skipped)"
+        ),
+    }
+}
 
 /// The wall-clock time b24sync stamps its own rows with (like `GETDATE()` did).
 pub fn local_now() -> NaiveDateTime {
@@ -553,12 +571,13 @@ pub async fn sync(
 ) -> Result<RunSummary, RunError> {
     sink.lock_run(opts.lock_wait).await?;
     let mut history = None;
-    let result = sync_locked(client, sink, opts, cancel, &mut history).await;
+    let mut refused = None;
+    let result = sync_locked(client, sink, opts, cancel, &mut history, &mut refused).await;
     if let Some(p) = &opts.progress {
         p.0.finished();
     }
     if let Some(record) = history {
-        finish_history(sink, record, &result).await;
+        finish_history(sink, record, &result, refused.as_ref()).await;
     }
     if let Err(e) = sink.unlock_run().await {
         tracing::warn!("could not release the run lock: {e}");
@@ -572,8 +591,19 @@ async fn finish_history(
     sink: &dyn Sink,
     mut record: RunRecord,
     result: &Result<RunSummary, RunError>,
+    refused: Option<&RunSummary>,
 ) {
     record.finished_at = Some(local_now());
+    let counts = |record: &mut RunRecord, s: &RunSummary| {
+        record.leads_read = s.leads_read as i64;
+        record.leads_upserted = (s.outcome.leads_inserted + s.outcome.leads_updated) as i64;
+        record.leads_deleted = s.leads_deleted as i64;
+        record.contact_values = s.contact_values as i64;
+        record.error_rows = s.outcome.error_rows as i64;
+        record.requests = s.requests as i64;
+        record.server_seconds = s.server_secs;
+        record.seconds = s.elapsed.as_secs_f64();
+    };
     match result {
         Ok(s) => {
             let code = crate::exit::for_summary(s);
@@ -584,14 +614,17 @@ async fn finish_history(
             }
             .to_string();
             record.exit_code = Some(code as i64);
-            record.leads_read = s.leads_read as i64;
-            record.leads_upserted = (s.outcome.leads_inserted + s.outcome.leads_updated) as i64;
-            record.leads_deleted = s.leads_deleted as i64;
-            record.contact_values = s.contact_values as i64;
-            record.error_rows = s.outcome.error_rows as i64;
-            record.requests = s.requests as i64;
-            record.server_seconds = s.server_secs;
-            record.seconds = s.elapsed.as_secs_f64();
+            counts(&mut record, s);
+        }
+        // The deletion guard refused after the leads were loaded: the run did change
+        // data, and its history row says how much.
+        Err(e @ RunError::DeletionGuard { .. }) if refused.is_some() => {
+            record.status = "refused".to_string();
+            record.exit_code = Some(crate::exit::for_error(e) as i64);
+            record.message = Some(crate::model::clip_reason(&e.to_string()));
+            if let Some(s) = refused {
+                counts(&mut record, s);
+            }
         }
         Err(e) => {
             record.status = "failed".to_string();
@@ -618,6 +651,7 @@ async fn sync_locked(
     opts: &SyncOptions,
     cancel: CancellationToken,
     history: &mut Option<RunRecord>,
+    refused: &mut Option<RunSummary>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     // A dry run changes nothing, not even the schema.
@@ -685,6 +719,7 @@ async fn sync_locked(
             mode.to_string()
         },
         since: since.clone(),
+        watermark_before: watermark.clone(),
         ..RunSummary::default()
     };
     tracing::info!(mode = %summary.mode, since = since.as_deref().unwrap_or("-"), "reading leads");
@@ -976,6 +1011,7 @@ async fn sync_locked(
     summary.server_secs = stats.server_secs;
     summary.elapsed = started.elapsed();
     if let Some(e) = guard_error {
+        *refused = Some(summary);
         return Err(e);
     }
     Ok(summary)
@@ -1538,6 +1574,31 @@ mod tests {
         assert_eq!(describe_answer(None), "gave no answer");
         let long = describe_json(&json!("x".repeat(500)));
         assert!(long.ends_with("…)") && long.chars().count() < 150, "{long}");
+    }
+
+    // 16.12: what an interrupted run means for the next one, said as it is.
+    #[test]
+    fn the_interrupted_note_says_what_the_next_run_does() {
+        let first = RunSummary {
+            interrupted: true,
+            ..Default::default()
+        };
+        let note = interrupted_note(&first);
+        assert!(
+            note.contains("reads every lead again from the first one"),
+            "{note}"
+        );
+        assert!(!note.contains("continues"), "{note}");
+        let later = RunSummary {
+            interrupted: true,
+            watermark_before: Some("2026-11-20T10:00:00+03:00".into()),
+            ..Default::default()
+        };
+        let note = interrupted_note(&later);
+        assert!(
+            note.contains("stays at 2026-11-20T10:00:00+03:00"),
+            "{note}"
+        );
     }
 
     #[test]

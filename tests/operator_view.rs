@@ -488,3 +488,74 @@ async fn a_missing_solution_field_is_warned_about_by_sync_and_doctor() {
     );
     assert!(report.contains("1 warning(s)"), "{report}");
 }
+
+// 16.12: a run the deletion guard refused keeps its real counts in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_run_records_what_it_did() {
+    let sim = simulator(500).await;
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let portal = sim.portal();
+    for id in 1..=300 {
+        portal.delete_lead(id);
+    }
+    for id in [401, 402] {
+        portal.update_lead(id, |l| {
+            l.insert("TITLE".into(), json!("changed before the refusal"));
+        });
+    }
+    let full = b24sync::run::SyncOptions {
+        mode: b24sync::run::SyncMode::Full,
+        ..options()
+    };
+    let err = sync_into(&sim, &db.path, &full).await.unwrap_err();
+    assert_eq!(b24sync::exit::for_error(&err), 9, "{err}");
+    let row = query_strings(
+        &db.path,
+        "SELECT status, exit_code, leads_read, leads_upserted, leads_deleted, message FROM b24sync_runs ORDER BY Id DESC LIMIT 1",
+    );
+    let row = &row[0];
+    assert_eq!(row[0].as_deref(), Some("refused"), "{row:?}");
+    assert_eq!(row[1].as_deref(), Some("9"));
+    assert_eq!(row[2].as_deref(), Some("200"), "{row:?}");
+    assert_eq!(row[3].as_deref(), Some("2"), "{row:?}");
+    assert_eq!(row[4].as_deref(), Some("0"));
+    assert!(
+        row[5]
+            .as_deref()
+            .unwrap_or("")
+            .contains("refusing to delete 300"),
+        "{row:?}"
+    );
+}
+
+// 16.12: `status` says "running" while a run holds the lock, "unfinished" once none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tells_a_running_run_from_a_dead_one() {
+    use b24sync::load::Sink;
+    let db = test_db();
+    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
+    sink.run_started(&b24sync::load::RunRecord {
+        started_at: Some(b24sync::run::local_now()),
+        mode: "full".into(),
+        status: "running".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sink.lock_run(Duration::ZERO).await.unwrap();
+    let status = || {
+        let mut c = b24sync();
+        c.args(["status", "--db"]).arg(&db.path);
+        c
+    };
+    let out = run_cmd(&mut status()).await;
+    let report = text(&out.stdout);
+    assert!(report.contains(" running "), "{report}");
+    assert!(!report.contains("unfinished"), "{report}");
+    sink.unlock_run().await.unwrap();
+    let out = run_cmd(&mut status()).await;
+    let report = text(&out.stdout);
+    assert!(report.contains("unfinished"), "{report}");
+    assert!(!report.contains(" running "), "{report}");
+}

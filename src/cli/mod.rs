@@ -673,7 +673,7 @@ fn finish(result: Result<RunSummary, RunError>) -> u8 {
             }
             ui::summary(&summary, code);
             if summary.interrupted {
-                ui::note("interrupted: every batch read so far was committed; the next run continues safely");
+                ui::note(&run::interrupted_note(&summary));
             }
             code
         }

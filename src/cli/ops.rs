@@ -22,7 +22,31 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
             return exit::DATABASE;
         }
     };
+    // A run without an end is running while someone holds the run lock (only the newest
+    // such row can be that run); otherwise it died (killed, power loss).
+    let newest_open = runs.iter().find(|r| r.finished_at.is_none()).map(|r| r.id);
+    let running = match newest_open {
+        Some(_) => lock_held(sink).await,
+        None => false,
+    };
+    let shown_status = |r: &crate::load::RunRecord| -> String {
+        match r.finished_at {
+            Some(_) => r.status.clone(),
+            None if running && Some(r.id) == newest_open => "running".into(),
+            None => "unfinished".into(),
+        }
+    };
     if json_out {
+        let runs: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("status".into(), json!(shown_status(r)));
+                }
+                v
+            })
+            .collect();
         let doc = json!({ "database": sink.describe(), "watermark": watermark, "runs": runs });
         println!("{doc}");
         return exit::OK;
@@ -61,11 +85,7 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
             t(r.started_at),
             t(r.finished_at),
             r.mode,
-            if r.finished_at.is_none() {
-                "unfinished"
-            } else {
-                r.status.as_str()
-            },
+            shown_status(r),
             r.leads_read,
             r.leads_upserted,
             r.leads_deleted,
@@ -75,11 +95,27 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
         );
-        if let Some(m) = r.message.as_deref().filter(|_| r.status == "failed") {
+        if let Some(m) = r
+            .message
+            .as_deref()
+            .filter(|_| matches!(r.status.as_str(), "failed" | "refused"))
+        {
             println!("       {m}");
         }
     }
     exit::OK
+}
+
+/// Whether another process holds the run lock now (taken and released at once when free).
+async fn lock_held(sink: &dyn Sink) -> bool {
+    match sink.lock_run(Duration::ZERO).await {
+        Ok(()) => {
+            let _ = sink.unlock_run().await;
+            false
+        }
+        Err(crate::load::LoadError::LockBusy { .. }) => true,
+        Err(_) => false,
+    }
 }
 
 /// One line of `doctor`'s report.

@@ -102,7 +102,7 @@ pub struct RunRecord {
     /// `full`, `incremental`, `dry-run full`, `errors retry`, ...
     pub mode: String,
     /// `running`, `ok`, `errors` (finished with rows in the error table), `failed`,
-    /// `interrupted`.
+    /// `refused` (the deletion guard refused after the leads were loaded), `interrupted`.
     pub status: String,
     pub leads_read: i64,
     /// Leads inserted or changed.
