@@ -166,6 +166,9 @@ pub struct RunSummary {
     /// Leads that could not be loaded at all (their whole JSON is in the error table).
     pub leads_rejected: u64,
     pub outcome: BatchOutcome,
+    /// Error rows of leads without a numeric ID that this full run cleared (it no longer
+    /// read such a lead).
+    pub stale_errors_cleared: u64,
     /// Whether this run looked for leads deleted in Bitrix24, and how many it removed.
     pub deletion_checked: bool,
     pub leads_deleted: u64,
@@ -822,6 +825,9 @@ async fn sync_locked(
     // request) or the end of the read, so their rows keep the whole lead at the cost of
     // about one request per run rather than one per batch (see `attach_full_leads`).
     let mut held = Batch::default();
+    // The error rows of leads without a numeric ID that this run saw again (lead ID as
+    // received, reason as stored): a complete full read clears the others.
+    let mut unkeyed_seen: HashSet<(Option<String>, String)> = HashSet::new();
     loop {
         let (mut batch, last) = match batch_rx.recv().await {
             Some(batch) => (batch, false),
@@ -836,6 +842,13 @@ async fn sync_locked(
         }));
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
+        unkeyed_seen.extend(
+            batch
+                .rejected
+                .iter()
+                .filter(|r| !has_numeric_id(r))
+                .map(|r| (r.lead_id.clone(), crate::model::clip_reason(&r.reason))),
+        );
         summary.contact_values += batch
             .records
             .iter()
@@ -922,25 +935,6 @@ async fn sync_locked(
     if cancel.is_cancelled() {
         summary.interrupted = true;
     }
-    if !opts.dry_run {
-        // New rows have the highest Ids: the table's last `error_rows_new` rows.
-        let rows = sink.error_rows().await?;
-        summary.error_rows_held = rows.len() as u64;
-        let skip = rows
-            .len()
-            .saturating_sub(summary.outcome.error_rows_new as usize);
-        summary.new_error_rows = rows
-            .into_iter()
-            .skip(skip)
-            .take(NEW_ERROR_ROWS_SHOWN)
-            .map(|r| {
-                (
-                    r.lead_id.unwrap_or_else(|| "-".into()),
-                    r.reason.unwrap_or_default(),
-                )
-            })
-            .collect();
-    }
     // Operators are refreshed by full runs and by runs that changed a lead (a reassigned
     // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.
     let changed = summary.outcome.leads_inserted + summary.outcome.leads_updated;
@@ -961,6 +955,10 @@ async fn sync_locked(
         }
     }
 
+    if since.is_none() && !summary.interrupted && !opts.dry_run {
+        summary.stale_errors_cleared = clear_unkeyed_errors(sink, &unkeyed_seen).await?;
+    }
+
     let mut guard_error = None;
     if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
         match delete_missing(client, sink, opts, all_ids, read_ids).await {
@@ -975,6 +973,25 @@ async fn sync_locked(
             Err(e @ RunError::DeletionGuard { .. }) => guard_error = Some(e),
             Err(e) => return Err(e),
         }
+    }
+    if !opts.dry_run {
+        // New rows have the highest Ids: the table's last `error_rows_new` rows.
+        let rows = sink.error_rows().await?;
+        summary.error_rows_held = rows.len() as u64;
+        let skip = rows
+            .len()
+            .saturating_sub(summary.outcome.error_rows_new as usize);
+        summary.new_error_rows = rows
+            .into_iter()
+            .skip(skip)
+            .take(NEW_ERROR_ROWS_SHOWN)
+            .map(|r| {
+                (
+                    r.lead_id.unwrap_or_else(|| "-".into()),
+                    r.reason.unwrap_or_default(),
+                )
+            })
+            .collect();
     }
     if !summary.interrupted && !opts.dry_run {
         // The watermark moves only after a complete read, so nothing is ever skipped.
@@ -1124,6 +1141,50 @@ pub fn id_list(sample: &[i64], total: usize) -> String {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),
     }
+}
+
+fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
+    r.lead_id
+        .as_deref()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .is_some_and(|id| id > 0)
+}
+
+/// Error rows whose lead ID is not a number can never be read again (`errors retry` skips
+/// them), so they would stay forever. A complete full read is the proof: a row whose lead
+/// it did not return again goes. Rows without a lead ID are matched by their reason.
+async fn clear_unkeyed_errors(
+    sink: &dyn Sink,
+    seen: &HashSet<(Option<String>, String)>,
+) -> Result<u64, RunError> {
+    let seen_reasons_without_id: HashSet<&str> = seen
+        .iter()
+        .filter(|(id, _)| id.is_none())
+        .map(|(_, reason)| reason.as_str())
+        .collect();
+    let stale: Vec<i64> = sink
+        .error_rows()
+        .await?
+        .into_iter()
+        .filter(|r| r.numeric_lead_id().is_none())
+        .filter(|r| {
+            let reason = r.reason.clone().unwrap_or_default();
+            match &r.lead_id {
+                None => !seen_reasons_without_id.contains(reason.as_str()),
+                Some(_) => !seen.contains(&(r.lead_id.clone(), reason)),
+            }
+        })
+        .map(|r| r.row_id)
+        .collect();
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let cleared = sink.delete_error_rows(stale).await?;
+    tracing::info!(
+        rows = cleared,
+        "cleared error rows of leads without a numeric ID that the full read no longer returned"
+    );
+    Ok(cleared)
 }
 
 /// `bitrix_import_lead_error.sql_full_lead_info` keeps the whole lead as Bitrix24 has it

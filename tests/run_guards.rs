@@ -521,3 +521,67 @@ async fn error_rows_keep_the_whole_lead_as_bitrix24_has_it() {
         assert!(stored.get(field).is_some(), "{field}: {stored}");
     }
 }
+
+// 16.14: rows whose lead ID is not a number are marked in `errors list`, and the next full
+// sync that no longer reads such a lead clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_leads_without_a_numeric_id_are_marked_and_cleared_by_a_full_sync() {
+    let sim = simulator(200).await;
+    let portal = sim.portal();
+    assert!(portal.set_field_raw(15, "ID", json!("15x")));
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let rows = query_strings(&db.path, "SELECT sql_ID FROM bitrix_import_lead_error");
+    assert!(
+        rows.iter().any(|r| r[0].as_deref() == Some("15x")),
+        "{rows:?}"
+    );
+
+    let out = run_cmd(b24sync().args(["errors", "list", "--db"]).arg(&db.path)).await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("15x\t"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains("not retryable") && line.contains("full sync"),
+        "{line}"
+    );
+    let out = run_cmd(
+        b24sync()
+            .args(["errors", "list", "--json", "--db"])
+            .arg(&db.path),
+    )
+    .await;
+    let json_line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("\"15x\""))
+        .map(str::to_string)
+        .unwrap();
+    let v: Value = serde_json::from_str(&json_line).unwrap();
+    assert_eq!(v["retryable"], json!(false));
+
+    // Fixed in Bitrix24: an incremental run proves nothing about "15x", a full one does.
+    assert!(portal.set_field_raw(15, "ID", json!("15")));
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let stuck = "SELECT COUNT(*) FROM bitrix_import_lead_error WHERE sql_ID = '15x'";
+    assert_eq!(count(&db.path, stuck), 1);
+    let full = run::SyncOptions {
+        mode: run::SyncMode::Full,
+        ..options()
+    };
+    let s = sync_into(&sim, &db.path, &full).await.unwrap();
+    assert_eq!(s.stale_errors_cleared, 1);
+    assert_eq!(count(&db.path, stuck), 0);
+    // A lead still returned without a numeric ID keeps its row.
+    assert!(portal.set_field_raw(16, "ID", json!("16y")));
+    sync_into(&sim, &db.path, &full).await.unwrap();
+    sync_into(&sim, &db.path, &full).await.unwrap();
+    assert_eq!(
+        count(
+            &db.path,
+            "SELECT COUNT(*) FROM bitrix_import_lead_error WHERE sql_ID = '16y'"
+        ),
+        1
+    );
+}

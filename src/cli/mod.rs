@@ -550,20 +550,45 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
             };
             match sink.error_rows().await {
                 Ok(rows) => {
+                    // A row whose lead ID is not a number cannot be read again: say so on
+                    // the row, and what clears it.
+                    const NOT_RETRYABLE: &str = "[not retryable: the lead ID is not a number; the next full sync \
+                         clears this row once Bitrix24 no longer returns such a lead, or remove it with \
+                         `b24sync errors clear`]";
                     for r in &rows {
+                        let retryable = r.numeric_lead_id().is_some();
                         if json {
-                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                            let mut v = serde_json::to_value(r).unwrap_or_default();
+                            if let Some(o) = v.as_object_mut() {
+                                o.insert("retryable".into(), retryable.into());
+                            }
+                            println!("{v}");
                         } else {
                             println!(
-                                "{}\t{}\t{}",
+                                "{}\t{}\t{}{}",
                                 r.lead_id.as_deref().unwrap_or("-"),
                                 r.at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-                                r.reason.as_deref().unwrap_or("")
+                                r.reason.as_deref().unwrap_or(""),
+                                if retryable {
+                                    String::new()
+                                } else {
+                                    format!("\t{NOT_RETRYABLE}")
+                                }
                             );
                         }
                     }
                     if !json {
+                        let stuck = rows
+                            .iter()
+                            .filter(|r| r.numeric_lead_id().is_none())
+                            .count();
                         ui::note(&format!("{} rows in bitrix_import_lead_error", rows.len()));
+                        if stuck > 0 {
+                            ui::note(&format!(
+                                "{stuck} of them cannot be retried (their lead ID is not a number): a full \
+                                 sync (`b24sync sync --full`) clears them once Bitrix24 no longer returns such leads"
+                            ));
+                        }
                     }
                     exit::OK
                 }
@@ -588,8 +613,13 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(r) => {
                     println!(
                         "{} leads read again: {} now load cleanly, {} still fail; {} no longer in Bitrix24 (removed); \
-                         {} rows have no numeric lead ID and cannot be retried",
-                        r.retried, r.now_clean, r.still_failing, r.gone, r.not_retryable
+                         {} rows have no numeric lead ID and cannot be retried{}",
+                        r.retried, r.now_clean, r.still_failing, r.gone, r.not_retryable,
+                        if r.not_retryable > 0 {
+                            " (a full sync clears them once Bitrix24 no longer returns such leads)"
+                        } else {
+                            ""
+                        }
                     );
                     if r.still_failing > 0 || r.not_retryable > 0 {
                         exit::LOADED_WITH_ERRORS

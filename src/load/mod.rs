@@ -91,6 +91,17 @@ pub struct StoredError {
     pub at: Option<NaiveDateTime>,
 }
 
+impl StoredError {
+    /// The lead ID as a Bitrix24 lead ID (a positive number), if it is one: only such rows
+    /// can be read again by `errors retry`.
+    pub fn numeric_lead_id(&self) -> Option<LeadId> {
+        self.lead_id
+            .as_deref()
+            .and_then(|id| id.trim().parse::<LeadId>().ok())
+            .filter(|id| *id > 0)
+    }
+}
+
 /// One row of the run history (`b24sync_runs`): written when a run starts, completed when
 /// it ends, so a run that died shows as unfinished (`finished_at` NULL, status `running`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -172,6 +183,11 @@ pub trait Sink: Send + Sync {
 
     /// Delete the error rows dated before `before`; returns how many went.
     async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError>;
+
+    /// Delete the error rows with these `Id`s (a full sync's clean-up of rows whose lead ID
+    /// is not a number, once the complete read no longer returns such a lead); returns
+    /// how many went.
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError>;
 
     /// What `load_batch` would change, without changing anything (`sync --dry-run`): the
     /// same statements in a transaction that is rolled back.

@@ -714,6 +714,14 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
     }
 
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        admin::delete_error_rows(c, row_ids)
+            .await
+            .map_err(|e| self.db_error("deleting stale rows of bitrix_import_lead_error", &e))
+    }
+
     async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;

@@ -348,6 +348,14 @@ impl Sink for SqliteSink {
         .await
     }
 
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+        self.with_schema(
+            "deleting stale rows of bitrix_import_lead_error",
+            move |conn| admin::delete_error_rows(conn, row_ids),
+        )
+        .await
+    }
+
     async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
         self.with_schema("reading b24sync_operators", lookup::operator_ids)
             .await
