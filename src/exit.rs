@@ -54,11 +54,12 @@ pub fn for_error(e: &RunError) -> u8 {
     }
 }
 
-/// The exit code of a finished run.
+/// The exit code of a finished run: 3 while `bitrix_import_lead_error` holds rows, this
+/// run's or older ones (they need a person until they are fixed or cleared).
 pub fn for_summary(s: &RunSummary) -> u8 {
     if s.interrupted {
         INTERRUPTED
-    } else if s.outcome.error_rows > 0 {
+    } else if s.outcome.error_rows > 0 || s.error_rows_held > 0 {
         LOADED_WITH_ERRORS
     } else {
         OK

@@ -218,6 +218,9 @@ pub enum ProblemKind {
     WrongType,
     /// A list value whose display name is unknown: stored as its ID.
     UnknownListValue,
+    /// The lead could not be read again whole: `sql_full_lead_info` holds the exported
+    /// fields only.
+    Incomplete,
 }
 
 /// A lead turned into rows, ready to load.
@@ -263,6 +266,11 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Leads in the batch, loadable or not.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.rejected.len()
     }
 
     /// The error rows this batch should leave in `bitrix_import_lead_error`:

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::client::{Auth, Bitrix24Client, ExtractError, SubResult};
 use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
@@ -41,6 +41,11 @@ pub mod state_keys {
     pub const RUNS_SINCE_DELETION_CHECK: &str = "deletion_check.runs_since";
     /// Leads read by the last full run (what the next full run's progress bar expects).
     pub const FULL_RUN_LEADS: &str = "full_sync.leads_read";
+    /// The portal the database is synced from: its host (`acme.bitrix24.ru`, with the port
+    /// when it has one), written by the first sync.
+    pub const PORTAL_DOMAIN: &str = "portal.domain";
+    /// The portal's `member_id`, where Bitrix24 gives it (OAuth mode); empty otherwise.
+    pub const PORTAL_MEMBER_ID: &str = "portal.member_id";
 }
 
 /// Where a run reports its progress (the CLI draws a bar on a terminal). Calls come from
@@ -120,6 +125,9 @@ pub struct SyncOptions {
     pub progress: Option<ProgressHandle>,
     /// How PHONE values written without a country code are read (`--phone-region`).
     pub phone_region: DefaultRegion,
+    /// `--rebind-portal`: the database is bound to another portal, and this run moves it to
+    /// the client's portal on purpose (and reads every lead: see [`check_portal`]).
+    pub rebind_portal: bool,
 }
 
 impl Default for SyncOptions {
@@ -136,6 +144,7 @@ impl Default for SyncOptions {
             dry_run: false,
             progress: None,
             phone_region: DefaultRegion::default(),
+            rebind_portal: false,
         }
     }
 }
@@ -157,19 +166,34 @@ pub struct RunSummary {
     /// Leads that could not be loaded at all (their whole JSON is in the error table).
     pub leads_rejected: u64,
     pub outcome: BatchOutcome,
+    /// Error rows of leads without a numeric ID that this full run cleared (it no longer
+    /// read such a lead).
+    pub stale_errors_cleared: u64,
     /// Whether this run looked for leads deleted in Bitrix24, and how many it removed.
     pub deletion_checked: bool,
     pub leads_deleted: u64,
+    /// The first [`DELETED_SHOWN`] IDs of those leads, lowest first (a dry run lists
+    /// what it would delete).
+    pub deleted_sample: Vec<i64>,
     pub requests: u64,
     pub retries: u64,
     pub server_secs: f64,
     pub elapsed: Duration,
     /// Stopped by Ctrl-C after committing the batch in flight.
     pub interrupted: bool,
+    /// The watermark the run started with (`None`: there was none). An interrupted run
+    /// leaves it where it was, so the next run reads from there (or every lead again).
+    pub watermark_before: Option<String>,
     /// Operators (`b24sync_operators`) refreshed from `user.get`.
     pub operators: u64,
     /// Things that did not stop the run but need a person (e.g. no `user` scope).
     pub warnings: Vec<String>,
+    /// The first [`NEW_ERROR_ROWS_SHOWN`] rows this run added to `bitrix_import_lead_error`
+    /// (lead ID as stored, reason): what a quiet scheduled run still reports.
+    pub new_error_rows: Vec<(String, String)>,
+    /// Rows in `bitrix_import_lead_error` when the run ended (this run's and older ones):
+    /// while there are any, the run exits with 3.
+    pub error_rows_held: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,10 +222,39 @@ pub enum RunError {
     Internal(String),
 }
 
+/// How many deleted lead IDs [`RunSummary::deleted_sample`] keeps.
+pub const DELETED_SHOWN: usize = 20;
+
+/// How many of a run's new error rows [`RunSummary::new_error_rows`] lists (the count is
+/// in `outcome.error_rows_new`).
+pub const NEW_ERROR_ROWS_SHOWN: usize = 20;
+
+/// What an interrupted run means for the next one, in words: every committed batch stays,
+/// and the watermark did not move.
+pub fn interrupted_note(s: &RunSummary) -> String {
+    match &s.watermark_before {
+        None => "interrupted: every batch read so far was committed, but this was the first full \
+                 read: the next run reads every lead again from the first one (the leads loaded so \
+                 far are found unchanged; nothing is lost)"
+            .to_string(),
+        Some(w) => format!(
+            "interrupted: every batch read so far was committed; the watermark stays at {w}, so the \
+             next run reads the leads changed since then again (nothing is skipped)"
+        ),
+    }
+}
+
 /// The wall-clock time b24sync stamps its own rows with (like `GETDATE()` did).
 pub fn local_now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
+
+/// Said once per run (and by `doctor`) when no solution field is configured.
+pub const NO_SOLUTION_FIELD: &str =
+    "no solution field is set (--solution-field / B24SYNC_SOLUTION_FIELD): \
+     bitrix_lead_solution stays empty. Set it to the UF_CRM_... code of the leads' list field \
+     (CRM → Settings → Custom fields → Leads, or the REST method crm.lead.userfield.list); \
+     `b24sync doctor` lists the portal's list fields";
 
 /// The prelude's sub-command names (the run's one-off questions, asked in one request).
 const PRELUDE_TIME: &str = "server_time";
@@ -243,7 +296,10 @@ fn solution_labels(
     client: &Bitrix24Client,
 ) -> Result<HashMap<String, String>, RunError> {
     let entries = match answer {
-        Some(SubResult::Ok { result, .. }) => result.as_array().cloned().unwrap_or_default(),
+        Some(SubResult::Ok {
+            result: Value::Array(entries),
+            ..
+        }) => entries.clone(),
         Some(SubResult::Err { code, description }) => {
             client.sub_error("crm.lead.userfield.list", code, description)?;
             return Err(RunError::Extract(ExtractError::Protocol {
@@ -252,7 +308,18 @@ fn solution_labels(
                 detail: format!("{code}: {description}"),
             }));
         }
-        _ => Vec::new(),
+        // Not a list: the portal said something this build cannot read, which is not
+        // "the field does not exist".
+        other => {
+            return Err(RunError::Extract(ExtractError::Protocol {
+                portal: client.portal(),
+                method: "crm.lead.userfield.list".into(),
+                detail: format!(
+                    "{} instead of a list of user fields (looking for {field})",
+                    describe_answer(other)
+                ),
+            }))
+        }
     };
     let entry = entries
         .iter()
@@ -284,40 +351,218 @@ fn format_portal_time(t: &DateTime<FixedOffset>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// `--since` as a Bitrix24 timestamp, in the portal's offset when none was given.
+/// `--since` as a Bitrix24 timestamp, in the portal's offset when none was given. Refused
+/// when it lies after the portal's own now: such a run reads nothing and would only hide
+/// the leads that are there.
 async fn resolve_since(client: &Bitrix24Client, since: &str) -> Result<String, RunError> {
-    if let Some(t) = parse_portal_time(since) {
-        return Ok(format_portal_time(&t));
+    let not_a_date = || {
+        RunError::Config(format!(
+            "--since {since:?} is not a date: use 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00"
+        ))
+    };
+    let given = parse_portal_time(since);
+    let naive = match given {
+        Some(_) => None,
+        None => Some(
+            NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M"))
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M:%S"))
+                .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M"))
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d")
+                        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+                })
+                .map_err(|_| not_a_date())?,
+        ),
+    };
+    // The portal's now: for the offset when none was given, and to refuse the future.
+    let answer = client.call("server.time", &json!({})).await?;
+    let now = portal_time_of(client, &answer.result)?;
+    let t = match (given, naive) {
+        (Some(t), _) => t,
+        (None, Some(naive)) => naive
+            .and_local_timezone(*now.offset())
+            .single()
+            .ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?,
+        (None, None) => return Err(not_a_date()),
+    };
+    if t > now {
+        return Err(RunError::Config(format!(
+            "--since {since:?} ({}) is later than the portal's now ({}): such a run would read no \
+             lead. Give a point in the past, or run without --since (incremental from the last run)",
+            format_portal_time(&t),
+            format_portal_time(&now)
+        )));
     }
-    let naive = NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%dT%H:%M"))
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M:%S"))
-        .or_else(|_| NaiveDateTime::parse_from_str(since.trim(), "%Y-%m-%d %H:%M"))
-        .or_else(|_| chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN)))
-        .map_err(|_| {
-            RunError::Config(format!(
-                "--since {since:?} is not a date: use 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00"
-            ))
-        })?;
-    // No offset given: the portal's (asked from the portal itself).
-    let now = client.call("server.time", &json!({})).await?;
-    let offset = now
-        .result
-        .as_str()
-        .and_then(parse_portal_time)
-        .map(|t| *t.offset())
-        .ok_or_else(|| {
-            RunError::Extract(ExtractError::Protocol {
-                portal: client.portal(),
-                method: "server.time".into(),
-                detail: format!("answered {} instead of a date-time", now.result),
-            })
-        })?;
-    let t = naive
-        .and_local_timezone(offset)
-        .single()
-        .ok_or_else(|| RunError::Config(format!("--since {since:?} is not a valid time")))?;
     Ok(format_portal_time(&t))
+}
+
+/// A `server.time` answer as a time; anything else is a protocol error saying, in plain
+/// words, what came back.
+fn portal_time_of(
+    client: &Bitrix24Client,
+    result: &Value,
+) -> Result<DateTime<FixedOffset>, RunError> {
+    result.as_str().and_then(parse_portal_time).ok_or_else(|| {
+        RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "server.time".into(),
+            detail: format!(
+                "answered {} instead of a date-time like 2024-05-01T12:00:00+03:00",
+                describe_json(result)
+            ),
+        })
+    })
+}
+
+/// The portal a client reads from, as a database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalIdentity {
+    /// Host name, lower-case, with the port when the URL has one.
+    pub domain: String,
+    /// Bitrix24's `member_id` of the portal, when known (OAuth mode).
+    pub member_id: Option<String>,
+}
+
+impl std::fmt::Display for PortalIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.member_id {
+            Some(m) => write!(f, "{} (member_id {m})", self.domain),
+            None => f.write_str(&self.domain),
+        }
+    }
+}
+
+impl PortalIdentity {
+    /// Whether `other` is the same portal: by `member_id` when both have one (a portal can
+    /// be renamed), else by the host.
+    pub fn same_portal(&self, other: &PortalIdentity) -> bool {
+        match (&self.member_id, &other.member_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.domain.eq_ignore_ascii_case(&other.domain),
+        }
+    }
+
+    /// A loopback host (`127.0.0.1:PORT`, `localhost`, `[::1]`): the simulator.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.domain.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => self.domain.as_str(),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// The portal `client` reads from.
+pub async fn client_portal(client: &Bitrix24Client) -> PortalIdentity {
+    let member_id = match client.auth() {
+        Auth::OAuth(session) => Some(session.member_id().await),
+        Auth::Webhook(_) => None,
+    };
+    PortalIdentity {
+        domain: client.portal().to_ascii_lowercase(),
+        member_id: member_id.filter(|m| !m.trim().is_empty()),
+    }
+}
+
+/// The portal the database is bound to (`None` before the first sync of this version).
+pub async fn bound_portal(sink: &dyn Sink) -> Result<Option<PortalIdentity>, RunError> {
+    let domain = read_state_text(sink, state_keys::PORTAL_DOMAIN).await?;
+    let member_id = read_state_text(sink, state_keys::PORTAL_MEMBER_ID).await?;
+    Ok(domain.map(|domain| PortalIdentity { domain, member_id }))
+}
+
+/// A state value; an empty one counts as unset (that is how a value is reset).
+async fn read_state_text(sink: &dyn Sink, key: &str) -> Result<Option<String>, RunError> {
+    Ok(sink
+        .read_state(key)
+        .await?
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty()))
+}
+
+async fn write_binding(sink: &dyn Sink, portal: &PortalIdentity) -> Result<(), RunError> {
+    sink.write_state(state_keys::PORTAL_DOMAIN, &portal.domain)
+        .await?;
+    sink.write_state(
+        state_keys::PORTAL_MEMBER_ID,
+        portal.member_id.as_deref().unwrap_or(""),
+    )
+    .await?;
+    Ok(())
+}
+
+/// What [`check_portal`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// The database is this portal's (or new, or adopted): go on.
+    Same,
+    /// `--rebind-portal` moved it from another portal: this run must read every lead.
+    Rebound,
+}
+
+/// A database belongs to one portal: refuse a run from another one before anything is read
+/// or written. `bind` records the portal (first sync, adoption of a database synced by an
+/// earlier version, `--rebind-portal`); `errors retry` only checks.
+///
+/// Re-binding resets the watermark: it is the other portal's clock, and an incremental run
+/// from it would skip every lead of this portal modified before that instant.
+async fn check_portal(
+    client: &Bitrix24Client,
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+    bind: bool,
+) -> Result<Binding, RunError> {
+    let current = client_portal(client).await;
+    let write = bind && !opts.dry_run;
+    match bound_portal(sink).await? {
+        Some(bound) if bound.same_portal(&current) => {
+            // Same portal, renamed or now with a member_id: keep the record current.
+            if write && bound != current {
+                tracing::info!(from = %bound, to = %current, "updating the database's portal binding");
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Same)
+        }
+        Some(bound) if bind && opts.rebind_portal => {
+            tracing::warn!(
+                from = %bound,
+                to = %current,
+                "--rebind-portal: the database now follows {current}; this run reads every lead"
+            );
+            if write {
+                sink.write_state(state_keys::WATERMARK, "").await?;
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Rebound)
+        }
+        Some(bound) => Err(RunError::Config(format!(
+            "the database {} holds the leads of the Bitrix24 portal {bound}, but this run reads \
+             from {current}: refusing to mix two portals' leads (nothing was read or written). \
+             Point --db at {current}'s database; or, if this database is to follow {current} from \
+             now on, run `b24sync sync --rebind-portal` once (it reads every lead, and its deletion \
+             check removes {}'s leads behind --max-delete-share)",
+            sink.describe(),
+            bound.domain
+        ))),
+        None => {
+            if write {
+                if !sink.lead_ids().await?.is_empty() {
+                    tracing::info!(
+                        portal = %current,
+                        "the database holds leads but records no portal (synced by an earlier \
+                         version): adopting it for {current}"
+                    );
+                }
+                write_binding(sink, &current).await?;
+            }
+            Ok(Binding::Same)
+        }
+    }
 }
 
 /// Run one sync into `sink`.
@@ -329,12 +574,13 @@ pub async fn sync(
 ) -> Result<RunSummary, RunError> {
     sink.lock_run(opts.lock_wait).await?;
     let mut history = None;
-    let result = sync_locked(client, sink, opts, cancel, &mut history).await;
+    let mut refused = None;
+    let result = sync_locked(client, sink, opts, cancel, &mut history, &mut refused).await;
     if let Some(p) = &opts.progress {
         p.0.finished();
     }
     if let Some(record) = history {
-        finish_history(sink, record, &result).await;
+        finish_history(sink, record, &result, refused.as_ref()).await;
     }
     if let Err(e) = sink.unlock_run().await {
         tracing::warn!("could not release the run lock: {e}");
@@ -348,8 +594,19 @@ async fn finish_history(
     sink: &dyn Sink,
     mut record: RunRecord,
     result: &Result<RunSummary, RunError>,
+    refused: Option<&RunSummary>,
 ) {
     record.finished_at = Some(local_now());
+    let counts = |record: &mut RunRecord, s: &RunSummary| {
+        record.leads_read = s.leads_read as i64;
+        record.leads_upserted = (s.outcome.leads_inserted + s.outcome.leads_updated) as i64;
+        record.leads_deleted = s.leads_deleted as i64;
+        record.contact_values = s.contact_values as i64;
+        record.error_rows = s.outcome.error_rows as i64;
+        record.requests = s.requests as i64;
+        record.server_seconds = s.server_secs;
+        record.seconds = s.elapsed.as_secs_f64();
+    };
     match result {
         Ok(s) => {
             let code = crate::exit::for_summary(s);
@@ -360,14 +617,17 @@ async fn finish_history(
             }
             .to_string();
             record.exit_code = Some(code as i64);
-            record.leads_read = s.leads_read as i64;
-            record.leads_upserted = (s.outcome.leads_inserted + s.outcome.leads_updated) as i64;
-            record.leads_deleted = s.leads_deleted as i64;
-            record.contact_values = s.contact_values as i64;
-            record.error_rows = s.outcome.error_rows as i64;
-            record.requests = s.requests as i64;
-            record.server_seconds = s.server_secs;
-            record.seconds = s.elapsed.as_secs_f64();
+            counts(&mut record, s);
+        }
+        // The deletion guard refused after the leads were loaded: the run did change
+        // data, and its history row says how much.
+        Err(e @ RunError::DeletionGuard { .. }) if refused.is_some() => {
+            record.status = "refused".to_string();
+            record.exit_code = Some(crate::exit::for_error(e) as i64);
+            record.message = Some(crate::model::clip_reason(&e.to_string()));
+            if let Some(s) = refused {
+                counts(&mut record, s);
+            }
         }
         Err(e) => {
             record.status = "failed".to_string();
@@ -394,6 +654,7 @@ async fn sync_locked(
     opts: &SyncOptions,
     cancel: CancellationToken,
     history: &mut Option<RunRecord>,
+    refused: &mut Option<RunSummary>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     // A dry run changes nothing, not even the schema.
@@ -403,25 +664,51 @@ async fn sync_locked(
         sink.init_schema().await?
     };
     for created in &report.created {
-        tracing::info!("created {created}");
+        tracing::info!("applied {created}");
+    }
+    for object in &report.objects {
+        tracing::debug!("created {object}");
     }
     for warning in &report.warnings {
         tracing::warn!("{warning}");
     }
 
-    let watermark = sink.read_state(state_keys::WATERMARK).await?;
-    let since = match (&opts.mode, &watermark) {
-        (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
-        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
-        (SyncMode::Auto, Some(w)) => {
-            let w = parse_portal_time(w).ok_or_else(|| {
+    if opts.rebind_portal && matches!(opts.mode, SyncMode::Since(_)) {
+        return Err(RunError::Config(
+            "--rebind-portal reads every lead of the new portal: leave out --since".into(),
+        ));
+    }
+    let binding = check_portal(client, sink, opts, true).await?;
+    let watermark = match binding {
+        Binding::Rebound => None,
+        Binding::Same => read_state_text(sink, state_keys::WATERMARK).await?,
+    };
+    let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
+    // Where an incremental run would start reading (the watermark minus the overlap).
+    let incremental_from = match &watermark {
+        None => None,
+        Some(w) => Some(
+            parse_portal_time(w).ok_or_else(|| {
                 RunError::Config(format!(
                     "the stored watermark {w:?} is not a date-time; run `b24sync sync --full` once to reset it"
                 ))
-            })?;
-            let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
-            Some(format_portal_time(&(w - overlap)))
+            })? - overlap,
+        ),
+    };
+    let since = match (&opts.mode, incremental_from) {
+        (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
+        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
+        (SyncMode::Auto, Some(from)) => Some(format_portal_time(&from)),
+    };
+    // A `--since` run is not the complete read incremental runs start from: it never
+    // creates the watermark, and moves it only when it read at least what an incremental
+    // run would have (from no later than the watermark minus the overlap).
+    let watermark_may_move = match (&opts.mode, &since, incremental_from) {
+        (SyncMode::Since(_), Some(s), Some(from)) => {
+            parse_portal_time(s).is_some_and(|s| s <= from)
         }
+        (SyncMode::Since(_), _, _) => false,
+        _ => true,
     };
     let mode = if since.is_some() {
         "incremental"
@@ -435,6 +722,7 @@ async fn sync_locked(
             mode.to_string()
         },
         since: since.clone(),
+        watermark_before: watermark.clone(),
         ..RunSummary::default()
     };
     tracing::info!(mode = %summary.mode, since = since.as_deref().unwrap_or("-"), "reading leads");
@@ -486,14 +774,19 @@ async fn sync_locked(
         }) if parse_portal_time(t).is_some() => Some(t.clone()),
         other => {
             tracing::warn!(
-                "server.time gave no usable time ({other:?}); the watermark will not move"
+                "server.time gave no usable time ({}); the watermark will not move",
+                describe_answer(other)
             );
             None
         }
     };
     let labels = match &opts.solution_field {
         Some(field) => solution_labels(field, answers.get(PRELUDE_LABELS), client)?,
-        None => HashMap::new(),
+        None => {
+            tracing::warn!("{NO_SOLUTION_FIELD}");
+            summary.warnings.push(NO_SOLUTION_FIELD.to_string());
+            HashMap::new()
+        }
     };
     let extent = paging::extent_of(answers.get(PRELUDE_EXTENT))
         .map_err(|detail| probe_error(client, detail))?;
@@ -528,7 +821,19 @@ async fn sync_locked(
     let mut load_error = None;
     // The operators of the loaded leads, read with user.get once the leads are in.
     let mut assigned: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    while let Some(batch) = batch_rx.recv().await {
+    // The leads that get an error row wait here until 50 of them (one crm.lead.get
+    // request) or the end of the read, so their rows keep the whole lead at the cost of
+    // about one request per run rather than one per batch (see `attach_full_leads`).
+    let mut held = Batch::default();
+    // The error rows of leads without a numeric ID that this run saw again (lead ID as
+    // received, reason as stored): a complete full read clears the others.
+    let mut unkeyed_seen: HashSet<(Option<String>, String)> = HashSet::new();
+    loop {
+        let (mut batch, last) = match batch_rx.recv().await {
+            Some(batch) => (batch, false),
+            None if held.is_empty() => break,
+            None => (Batch::default(), true),
+        };
         assigned.extend(batch.records.iter().filter_map(|r| {
             r.lead
                 .get("ASSIGNED_BY_ID")
@@ -537,11 +842,38 @@ async fn sync_locked(
         }));
         summary.leads_loaded += batch.records.len() as u64;
         summary.leads_rejected += batch.rejected.len() as u64;
+        unkeyed_seen.extend(
+            batch
+                .rejected
+                .iter()
+                .filter(|r| !has_numeric_id(r))
+                .map(|r| (r.lead_id.clone(), crate::model::clip_reason(&r.reason))),
+        );
         summary.contact_values += batch
             .records
             .iter()
             .map(|r| r.contacts.len() as u64)
             .sum::<u64>();
+        if !opts.dry_run {
+            // A lead read again supersedes the version waiting here.
+            let fresh: HashSet<LeadId> = batch.records.iter().map(|r| r.lead.id).collect();
+            held.records.retain(|r| !fresh.contains(&r.lead.id));
+            let (with_errors, clean): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.records)
+                .into_iter()
+                .partition(|r| !r.problems.is_empty());
+            batch.records = clean;
+            held.records.extend(with_errors);
+            held.rejected.append(&mut batch.rejected);
+            if last || held.len() >= paging::BATCH_SIZE {
+                let mut ready = std::mem::take(&mut held);
+                attach_full_leads(client, &mut ready).await;
+                batch.records.append(&mut ready.records);
+                batch.rejected.append(&mut ready.rejected);
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let loaded = if opts.dry_run {
             sink.preview_batch(batch, local_now()).await
         } else {
@@ -565,6 +897,9 @@ async fn sync_locked(
                 load_error = Some(e);
                 break;
             }
+        }
+        if last {
+            break;
         }
     }
     drop(batch_rx);
@@ -620,12 +955,17 @@ async fn sync_locked(
         }
     }
 
+    if since.is_none() && !summary.interrupted && !opts.dry_run {
+        summary.stale_errors_cleared = clear_unkeyed_errors(sink, &unkeyed_seen).await?;
+    }
+
     let mut guard_error = None;
     if !summary.interrupted && deletion_check_due(sink, opts, since.is_none()).await? {
         match delete_missing(client, sink, opts, all_ids, read_ids).await {
-            Ok(deleted) => {
+            Ok((deleted, sample)) => {
                 summary.deletion_checked = true;
                 summary.leads_deleted = deleted;
+                summary.deleted_sample = sample;
             }
             Err(RunError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
             // Refused: keep the data, still move the watermark (the read was complete),
@@ -634,14 +974,37 @@ async fn sync_locked(
             Err(e) => return Err(e),
         }
     }
+    if !opts.dry_run {
+        // New rows have the highest Ids: the table's last `error_rows_new` rows.
+        let rows = sink.error_rows().await?;
+        summary.error_rows_held = rows.len() as u64;
+        let skip = rows
+            .len()
+            .saturating_sub(summary.outcome.error_rows_new as usize);
+        summary.new_error_rows = rows
+            .into_iter()
+            .skip(skip)
+            .take(NEW_ERROR_ROWS_SHOWN)
+            .map(|r| {
+                (
+                    r.lead_id.unwrap_or_else(|| "-".into()),
+                    r.reason.unwrap_or_default(),
+                )
+            })
+            .collect();
+    }
     if !summary.interrupted && !opts.dry_run {
         // The watermark moves only after a complete read, so nothing is ever skipped.
         if since.is_none() {
             sink.write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
                 .await?;
         }
-        if let Some(t) = &portal_time {
-            sink.write_state(state_keys::WATERMARK, t).await?;
+        match &portal_time {
+            Some(t) if watermark_may_move => sink.write_state(state_keys::WATERMARK, t).await?,
+            Some(_) => tracing::info!(
+                "--since read less than an incremental run would: the watermark stays where it was"
+            ),
+            None => {}
         }
         let runs_since = if summary.deletion_checked {
             0
@@ -665,6 +1028,7 @@ async fn sync_locked(
     summary.server_secs = stats.server_secs;
     summary.elapsed = started.elapsed();
     if let Some(e) = guard_error {
+        *refused = Some(summary);
         return Err(e);
     }
     Ok(summary)
@@ -709,7 +1073,7 @@ async fn delete_missing(
     opts: &SyncOptions,
     extent: Extent,
     read_ids: Option<IdSet>,
-) -> Result<u64, RunError> {
+) -> Result<(u64, Vec<i64>), RunError> {
     // A full run has just read every lead that existed when it started: those IDs are the
     // listing. (A lead deleted after it was read stays until the next check.)
     let listed = match read_ids {
@@ -718,34 +1082,180 @@ async fn delete_missing(
     };
     let on_portal = listed;
     let in_table = sink.lead_ids().await?;
+    let table_size = in_table.len() as u64;
     let missing: Vec<LeadId> = in_table
-        .iter()
-        .copied()
+        .into_iter()
         .filter(|id| !on_portal.contains(i64::from(*id)))
         .collect();
+    delete_behind_guard(sink, opts, missing, table_size).await
+}
+
+/// The one way leads are deleted (the deletion check of `sync`, and `errors retry` for
+/// leads Bitrix24 no longer lists): refuse when `missing` is more than
+/// `--max-delete-share` of the `table_size` leads in `bitrix_leads`, before anything is
+/// deleted; a webhook that lost its CRM permission sees an empty portal, and that must
+/// never empty the table.
+async fn delete_behind_guard(
+    sink: &dyn Sink,
+    opts: &SyncOptions,
+    mut missing: Vec<LeadId>,
+    table_size: u64,
+) -> Result<(u64, Vec<i64>), RunError> {
     if missing.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
-    let share = missing.len() as f64 / in_table.len().max(1) as f64;
+    missing.sort_unstable();
+    let sample: Vec<i64> = missing
+        .iter()
+        .take(DELETED_SHOWN)
+        .map(|id| i64::from(*id))
+        .collect();
+    let share = missing.len() as f64 / table_size.max(1) as f64;
     if share > opts.deletion.max_share {
         return Err(RunError::DeletionGuard {
             would_delete: missing.len() as u64,
-            in_table: in_table.len() as u64,
+            in_table: table_size,
             max_share: opts.deletion.max_share,
         });
     }
     if opts.dry_run {
         tracing::info!(
             leads = missing.len(),
-            "dry run: these leads were deleted in Bitrix24 and would be deleted here"
+            "dry run: these leads were deleted in Bitrix24 and would be deleted here: {}",
+            id_list(&sample, missing.len())
         );
-        return Ok(missing.len() as u64);
+        return Ok((missing.len() as u64, sample));
     }
     tracing::info!(
         leads = missing.len(),
-        "deleting leads that were deleted in Bitrix24"
+        "deleting leads that were deleted in Bitrix24: {}",
+        id_list(&sample, missing.len())
     );
-    Ok(sink.delete_leads(missing).await?)
+    Ok((sink.delete_leads(missing).await?, sample))
+}
+
+/// `3, 17, 42` or `3, 17, ... and 480 more`: the first IDs of `total`.
+pub fn id_list(sample: &[i64], total: usize) -> String {
+    let shown: Vec<String> = sample.iter().map(i64::to_string).collect();
+    match total.saturating_sub(sample.len()) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
+    r.lead_id
+        .as_deref()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .is_some_and(|id| id > 0)
+}
+
+/// Error rows whose lead ID is not a number can never be read again (`errors retry` skips
+/// them), so they would stay forever. A complete full read is the proof: a row whose lead
+/// it did not return again goes. Rows without a lead ID are matched by their reason.
+async fn clear_unkeyed_errors(
+    sink: &dyn Sink,
+    seen: &HashSet<(Option<String>, String)>,
+) -> Result<u64, RunError> {
+    let seen_reasons_without_id: HashSet<&str> = seen
+        .iter()
+        .filter(|(id, _)| id.is_none())
+        .map(|(_, reason)| reason.as_str())
+        .collect();
+    let stale: Vec<i64> = sink
+        .error_rows()
+        .await?
+        .into_iter()
+        .filter(|r| r.numeric_lead_id().is_none())
+        .filter(|r| {
+            let reason = r.reason.clone().unwrap_or_default();
+            match &r.lead_id {
+                None => !seen_reasons_without_id.contains(reason.as_str()),
+                Some(_) => !seen.contains(&(r.lead_id.clone(), reason)),
+            }
+        })
+        .map(|r| r.row_id)
+        .collect();
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let cleared = sink.delete_error_rows(stale).await?;
+    tracing::info!(
+        rows = cleared,
+        "cleared error rows of leads without a numeric ID that the full read no longer returned"
+    );
+    Ok(cleared)
+}
+
+/// `bitrix_import_lead_error.sql_full_lead_info` keeps the whole lead as Bitrix24 has it
+/// (every field, UF fields, multi-fields), as the Oktell scripts' `crm.lead.get` did; the
+/// export selects only the columns it stores. So the few leads of a batch that get an
+/// error row are read again whole, 50 per request. If that read fails, the row keeps the
+/// exported fields and its reason says so: the run never fails for it.
+async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch) {
+    let mut ids: Vec<i64> = batch
+        .records
+        .iter()
+        .filter(|r| !r.problems.is_empty())
+        .map(|r| i64::from(r.lead.id))
+        .collect();
+    ids.extend(
+        batch
+            .rejected
+            .iter()
+            .filter_map(|r| r.lead_id.as_deref()?.trim().parse::<i64>().ok())
+            .filter(|id| *id > 0),
+    );
+    if ids.is_empty() {
+        return;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let (full, failure) = match crate::extract::portal::fetch_full_leads(client, &ids).await {
+        Ok(full) => (full, None),
+        Err(e) => {
+            tracing::warn!(
+                leads = ids.len(),
+                "could not read the leads with error rows whole ({e}): their rows keep the exported fields"
+            );
+            (HashMap::new(), Some(e.to_string()))
+        }
+    };
+    let missing_note = |id: i64| match &failure {
+        Some(e) => format!("reading the whole lead failed ({e})"),
+        None => format!("crm.lead.get no longer returns lead {id}"),
+    };
+    for record in batch.records.iter_mut().filter(|r| !r.problems.is_empty()) {
+        let id = i64::from(record.lead.id);
+        match full.get(&id) {
+            Some(lead) => record.raw_json = lead.to_string(),
+            None => record.problems.push(crate::model::Problem {
+                field: "sql_full_lead_info".into(),
+                kind: crate::model::ProblemKind::Incomplete,
+                detail: format!("holds the exported fields only: {}", missing_note(id)),
+            }),
+        }
+    }
+    for rejected in &mut batch.rejected {
+        let Some(id) = rejected
+            .lead_id
+            .as_deref()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|id| *id > 0)
+        else {
+            continue;
+        };
+        match full.get(&id) {
+            Some(lead) => rejected.raw_json = lead.to_string(),
+            None => {
+                rejected.reason = format!(
+                    "{}; sql_full_lead_info holds the lead as exported: {}",
+                    rejected.reason,
+                    missing_note(id)
+                )
+            }
+        }
+    }
 }
 
 /// Pages in; batches of about `batch_leads` leads out. Returns how many leads it handled.
@@ -847,6 +1357,7 @@ async fn retry_errors_locked(
     opts: &SyncOptions,
 ) -> Result<RetrySummary, RunError> {
     sink.init_schema().await?;
+    check_portal(client, sink, opts, false).await?;
     let rows = sink.error_rows().await?;
     let mut summary = RetrySummary::default();
     let mut ids: Vec<LeadId> = Vec::new();
@@ -895,46 +1406,32 @@ async fn retry_errors_locked(
             })
             .collect();
         for (_, answer) in client.batch(&commands).await? {
-            match answer {
-                SubResult::Ok {
-                    result: Value::Array(leads),
-                    ..
-                } => {
-                    for lead in leads {
-                        if let Some(id) = lead
-                            .get("ID")
-                            .and_then(|v| {
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .or_else(|| v.as_i64().map(|n| n.to_string()))
-                            })
-                            .and_then(|s| s.parse().ok())
-                        {
-                            found.insert(id, lead);
-                        }
-                    }
-                }
-                SubResult::Ok { .. } => {}
-                SubResult::Err { code, description } => {
-                    let reason = client.sub_error("crm.lead.list", &code, &description)?;
-                    return Err(RunError::Extract(ExtractError::Unreachable {
-                        portal: client.portal(),
-                        method: "crm.lead.list (in batch)".into(),
-                        attempts: 1,
-                        secs: 0,
-                        last: reason,
-                    }));
-                }
-                SubResult::Missing => {
-                    return Err(RunError::Extract(ExtractError::Protocol {
-                        portal: client.portal(),
-                        method: "batch".into(),
-                        detail: "a sub-command's answer is missing".into(),
-                    }))
+            for lead in listed_leads(client, answer)? {
+                if let Some(id) = lead
+                    .get("ID")
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .or_else(|| v.as_i64().map(|n| n.to_string()))
+                    })
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    found.insert(id, lead);
                 }
             }
         }
     }
+    // A lead the `@ID` listing did not return is gone from Bitrix24 — or the webhook no
+    // longer sees it: judged by the same guard as the deletion check, against the whole
+    // table, before anything is loaded or deleted.
+    let gone: Vec<LeadId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    summary.gone = gone.len() as u64;
+    let table_size = sink.lead_ids().await?.len() as u64;
+    delete_behind_guard(sink, opts, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.values().cloned().collect();
     let batch = transform::transform_page(&leads, &ctx);
@@ -945,15 +1442,177 @@ async fn retry_errors_locked(
         .collect();
     summary.still_failing = failing.len() as u64;
     summary.now_clean = summary.retried - summary.still_failing;
+    let mut batch = batch;
+    attach_full_leads(client, &mut batch).await;
     sink.load_batch(batch, local_now()).await?;
-    let gone: Vec<LeadId> = ids
-        .iter()
-        .copied()
-        .filter(|id| !found.contains_key(id))
-        .collect();
-    summary.gone = gone.len() as u64;
-    if !gone.is_empty() {
-        sink.delete_leads(gone).await?;
-    }
     Ok(summary)
+}
+
+/// The leads of one `crm.lead.list` sub-answer. Anything but a list is a protocol error:
+/// an answer that cannot be read must never count as "these leads are gone".
+fn listed_leads(client: &Bitrix24Client, answer: SubResult) -> Result<Vec<Value>, RunError> {
+    match answer {
+        SubResult::Ok {
+            result: Value::Array(leads),
+            ..
+        } => Ok(leads),
+        SubResult::Ok { result, .. } => Err(RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "crm.lead.list (in batch)".into(),
+            detail: format!(
+                "answered {} instead of a list of leads; nothing was changed",
+                describe_json(&result)
+            ),
+        })),
+        SubResult::Err { code, description } => {
+            let reason = client.sub_error("crm.lead.list", &code, &description)?;
+            Err(RunError::Extract(ExtractError::Unreachable {
+                portal: client.portal(),
+                method: "crm.lead.list (in batch)".into(),
+                attempts: 1,
+                secs: 0,
+                last: reason,
+            }))
+        }
+        SubResult::Missing => Err(RunError::Extract(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "batch".into(),
+            detail: "a sub-command's answer is missing".into(),
+        })),
+    }
+}
+
+/// A batch sub-answer in a few plain words, for messages.
+fn describe_answer(answer: Option<&SubResult>) -> String {
+    match answer {
+        Some(SubResult::Ok { result, .. }) => format!("answered {}", describe_json(result)),
+        Some(SubResult::Err { code, description }) => {
+            format!("answered the error {code}: {description}")
+        }
+        Some(SubResult::Missing) | None => "gave no answer".to_string(),
+    }
+}
+
+/// A JSON value in a few plain words, for messages: its kind and a short excerpt.
+fn describe_json(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    let text = v.to_string();
+    let excerpt: String = text.chars().take(120).collect();
+    if excerpt.len() < text.len() {
+        format!("{kind} ({excerpt}…)")
+    } else {
+        format!("{kind} ({excerpt})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::client::ClientConfig;
+    use crate::extract::Webhook;
+
+    fn client() -> Bitrix24Client {
+        let webhook = Webhook::parse("https://acme.bitrix24.ru/rest/1/s3cr3t/").unwrap();
+        Bitrix24Client::new(webhook, ClientConfig::default(), CancellationToken::new()).unwrap()
+    }
+
+    fn ok(result: Value) -> SubResult {
+        SubResult::Ok {
+            result,
+            total: None,
+            next: None,
+        }
+    }
+
+    // 16.8: a malformed crm.lead.userfield.list answer is a protocol error naming the
+    // method and what came back, not "the field does not exist".
+    #[test]
+    fn a_malformed_userfield_answer_is_not_a_missing_field() {
+        let c = client();
+        for answer in [
+            Some(ok(json!({"FIELD_NAME": "UF_CRM_X"}))),
+            Some(ok(json!("oops"))),
+            None,
+        ] {
+            let err = solution_labels("UF_CRM_X", answer.as_ref(), &c).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, RunError::Extract(ExtractError::Protocol { .. })),
+                "{msg}"
+            );
+            assert!(msg.contains("crm.lead.userfield.list"), "{msg}");
+            assert!(!msg.contains("does not exist"), "{msg}");
+        }
+        let err = solution_labels("UF_CRM_X", Some(&ok(json!({"a": 1}))), &c).unwrap_err();
+        assert!(err.to_string().contains("an object ({\"a\":1})"), "{err}");
+        // A list without the field is the missing field.
+        let err = solution_labels("UF_CRM_X", Some(&ok(json!([]))), &c).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    // 16.8: a bad server.time answer is said in plain words, never as Rust debug text.
+    #[test]
+    fn a_bad_server_time_answer_is_described_in_plain_words() {
+        let c = client();
+        let err = portal_time_of(&c, &json!("soon")).unwrap_err().to_string();
+        assert!(
+            err.contains("server.time") && err.contains("a text (\"soon\")"),
+            "{err}"
+        );
+        assert!(!err.contains("String(") && !err.contains("Some("), "{err}");
+        let said = describe_answer(Some(&ok(json!("soon"))));
+        assert_eq!(said, "answered a text (\"soon\")");
+        assert!(!said.contains("Ok {"));
+        assert_eq!(describe_answer(None), "gave no answer");
+        let long = describe_json(&json!("x".repeat(500)));
+        assert!(long.ends_with("…)") && long.chars().count() < 150, "{long}");
+    }
+
+    // 16.12: what an interrupted run means for the next one, said as it is.
+    #[test]
+    fn the_interrupted_note_says_what_the_next_run_does() {
+        let first = RunSummary {
+            interrupted: true,
+            ..Default::default()
+        };
+        let note = interrupted_note(&first);
+        assert!(
+            note.contains("reads every lead again from the first one"),
+            "{note}"
+        );
+        assert!(!note.contains("continues"), "{note}");
+        let later = RunSummary {
+            interrupted: true,
+            watermark_before: Some("2026-11-20T10:00:00+03:00".into()),
+            ..Default::default()
+        };
+        let note = interrupted_note(&later);
+        assert!(
+            note.contains("stays at 2026-11-20T10:00:00+03:00"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn portals_compare_by_member_id_when_both_have_one_else_by_host() {
+        let p = |d: &str, m: Option<&str>| PortalIdentity {
+            domain: d.into(),
+            member_id: m.map(str::to_string),
+        };
+        assert!(p("acme.bitrix24.ru", None).same_portal(&p("ACME.bitrix24.ru", None)));
+        assert!(!p("acme.bitrix24.ru", None).same_portal(&p("beta.bitrix24.ru", None)));
+        assert!(p("old.bitrix24.ru", Some("m1")).same_portal(&p("new.bitrix24.ru", Some("m1"))));
+        assert!(!p("acme.bitrix24.ru", Some("m1")).same_portal(&p("acme.bitrix24.ru", Some("m2"))));
+        assert!(p("127.0.0.1:4545", None).is_loopback());
+        assert!(p("localhost", None).is_loopback());
+        assert!(p("[::1]:80", None).is_loopback());
+        assert!(!p("acme.bitrix24.ru", None).is_loopback());
+    }
 }

@@ -243,6 +243,33 @@ async fn dry_run_changes_nothing_and_reports_what_would_change() {
     assert_eq!(summary["leads_inserted"], json!(1), "{summary}");
     assert_eq!(summary["leads_updated"], json!(2), "{summary}");
     assert_eq!(summary["leads_deleted"], json!(1), "{summary}");
+    // 16.13: nothing was written, so the line says what would be, and which lead would go.
+    let line = summary["message"].as_str().unwrap_or_default();
+    assert!(line.contains("would load (1 new, 2 changed"), "{line}");
+    assert!(line.contains(" 1 would delete (lead IDs 10)"), "{line}");
+    assert!(!line.contains(" loaded ("), "{line}");
+}
+
+// 16.13: a dry run lists the first 20 IDs it would delete, then how many more.
+#[test]
+fn dry_run_summary_lists_the_first_ids_it_would_delete() {
+    let s = b24sync::run::RunSummary {
+        mode: "dry-run full".into(),
+        leads_deleted: 25,
+        deleted_sample: (1..=20).collect(),
+        ..Default::default()
+    };
+    let line = b24sync::cli::summary_line(&s);
+    assert!(
+        line.contains("25 would delete (lead IDs 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 and 5 more)"),
+        "{line}"
+    );
+    let real = b24sync::run::RunSummary {
+        mode: "full".into(),
+        leads_loaded: 3,
+        ..Default::default()
+    };
+    assert!(b24sync::cli::summary_line(&real).contains("3 loaded ("));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,4 +399,163 @@ fn dump_any(db: &std::path::Path, table: &str) -> Vec<Vec<rusqlite::types::Value
         return vec![];
     }
     dump(db, table)
+}
+
+// 16.4: a quiet scheduled run says nothing when nothing needs a person, and one line per
+// new error row when something does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_runs_print_only_new_error_rows() {
+    let sim = simulator(300).await;
+    let portal = sim.portal();
+    assert!(portal.update_lead(5, |l| {
+        l.insert("BIRTHDATE".into(), json!("31.02.1990"));
+    }));
+    let db = test_db();
+    let quiet_sync = || {
+        let mut cmd = b24sync();
+        cmd.args(["sync", "-q", "--solution-field", SOLUTION, "--db"])
+            .arg(&db.path)
+            .env("B24SYNC_WEBHOOK", sim.webhook_url());
+        cmd
+    };
+    let first = run_cmd(&mut quiet_sync()).await;
+    assert_eq!(first.status.code(), Some(3), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("lead 5"),
+        "{}",
+        text(&first.stderr)
+    );
+    // Let the overlap window pass, with one run to take the watermark along.
+    portal.advance_clock(Duration::from_secs(600));
+    run_cmd(&mut quiet_sync()).await;
+
+    let unchanged = run_cmd(&mut quiet_sync()).await;
+    assert_eq!(unchanged.status.code(), Some(3), "old error rows remain");
+    assert_eq!(text(&unchanged.stdout), "");
+    assert_eq!(text(&unchanged.stderr), "", "nothing for cron to mail");
+
+    assert!(portal.update_lead(9, |l| {
+        l.insert("BIRTHDATE".into(), json!("32.13.1991"));
+    }));
+    let new_bad = run_cmd(&mut quiet_sync()).await;
+    let err = text(&new_bad.stderr);
+    assert_eq!(new_bad.status.code(), Some(3), "{err}");
+    assert_eq!(text(&new_bad.stdout), "");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("lead 9")
+            && lines[0].contains("BIRTHDATE")
+            && lines[0].contains("32.13.1991"),
+        "{err}"
+    );
+}
+
+// 16.9: no solution field: each sync warns once, and doctor says so with the candidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_solution_field_is_warned_about_by_sync_and_doctor() {
+    let sim = simulator(50).await;
+    let db = test_db();
+    let s = sync_into(&sim, &db.path, &b24sync::run::SyncOptions::default())
+        .await
+        .unwrap();
+    let warned: Vec<_> = s
+        .warnings
+        .iter()
+        .filter(|w| w.contains("bitrix_lead_solution stays empty"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", s.warnings);
+    assert!(warned[0].contains("--solution-field"), "{}", warned[0]);
+    let out = run_cmd(
+        b24sync()
+            .args(["doctor", "--webhook", &sim.webhook_url(), "--db"])
+            .arg(&db.path),
+    )
+    .await;
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("warn solution field"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("bitrix_lead_solution stays empty") && line.contains(SOLUTION),
+        "{report}"
+    );
+    assert!(
+        report.contains("crm.lead.userfield.list") && report.contains("Custom fields"),
+        "{report}"
+    );
+    assert!(report.contains("1 warning(s)"), "{report}");
+}
+
+// 16.12: a run the deletion guard refused keeps its real counts in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_run_records_what_it_did() {
+    let sim = simulator(500).await;
+    let db = test_db();
+    sync_into(&sim, &db.path, &options()).await.unwrap();
+    let portal = sim.portal();
+    for id in 1..=300 {
+        portal.delete_lead(id);
+    }
+    for id in [401, 402] {
+        portal.update_lead(id, |l| {
+            l.insert("TITLE".into(), json!("changed before the refusal"));
+        });
+    }
+    let full = b24sync::run::SyncOptions {
+        mode: b24sync::run::SyncMode::Full,
+        ..options()
+    };
+    let err = sync_into(&sim, &db.path, &full).await.unwrap_err();
+    assert_eq!(b24sync::exit::for_error(&err), 9, "{err}");
+    let row = query_strings(
+        &db.path,
+        "SELECT status, exit_code, leads_read, leads_upserted, leads_deleted, message FROM b24sync_runs ORDER BY Id DESC LIMIT 1",
+    );
+    let row = &row[0];
+    assert_eq!(row[0].as_deref(), Some("refused"), "{row:?}");
+    assert_eq!(row[1].as_deref(), Some("9"));
+    assert_eq!(row[2].as_deref(), Some("200"), "{row:?}");
+    assert_eq!(row[3].as_deref(), Some("2"), "{row:?}");
+    assert_eq!(row[4].as_deref(), Some("0"));
+    assert!(
+        row[5]
+            .as_deref()
+            .unwrap_or("")
+            .contains("refusing to delete 300"),
+        "{row:?}"
+    );
+}
+
+// 16.12: `status` says "running" while a run holds the lock, "unfinished" once none does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tells_a_running_run_from_a_dead_one() {
+    use b24sync::load::Sink;
+    let db = test_db();
+    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
+    sink.run_started(&b24sync::load::RunRecord {
+        started_at: Some(b24sync::run::local_now()),
+        mode: "full".into(),
+        status: "running".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sink.lock_run(Duration::ZERO).await.unwrap();
+    let status = || {
+        let mut c = b24sync();
+        c.args(["status", "--db"]).arg(&db.path);
+        c
+    };
+    let out = run_cmd(&mut status()).await;
+    let report = text(&out.stdout);
+    assert!(report.contains(" running "), "{report}");
+    assert!(!report.contains("unfinished"), "{report}");
+    sink.unlock_run().await.unwrap();
+    let out = run_cmd(&mut status()).await;
+    let report = text(&out.stdout);
+    assert!(report.contains("unfinished"), "{report}");
+    assert!(!report.contains(" running "), "{report}");
 }

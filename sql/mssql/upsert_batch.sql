@@ -25,6 +25,7 @@ DECLARE @leads_updated int = 0;
 DECLARE @contacts_written int = 0;
 DECLARE @contacts_deleted int = 0;
 DECLARE @error_rows int = (SELECT COUNT(*) FROM #stage_errors);
+DECLARE @error_rows_new int = 0;
 
 BEGIN TRANSACTION;
 
@@ -364,6 +365,7 @@ WHERE NOT EXISTS (
       AND CAST(CAST(e.sql_full_lead_info AS nvarchar(max)) AS varbinary(max)) = CAST(s.sql_full_lead_info AS varbinary(max))
 )
 ORDER BY s.seq;
+SET @error_rows_new = @@ROWCOUNT;
 
 COMMIT TRANSACTION;
 
@@ -373,4 +375,5 @@ SELECT
     @leads_staged - @leads_inserted - @leads_updated AS leads_unchanged,
     @contacts_written AS contacts_written,
     @contacts_deleted AS contacts_deleted,
-    @error_rows AS error_rows;
+    @error_rows AS error_rows,
+    @error_rows_new AS error_rows_new;

@@ -260,7 +260,8 @@ pub struct SyncArgs {
     /// (without an offset, the portal's time zone)
     #[arg(long, value_name = "DATETIME", help_heading = "This run")]
     pub since: Option<String>,
-    /// Accept a database that was synced from another portal and bind it to this one
+    /// The database is bound to another Bitrix24 portal and is to follow this one from now
+    /// on: re-bind it, forget the watermark (the other portal's clock) and read every lead
     #[arg(long, help_heading = "This run")]
     pub rebind_portal: bool,
     /// Not a sync setting: the lookup's fallback tail length (see `lookup`)
@@ -777,20 +778,45 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
             };
             match sink.error_rows().await {
                 Ok(rows) => {
+                    // A row whose lead ID is not a number cannot be read again: say so on
+                    // the row, and what clears it.
+                    const NOT_RETRYABLE: &str = "[not retryable: the lead ID is not a number; the next full sync \
+                         clears this row once Bitrix24 no longer returns such a lead, or remove it with \
+                         `b24sync errors clear`]";
                     for r in &rows {
+                        let retryable = r.numeric_lead_id().is_some();
                         if json {
-                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                            let mut v = serde_json::to_value(r).unwrap_or_default();
+                            if let Some(o) = v.as_object_mut() {
+                                o.insert("retryable".into(), retryable.into());
+                            }
+                            println!("{v}");
                         } else {
                             println!(
-                                "{}\t{}\t{}",
+                                "{}\t{}\t{}{}",
                                 r.lead_id.as_deref().unwrap_or("-"),
                                 r.at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-                                r.reason.as_deref().unwrap_or("")
+                                r.reason.as_deref().unwrap_or(""),
+                                if retryable {
+                                    String::new()
+                                } else {
+                                    format!("\t{NOT_RETRYABLE}")
+                                }
                             );
                         }
                     }
                     if !json {
+                        let stuck = rows
+                            .iter()
+                            .filter(|r| r.numeric_lead_id().is_none())
+                            .count();
                         ui::note(&format!("{} rows in bitrix_import_lead_error", rows.len()));
+                        if stuck > 0 {
+                            ui::note(&format!(
+                                "{stuck} of them cannot be retried (their lead ID is not a number): a full \
+                                 sync (`b24sync sync --full`) clears them once Bitrix24 no longer returns such leads"
+                            ));
+                        }
                     }
                     exit::OK
                 }
@@ -815,8 +841,13 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(r) => {
                     println!(
                         "{} leads read again: {} now load cleanly, {} still fail; {} no longer in Bitrix24 (removed); \
-                         {} rows have no numeric lead ID and cannot be retried",
-                        r.retried, r.now_clean, r.still_failing, r.gone, r.not_retryable
+                         {} rows have no numeric lead ID and cannot be retried{}",
+                        r.retried, r.now_clean, r.still_failing, r.gone, r.not_retryable,
+                        if r.not_retryable > 0 {
+                            " (a full sync clears them once Bitrix24 no longer returns such leads)"
+                        } else {
+                            ""
+                        }
                     );
                     if r.still_failing > 0 || r.not_retryable > 0 {
                         exit::LOADED_WITH_ERRORS
@@ -873,13 +904,34 @@ fn parse_local_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
         })
 }
 
+/// The run's last words. With `-q` a scheduled run that needs no one says nothing: exit 0,
+/// or 3 with only error rows someone was already told about (cron mails whatever is
+/// printed). New error rows still print, one line each, and so does everything else.
 fn finish(result: Result<RunSummary, RunError>) -> u8 {
     match result {
         Ok(summary) => {
             let code = exit::for_summary(&summary);
+            let quiet = ui::get().quiet && !ui::get().json;
+            for (lead, reason) in &summary.new_error_rows {
+                ui::warn(&format!(
+                    "new row in bitrix_import_lead_error: lead {lead}: {reason}"
+                ));
+            }
+            let more = summary
+                .outcome
+                .error_rows_new
+                .saturating_sub(summary.new_error_rows.len() as u64);
+            if more > 0 {
+                ui::warn(&format!(
+                    "... and {more} more new rows in bitrix_import_lead_error (see `b24sync errors list`)"
+                ));
+            }
+            if quiet && matches!(code, exit::OK | exit::LOADED_WITH_ERRORS) {
+                return code;
+            }
             ui::summary(&summary, code);
             if summary.interrupted {
-                ui::note("interrupted: every batch read so far was committed; the next run continues safely");
+                ui::note(&run::interrupted_note(&summary));
             }
             code
         }
@@ -917,38 +969,81 @@ async fn init_db_command(s: &Settings) -> u8 {
     }
 }
 
+/// The six Oktell tables, as the demo names them.
+const OKTELL_TABLES: &str = "bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, \
+     bitrix_import_lead_error, bitrix_lead_runtime, bitrix_oauth";
+
+/// `b24sync demo`: a simulated portal synced into a database of its own. It exits by the
+/// same rule as `sync` (3 while bitrix_import_lead_error holds rows, which the simulator
+/// seeds on purpose), and never writes into a database holding a real portal's leads.
 async fn demo_command(args: &DemoArgs) -> u8 {
     let result: anyhow::Result<u8> = async {
         let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
+        let db = args.db.to_string_lossy().to_string();
+        let sink = crate::load::open(&db, 1).await?;
+        // A database bound to a loopback portal is an earlier demo's (the simulator's port
+        // changes every run): re-bound freely. Anything else is a real portal's data.
+        let rebind = match run::bound_portal(sink.as_ref()).await {
+            Ok(Some(bound)) if bound.is_loopback() => true,
+            Ok(Some(bound)) => {
+                return Ok(fail(
+                    exit::CONFIG,
+                    &anyhow::anyhow!(
+                        "the database {} holds the leads of the Bitrix24 portal {bound}: the demo \
+                         writes only into a database of its own. Leave out --db (the demo's file is \
+                         ./b24sync-demo.db) or name a new file",
+                        sink.describe()
+                    ),
+                ))
+            }
+            Ok(None) if !sink.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+                return Ok(fail(
+                    exit::CONFIG,
+                    &anyhow::anyhow!(
+                        "the database {} holds leads but records no portal (synced by an earlier \
+                         b24sync): the demo does not write into it. Leave out --db (the demo's file \
+                         is ./b24sync-demo.db) or name a new file",
+                        sink.describe()
+                    ),
+                ))
+            }
+            Ok(None) => false,
+            Err(e) => return Ok(run_error_code(&e)),
+        };
         let config = SimulatorConfig { leads: args.leads, seed: args.seed, ..SimulatorConfig::default() };
         let solution_field = config.solution_field.clone();
         let sim = Simulator::start(config).await.context("cannot start the Bitrix24 simulator on 127.0.0.1")?;
         println!("Bitrix24 simulator: {} leads at {}", args.leads, sim.base_url());
+        println!("writing into the demo database {} (not your b24sync.db)", args.db.display());
         let cancel = interrupt_token();
         let webhook = Webhook::parse(&sim.webhook_url())?;
         let client = Bitrix24Client::new(webhook, ClientConfig::default(), cancel.clone())?;
-        let db = args.db.to_string_lossy().to_string();
-        let sink = crate::load::open(&db, 1).await?;
-        let opts = SyncOptions { paging, solution_field: Some(solution_field), ..SyncOptions::default() };
+        let opts = SyncOptions {
+            paging,
+            solution_field: Some(solution_field),
+            rebind_portal: rebind,
+            ..SyncOptions::default()
+        };
         let summary = match run::sync(&client, sink.as_ref(), &opts, cancel).await {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
         println!("{}", summary_line(&summary));
-        println!(
-            "database: {} (tables bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, bitrix_import_lead_error)",
-            args.db.display()
-        );
-        if summary.outcome.error_rows > 0 {
+        println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
+        // What the table holds now, not only what this run added: a second demo keeps the
+        // first one's rows (they are the same problems).
+        let held = sink.error_rows().await.map_err(RunError::from)?.len();
+        let code = exit::for_summary(&summary);
+        if held > 0 {
             println!(
-                "{} leads have rows in bitrix_import_lead_error (the simulator seeds values too long for their columns); \
+                "{held} rows in bitrix_import_lead_error (the simulator seeds values too long for their \
+                 columns on purpose, so the demo exits with 3 like a sync with error rows does); \
                  see: sqlite3 {} 'SELECT sql_ID, sql_error FROM bitrix_import_lead_error'",
-                summary.outcome.error_rows,
                 args.db.display()
             );
         }
         sim.shutdown().await;
-        Ok(if summary.interrupted { exit::INTERRUPTED } else { exit::OK })
+        Ok(code)
     }
     .await;
     result.unwrap_or_else(|e| fail(exit::INTERNAL, &e))

@@ -22,7 +22,31 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
             return exit::DATABASE;
         }
     };
+    // A run without an end is running while someone holds the run lock (only the newest
+    // such row can be that run); otherwise it died (killed, power loss).
+    let newest_open = runs.iter().find(|r| r.finished_at.is_none()).map(|r| r.id);
+    let running = match newest_open {
+        Some(_) => lock_held(sink).await,
+        None => false,
+    };
+    let shown_status = |r: &crate::load::RunRecord| -> String {
+        match r.finished_at {
+            Some(_) => r.status.clone(),
+            None if running && Some(r.id) == newest_open => "running".into(),
+            None => "unfinished".into(),
+        }
+    };
     if json_out {
+        let runs: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("status".into(), json!(shown_status(r)));
+                }
+                v
+            })
+            .collect();
         let doc = json!({ "database": sink.describe(), "watermark": watermark, "runs": runs });
         println!("{doc}");
         return exit::OK;
@@ -61,11 +85,7 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
             t(r.started_at),
             t(r.finished_at),
             r.mode,
-            if r.finished_at.is_none() {
-                "unfinished"
-            } else {
-                r.status.as_str()
-            },
+            shown_status(r),
             r.leads_read,
             r.leads_upserted,
             r.leads_deleted,
@@ -75,11 +95,27 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
         );
-        if let Some(m) = r.message.as_deref().filter(|_| r.status == "failed") {
+        if let Some(m) = r
+            .message
+            .as_deref()
+            .filter(|_| matches!(r.status.as_str(), "failed" | "refused"))
+        {
             println!("       {m}");
         }
     }
     exit::OK
+}
+
+/// Whether another process holds the run lock now (taken and released at once when free).
+async fn lock_held(sink: &dyn Sink) -> bool {
+    match sink.lock_run(Duration::ZERO).await {
+        Ok(()) => {
+            let _ = sink.unlock_run().await;
+            false
+        }
+        Err(crate::load::LoadError::LockBusy { .. }) => true,
+        Err(_) => false,
+    }
 }
 
 /// One line of `doctor`'s report.
@@ -180,7 +216,10 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
         println!("{failed} check(s) failed");
         exit::CHECKS_FAILED
     } else {
-        println!("all checks passed");
+        match verdicts.iter().filter(|v| v.warning).count() {
+            0 => println!("all checks passed"),
+            n => println!("all checks passed, with {n} warning(s) above"),
+        }
         exit::OK
     }
 }
@@ -245,7 +284,11 @@ async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verd
         }
         Err(e) => out.push(Verdict::warn("clock", e.to_string(), "")),
     }
-    if let Some(field) = &s.solution_field {
+    let Some(field) = &s.solution_field else {
+        out.push(no_solution_field(client).await);
+        return;
+    };
+    {
         let resp = client
             .call(
                 "crm.lead.userfield.list",
@@ -281,6 +324,61 @@ async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verd
             }
         }
     }
+}
+
+/// No solution field configured: a warning, with the portal's list fields of leads by code
+/// and name, so the DBA can pick one.
+async fn no_solution_field(client: &Bitrix24Client) -> Verdict {
+    let fix = "set --solution-field / B24SYNC_SOLUTION_FIELD to the UF_CRM_... code of the leads' list field \
+               (CRM → Settings → Custom fields → Leads, or the REST method crm.lead.userfield.list)";
+    let listed = match client.call("crm.lead.userfield.list", &json!({})).await {
+        Ok(resp) => match resp.result.as_array() {
+            Some(fields) => {
+                let lists: Vec<String> = fields
+                    .iter()
+                    .filter(|f| {
+                        f.get("USER_TYPE_ID").and_then(Value::as_str) == Some("enumeration")
+                    })
+                    .filter_map(|f| {
+                        let code = f.get("FIELD_NAME").and_then(Value::as_str)?;
+                        Some(match field_label(f) {
+                            Some(name) => format!("{code} ({name})"),
+                            None => code.to_string(),
+                        })
+                    })
+                    .collect();
+                if lists.is_empty() {
+                    "the portal has no list fields of leads".to_string()
+                } else {
+                    format!("the portal's list fields of leads: {}", lists.join(", "))
+                }
+            }
+            None => "crm.lead.userfield.list did not answer a list".to_string(),
+        },
+        Err(e) => format!("could not list the portal's fields: {e}"),
+    };
+    Verdict::warn(
+        "solution field",
+        format!("none set: bitrix_lead_solution stays empty; {listed}"),
+        fix,
+    )
+}
+
+/// A user field's display name: a plain label, or the label of the first language.
+fn field_label(f: &Value) -> Option<String> {
+    ["EDIT_FORM_LABEL", "LIST_COLUMN_LABEL"]
+        .iter()
+        .find_map(|k| match f.get(*k)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Object(by_lang) => by_lang
+                .get("ru")
+                .or_else(|| by_lang.get("en"))
+                .or_else(|| by_lang.values().next())
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            _ => None,
+        })
 }
 
 fn refusal_fix(e: &ExtractError) -> String {

@@ -259,6 +259,7 @@ impl Settings {
             dry_run: self.dry_run,
             progress: None,
             phone_region: self.phone_region,
+            rebind_portal: self.rebind_portal,
         }
     }
 }

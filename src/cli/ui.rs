@@ -53,11 +53,26 @@ pub fn note(msg: &str) {
     }
 }
 
-/// One line with everything a scheduler's log should keep.
+/// One line with everything a scheduler's log should keep. A dry run wrote nothing: it
+/// says what it *would* load and delete, and which leads it would delete.
 pub fn summary_line(s: &RunSummary) -> String {
+    let dry = s.mode.starts_with("dry-run");
+    let (load, delete) = if dry {
+        ("would load", "would delete")
+    } else {
+        ("loaded", "deleted")
+    };
+    let deleted_ids = if dry && !s.deleted_sample.is_empty() {
+        format!(
+            " (lead IDs {})",
+            crate::run::id_list(&s.deleted_sample, s.leads_deleted as usize)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} {}: {} leads read, {} loaded ({} new, {} changed, {} unchanged), {} contact values, \
-         {} rows in bitrix_import_lead_error, {} deleted, {} requests ({} retried), {:.1} s server time, {:.1} s",
+        "{} {}: {} leads read, {} {load} ({} new, {} changed, {} unchanged), {} contact values, \
+         {} rows in bitrix_import_lead_error, {} {delete}{deleted_ids}, {} requests ({} retried), {:.1} s server time, {:.1} s",
         s.mode,
         if s.interrupted { "sync interrupted" } else { "sync finished" },
         s.leads_read,

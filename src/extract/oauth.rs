@@ -582,6 +582,12 @@ impl OAuthSession {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// The portal's `member_id` as stored with the tokens (empty when Bitrix24 gave none);
+    /// the run binds a database to it.
+    pub async fn member_id(&self) -> String {
+        self.current.lock().await.tokens.member_id.clone()
+    }
+
     /// Refreshes done by this session.
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)

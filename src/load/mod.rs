@@ -32,6 +32,9 @@ pub struct BatchOutcome {
     pub contacts_deleted: u64,
     /// Rows this batch left in `bitrix_import_lead_error` (new or kept).
     pub error_rows: u64,
+    /// Of those, rows this batch inserted: problems not in the table before (a kept row
+    /// is a problem someone has already been told about).
+    pub error_rows_new: u64,
 }
 
 impl BatchOutcome {
@@ -42,14 +45,19 @@ impl BatchOutcome {
         self.contacts_written += other.contacts_written;
         self.contacts_deleted += other.contacts_deleted;
         self.error_rows += other.error_rows;
+        self.error_rows_new += other.error_rows_new;
     }
 }
 
 /// What `init_schema` found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchemaReport {
-    /// Objects created by this call (tables, indexes, migrations applied), for the log.
+    /// What this call did, one line per migration applied (`migration 1 (...)`), for the
+    /// log at INFO.
     pub created: Vec<String>,
+    /// The objects those migrations created (`table bitrix_leads`, `index ...`), for the
+    /// log at debug (`-v`).
+    pub objects: Vec<String>,
     /// Problems that need a person (e.g. duplicate `sql_ID` rows), each with what to do.
     pub warnings: Vec<String>,
 }
@@ -83,6 +91,17 @@ pub struct StoredError {
     pub at: Option<NaiveDateTime>,
 }
 
+impl StoredError {
+    /// The lead ID as a Bitrix24 lead ID (a positive number), if it is one: only such rows
+    /// can be read again by `errors retry`.
+    pub fn numeric_lead_id(&self) -> Option<LeadId> {
+        self.lead_id
+            .as_deref()
+            .and_then(|id| id.trim().parse::<LeadId>().ok())
+            .filter(|id| *id > 0)
+    }
+}
+
 /// One row of the run history (`b24sync_runs`): written when a run starts, completed when
 /// it ends, so a run that died shows as unfinished (`finished_at` NULL, status `running`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -94,7 +113,7 @@ pub struct RunRecord {
     /// `full`, `incremental`, `dry-run full`, `errors retry`, ...
     pub mode: String,
     /// `running`, `ok`, `errors` (finished with rows in the error table), `failed`,
-    /// `interrupted`.
+    /// `refused` (the deletion guard refused after the leads were loaded), `interrupted`.
     pub status: String,
     pub leads_read: i64,
     /// Leads inserted or changed.
@@ -164,6 +183,11 @@ pub trait Sink: Send + Sync {
 
     /// Delete the error rows dated before `before`; returns how many went.
     async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError>;
+
+    /// Delete the error rows with these `Id`s (a full sync's clean-up of rows whose lead ID
+    /// is not a number, once the complete read no longer returns such a lead); returns
+    /// how many went.
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError>;
 
     /// What `load_batch` would change, without changing anything (`sync --dry-run`): the
     /// same statements in a transaction that is rolled back.

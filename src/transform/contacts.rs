@@ -65,8 +65,17 @@ pub(crate) fn contacts(
                 None => format!("value #{pos}"),
             };
             let value = match item.get("VALUE").map(text_of) {
-                // Nothing to call or write to: not worth a row, not worth a problem.
-                Some(Ok(None)) if item.get("VALUE").is_some_and(|v| v == "") => continue,
+                // Nothing to call or write to: no row (a caller lookup cannot use an
+                // empty number), but a problem, so the DBA sees that Bitrix24 holds an
+                // empty value (nothing is dropped without a trace).
+                Some(Ok(None)) if item.get("VALUE").is_some_and(|v| v == "") => {
+                    wrong_type(
+                        field,
+                        format!("{label} has an empty VALUE: no {field} row stored"),
+                        problems,
+                    );
+                    continue;
+                }
                 None | Some(Ok(None)) => {
                     wrong_type(field, format!("{label} has no VALUE: skipped"), problems);
                     continue;
@@ -238,10 +247,47 @@ mod tests {
                 rows: vec![],
                 problems: vec![("EMAIL", ProblemKind::WrongType, "value #1 (ID 1) has VALUE an array, not text: skipped")],
             },
+            // An empty value: no row, and a problem naming the field and the value's ID,
+            // the same for every multi-field type.
             Case {
-                name: "empty VALUE skipped silently",
+                name: "empty PHONE VALUE is reported",
                 lead: json!({"PHONE": [{"ID": "1", "VALUE": ""}, {"ID": "2", "VALUE": "+7"}]}),
                 rows: vec![row(Some("2"), None, "+7", "PHONE")],
+                problems: vec![("PHONE", ProblemKind::WrongType, "value #1 (ID 1) has an empty VALUE: no PHONE row stored")],
+            },
+            Case {
+                name: "empty EMAIL, WEB and IM VALUEs are reported",
+                lead: json!({
+                    "EMAIL": [{"ID": "3", "VALUE_TYPE": "WORK", "VALUE": "", "TYPE_ID": "EMAIL"}],
+                    "WEB": [{"ID": "4", "VALUE": ""}],
+                    "IM": [{"VALUE": ""}],
+                }),
+                rows: vec![],
+                problems: vec![
+                    ("EMAIL", ProblemKind::WrongType, "value #1 (ID 3) has an empty VALUE: no EMAIL row stored"),
+                    ("WEB", ProblemKind::WrongType, "value #1 (ID 4) has an empty VALUE: no WEB row stored"),
+                    ("IM", ProblemKind::WrongType, "value #1 has an empty VALUE: no IM row stored"),
+                ],
+            },
+            Case {
+                name: "null, missing and non-text VALUEs are reported for every type",
+                lead: json!({
+                    "WEB": [{"ID": "5", "VALUE": null}],
+                    "IM": [{"ID": "6", "VALUE": {"x": 1}}],
+                    "EMAIL": [{"ID": "7"}],
+                }),
+                rows: vec![],
+                problems: vec![
+                    ("EMAIL", ProblemKind::WrongType, "value #1 (ID 7) has no VALUE: skipped"),
+                    ("WEB", ProblemKind::WrongType, "value #1 (ID 5) has no VALUE: skipped"),
+                    ("IM", ProblemKind::WrongType, "value #1 (ID 6) has VALUE an object, not text: skipped"),
+                ],
+            },
+            // A missing TYPE_ID is no loss: the multi-field names the type.
+            Case {
+                name: "missing TYPE_ID is stored under the field's type",
+                lead: json!({"EMAIL": [{"ID": "8", "VALUE": "a@b.ru"}]}),
+                rows: vec![row(Some("8"), None, "a@b.ru", "EMAIL")],
                 problems: vec![],
             },
             Case {

@@ -101,6 +101,20 @@ pub(super) async fn clear_errors(c: &mut Client, before: NaiveDateTime) -> tiber
     last_count(&sets, "errors_deleted", "errors_clear.sql")
 }
 
+/// Delete the error rows with these `Id`s, one statement each (a full sync's few stale rows).
+pub(super) async fn delete_error_rows(c: &mut Client, ids: Vec<i64>) -> tiberius::Result<u64> {
+    let mut deleted = 0;
+    for id in ids {
+        let sets = c
+            .query(sql::ERRORS_DELETE_ROW, &[&id])
+            .await?
+            .into_results()
+            .await?;
+        deleted += last_count(&sets, "errors_deleted", "errors_delete_row.sql")?;
+    }
+    Ok(deleted)
+}
+
 /// The count a statement file selects as its last result (a single int column).
 fn last_count(sets: &[Vec<Row>], column: &str, file: &str) -> tiberius::Result<u64> {
     let n = sets

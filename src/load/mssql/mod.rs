@@ -688,6 +688,7 @@ async fn stage_and_upsert(
         contacts_written: n("contacts_written"),
         contacts_deleted: n("contacts_deleted"),
         error_rows: n("error_rows"),
+        error_rows_new: n("error_rows_new"),
     })
 }
 
@@ -1011,6 +1012,14 @@ impl Sink for MssqlSink {
         admin::clear_errors(c, before)
             .await
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
+    }
+
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+        let mut pooled = self.conn().await?;
+        let c: &mut Client = &mut pooled;
+        admin::delete_error_rows(c, row_ids)
+            .await
+            .map_err(|e| self.db_error("deleting stale rows of bitrix_import_lead_error", &e))
     }
 
     async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {

@@ -56,6 +56,8 @@ pub const DELETE_LEADS: &str = include_str!("../../../sql/mssql/delete_leads.sql
 /// The error review: list `bitrix_import_lead_error`; delete its rows dated before @P1.
 pub const ERROR_ROWS: &str = include_str!("../../../sql/mssql/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/mssql/errors_clear.sql");
+/// A full sync's clean-up: delete the error row @P1.
+pub const ERRORS_DELETE_ROW: &str = include_str!("../../../sql/mssql/errors_delete_row.sql");
 
 /// The run history (migration 5, `dbo.b24sync_runs`): start a row (@P1 started_at, @P2 mode;
 /// returns its Id), complete it, list the newest (@P1 how many).
@@ -248,6 +250,7 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("delete_leads.sql", DELETE_LEADS),
         ("error_rows.sql", ERROR_ROWS),
         ("errors_clear.sql", ERRORS_CLEAR),
+        ("errors_delete_row.sql", ERRORS_DELETE_ROW),
         ("runs_insert.sql", RUNS_INSERT),
         ("runs_finish.sql", RUNS_FINISH),
         ("runs_recent.sql", RUNS_RECENT),

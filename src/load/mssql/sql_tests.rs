@@ -762,6 +762,7 @@ fn admin_statements_bind_only_what_the_sink_sends() {
         ("state_read.sql", sql::STATE_READ, 1),
         ("state_write.sql", sql::STATE_WRITE, 2),
         ("errors_clear.sql", sql::ERRORS_CLEAR, 1),
+        ("errors_delete_row.sql", sql::ERRORS_DELETE_ROW, 1),
         ("lead_ids.sql", sql::LEAD_IDS, 0),
         ("stage_delete_create.sql", sql::STAGE_DELETE_CREATE, 0),
         ("delete_leads.sql", sql::DELETE_LEADS, 0),

@@ -67,3 +67,20 @@ pub(super) fn clear_errors(conn: &mut Connection, before: NaiveDateTime) -> Resu
         .map(|n| n as u64)
         .map_err(db_err("clearing bitrix_import_lead_error"))
 }
+
+/// Delete the error rows with these `Id`s, in one transaction; returns how many went.
+pub(super) fn delete_error_rows(conn: &mut Connection, ids: Vec<i64>) -> Result<u64, LoadError> {
+    let context = "deleting stale rows of bitrix_import_lead_error";
+    let tx = conn.transaction().map_err(db_err(context))?;
+    let mut deleted = 0u64;
+    {
+        let mut stmt = tx
+            .prepare_cached(sql::ERRORS_DELETE_ROW)
+            .map_err(db_err(context))?;
+        for id in ids {
+            deleted += stmt.execute([id]).map_err(db_err(context))? as u64;
+        }
+    }
+    tx.commit().map_err(db_err(context))?;
+    Ok(deleted)
+}

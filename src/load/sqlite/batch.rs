@@ -68,11 +68,12 @@ pub(super) fn load(
     run(sql::SOLUTION_INSERT, "inserting new solutions")?;
     run(sql::ERRORS_DELETE, "deleting resolved lead errors")?;
     run(sql::ERRORS_UPDATE, "refreshing kept lead errors")?;
-    tx.execute(
-        sql::ERRORS_INSERT,
-        [now.format(DATETIME_FORMAT).to_string()],
-    )
-    .map_err(db_err("inserting new lead errors"))?;
+    let error_rows_new = tx
+        .execute(
+            sql::ERRORS_INSERT,
+            [now.format(DATETIME_FORMAT).to_string()],
+        )
+        .map_err(db_err("inserting new lead errors"))? as u64;
     // Frees the staged text (large COMMENTS) instead of keeping it until the next batch.
     tx.execute_batch(sql::STAGE_CLEAR)
         .map_err(db_err("clearing the staging tables"))?;
@@ -90,6 +91,7 @@ pub(super) fn load(
         contacts_written,
         contacts_deleted,
         error_rows: errors.len() as u64,
+        error_rows_new,
     })
 }
 

@@ -250,8 +250,11 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn log_report(target: &str, report: &SchemaReport) {
-    if !report.created.is_empty() {
-        tracing::info!(database = target, created = ?report.created, "created the schema");
+    for line in &report.created {
+        tracing::info!(database = target, "applied {line}");
+    }
+    for object in &report.objects {
+        tracing::debug!(database = target, "created {object}");
     }
     for w in &report.warnings {
         tracing::warn!(database = target, "{w}");
@@ -401,6 +404,14 @@ impl Sink for SqliteSink {
         self.with_schema("clearing bitrix_import_lead_error", move |conn| {
             admin::clear_errors(conn, before)
         })
+        .await
+    }
+
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+        self.with_schema(
+            "deleting stale rows of bitrix_import_lead_error",
+            move |conn| admin::delete_error_rows(conn, row_ids),
+        )
         .await
     }
 

@@ -103,6 +103,10 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
             continue;
         }
         if migration.version == 1 {
+            // Tables made before b24sync (by hand, or another tool) are kept as they are;
+            // the migration's indexes and checks need their columns, so name what is
+            // missing rather than fail on SQL.
+            check_columns(&tx, target, true)?;
             check_duplicate_leads(&tx, target)?;
         }
         tx.execute_batch(migration.sql).map_err(db_err(&format!(
@@ -117,7 +121,7 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
         let after = objects_of(&tx)?;
         tx.commit()
             .map_err(db_err("committing a schema migration"))?;
-        report.created.extend(
+        report.objects.extend(
             after
                 .difference(&before)
                 .map(|(kind, name)| format!("{kind} {name}")),
@@ -127,7 +131,7 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
             migration.version, migration.name
         ));
     }
-    check_columns(conn, target)?;
+    check_columns(conn, target, false)?;
     Ok(report)
 }
 
@@ -211,10 +215,14 @@ pub(super) fn display_value(v: &rusqlite::types::Value) -> String {
 
 /// A table that existed before b24sync (made by hand or another tool) may lack columns;
 /// `CREATE TABLE IF NOT EXISTS` keeps it as it is, so name what is missing.
-fn check_columns(conn: &Connection, target: &str) -> Result<(), LoadError> {
+/// `existing_only`: check only the tables that exist (before the migrations create the rest).
+fn check_columns(conn: &Connection, target: &str, existing_only: bool) -> Result<(), LoadError> {
     let mut problems = Vec::new();
     for (table, required) in required_columns() {
         let present = table_columns(conn, table)?;
+        if existing_only && present.is_empty() {
+            continue;
+        }
         let missing: Vec<&str> = required
             .iter()
             .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))

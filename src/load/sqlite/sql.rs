@@ -49,6 +49,7 @@ pub const DELETE_DEPENDENTS: &str = include_str!("../../../sql/sqlite/delete_dep
 pub const DELETE_LEADS: &str = include_str!("../../../sql/sqlite/delete_leads.sql");
 pub const ERROR_ROWS: &str = include_str!("../../../sql/sqlite/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/sqlite/errors_clear.sql");
+pub const ERRORS_DELETE_ROW: &str = include_str!("../../../sql/sqlite/errors_delete_row.sql");
 
 // Run history and `b24sync doctor`.
 pub const RUNS_INSERT: &str = include_str!("../../../sql/sqlite/runs_insert.sql");

@@ -525,11 +525,14 @@ async fn init_schema_is_idempotent() {
         "index ix_bitrix_import_lead_error_sql_ID",
     ] {
         assert!(
-            first.created.iter().any(|c| c == expected),
+            first.objects.iter().any(|c| c == expected),
             "{expected} in {:?}",
-            first.created
+            first.objects
         );
     }
+    // One line per migration for the log at INFO; the objects are the detail (debug).
+    assert_eq!(first.created.len(), 3, "{:?}", first.created);
+    assert!(first.created.iter().all(|c| c.starts_with("migration ")));
     assert!(first.created.iter().any(|c| c.starts_with("migration 1 ")));
     assert!(first.warnings.is_empty());
     let second = f.sink.init_schema().await.unwrap();
@@ -627,6 +630,27 @@ async fn a_table_missing_contract_columns_is_named() {
     let err = f.sink.init_schema().await.unwrap_err().to_string();
     assert!(
         err.contains("bitrix_lead_solution lacks sql_solution"),
+        "{err}"
+    );
+}
+
+// 16.8: an old bitrix_leads without sql_ID is named, not reported as raw SQL.
+#[tokio::test]
+async fn a_leads_table_without_sql_id_is_named_not_raw_sql() {
+    let f = fixture();
+    f.read()
+        .execute_batch("CREATE TABLE bitrix_leads (Id INTEGER PRIMARY KEY, sql_TITLE TEXT);")
+        .unwrap();
+    let err = f.sink.init_schema().await.unwrap_err();
+    assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+    let err = err.to_string();
+    assert!(
+        err.contains("bitrix_leads lacks") && err.contains("sql_ID"),
+        "{err}"
+    );
+    assert!(err.contains("add the columns"), "{err}");
+    assert!(
+        !err.contains("no such column") && !err.contains("--"),
         "{err}"
     );
 }
