@@ -278,6 +278,20 @@ fn assert_no_duplicates(db: &Path, context: &str) {
     );
 }
 
+/// Contact values whose lead has no bitrix_leads row (a load or delete half done).
+fn assert_no_orphans(db: &Path, context: &str) {
+    let orphans = try_rows(
+        db,
+        "SELECT c.sql_LEAD_ID FROM bitrix_lead_contacts AS c \
+         WHERE NOT EXISTS (SELECT 1 FROM bitrix_leads AS l WHERE l.sql_ID = c.sql_LEAD_ID) LIMIT 5",
+    )
+    .unwrap_or_default();
+    assert!(
+        orphans.is_empty(),
+        "{context}: contact values without their lead: {orphans:?}"
+    );
+}
+
 /// (status, exit_code) of the newest b24sync_runs row.
 fn latest_run(db: &Path) -> Option<(String, Option<String>)> {
     try_rows(
@@ -433,9 +447,11 @@ fn edit_portal(portal: &Portal, rng: &mut Rng, round: usize) -> String {
         l.insert("PHONE".into(), Value::Array(phones));
     });
     done.push(format!("phone added to {id}"));
+    // Never the highest ID: add_lead would give it out again, which Bitrix24 never does.
+    let top = ids.last().copied();
     for _ in 0..=rng.below(2) {
         let id = rng.pick(&ids);
-        if portal.delete_lead(id) {
+        if Some(id) != top && portal.delete_lead(id) {
             done.push(format!("deleted {id}"));
         }
     }
@@ -461,7 +477,9 @@ async fn sigkill_at_random_moments_never_leaves_a_run_that_says_ok_with_leads_mi
     let db = test_db();
     let mut rng = Rng(SEED);
     // Every incremental run checks deletions, so a run that completes must match exactly.
+    // Debug logs: more output that must not hold the secret.
     let args = [
+        "-v",
         "sync",
         "--solution-field",
         SOLUTION,
@@ -473,6 +491,9 @@ async fn sigkill_at_random_moments_never_leaves_a_run_that_says_ok_with_leads_mi
     let full: Vec<&str> = args.iter().copied().chain(["--full"]).collect();
     let started = Instant::now();
     let (mut kills, mut completed) = (0, 0);
+    // The leads stored after the last run that completed: whatever a later run did or
+    // did not finish, those the portal still has must still be there.
+    let mut kept: std::collections::BTreeSet<i64> = Default::default();
     for round in 0..ROUNDS {
         // From "before the schema exists" to "after the last commit".
         let delay = Duration::from_millis(20 + rng.below(1_200));
@@ -503,6 +524,18 @@ async fn sigkill_at_random_moments_never_leaves_a_run_that_says_ok_with_leads_mi
             out.describe()
         );
         assert_no_duplicates(&db.path, &context);
+        assert_no_orphans(&db.path, &context);
+        let stored = db_snapshot(&db.path);
+        let on_portal: std::collections::BTreeSet<i64> = portal.lead_ids().into_iter().collect();
+        let lost: Vec<_> = kept
+            .intersection(&on_portal)
+            .filter(|id| !stored.contains_key(id))
+            .take(5)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{context}: leads lost from the table: {lost:?}"
+        );
         if out.killed {
             kills += 1;
         } else {
@@ -514,6 +547,7 @@ async fn sigkill_at_random_moments_never_leaves_a_run_that_says_ok_with_leads_mi
                 &sim,
                 &format!("{context}: the run said it completed ({latest:?})"),
             );
+            kept = stored.keys().copied().collect();
         }
         if round % 4 != 1 {
             let edits = edit_portal(&portal, &mut rng, round);
@@ -530,6 +564,7 @@ async fn sigkill_at_random_moments_never_leaves_a_run_that_says_ok_with_leads_mi
     assert!(out.says_complete(), "the clean run: {}", out.describe());
     assert!(history_says_complete(&db.path));
     assert_no_duplicates(&db.path, "after the clean run");
+    assert_no_orphans(&db.path, "after the clean run");
     assert_equals_portal(&db.path, &sim, "after the clean run");
     assert_no_secret_in_tables(&db.path);
 }
@@ -543,6 +578,8 @@ struct Position {
     after: i64,
     /// Whether the page is chained to an earlier one in its batch.
     chained: bool,
+    /// `--paging`.
+    paging: &'static str,
 }
 
 fn positions(ids: &[i64]) -> Vec<Position> {
@@ -553,16 +590,25 @@ fn positions(ids: &[i64]) -> Vec<Position> {
             name: "the first page",
             after: 0,
             chained: false,
+            paging: "batch",
         },
         Position {
             name: "a chained page in the middle",
             after: ids[page * 24 - 1],
             chained: true,
+            paging: "batch",
         },
         Position {
             name: "the last page",
             after: ids[page * last_page - 1],
             chained: false,
+            paging: "batch",
+        },
+        Position {
+            name: "a page in the middle, one page per request",
+            after: ids[page * 24 - 1],
+            chained: false,
+            paging: "next",
         },
     ]
 }
@@ -579,8 +625,26 @@ async fn short_or_empty_pages_anywhere_are_re_read_or_fail_the_run() {
     let ids = probe.portal().lead_ids();
     drop(probe);
     assert!(ids.len() > 2_500, "two batches of pages");
-    let args = ["sync", "--solution-field", SOLUTION];
     for pos in positions(&ids) {
+        // JSON logs here (text elsewhere): the secret must not show in either.
+        let args = [
+            "--log-format",
+            "json",
+            "sync",
+            "--solution-field",
+            SOLUTION,
+            "--paging",
+            pos.paging,
+            "--rate",
+            "1000",
+            "--burst",
+            "1000",
+        ];
+        let with = |extra: &[&'static str]| -> Vec<&str> {
+            args.iter().copied().chain(extra.iter().copied()).collect()
+        };
+        let full = with(&["--full"]);
+        let check = with(&["--deletion-check-runs", "1"]);
         let sim = sparse_simulator(config.clone(), 9).await;
         assert_eq!(sim.portal().lead_ids(), ids);
         let portal = sim.portal();
@@ -591,7 +655,12 @@ async fn short_or_empty_pages_anywhere_are_re_read_or_fail_the_run() {
             kind,
             times,
         };
-        let context = |step: &str| format!("{} ({}), {step}", pos.name, pos.after);
+        let context = |step: &str| {
+            format!(
+                "{} (after {}, {} paging), {step}",
+                pos.name, pos.after, pos.paging
+            )
+        };
 
         // Once empty: re-read, nothing lost.
         sim.inject_page_fault(fault(PageFaultKind::Empty, 1, pos.chained));
@@ -606,7 +675,6 @@ async fn short_or_empty_pages_anywhere_are_re_read_or_fail_the_run() {
             l.insert("TITLE".into(), json!("после короткой страницы"));
         }));
         sim.inject_page_fault(fault(PageFaultKind::Truncated { keep: 7 }, 1, pos.chained));
-        let full = ["sync", "--full", "--solution-field", SOLUTION];
         let out = b24(&full, &db.path, &sim, None).await;
         assert_eq!(sim.stats().faults_served, 2, "{}", context("cut once"));
         assert!(out.says_complete(), "{}", out.describe());
@@ -638,13 +706,6 @@ async fn short_or_empty_pages_anywhere_are_re_read_or_fail_the_run() {
             context("leads deleted or added by a failed full run")
         );
         // The same for an incremental run whose deletion check meets the page.
-        let check = [
-            "sync",
-            "--deletion-check-runs",
-            "1",
-            "--solution-field",
-            SOLUTION,
-        ];
         let out = b24(&check, &db.path, &sim, None).await;
         assert_failed_run(&out, &db.path, &context("empty always, deletion check"));
         assert_eq!(state(&db.path, WATERMARK), watermark);
