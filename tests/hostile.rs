@@ -874,3 +874,61 @@ async fn errors_retry_against_an_emptied_portal_deletes_nothing() {
     }
     assert_no_secret_in_tables(&db.path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_page_among_the_changed_leads_of_an_incremental_run() {
+    let sim = sparse_simulator(
+        SimulatorConfig {
+            rate_limit: None,
+            ..hostile_config(900, 3)
+        },
+        5,
+    )
+    .await;
+    let portal = sim.portal();
+    let db = test_db();
+    let args = ["sync", "--solution-field", SOLUTION];
+    let out = b24(&args, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "{}", out.describe());
+    let ids = portal.lead_ids();
+    // 240 changed leads: five pages of an incremental run.
+    let edit = |round: &str| -> Vec<i64> {
+        let changed: Vec<i64> = ids.iter().copied().step_by(3).collect();
+        for id in &changed {
+            assert!(portal.update_lead(*id, |l| {
+                l.insert("TITLE".into(), json!(format!("{round} {id}")));
+            }));
+        }
+        changed
+    };
+    let changed = edit("первая правка");
+    assert!(changed.len() > 200);
+    let fault = |kind, times, chained_only| PageFault {
+        from_id: changed[99],
+        chained_only,
+        kind,
+        times,
+    };
+    sim.inject_page_fault(fault(PageFaultKind::Empty, 1, true));
+    let out = b24(&args, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "{}", out.describe());
+    assert_eq!(sim.stats().faults_served, 1);
+    assert_equals_portal(&db.path, &sim, "an empty page in an incremental run");
+
+    sim.inject_page_fault(fault(PageFaultKind::Truncated { keep: 3 }, 1, true));
+    edit("вторая правка");
+    let out = b24(&args, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "{}", out.describe());
+    assert_eq!(sim.stats().faults_served, 2);
+    assert_equals_portal(&db.path, &sim, "a cut page in an incremental run");
+
+    // For good: the run fails and the watermark stays, so the next run reads these edits.
+    edit("третья правка");
+    let watermark = state(&db.path, WATERMARK);
+    sim.inject_page_fault(fault(PageFaultKind::Empty, 100_000, false));
+    let out = b24(&args, &db.path, &sim, None).await;
+    assert_failed_run(&out, &db.path, "an incremental run that cannot read on");
+    assert_eq!(state(&db.path, WATERMARK), watermark, "the watermark moved");
+    assert_no_duplicates(&db.path, "incremental");
+    assert_no_secret_in_tables(&db.path);
+}
