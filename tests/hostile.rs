@@ -846,7 +846,6 @@ async fn a_portal_whose_lists_come_back_empty_fails_the_run_and_keeps_every_lead
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "exposes bug: errors retry deletes without the guard (issue 11.1), fixed on wt-run"]
 async fn errors_retry_against_an_emptied_portal_deletes_nothing() {
     let (sim, db, ids) = synced_portal_with_error_rows().await;
     let before = db_snapshot(&db.path);
