@@ -10,10 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError, SubResult};
-use b24sync::extract::limits::RateConfig;
+use b24sync::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use b24sync::extract::paging::{self, Paging, BATCH_SIZE, PAGE_SIZE};
-use b24sync::extract::{query, Webhook};
+use b24sync::extract::query;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::load::Sink;
 use b24sync::run::{self, RunError, RunSummary, SyncOptions};
@@ -27,26 +26,6 @@ const PER_BATCH: usize = BATCH_SIZE * PAGE_SIZE;
 
 async fn start(config: SimulatorConfig) -> Simulator {
     Simulator::start(config).await.expect("simulator starts")
-}
-
-/// A client without pacing worth mentioning, for simulators whose rate limit is off
-/// (the `Paging::Next` exports make hundreds of requests).
-fn fast_client(sim: &Simulator) -> Bitrix24Client {
-    let config = ClientConfig {
-        rate: RateConfig {
-            per_second: 10_000.0,
-            burst: 10_000,
-        },
-        backoff_base: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..ClientConfig::default()
-    };
-    Bitrix24Client::new(
-        Webhook::parse(&sim.webhook_url()).unwrap(),
-        config,
-        CancellationToken::new(),
-    )
-    .unwrap()
 }
 
 async fn sync_with(client: &Bitrix24Client, db: &Path, opts: &SyncOptions) -> RunSummary {
@@ -149,7 +128,7 @@ async fn next_export_reads_one_page_per_request_whatever_the_ids() {
             paging: Paging::Next,
             ..options()
         };
-        let summary = sync_with(&fast_client(&sim), &db.path, &opts).await;
+        let summary = sync_with(&common::fast_client(&sim), &db.path, &opts).await;
         assert_eq!(summary.leads_read, n as u64);
         assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
         let stats = sim.stats();
@@ -232,7 +211,7 @@ async fn export_while_leads_change(paging: Paging, n: usize, after_requests: u64
         paging,
         ..options()
     };
-    let summary = sync_with(&fast_client(&sim), &db.path, &opts).await;
+    let summary = sync_with(&common::fast_client(&sim), &db.path, &opts).await;
     let changes = mutate.await.unwrap();
     assert!(!changes.deleted_read.is_empty() && !changes.deleted_unread.is_empty());
 
@@ -280,7 +259,7 @@ async fn export_while_leads_change(paging: Paging, n: usize, after_requests: u64
         },
         ..options()
     };
-    let again = sync_with(&fast_client(&sim), &db.path, &next).await;
+    let again = sync_with(&common::fast_client(&sim), &db.path, &next).await;
     assert_eq!(again.mode, "incremental");
     let now: BTreeSet<i64> = stored_ids(&db.path).into_iter().collect();
     let portal: BTreeSet<i64> = sim.portal().lead_ids().into_iter().collect();
@@ -342,7 +321,7 @@ fn tiny_budget(leads: usize) -> SimulatorConfig {
 async fn a_blocked_method_is_waited_out_and_the_export_completes() {
     let sim = start(tiny_budget(3_000)).await;
     let db = test_db();
-    let summary = sync_with(&fast_client(&sim), &db.path, &options()).await;
+    let summary = sync_with(&common::fast_client(&sim), &db.path, &options()).await;
     let stats = sim.stats();
     assert!(stats.operating_limited > 0, "the tiny budget did block");
     assert_eq!(summary.leads_loaded, 3_000);
@@ -362,7 +341,7 @@ async fn a_failed_sub_command_is_re_read_from_the_cursor() {
     // pages, results for the pages before them. First show the shape, then that the
     // export survives it.
     let sim = start(tiny_budget(3_000)).await;
-    let client = fast_client(&sim);
+    let client = common::fast_client(&sim);
     let filter = paging::ExportFilter {
         modified_since: None,
         select: paging::select_fields(&[]),
@@ -541,7 +520,7 @@ async fn next_paging_re_reads_an_empty_page_and_fails_on_one_that_stays_empty() 
     // Once: re-read, nothing lost.
     sim.inject_page_fault(empty_page_after(8_000, 1, false));
     let db = test_db();
-    let summary = sync_with(&fast_client(&sim), &db.path, &opts).await;
+    let summary = sync_with(&common::fast_client(&sim), &db.path, &opts).await;
     assert_eq!(sim.stats().faults_served, 1);
     assert_eq!(summary.leads_read, n as u64);
     assert_eq!(stored_ids(&db.path), sim.portal().lead_ids());
@@ -552,7 +531,7 @@ async fn next_paging_re_reads_an_empty_page_and_fails_on_one_that_stays_empty() 
     );
     // For good: the run fails.
     sim.inject_page_fault(empty_page_after(8_000, 1_000, false));
-    assert_incomplete_run(&sim, &opts, &fast_client(&sim)).await;
+    assert_incomplete_run(&sim, &opts, &common::fast_client(&sim)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,17 +3,15 @@
 //! user fields, the multi-fields), 50 per request; an ID the portal does not have is
 //! simply absent.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+mod common;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, SubResult};
-use b24sync::extract::limits::RateConfig;
+use std::collections::BTreeSet;
+
+use b24sync::extract::client::SubResult;
 use b24sync::extract::paging::select_fields;
 use b24sync::extract::portal::fetch_full_leads;
-use b24sync::extract::Webhook;
 use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const SOLUTION: &str = "UF_CRM_SOLUTION";
 
@@ -27,29 +25,11 @@ async fn sim(leads: usize) -> Simulator {
     .expect("simulator starts")
 }
 
-fn client(sim: &Simulator) -> Bitrix24Client {
-    let config = ClientConfig {
-        rate: RateConfig {
-            per_second: 1000.0,
-            burst: 1000,
-        },
-        backoff_base: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(100),
-        ..ClientConfig::default()
-    };
-    Bitrix24Client::new(
-        Webhook::parse(&sim.webhook_url()).unwrap(),
-        config,
-        CancellationToken::new(),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chosen_leads_come_back_whole_and_missing_ones_are_absent() {
     let sim = sim(300).await;
     assert!(sim.portal().delete_lead(17));
-    let c = client(&sim);
+    let c = common::fast_client(&sim);
     // 1..=120 (17 deleted meanwhile), one that never existed, duplicates, and IDs that
     // cannot exist.
     let mut ids: Vec<i64> = (1..=120).collect();
@@ -102,7 +82,7 @@ async fn chosen_leads_come_back_whole_and_missing_ones_are_absent() {
 async fn the_portal_says_not_found_with_an_empty_code() {
     // What `fetch_full_leads` relies on to tell "gone" from "failed".
     let sim = sim(10).await;
-    let c = client(&sim);
+    let c = common::fast_client(&sim);
     let answers = c
         .batch(&[("x".into(), "crm.lead.get?id=4242".into())])
         .await
@@ -119,7 +99,7 @@ async fn the_portal_says_not_found_with_an_empty_code() {
 #[tokio::test]
 async fn a_failed_request_is_retried_and_nothing_is_asked_for_nothing() {
     let sim = sim(10).await;
-    let c = client(&sim);
+    let c = common::fast_client(&sim);
     assert!(fetch_full_leads(&c, &[]).await.unwrap().is_empty());
     assert_eq!(sim.stats().http_requests, 0);
     sim.inject(Fault {

@@ -42,6 +42,26 @@ pub fn client_for(sim: &Simulator, cancel: CancellationToken) -> Bitrix24Client 
     Bitrix24Client::new(Webhook::parse(&sim.webhook_url()).unwrap(), config, cancel).unwrap()
 }
 
+/// A client without pacing worth mentioning and with short backoffs, for simulators whose
+/// rate limit is off or whose tests make only a few requests.
+pub fn fast_client(sim: &Simulator) -> Bitrix24Client {
+    let config = ClientConfig {
+        rate: RateConfig {
+            per_second: 10_000.0,
+            burst: 10_000,
+        },
+        backoff_base: std::time::Duration::from_millis(20),
+        backoff_max: std::time::Duration::from_millis(200),
+        ..ClientConfig::default()
+    };
+    Bitrix24Client::new(
+        Webhook::parse(&sim.webhook_url()).unwrap(),
+        config,
+        CancellationToken::new(),
+    )
+    .unwrap()
+}
+
 pub fn options() -> SyncOptions {
     SyncOptions {
         solution_field: Some(SOLUTION.into()),
