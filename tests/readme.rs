@@ -596,9 +596,7 @@ async fn run_until(
             seen.push('\n');
         }
     }
-    // `simulator` installs its Ctrl-C handler just after printing (src/cli/mod.rs,
-    // simulator_command): a signal in that instant would meet the default disposition.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No pause: the commands listen for signals before they print anything.
     std::process::Command::new("kill")
         .args([signal, &pid.to_string()])
         .status()

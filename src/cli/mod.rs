@@ -592,34 +592,57 @@ pub(crate) fn fail(code: u8, e: &anyhow::Error) -> u8 {
 fn interrupt_token() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    // Listening starts here, not when the task is first polled: a Ctrl-C that comes right
+    // after the command starts is a clean interruption, never the default handler's kill.
+    let mut signals = Signals::install();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         ui::note("interrupted: finishing the batch in flight (press Ctrl-C again to stop at once)");
         t.cancel();
-        wait_for_signal().await;
+        signals.recv().await;
         std::process::exit(exit::INTERRUPTED as i32);
     });
     token
 }
 
-async fn wait_for_signal() {
+/// Ctrl-C and (on Unix) SIGTERM, listened for from the moment [`Signals::install`] returns.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            // Registration fails only when the runtime has no signal driver; then the
+            // Ctrl-C future below (registered on first poll) is all there is.
+            let unix = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.unix {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -1062,6 +1085,8 @@ async fn simulator_command(args: &SimulatorArgs) -> u8 {
         rate_limit,
         ..SimulatorConfig::default()
     };
+    // Before the URL is printed, so a script that reads it and stops us at once is heard.
+    let mut signals = Signals::install();
     let sim = match Simulator::start(config).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -1074,7 +1099,7 @@ async fn simulator_command(args: &SimulatorArgs) -> u8 {
     println!("Bitrix24 simulator with {} leads; webhook URL:", args.leads);
     println!("{}", sim.webhook_url());
     println!("(Ctrl-C to stop)");
-    wait_for_signal().await;
+    signals.recv().await;
     sim.shutdown().await;
     exit::OK
 }
