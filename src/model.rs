@@ -10,6 +10,12 @@ use chrono::NaiveDateTime;
 /// A Bitrix24 lead ID as stored in `bitrix_leads.sql_ID` (`int NOT NULL`).
 pub type LeadId = i32;
 
+/// A lead ID received as text (`sql_ID` of an error row, a rejected lead's ID) read as a
+/// Bitrix24 lead ID: a positive number, else `None` (such a lead cannot be asked for again).
+pub fn parse_lead_id(text: &str) -> Option<LeadId> {
+    text.trim().parse::<LeadId>().ok().filter(|id| *id > 0)
+}
+
 /// How a `bitrix_leads` column stores its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {

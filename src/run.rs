@@ -27,7 +27,7 @@ use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
 use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
 use crate::lookup::{self, OperatorsError};
-use crate::model::{Batch, Cell, LeadId};
+use crate::model::{parse_lead_id, Batch, Cell, LeadId};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::{self, TimePolicy, TransformContext};
 
@@ -1144,10 +1144,7 @@ pub fn id_list(sample: &[i64], total: usize) -> String {
 }
 
 fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
-    r.lead_id
-        .as_deref()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .is_some_and(|id| id > 0)
+    r.lead_id.as_deref().and_then(parse_lead_id).is_some()
 }
 
 /// Error rows whose lead ID is not a number can never be read again (`errors retry` skips
@@ -1203,8 +1200,8 @@ async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch) {
         batch
             .rejected
             .iter()
-            .filter_map(|r| r.lead_id.as_deref()?.trim().parse::<i64>().ok())
-            .filter(|id| *id > 0),
+            .filter_map(|r| r.lead_id.as_deref().and_then(parse_lead_id))
+            .map(i64::from),
     );
     if ids.is_empty() {
         return;
@@ -1237,14 +1234,10 @@ async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch) {
         }
     }
     for rejected in &mut batch.rejected {
-        let Some(id) = rejected
-            .lead_id
-            .as_deref()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .filter(|id| *id > 0)
-        else {
+        let Some(id) = rejected.lead_id.as_deref().and_then(parse_lead_id) else {
             continue;
         };
+        let id = i64::from(id);
         match full.get(&id) {
             Some(lead) => rejected.raw_json = lead.to_string(),
             None => {
@@ -1361,14 +1354,10 @@ async fn retry_errors_locked(
     let rows = sink.error_rows().await?;
     let mut summary = RetrySummary::default();
     let mut ids: Vec<LeadId> = Vec::new();
+    let mut seen: HashSet<LeadId> = HashSet::new();
     for row in &rows {
-        match row
-            .lead_id
-            .as_deref()
-            .and_then(|id| id.trim().parse::<LeadId>().ok())
-            .filter(|id| *id > 0)
-        {
-            Some(id) if !ids.contains(&id) => ids.push(id),
+        match row.numeric_lead_id() {
+            Some(id) if seen.insert(id) => ids.push(id),
             Some(_) => {}
             None => summary.not_retryable += 1,
         }

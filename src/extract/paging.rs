@@ -334,7 +334,9 @@ fn rows_of(result: Value) -> Result<Vec<Value>, String> {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value Bitrix24 sent where it should have sent something else, for
+/// protocol messages ("an object", "a string").
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -58,7 +58,7 @@ pub async fn fetch_full_leads(
                             method: "crm.lead.get".into(),
                             detail: format!(
                                 "lead {id} came back as {} instead of an object",
-                                kind(&result)
+                                super::paging::json_kind(&result)
                             ),
                         })
                     }
@@ -106,17 +106,6 @@ fn not_found(code: &str, description: &str) -> bool {
         .trim_end_matches('.')
         .to_ascii_lowercase();
     code.eq_ignore_ascii_case("NOT_FOUND") || (code.is_empty() && d == "not found")
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -97,8 +97,7 @@ impl StoredError {
     pub fn numeric_lead_id(&self) -> Option<LeadId> {
         self.lead_id
             .as_deref()
-            .and_then(|id| id.trim().parse::<LeadId>().ok())
-            .filter(|id| *id > 0)
+            .and_then(crate::model::parse_lead_id)
     }
 }
 
