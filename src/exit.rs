@@ -2,7 +2,7 @@
 
 use crate::extract::client::ExtractError;
 use crate::extract::oauth::OAuthError;
-use crate::load::LoadError;
+use crate::load::StoreError;
 use crate::run::{RunError, RunSummary};
 
 /// Finished; every lead loaded cleanly.
@@ -46,7 +46,7 @@ pub fn for_error(e: &RunError) -> u8 {
         ) => BITRIX_UNREACHABLE,
         RunError::Extract(ExtractError::Cancelled) => INTERRUPTED,
         RunError::Extract(ExtractError::OAuth(e)) => for_oauth(e),
-        RunError::Load(LoadError::LockBusy { .. }) => LOCKED,
+        RunError::Load(StoreError::LockBusy { .. }) => LOCKED,
         RunError::Load(_) => DATABASE,
         RunError::Config(_) => CONFIG,
         RunError::DeletionGuard { .. } => DELETION_REFUSED,
@@ -73,7 +73,7 @@ pub fn for_oauth(e: &OAuthError) -> u8 {
         OAuthError::Refused { .. } => BITRIX_REFUSED,
         OAuthError::Unreachable { .. } => BITRIX_UNREACHABLE,
         OAuthError::Config(_) => CONFIG,
-        OAuthError::Store(LoadError::LockBusy { .. }) => LOCKED,
+        OAuthError::Store(StoreError::LockBusy { .. }) => LOCKED,
         OAuthError::Store(_) => DATABASE,
         OAuthError::Injected(_) => INTERNAL,
     }

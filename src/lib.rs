@@ -16,6 +16,8 @@ pub mod extract;
 pub mod load;
 pub mod lookup;
 pub mod model;
+pub mod prepare;
 pub mod run;
 pub mod simulator;
+pub mod store;
 pub mod transform;

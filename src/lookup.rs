@@ -15,7 +15,7 @@ use chrono::NaiveDateTime;
 
 use crate::extract::client::{Bitrix24Client, ExtractError};
 use crate::extract::users::{fetch_users, UsersAnswer};
-use crate::load::{LoadError, Sink};
+use crate::load::{Sink, StoreError};
 use crate::model::{Operator, PHONE_TAIL_DIGITS};
 use crate::transform::phone::{lookup_key, DefaultRegion};
 use crate::transform::phones::reversed;
@@ -167,7 +167,7 @@ pub enum OperatorsError {
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(#[from] StoreError),
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::extract::client::{Auth, Bitrix24Client, ExtractError, SubResult};
 use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
-use crate::load::{BatchOutcome, LoadError, RunRecord, Sink};
+use crate::load::{BatchOutcome, RunRecord, Sink, StoreError};
 use crate::lookup::{self, OperatorsError};
 use crate::model::{parse_lead_id, Batch, Cell, LeadId};
 use crate::transform::phone::DefaultRegion;
@@ -201,7 +201,7 @@ pub enum RunError {
     #[error(transparent)]
     Extract(#[from] ExtractError),
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(#[from] StoreError),
     /// A setting does not fit the portal (e.g. the solution field does not exist).
     #[error("{0}")]
     Config(String),
@@ -228,6 +228,43 @@ pub const DELETED_SHOWN: usize = 20;
 /// How many of a run's new error rows [`RunSummary::new_error_rows`] lists (the count is
 /// in `outcome.error_rows_new`).
 pub const NEW_ERROR_ROWS_SHOWN: usize = 20;
+
+/// One line with everything a scheduler's log should keep. A dry run wrote nothing: it
+/// says what it *would* load and delete, and which leads it would delete.
+pub fn summary_line(s: &RunSummary) -> String {
+    let dry = s.mode.starts_with("dry-run");
+    let (load, delete) = if dry {
+        ("would load", "would delete")
+    } else {
+        ("loaded", "deleted")
+    };
+    let deleted_ids = if dry && !s.deleted_sample.is_empty() {
+        format!(
+            " (lead IDs {})",
+            id_list(&s.deleted_sample, s.leads_deleted as usize)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {}: {} leads read, {} {load} ({} new, {} changed, {} unchanged), {} contact values, \
+         {} rows in bitrix_import_lead_error, {} {delete}{deleted_ids}, {} requests ({} retried), {:.1} s server time, {:.1} s",
+        s.mode,
+        if s.interrupted { "sync interrupted" } else { "sync finished" },
+        s.leads_read,
+        s.leads_loaded,
+        s.outcome.leads_inserted,
+        s.outcome.leads_updated,
+        s.outcome.leads_unchanged,
+        s.contact_values,
+        s.outcome.error_rows,
+        s.leads_deleted,
+        s.requests,
+        s.retries,
+        s.server_secs,
+        s.elapsed.as_secs_f64(),
+    )
+}
 
 /// What an interrupted run means for the next one, in words: every committed batch stays,
 /// and the watermark did not move.

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use b24sync::load::mssql::{sql, MssqlOptions, MssqlSink};
-use b24sync::load::{BatchOutcome, LoadError, Sink};
+use b24sync::load::{BatchOutcome, Sink, StoreError};
 use b24sync::model::{Batch, Cell, LeadRecord, Problem, ProblemKind, RejectedLead};
 use mssql_support::*;
 
@@ -127,7 +127,7 @@ async fn unreachable_server_is_one_line_without_password() {
     .await
     .expect_err("nothing listens on port 1");
     let text = err.to_string();
-    assert!(matches!(err, LoadError::Unreachable { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(
         text.starts_with("cannot open the database 127.0.0.1:1/oktell: "),
         "{text}"
@@ -173,7 +173,7 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
         .await
         .expect_err("not prepared");
     assert!(
-        matches!(err, LoadError::Schema(_)) && err.to_string().contains("b24sync init-db"),
+        matches!(err, StoreError::Schema(_)) && err.to_string().contains("b24sync init-db"),
         "{err}"
     );
 
@@ -293,7 +293,7 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
         .await
         .expect_err("duplicates block the unique index");
     let text = err.to_string();
-    assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
     assert!(
         text.contains("2 sql_ID value(s) stored more than once (3 surplus row(s))"),
         "{text}"
@@ -847,7 +847,7 @@ async fn one_run_at_a_time() {
         started.elapsed()
     );
     assert!(
-        matches!(err, LoadError::LockBusy { waited_secs: 1, .. }),
+        matches!(err, StoreError::LockBusy { waited_secs: 1, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains(&db.name));
@@ -899,7 +899,7 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
         .await
         .expect_err("the run lock was lost");
     let text = err.to_string();
-    assert!(matches!(err, LoadError::Database { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
     assert!(
         text.contains("run lock") && text.contains("was lost"),
         "{text}"
@@ -967,7 +967,7 @@ async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run(
         .lock_run(Duration::from_millis(1500))
         .await
         .expect_err("the barrier waits for the transaction in flight");
-    assert!(matches!(err, LoadError::LockBusy { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::LockBusy { .. }), "{err:?}");
     exec(&mut tx, "COMMIT TRANSACTION;").await;
     b.lock_run(Duration::from_secs(5))
         .await
@@ -1108,7 +1108,7 @@ async fn state_round_trips_and_is_overwritten() {
     // Before init-db the state table may not exist: a clear message, not "Invalid object name".
     let err = s.read_state("watermark").await.expect_err("not prepared");
     assert!(
-        matches!(err, LoadError::Schema(_)) && err.to_string().contains("b24sync init-db"),
+        matches!(err, StoreError::Schema(_)) && err.to_string().contains("b24sync init-db"),
         "{err}"
     );
     s.init_schema().await.expect("init");
@@ -1378,7 +1378,7 @@ async fn delete_leads_is_one_transaction() {
         .await
         .expect_err("the foreign key refuses deleting lead 5");
     assert!(
-        matches!(err, LoadError::Database { .. }) && names(&err.to_string(), "FK_test_pin"),
+        matches!(err, StoreError::Database { .. }) && names(&err.to_string(), "FK_test_pin"),
         "{err}"
     );
     // Nothing went, not even lead 1's rows deleted before the failing statement.
@@ -1730,7 +1730,7 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
         })
         .await
         .expect_err("no such run");
-    assert!(matches!(err, LoadError::Database { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
 }
 
 fn find<'a>(report: &'a [b24sync::load::Diagnosis], check: &str) -> &'a b24sync::load::Diagnosis {
@@ -1999,7 +1999,7 @@ async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
             .await
             .expect_err("row 1 cannot be created");
         let text = err.to_string();
-        assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
         assert!(
             text.contains("no row Id = 1")
                 && text.contains("b24sync init-db")
@@ -2086,7 +2086,7 @@ async fn token_store_locks_per_app_and_round_trips() {
         Err(e) => e,
     };
     assert!(started.elapsed() >= Duration::from_millis(1400));
-    assert!(matches!(err, LoadError::LockBusy { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::LockBusy { .. }), "{err:?}");
     // Another app is not blocked.
     drop(
         b.lock_app("app.2", Duration::from_secs(1))

@@ -259,7 +259,7 @@ fn dry_run_summary_lists_the_first_ids_it_would_delete() {
         deleted_sample: (1..=20).collect(),
         ..Default::default()
     };
-    let line = b24sync::cli::summary_line(&s);
+    let line = b24sync::run::summary_line(&s);
     assert!(
         line.contains("25 would delete (lead IDs 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 and 5 more)"),
         "{line}"
@@ -269,7 +269,7 @@ fn dry_run_summary_lists_the_first_ids_it_would_delete() {
         leads_loaded: 3,
         ..Default::default()
     };
-    assert!(b24sync::cli::summary_line(&real).contains("3 loaded ("));
+    assert!(b24sync::run::summary_line(&real).contains("3 loaded ("));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

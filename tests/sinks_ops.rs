@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::{Diagnosis, LoadError, RunRecord, Sink};
+use b24sync::load::{Diagnosis, RunRecord, Sink, StoreError};
 use b24sync::model::{
     lead_column_index, Batch, Cell, ContactRow, LeadRecord, LeadRow, Problem, ProblemKind,
     RejectedLead, LEAD_COLUMNS,
@@ -291,7 +291,7 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, LoadError::Database { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -444,7 +444,7 @@ async fn diagnose_reports_a_read_only_file() {
     // A process that may not write the file may not get past opening it either; when it
     // does, doctor must say why the next sync would fail.
     match SqliteSink::open(&path) {
-        Err(e) => assert!(matches!(e, LoadError::Unreachable { .. }), "{e:?}"),
+        Err(e) => assert!(matches!(e, StoreError::Unreachable { .. }), "{e:?}"),
         Ok(sink) => {
             let report = sink.diagnose().await.unwrap();
             let perms = check(&report, "permissions");

@@ -653,8 +653,6 @@ pub fn run_error_code(e: &RunError) -> u8 {
     exit::for_error(e)
 }
 
-pub use ui::summary_line;
-
 /// Whether a command may create the embedded database it is pointed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DbOpen {
@@ -673,7 +671,7 @@ pub(crate) async fn open_db(
     db: &str,
     pool_size: u32,
     mode: DbOpen,
-) -> Result<Box<dyn Sink>, crate::load::LoadError> {
+) -> Result<Box<dyn Sink>, crate::load::StoreError> {
     if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
         return Ok(Box::new(crate::load::sqlite::SqliteSink::open_existing(
             std::path::Path::new(db),
@@ -1051,7 +1049,7 @@ async fn demo_command(args: &DemoArgs) -> u8 {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
-        println!("{}", summary_line(&summary));
+        println!("{}", crate::run::summary_line(&summary));
         println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
         // What the table holds now, not only what this run added: a second demo keeps the
         // first one's rows (they are the same problems).

@@ -113,7 +113,7 @@ async fn lock_held(sink: &dyn Sink) -> bool {
             let _ = sink.unlock_run().await;
             false
         }
-        Err(crate::load::LoadError::LockBusy { .. }) => true,
+        Err(crate::load::StoreError::LockBusy { .. }) => true,
         Err(_) => false,
     }
 }

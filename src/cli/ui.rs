@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::run::{Progress, RunSummary};
+use crate::run::{summary_line, Progress, RunSummary};
 
 /// How output is shaped, set once at start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,43 +51,6 @@ pub fn note(msg: &str) {
     } else if !get().quiet {
         eprintln!("{msg}");
     }
-}
-
-/// One line with everything a scheduler's log should keep. A dry run wrote nothing: it
-/// says what it *would* load and delete, and which leads it would delete.
-pub fn summary_line(s: &RunSummary) -> String {
-    let dry = s.mode.starts_with("dry-run");
-    let (load, delete) = if dry {
-        ("would load", "would delete")
-    } else {
-        ("loaded", "deleted")
-    };
-    let deleted_ids = if dry && !s.deleted_sample.is_empty() {
-        format!(
-            " (lead IDs {})",
-            crate::run::id_list(&s.deleted_sample, s.leads_deleted as usize)
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "{} {}: {} leads read, {} {load} ({} new, {} changed, {} unchanged), {} contact values, \
-         {} rows in bitrix_import_lead_error, {} {delete}{deleted_ids}, {} requests ({} retried), {:.1} s server time, {:.1} s",
-        s.mode,
-        if s.interrupted { "sync interrupted" } else { "sync finished" },
-        s.leads_read,
-        s.leads_loaded,
-        s.outcome.leads_inserted,
-        s.outcome.leads_updated,
-        s.outcome.leads_unchanged,
-        s.contact_values,
-        s.outcome.error_rows,
-        s.leads_deleted,
-        s.requests,
-        s.retries,
-        s.server_secs,
-        s.elapsed.as_secs_f64(),
-    )
 }
 
 /// The run's last line, with its figures as fields (in JSON they are keys).

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use url::Url;
 
-use crate::load::LoadError;
+use crate::load::StoreError;
 
 /// Bitrix24's global OAuth server (Russian-region portals use `https://oauth.bitrix24.tech`).
 pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
@@ -180,10 +180,10 @@ pub trait TokenStore: Send + Sync {
     fn describe(&self) -> String;
 
     /// The app's row, if it was ever authorized.
-    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, LoadError>;
+    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, StoreError>;
 
     /// Write the app's row (insert, or update it in place), in one transaction.
-    async fn save_app(&self, app: &StoredApp) -> Result<(), LoadError>;
+    async fn save_app(&self, app: &StoredApp) -> Result<(), StoreError>;
 
     /// Take the app's refresh lock, waiting at most `wait`: held until the returned guard
     /// is dropped; the guard reads and writes the row while it is held. A crashed holder
@@ -192,15 +192,15 @@ pub trait TokenStore: Send + Sync {
         &self,
         client_id: &str,
         wait: Duration,
-    ) -> Result<Box<dyn TokenLock>, LoadError>;
+    ) -> Result<Box<dyn TokenLock>, StoreError>;
 }
 
 /// The refresh lock of one application, with access to its row.
 #[async_trait]
 pub trait TokenLock: Send {
-    async fn read(&mut self) -> Result<Option<StoredApp>, LoadError>;
+    async fn read(&mut self) -> Result<Option<StoredApp>, StoreError>;
     /// Durable once it returns.
-    async fn write(&mut self, app: &StoredApp) -> Result<(), LoadError>;
+    async fn write(&mut self, app: &StoredApp) -> Result<(), StoreError>;
 }
 
 /// Why OAuth failed.
@@ -224,7 +224,7 @@ pub enum OAuthError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Store(#[from] LoadError),
+    Store(#[from] StoreError),
     /// A test hook stopped the session right after a token write (a simulated crash).
     #[error("stopped by a test hook after storing the tokens: {0}")]
     Injected(String),

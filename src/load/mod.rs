@@ -16,130 +16,20 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::extract::oauth::TokenStore;
+use crate::prepare::PreparedBatch;
+use crate::store::{
+    BatchWriter, CallerLookup, DeletionStore, ErrorReview, HeldLock, OperatorStore, RunHistory,
+    RunLock, RunLockGuard, SchemaAdmin, StateStore,
+};
+// TRANSITION: the types moved to `crate::store`; these re-exports go with `Sink`.
+pub use crate::store::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, StoreError, StoredError};
 
 use crate::lookup::{CallerMatch, CallerQuery};
 use crate::model::{Batch, LeadId, Operator};
-
-/// What one `load_batch` call changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
-    pub leads_inserted: u64,
-    pub leads_updated: u64,
-    pub leads_unchanged: u64,
-    /// Contact values written (inserted or changed) and removed.
-    pub contacts_written: u64,
-    pub contacts_deleted: u64,
-    /// Rows this batch left in `bitrix_import_lead_error` (new or kept).
-    pub error_rows: u64,
-    /// Of those, rows this batch inserted: problems not in the table before (a kept row
-    /// is a problem someone has already been told about).
-    pub error_rows_new: u64,
-}
-
-impl BatchOutcome {
-    pub fn add(&mut self, other: &BatchOutcome) {
-        self.leads_inserted += other.leads_inserted;
-        self.leads_updated += other.leads_updated;
-        self.leads_unchanged += other.leads_unchanged;
-        self.contacts_written += other.contacts_written;
-        self.contacts_deleted += other.contacts_deleted;
-        self.error_rows += other.error_rows;
-        self.error_rows_new += other.error_rows_new;
-    }
-}
-
-/// What `init_schema` found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SchemaReport {
-    /// What this call did, one line per migration applied (`migration 1 (...)`), for the
-    /// log at INFO.
-    pub created: Vec<String>,
-    /// The objects those migrations created (`table bitrix_leads`, `index ...`), for the
-    /// log at debug (`-v`).
-    pub objects: Vec<String>,
-    /// Problems that need a person (e.g. duplicate `sql_ID` rows), each with what to do.
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The database cannot be opened or reached; `target` never holds a password.
-    #[error("cannot open the database {target}: {reason}")]
-    Unreachable { target: String, reason: String },
-    /// Another run holds the run lock.
-    #[error("another b24sync run holds the lock on {target} (waited {waited_secs} s); try again later or raise --lock-wait")]
-    LockBusy { target: String, waited_secs: u64 },
-    /// The schema is not what the loader needs (run `b24sync init-db`, or fix what it says).
-    #[error("{0}")]
-    Schema(String),
-    /// A statement failed.
-    #[error("database error while {context}: {reason}")]
-    Database { context: String, reason: String },
-}
-
-/// One row of `bitrix_import_lead_error`, for `b24sync errors list`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StoredError {
-    /// The row's `Id`.
-    pub row_id: i64,
-    /// `sql_ID`: the lead ID as received.
-    pub lead_id: Option<String>,
-    /// `sql_error`.
-    pub reason: Option<String>,
-    /// `sql_date_error`.
-    pub at: Option<NaiveDateTime>,
-}
-
-impl StoredError {
-    /// The lead ID as a Bitrix24 lead ID (a positive number), if it is one: only such rows
-    /// can be read again by `errors retry`.
-    pub fn numeric_lead_id(&self) -> Option<LeadId> {
-        self.lead_id
-            .as_deref()
-            .and_then(crate::model::parse_lead_id)
-    }
-}
-
-/// One row of the run history (`b24sync_runs`): written when a run starts, completed when
-/// it ends, so a run that died shows as unfinished (`finished_at` NULL, status `running`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct RunRecord {
-    /// The row's `Id` (0 before it is written).
-    pub id: i64,
-    pub started_at: Option<NaiveDateTime>,
-    pub finished_at: Option<NaiveDateTime>,
-    /// `full`, `incremental`, `dry-run full`, `errors retry`, ...
-    pub mode: String,
-    /// `running`, `ok`, `errors` (finished with rows in the error table), `failed`,
-    /// `refused` (the deletion guard refused after the leads were loaded), `interrupted`.
-    pub status: String,
-    pub leads_read: i64,
-    /// Leads inserted or changed.
-    pub leads_upserted: i64,
-    pub leads_deleted: i64,
-    pub contact_values: i64,
-    pub error_rows: i64,
-    pub requests: i64,
-    /// Server time Bitrix24 reported for the run.
-    pub server_seconds: f64,
-    pub seconds: f64,
-    pub exit_code: Option<i64>,
-    /// The summary line, or the error (never a secret).
-    pub message: Option<String>,
-}
-
-/// One verdict of `b24sync doctor` about the database.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Diagnosis {
-    /// Short name: `tables`, `columns`, `indexes`, `duplicates`, `permissions`, ...
-    pub check: String,
-    pub ok: bool,
-    /// What was found, in one line.
-    pub detail: String,
-    /// What to do when not ok (empty when ok).
-    pub fix: String,
-}
 
 /// A database the pipeline writes into. See the module docs for the contract.
 #[async_trait]
@@ -148,45 +38,48 @@ pub trait Sink: Send + Sync {
     fn describe(&self) -> String;
 
     /// Create what is missing of the schema (`b24sync init-db`); never drops or alters data.
-    async fn init_schema(&self) -> Result<SchemaReport, LoadError>;
+    async fn init_schema(&self) -> Result<SchemaReport, StoreError>;
 
     /// Take the run lock so two runs cannot interleave; wait at most `wait`.
     /// Held until [`Sink::unlock_run`] or the process ends.
-    async fn lock_run(&self, wait: Duration) -> Result<(), LoadError>;
+    async fn lock_run(&self, wait: Duration) -> Result<(), StoreError>;
 
     /// Release the run lock (a no-op when not held).
-    async fn unlock_run(&self) -> Result<(), LoadError>;
+    async fn unlock_run(&self) -> Result<(), StoreError>;
 
     /// Upsert one batch in one transaction. `now` stamps new error rows.
-    async fn load_batch(&self, batch: Batch, now: NaiveDateTime)
-        -> Result<BatchOutcome, LoadError>;
+    async fn load_batch(
+        &self,
+        batch: Batch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, StoreError>;
 
     /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
-    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError>;
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError>;
 
     /// A value of the project's state table (`b24sync_state`: watermarks, schedules).
-    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError>;
+    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// Set a value of the project's state table.
-    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError>;
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Every `sql_ID` in `bitrix_leads` (for the deletion check).
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError>;
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError>;
 
     /// Remove leads deleted in Bitrix24, with their contact values, solution and error
     /// rows, in one transaction. Returns how many `bitrix_leads` rows went.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError>;
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError>;
 
     /// The rows of `bitrix_import_lead_error`, oldest first.
-    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError>;
+    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError>;
 
     /// Delete the error rows dated before `before`; returns how many went.
-    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError>;
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError>;
 
     /// Delete the error rows with these `Id`s (a full sync's clean-up of rows whose lead ID
     /// is not a number, once the complete read no longer returns such a lead); returns
     /// how many went.
-    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError>;
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError>;
 
     /// What `load_batch` would change, without changing anything (`sync --dry-run`): the
     /// same statements in a transaction that is rolled back.
@@ -194,37 +87,36 @@ pub trait Sink: Send + Sync {
         &self,
         batch: Batch,
         now: NaiveDateTime,
-    ) -> Result<BatchOutcome, LoadError>;
+    ) -> Result<BatchOutcome, StoreError>;
 
     /// Write a run-history row for a run that starts now (status `running`); returns its Id.
-    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError>;
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError>;
 
     /// Complete a run-history row (`record.id`) with the run's outcome.
-    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError>;
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError>;
 
     /// The last `limit` run-history rows, newest first.
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError>;
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
 
     /// The user IDs in `b24sync_operators` (each sync refreshes them all).
-    async fn operator_ids(&self) -> Result<Vec<String>, LoadError>;
+    async fn operator_ids(&self) -> Result<Vec<String>, StoreError>;
 
     /// Upsert operators into `b24sync_operators` in one transaction. One with `details`
     /// false is only added when missing: details stored earlier are kept.
-    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError>;
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError>;
 
     /// The leads with a phone matching the caller, with their operators, most recently
     /// modified first (see [`crate::lookup`]): one indexed query, never a scan.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError>;
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError>;
 
     /// Check the database for `b24sync doctor`: reachable (it is, if this runs), allowed to
     /// create what it needs, the contract tables intact (columns and types), the indexes
     /// present, no duplicate `sql_ID`. Never changes anything.
-    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError>;
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError>;
 }
 
-/// Open the database named by `--db`: a SQL Server connection string, or else a file path
-/// for the embedded database.
-pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, LoadError> {
+/// TRANSITION (old API): open the database as one `Sink`. Use [`open_stores`].
+pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, StoreError> {
     if mssql::is_connection_string(db) {
         let opts = mssql::MssqlOptions {
             pool_size,
@@ -235,5 +127,218 @@ pub async fn open(db: &str, pool_size: u32) -> Result<Box<dyn Sink>, LoadError> 
         Ok(Box::new(sqlite::SqliteSink::open(std::path::Path::new(
             db,
         ))?))
+    }
+}
+
+/// One database's stores, by role (see `crate::store`). Every field is the same backend
+/// value; cloning is cheap.
+#[derive(Clone)]
+pub struct Stores {
+    /// A name for messages: the file path or `host:port/database` (never a password).
+    pub target: String,
+    pub schema: Arc<dyn SchemaAdmin>,
+    pub lock: Arc<dyn RunLock>,
+    pub batches: Arc<dyn BatchWriter>,
+    pub deletions: Arc<dyn DeletionStore>,
+    pub state: Arc<dyn StateStore>,
+    pub history: Arc<dyn RunHistory>,
+    pub errors: Arc<dyn ErrorReview>,
+    pub operators: Arc<dyn OperatorStore>,
+    pub lookup: Arc<dyn CallerLookup>,
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl Stores {
+    /// Hand out one backend value under every role.
+    pub fn of<B>(target: String, backend: Arc<B>) -> Stores
+    where
+        B: SchemaAdmin
+            + RunLock
+            + BatchWriter
+            + DeletionStore
+            + StateStore
+            + RunHistory
+            + ErrorReview
+            + OperatorStore
+            + CallerLookup
+            + TokenStore
+            + 'static,
+    {
+        Stores {
+            target,
+            schema: backend.clone(),
+            lock: backend.clone(),
+            batches: backend.clone(),
+            deletions: backend.clone(),
+            state: backend.clone(),
+            history: backend.clone(),
+            errors: backend.clone(),
+            operators: backend.clone(),
+            lookup: backend.clone(),
+            tokens: backend,
+        }
+    }
+}
+
+impl Stores {
+    /// TRANSITION: the stores of an old-style [`Sink`].
+    pub fn bridged(sink: Arc<dyn Sink>, tokens: Arc<dyn TokenStore>) -> Stores {
+        let target = sink.describe();
+        let b = Arc::new(Bridged(sink));
+        Stores {
+            target,
+            schema: b.clone(),
+            lock: b.clone(),
+            batches: b.clone(),
+            deletions: b.clone(),
+            state: b.clone(),
+            history: b.clone(),
+            errors: b.clone(),
+            operators: b.clone(),
+            lookup: b,
+            tokens,
+        }
+    }
+}
+
+/// Open the database named by `--db`: a SQL Server connection string, or else a file path
+/// for the embedded database.
+pub async fn open_stores(db: &str, pool_size: u32) -> Result<Stores, StoreError> {
+    if mssql::is_connection_string(db) {
+        let opts = mssql::MssqlOptions {
+            pool_size,
+            ..Default::default()
+        };
+        let sink = Arc::new(mssql::MssqlSink::connect(db, opts).await?);
+        Ok(Stores::bridged(sink.clone(), sink))
+    } else {
+        let sink = Arc::new(sqlite::SqliteSink::open(std::path::Path::new(db))?);
+        Ok(Stores::bridged(sink.clone(), sink))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TRANSITION bridge: a `Sink` serves every role through `Bridged` until the backends
+// implement the role traits themselves; then `Sink`, this bridge and `open` go.
+
+/// An old-style [`Sink`] under the new role traits.
+pub struct Bridged(pub Arc<dyn Sink>);
+
+struct BridgeLock(Arc<dyn Sink>);
+
+#[async_trait]
+impl HeldLock for BridgeLock {
+    async fn release(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.unlock_run().await
+    }
+}
+
+#[async_trait]
+impl SchemaAdmin for Bridged {
+    async fn init_schema(&self) -> Result<SchemaReport, StoreError> {
+        self.0.init_schema().await
+    }
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError> {
+        self.0.diagnose().await
+    }
+}
+
+#[async_trait]
+impl RunLock for Bridged {
+    async fn lock_run(&self, wait: Duration) -> Result<RunLockGuard, StoreError> {
+        self.0.lock_run(wait).await?;
+        Ok(RunLockGuard::new(Box::new(BridgeLock(self.0.clone()))))
+    }
+}
+
+#[async_trait]
+impl BatchWriter for Bridged {
+    async fn load_batch(
+        &self,
+        batch: PreparedBatch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.0.load_batch(batch.into_batch(), now).await
+    }
+    async fn preview_batch(
+        &self,
+        batch: PreparedBatch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.0.preview_batch(batch.into_batch(), now).await
+    }
+}
+
+#[async_trait]
+impl DeletionStore for Bridged {
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+        self.0.lead_ids().await
+    }
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        self.0.delete_leads(ids).await
+    }
+}
+
+#[async_trait]
+impl StateStore for Bridged {
+    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.0.read_state(name).await
+    }
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.0.write_state(name, value).await
+    }
+}
+
+#[async_trait]
+impl RunHistory for Bridged {
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError> {
+        self.0.run_started(record).await
+    }
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError> {
+        self.0.run_finished(record).await
+    }
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        self.0.recent_runs(limit).await
+    }
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError> {
+        self.0.stamp_runtime(finished).await
+    }
+}
+
+#[async_trait]
+impl ErrorReview for Bridged {
+    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError> {
+        self.0.error_rows().await
+    }
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
+        self.0.clear_errors(before).await
+    }
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError> {
+        self.0.delete_error_rows(row_ids).await
+    }
+}
+
+#[async_trait]
+impl OperatorStore for Bridged {
+    async fn operator_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.0.operator_ids().await
+    }
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError> {
+        self.0.store_operators(operators).await
+    }
+}
+
+#[async_trait]
+impl CallerLookup for Bridged {
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+        self.0.lookup_caller(query).await
     }
 }

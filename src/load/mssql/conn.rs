@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 use tracing::instrument::WithSubscriber;
 
-use crate::load::LoadError;
+use crate::load::StoreError;
 
 use super::Client;
 
@@ -87,8 +87,8 @@ impl Target {
         out.trim().to_string()
     }
 
-    pub fn unreachable(&self, reason: &str) -> LoadError {
-        LoadError::Unreachable {
+    pub fn unreachable(&self, reason: &str) -> StoreError {
+        StoreError::Unreachable {
             target: self.describe(),
             reason: self.scrub(reason),
         }
@@ -103,13 +103,13 @@ impl Target {
 /// ADO string without `Encrypt` is to encrypt the login only; DBAs expect the modern
 /// drivers' default (Microsoft.Data.SqlClient 4+ encrypts by default). A self-signed
 /// certificate is trusted only when the string says `TrustServerCertificate=true`.
-pub(crate) fn parse(s: &str) -> Result<(Config, Target), LoadError> {
+pub(crate) fn parse(s: &str) -> Result<(Config, Target), StoreError> {
     let s = s.trim();
     let jdbc =
         s.len() >= JDBC_PREFIX.len() && s[..JDBC_PREFIX.len()].eq_ignore_ascii_case(JDBC_PREFIX);
     // The parsers' messages are fixed texts ("Invalid property key"), never the input, so
     // they are safe to show.
-    let invalid = |why: &dyn fmt::Display| LoadError::Unreachable {
+    let invalid = |why: &dyn fmt::Display| StoreError::Unreachable {
         target: "(unparsed connection string)".to_string(),
         reason: format!("not a valid SQL Server connection string: {why}"),
     };
@@ -576,7 +576,7 @@ mod phase_tests {
     use tokio::net::TcpListener;
 
     use crate::load::mssql::{MssqlOptions, MssqlSink};
-    use crate::load::LoadError;
+    use crate::load::StoreError;
 
     fn opts(secs: u64) -> MssqlOptions {
         MssqlOptions {
@@ -597,7 +597,7 @@ mod phase_tests {
         let err = MssqlSink::connect(&string(port, extra), opts(secs))
             .await
             .expect_err("no SQL Server there");
-        assert!(matches!(err, LoadError::Unreachable { .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
         let text = err.to_string();
         assert!(
             !text.contains("Very$ecret42") && !text.contains('\n'),

@@ -41,7 +41,9 @@ use conn::Manager as ConnectionManager;
 use tiberius::{Query, Row, TokenRow};
 
 use crate::extract::oauth::TokenStore;
-use crate::load::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
+use crate::load::{
+    BatchOutcome, Diagnosis, RunRecord, SchemaReport, Sink, StoreError, StoredError,
+};
 use crate::lookup::{CallerMatch, CallerQuery};
 use crate::model::{clip_reason, Batch, LeadId, Operator, RejectedLead};
 
@@ -100,9 +102,9 @@ impl MssqlSink {
     /// Id=...;Password=...;TrustServerCertificate=true`) or `jdbc:sqlserver://` string.
     ///
     /// Opens one connection right away, so a server that is down or a refused login is
-    /// reported here, as [`LoadError::Unreachable`] naming `host:port/database` and the reason
+    /// reported here, as [`StoreError::Unreachable`] naming `host:port/database` and the reason
     /// (never the password).
-    pub async fn connect(conn: &str, opts: MssqlOptions) -> Result<MssqlSink, LoadError> {
+    pub async fn connect(conn: &str, opts: MssqlOptions) -> Result<MssqlSink, StoreError> {
         let (config, target) = conn::parse(conn)?;
         say_tls_choice(&target);
         // TCP and the TLS/login phase each get the connect timeout, and say which one failed.
@@ -157,10 +159,10 @@ impl MssqlSink {
     }
 
     /// The error of a write transaction: a lost run lock, or what the server said.
-    fn tx_error(&self, context: &str, e: &TxError) -> LoadError {
+    fn tx_error(&self, context: &str, e: &TxError) -> StoreError {
         match e {
             TxError::Db(e) => self.db_error(context, e),
-            TxError::LockLost(why) => LoadError::Database {
+            TxError::LockLost(why) => StoreError::Database {
                 context: context.to_string(),
                 reason: format!(
                     "the run lock on {} was lost: {why}; this transaction was rolled back and the \
@@ -171,7 +173,7 @@ impl MssqlSink {
         }
     }
 
-    async fn conn(&self) -> Result<Pooled<'_>, LoadError> {
+    async fn conn(&self) -> Result<Pooled<'_>, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => self
                 .target
@@ -185,21 +187,21 @@ impl MssqlSink {
     }
 
     /// A pooled connection to a database that `init-db` has prepared (see `ensure_ready`).
-    async fn ready_conn(&self) -> Result<Pooled<'_>, LoadError> {
+    async fn ready_conn(&self) -> Result<Pooled<'_>, StoreError> {
         let mut pooled = self.conn().await?;
         self.ensure_ready(&mut pooled).await?;
         Ok(pooled)
     }
 
-    fn db_error(&self, context: &str, e: &tiberius::error::Error) -> LoadError {
-        LoadError::Database {
+    fn db_error(&self, context: &str, e: &tiberius::error::Error) -> StoreError {
+        StoreError::Database {
             context: context.to_string(),
             reason: self.target.scrub(&server_text(e)),
         }
     }
 
     /// Versions and checksums of the migrations already applied.
-    async fn applied(&self, c: &mut Client) -> Result<BTreeMap<i32, String>, LoadError> {
+    async fn applied(&self, c: &mut Client) -> Result<BTreeMap<i32, String>, StoreError> {
         let rows = run(c, sql::MIGRATIONS_APPLIED)
             .await
             .map_err(|e| self.db_error("reading b24sync_migrations", &e))?;
@@ -217,7 +219,7 @@ impl MssqlSink {
 
     /// Refuse to load into a database `init-db` has not prepared: the upsert relies on the
     /// unique index on `sql_ID`.
-    async fn ensure_ready(&self, c: &mut Client) -> Result<(), LoadError> {
+    async fn ensure_ready(&self, c: &mut Client) -> Result<(), StoreError> {
         if self.schema_ready.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -228,7 +230,7 @@ impl MssqlSink {
             .map(|m| format!("{:04} {}", m.version, m.name))
             .collect();
         if !missing.is_empty() {
-            return Err(LoadError::Schema(format!(
+            return Err(StoreError::Schema(format!(
                 "the database {} is not prepared for b24sync (not applied: {}); run `b24sync init-db` first",
                 self.target.describe(),
                 missing.join(", ")
@@ -245,7 +247,7 @@ impl MssqlSink {
         &self,
         c: &mut Client,
         report: &mut SchemaReport,
-    ) -> Result<(), LoadError> {
+    ) -> Result<(), StoreError> {
         let context = "checking row Id = 1 of dbo.bitrix_lead_runtime";
         let state = match run(c, sql::RUNTIME_ROW).await {
             Ok(sets) => sets
@@ -274,8 +276,8 @@ impl MssqlSink {
                 }
                 Ok(())
             }
-            Some("no_permission") => Err(LoadError::Schema(runtime_row_refused(&self.target))),
-            other => Err(LoadError::Database {
+            Some("no_permission") => Err(StoreError::Schema(runtime_row_refused(&self.target))),
+            other => Err(StoreError::Database {
                 context: context.to_string(),
                 reason: format!("runtime_row.sql answered {other:?}"),
             }),
@@ -283,7 +285,7 @@ impl MssqlSink {
     }
 
     /// The error `init-db` gives when duplicate `sql_ID` rows block the unique index.
-    async fn duplicates_report(&self, c: &mut Client) -> Result<Option<String>, LoadError> {
+    async fn duplicates_report(&self, c: &mut Client) -> Result<Option<String>, StoreError> {
         let Some((ids, surplus, examples)) = ops::duplicates(c)
             .await
             .map_err(|e| self.db_error("looking for duplicate sql_ID rows", &e))?
@@ -305,7 +307,7 @@ impl MssqlSink {
     /// A connection of its own, outside the pool, for a session-owned app lock: the lock
     /// cannot be handed to another task with a pooled connection, nor released by the pool
     /// closing an idle one. `purpose` names it in messages.
-    async fn dedicated(&self, purpose: &str) -> Result<Client, LoadError> {
+    async fn dedicated(&self, purpose: &str) -> Result<Client, StoreError> {
         // The manager bounds each phase (TCP, then TLS and login) by the connect timeout.
         match self.pool.dedicated_connection().await {
             Ok(c) => Ok(c),
@@ -326,7 +328,7 @@ impl MssqlSink {
         batch: Batch,
         now: NaiveDateTime,
         commit: bool,
-    ) -> Result<BatchOutcome, LoadError> {
+    ) -> Result<BatchOutcome, StoreError> {
         let mut total = BatchOutcome::default();
         // A stack rather than recursion: halves are pushed right-then-left so leads are
         // written in their original order.
@@ -360,7 +362,7 @@ impl MssqlSink {
                     }
                     // Even the error row alone cannot be written: nothing left to isolate.
                     None => {
-                        return Err(LoadError::Database {
+                        return Err(StoreError::Database {
                             context: format!(
                                 "writing the error row of lead {}",
                                 b.rejected
@@ -582,7 +584,7 @@ enum Attempt {
     /// The server refused the data (constraint, conversion): worth isolating the lead.
     Rejected(String),
     /// Anything else (connection, permissions, schema): stop.
-    Fatal(LoadError),
+    Fatal(StoreError),
 }
 
 /// Errors that say "this data cannot go in", as opposed to "this cannot work at all".
@@ -698,7 +700,7 @@ impl Sink for MssqlSink {
         self.target.describe()
     }
 
-    async fn init_schema(&self) -> Result<SchemaReport, LoadError> {
+    async fn init_schema(&self) -> Result<SchemaReport, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         let mut report = SchemaReport::default();
@@ -747,7 +749,7 @@ impl Sink for MssqlSink {
             }
             if m.needs_unique_leads {
                 if let Some(message) = self.duplicates_report(c).await? {
-                    return Err(LoadError::Schema(message));
+                    return Err(StoreError::Schema(message));
                 }
             }
             let context = format!("applying migration {:04} {}", m.version, m.name);
@@ -777,7 +779,7 @@ impl Sink for MssqlSink {
         Ok(report)
     }
 
-    async fn lock_run(&self, wait: Duration) -> Result<(), LoadError> {
+    async fn lock_run(&self, wait: Duration) -> Result<(), StoreError> {
         let mut held = self.lock_conn.lock().await;
         if held.is_some() {
             return Ok(());
@@ -824,7 +826,7 @@ impl Sink for MssqlSink {
                     Ok((Err(why), _)) => {
                         tracing::info!("run lock not confirmed: {why}");
                         let _ = client.close().await;
-                        Err(LoadError::LockBusy {
+                        Err(StoreError::LockBusy {
                             target: self.target.describe(),
                             waited_secs: wait.as_secs(),
                         })
@@ -838,19 +840,19 @@ impl Sink for MssqlSink {
             // -1 timeout is the usual one; -2 cancelled, -3 deadlock victim: also "not now".
             Some(_) => {
                 let _ = client.close().await;
-                Err(LoadError::LockBusy {
+                Err(StoreError::LockBusy {
                     target: self.target.describe(),
                     waited_secs: wait.as_secs(),
                 })
             }
-            None => Err(LoadError::Database {
+            None => Err(StoreError::Database {
                 context: "taking the run lock (sp_getapplock)".into(),
                 reason: "no result code returned".into(),
             }),
         }
     }
 
-    async fn unlock_run(&self) -> Result<(), LoadError> {
+    async fn unlock_run(&self) -> Result<(), StoreError> {
         let Some(mut client) = self.lock_conn.lock().await.take() else {
             return Ok(());
         };
@@ -876,7 +878,7 @@ impl Sink for MssqlSink {
         &self,
         batch: Batch,
         now: NaiveDateTime,
-    ) -> Result<BatchOutcome, LoadError> {
+    ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         let batch = stage::prepare(batch);
@@ -886,7 +888,7 @@ impl Sink for MssqlSink {
         self.load_isolating(c, batch, now, true).await
     }
 
-    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError> {
         let context = "stamping bitrix_lead_runtime";
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
@@ -914,7 +916,7 @@ impl Sink for MssqlSink {
                 self.rollback(c, context).await;
                 Err(self.tx_error(context, &e))
             }
-            Ok(0) => Err(LoadError::Schema(format!(
+            Ok(0) => Err(StoreError::Schema(format!(
                 "dbo.bitrix_lead_runtime on {} has no row Id = 1 any more (the row each run stamps; \
                  the data of this run is in): run `b24sync init-db` to create it again",
                 self.target.describe()
@@ -923,7 +925,7 @@ impl Sink for MssqlSink {
         }
     }
 
-    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         admin::read_state(c, name)
@@ -931,7 +933,7 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("reading b24sync_state", &e))
     }
 
-    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError> {
         let context = "writing b24sync_state";
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
@@ -951,7 +953,7 @@ impl Sink for MssqlSink {
         Ok(())
     }
 
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError> {
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         // The deletion check compares these with the portal's IDs; it is only meaningful once
@@ -965,7 +967,7 @@ impl Sink for MssqlSink {
     /// Stages the IDs in `#stage_delete_ids` and runs `delete_leads.sql` (one transaction).
     /// A deadlock (e.g. with Oktell reading the same rows) rolls everything back, so the whole
     /// sequence is simply tried again, like a batch.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError> {
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
         let context = "deleting leads removed in Bitrix24";
         if ids.is_empty() {
             return Ok(0);
@@ -998,7 +1000,7 @@ impl Sink for MssqlSink {
     // The error review reads and deletes only in the Oktell error table, which the original
     // scripts already created: it works before (or without) `init-db`, so a DBA can look at a
     // database b24sync has not prepared yet.
-    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError> {
+    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         admin::error_rows(c)
@@ -1006,7 +1008,7 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("reading bitrix_import_lead_error", &e))
     }
 
-    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         admin::clear_errors(c, before)
@@ -1014,7 +1016,7 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("clearing bitrix_import_lead_error", &e))
     }
 
-    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         admin::delete_error_rows(c, row_ids)
@@ -1022,7 +1024,7 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("deleting stale rows of bitrix_import_lead_error", &e))
     }
 
-    async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
+    async fn operator_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         lookup::operator_ids(c)
@@ -1030,7 +1032,7 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("reading b24sync_operators", &e))
     }
 
-    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError> {
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError> {
         let context = "writing b24sync_operators";
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
@@ -1044,7 +1046,7 @@ impl Sink for MssqlSink {
 
     /// Runs `dbo.b24sync_lookup_caller_keys`, the function telephony systems call. Works
     /// without the run lock, alongside a sync.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError> {
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         lookup::lookup_caller(c, query)
@@ -1057,7 +1059,7 @@ impl Sink for MssqlSink {
         &self,
         batch: Batch,
         now: NaiveDateTime,
-    ) -> Result<BatchOutcome, LoadError> {
+    ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         let batch = stage::prepare(batch);
@@ -1067,7 +1069,7 @@ impl Sink for MssqlSink {
         self.load_isolating(c, batch, now, false).await
     }
 
-    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError> {
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         ops::run_started(c, record)
@@ -1075,12 +1077,12 @@ impl Sink for MssqlSink {
             .map_err(|e| self.db_error("writing dbo.b24sync_runs", &e))
     }
 
-    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError> {
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError> {
         let context = "completing dbo.b24sync_runs";
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         match ops::run_finished(c, record).await {
-            Ok(0) => Err(LoadError::Database {
+            Ok(0) => Err(StoreError::Database {
                 context: context.into(),
                 reason: format!("there is no run with Id {}", record.id),
             }),
@@ -1089,7 +1091,7 @@ impl Sink for MssqlSink {
         }
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         ops::recent_runs(c, limit)
@@ -1098,7 +1100,7 @@ impl Sink for MssqlSink {
     }
 
     /// Reads only, and works before `init-db` (it says what init-db would do).
-    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError> {
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         Ok(ops::diagnose(c, &self.target).await)
@@ -1109,7 +1111,7 @@ impl Sink for MssqlSink {
 /// connection string, else in the embedded database file. For `b24sync auth`, `token` and
 /// `sync --client-id`. A SQL Server database must have had `b24sync init-db` (the store keeps
 /// a side record in `b24sync_state`).
-pub async fn open_token_store(db: &str) -> Result<Arc<dyn TokenStore>, LoadError> {
+pub async fn open_token_store(db: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
     if is_connection_string(db) {
         // The refresh lock takes a dedicated connection besides these.
         let opts = MssqlOptions {

@@ -18,7 +18,7 @@ use chrono::NaiveDateTime;
 use super::{admin, conn::Target, run, server_text, sql, Client, MssqlSink};
 use crate::extract::oauth::{StoredApp, TokenLock, TokenStore};
 use crate::load::sqlite::{app_extra, app_from_row, state_key, OAuthRow};
-use crate::load::LoadError;
+use crate::load::StoreError;
 
 /// How long `save_app` waits for a refresher of the same app.
 const SAVE_LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -28,8 +28,8 @@ fn lock_resource(client_id: &str) -> String {
     format!("b24sync:oauth:{client_id}")
 }
 
-fn db_error(target: &Target, context: &str, e: &tiberius::error::Error) -> LoadError {
-    LoadError::Database {
+fn db_error(target: &Target, context: &str, e: &tiberius::error::Error) -> StoreError {
+    StoreError::Database {
         context: context.to_string(),
         reason: target.scrub(&server_text(e)),
     }
@@ -41,7 +41,7 @@ impl TokenStore for MssqlSink {
         self.target.describe()
     }
 
-    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, LoadError> {
+    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         self.ensure_ready(c).await?;
@@ -50,7 +50,7 @@ impl TokenStore for MssqlSink {
             .map_err(|e| self.db_error("reading dbo.bitrix_oauth", &e))
     }
 
-    async fn save_app(&self, app: &StoredApp) -> Result<(), LoadError> {
+    async fn save_app(&self, app: &StoredApp) -> Result<(), StoreError> {
         let mut lock = self.lock_app(&app.client_id, SAVE_LOCK_WAIT).await?;
         lock.write(app).await
     }
@@ -59,7 +59,7 @@ impl TokenStore for MssqlSink {
         &self,
         client_id: &str,
         wait: Duration,
-    ) -> Result<Box<dyn TokenLock>, LoadError> {
+    ) -> Result<Box<dyn TokenLock>, StoreError> {
         {
             // The side record lives in b24sync_state (migration 1): say "run init-db" now
             // rather than fail at the write, after the refresh token was spent.
@@ -89,14 +89,14 @@ impl TokenStore for MssqlSink {
             // -1 timeout is the usual one; -2 cancelled, -3 deadlock victim: also "not now".
             Ok(Some(_)) => {
                 let _ = client.close().await;
-                Err(LoadError::LockBusy {
+                Err(StoreError::LockBusy {
                     target: format!("{} (OAuth app {client_id})", self.target.describe()),
                     waited_secs: wait.as_secs(),
                 })
             }
             Ok(None) => {
                 let _ = client.close().await;
-                Err(LoadError::Database {
+                Err(StoreError::Database {
                     context: context.into(),
                     reason: "no result code returned".into(),
                 })
@@ -119,8 +119,8 @@ struct MssqlTokenLock {
 }
 
 impl MssqlTokenLock {
-    fn client(&mut self) -> Result<&mut Client, LoadError> {
-        self.client.as_mut().ok_or_else(|| LoadError::Database {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        self.client.as_mut().ok_or_else(|| StoreError::Database {
             context: "using the OAuth refresh lock".into(),
             reason: "the lock's connection is gone".into(),
         })
@@ -129,16 +129,16 @@ impl MssqlTokenLock {
 
 #[async_trait]
 impl TokenLock for MssqlTokenLock {
-    async fn read(&mut self) -> Result<Option<StoredApp>, LoadError> {
+    async fn read(&mut self) -> Result<Option<StoredApp>, StoreError> {
         let (target, client_id) = (self.target.clone(), self.client_id.clone());
         read_app(self.client()?, &client_id)
             .await
             .map_err(|e| db_error(&target, "reading dbo.bitrix_oauth", &e))
     }
 
-    async fn write(&mut self, app: &StoredApp) -> Result<(), LoadError> {
+    async fn write(&mut self, app: &StoredApp) -> Result<(), StoreError> {
         if app.client_id != self.client_id {
-            return Err(LoadError::Database {
+            return Err(StoreError::Database {
                 context: "writing dbo.bitrix_oauth".into(),
                 reason: "the lock is held for another client_id".into(),
             });

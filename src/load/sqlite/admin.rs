@@ -4,10 +4,10 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::{LoadError, StoredError};
+use crate::load::{StoreError, StoredError};
 use crate::model::LeadId;
 
-pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, LoadError> {
+pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError> {
     let context = "reading the lead IDs";
     let mut stmt = conn
         .prepare_cached(sql::LEAD_IDS)
@@ -18,7 +18,7 @@ pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, LoadError> 
     ids.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
-pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u64, LoadError> {
+pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u64, StoreError> {
     let context = "deleting leads removed in Bitrix24";
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -42,7 +42,7 @@ pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u6
     Ok(deleted as u64)
 }
 
-pub(super) fn error_rows(conn: &mut Connection) -> Result<Vec<StoredError>, LoadError> {
+pub(super) fn error_rows(conn: &mut Connection) -> Result<Vec<StoredError>, StoreError> {
     let context = "reading bitrix_import_lead_error";
     let mut stmt = conn
         .prepare_cached(sql::ERROR_ROWS)
@@ -61,7 +61,10 @@ pub(super) fn error_rows(conn: &mut Connection) -> Result<Vec<StoredError>, Load
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
-pub(super) fn clear_errors(conn: &mut Connection, before: NaiveDateTime) -> Result<u64, LoadError> {
+pub(super) fn clear_errors(
+    conn: &mut Connection,
+    before: NaiveDateTime,
+) -> Result<u64, StoreError> {
     let before = before.format(DATETIME_FORMAT).to_string();
     conn.execute(sql::ERRORS_CLEAR, [&before])
         .map(|n| n as u64)
@@ -69,7 +72,7 @@ pub(super) fn clear_errors(conn: &mut Connection, before: NaiveDateTime) -> Resu
 }
 
 /// Delete the error rows with these `Id`s, in one transaction; returns how many went.
-pub(super) fn delete_error_rows(conn: &mut Connection, ids: Vec<i64>) -> Result<u64, LoadError> {
+pub(super) fn delete_error_rows(conn: &mut Connection, ids: Vec<i64>) -> Result<u64, StoreError> {
     let context = "deleting stale rows of bitrix_import_lead_error";
     let tx = conn.transaction().map_err(db_err(context))?;
     let mut deleted = 0u64;

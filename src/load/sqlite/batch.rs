@@ -8,7 +8,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::{BatchOutcome, LoadError};
+use crate::load::{BatchOutcome, StoreError};
 use crate::model::{Batch, Cell, ErrorRow, LeadId, LeadRecord, LEAD_COLUMNS};
 
 /// Binds a [`Cell`] without copying its text (COMMENTS can be large).
@@ -33,7 +33,7 @@ pub(super) fn load(
     mut batch: Batch,
     now: NaiveDateTime,
     commit: bool,
-) -> Result<BatchOutcome, LoadError> {
+) -> Result<BatchOutcome, StoreError> {
     keep_last_record_per_lead(&mut batch.records);
     let errors = distinct_error_rows(batch.error_rows());
 
@@ -51,7 +51,7 @@ pub(super) fn load(
     super::lookup::stage_phones(&tx, &batch)?;
     stage_errors(&tx, &batch, &errors)?;
 
-    let run = |statement: &str, context: &str| -> Result<u64, LoadError> {
+    let run = |statement: &str, context: &str| -> Result<u64, StoreError> {
         let n = tx.execute(statement, []).map_err(db_err(context))?;
         Ok(n as u64)
     };
@@ -129,7 +129,7 @@ fn distinct_error_rows(rows: Vec<ErrorRow>) -> Vec<ErrorRow> {
     out
 }
 
-fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), LoadError> {
+fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     let mut lead_stmt = tx
         .prepare_cached(sql::STAGE_LEAD)
         .map_err(db_err("preparing to stage leads"))?;
@@ -139,7 +139,7 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), LoadError> {
     for record in &batch.records {
         let lead = &record.lead;
         if lead.cells.len() != LEAD_COLUMNS.len() {
-            return Err(LoadError::Database {
+            return Err(StoreError::Database {
                 context: format!("staging lead {}", lead.id),
                 reason: format!(
                     "the row has {} cells; bitrix_leads has {} data columns besides sql_ID",
@@ -186,7 +186,11 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn stage_errors(tx: &Transaction<'_>, batch: &Batch, errors: &[ErrorRow]) -> Result<(), LoadError> {
+fn stage_errors(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    errors: &[ErrorRow],
+) -> Result<(), StoreError> {
     let mut id_stmt = tx
         .prepare_cached(sql::STAGE_ERROR_ID)
         .map_err(db_err("preparing to stage lead IDs"))?;

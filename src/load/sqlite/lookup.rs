@@ -6,12 +6,12 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::LoadError;
+use crate::load::StoreError;
 use crate::lookup::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
 
 /// Stage the batch's normalised phones (called after the leads are staged).
-pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), LoadError> {
+pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     tx.execute_batch(sql::LOOKUP_STAGE_CREATE)
         .map_err(db_err("creating the phone staging table"))?;
     let mut stmt = tx
@@ -37,7 +37,7 @@ pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), Lo
 }
 
 /// Bring `b24sync_lead_phones` in line with the staged phones of the staged leads.
-pub(super) fn sync_phones(tx: &Transaction<'_>) -> Result<(), LoadError> {
+pub(super) fn sync_phones(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute(sql::LOOKUP_PHONES_DELETE, [])
         .map_err(db_err("deleting removed phones"))?;
     tx.execute(sql::LOOKUP_PHONES_INSERT, [])
@@ -47,7 +47,7 @@ pub(super) fn sync_phones(tx: &Transaction<'_>) -> Result<(), LoadError> {
     Ok(())
 }
 
-pub(super) fn operator_ids(conn: &mut Connection) -> Result<Vec<String>, LoadError> {
+pub(super) fn operator_ids(conn: &mut Connection) -> Result<Vec<String>, StoreError> {
     let context = "reading b24sync_operators";
     let mut stmt = conn
         .prepare_cached(sql::LOOKUP_OPERATOR_IDS)
@@ -69,7 +69,7 @@ fn clip(s: &Option<String>, max: usize) -> Option<String> {
 pub(super) fn store_operators(
     conn: &mut Connection,
     operators: Vec<Operator>,
-) -> Result<(), LoadError> {
+) -> Result<(), StoreError> {
     let context = "writing b24sync_operators";
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -104,7 +104,7 @@ pub(super) fn store_operators(
 pub(super) fn lookup_caller(
     conn: &mut Connection,
     query: &CallerQuery,
-) -> Result<Vec<CallerMatch>, LoadError> {
+) -> Result<Vec<CallerMatch>, StoreError> {
     let context = "looking up the caller";
     let (e164, tail_rev) = query.params();
     // The fallback's range: every digit string starting with tail_rev sorts in

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{BatchOutcome, Diagnosis, LoadError, RunRecord, SchemaReport, Sink, StoredError};
+use super::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, Sink, StoreError, StoredError};
 use crate::lookup::{CallerMatch, CallerQuery};
 use crate::model::{Batch, LeadId, Operator};
 
@@ -71,7 +71,7 @@ impl SqliteSink {
     /// Open (creating if needed) the database file, in WAL mode. The schema is created
     /// later, by `init_schema` or the first other call. For the commands that fill a
     /// database (`sync`, `init-db`, `auth`, `demo`); the others use [`Self::open_existing`].
-    pub fn open(path: &Path) -> Result<SqliteSink, LoadError> {
+    pub fn open(path: &Path) -> Result<SqliteSink, StoreError> {
         check_folder(path)?;
         let conn = Connection::open(path).map_err(|e| unreachable(path, e.to_string()))?;
         Self::with_connection(path, conn)
@@ -82,7 +82,7 @@ impl SqliteSink {
     /// in it. For the commands that only read or tidy (`lookup`, `status`, `errors list`,
     /// `doctor`, ...): a mistyped `--db` must fail naming the path, not answer "no lead"
     /// from a new, empty file.
-    pub fn open_existing(path: &Path) -> Result<SqliteSink, LoadError> {
+    pub fn open_existing(path: &Path) -> Result<SqliteSink, StoreError> {
         check_folder(path)?;
         if !path.exists() {
             return Err(unreachable(
@@ -120,7 +120,7 @@ impl SqliteSink {
     }
 
     /// WAL journaling and the busy timeout on a freshly opened connection.
-    fn with_connection(path: &Path, conn: Connection) -> Result<SqliteSink, LoadError> {
+    fn with_connection(path: &Path, conn: Connection) -> Result<SqliteSink, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| unreachable(path, e.to_string()))?;
         // Switching to WAL reads the file header, so a file that is not a SQLite database
@@ -162,7 +162,7 @@ impl SqliteSink {
     }
 
     /// A value of `b24sync_state` (watermarks and such), if set.
-    pub async fn read_state_value(&self, name: &str) -> Result<Option<String>, LoadError> {
+    pub async fn read_state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         let name = name.to_string();
         self.with_schema("reading b24sync_state", move |conn| {
             conn.query_row(sql::STATE_READ, [&name], |r| r.get(0))
@@ -173,7 +173,7 @@ impl SqliteSink {
     }
 
     /// Set a value of `b24sync_state` (its `updated_at` is UTC now).
-    pub async fn write_state_value(&self, name: &str, value: &str) -> Result<(), LoadError> {
+    pub async fn write_state_value(&self, name: &str, value: &str) -> Result<(), StoreError> {
         let (name, value) = (name.to_string(), value.to_string());
         self.with_schema("writing b24sync_state", move |conn| {
             conn.execute(sql::STATE_WRITE, [&name, &value])
@@ -184,25 +184,25 @@ impl SqliteSink {
     }
 
     /// Run `f` on the blocking pool with the connection.
-    async fn with_db<T, F>(&self, context: &'static str, f: F) -> Result<T, LoadError>
+    async fn with_db<T, F>(&self, context: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Db) -> Result<T, LoadError> + Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || f(&mut lock_ignoring_poison(&db)))
             .await
-            .map_err(|e| LoadError::Database {
+            .map_err(|e| StoreError::Database {
                 context: context.to_string(),
                 reason: format!("the database task failed: {e}"),
             })?
     }
 
     /// Like [`Self::with_db`], after making sure the schema exists.
-    async fn with_schema<T, F>(&self, context: &'static str, f: F) -> Result<T, LoadError>
+    async fn with_schema<T, F>(&self, context: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, LoadError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let target = self.describe();
         self.with_db(context, move |db| {
@@ -217,15 +217,15 @@ impl SqliteSink {
     }
 }
 
-fn unreachable(path: &Path, reason: String) -> LoadError {
-    LoadError::Unreachable {
+fn unreachable(path: &Path, reason: String) -> StoreError {
+    StoreError::Unreachable {
         target: path.display().to_string(),
         reason,
     }
 }
 
 /// A path naming a folder, or a file in a folder that does not exist, is refused by name.
-fn check_folder(path: &Path) -> Result<(), LoadError> {
+fn check_folder(path: &Path) -> Result<(), StoreError> {
     if path.is_dir() {
         return Err(unreachable(
             path,
@@ -261,21 +261,21 @@ fn log_report(target: &str, report: &SchemaReport) {
     }
 }
 
-/// Maps a rusqlite error to [`LoadError::Database`] saying what was being done.
-fn db_err(context: &str) -> impl FnOnce(rusqlite::Error) -> LoadError + '_ {
-    move |e| LoadError::Database {
+/// Maps a rusqlite error to [`StoreError::Database`] saying what was being done.
+fn db_err(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Database {
         context: context.to_string(),
         reason: e.to_string(),
     }
 }
 
 /// One attempt at the run lock: `Ok(true)` when this sink holds it now.
-fn try_take_lock(held: &Mutex<Option<File>>, lock_path: &Path) -> Result<bool, LoadError> {
+fn try_take_lock(held: &Mutex<Option<File>>, lock_path: &Path) -> Result<bool, StoreError> {
     let mut held = lock_ignoring_poison(held);
     if held.is_some() {
         return Ok(true);
     }
-    let lock_error = |reason: String| LoadError::Database {
+    let lock_error = |reason: String| StoreError::Database {
         context: format!("taking the run lock {}", lock_path.display()),
         reason,
     };
@@ -302,7 +302,7 @@ impl Sink for SqliteSink {
         self.path.display().to_string()
     }
 
-    async fn init_schema(&self) -> Result<SchemaReport, LoadError> {
+    async fn init_schema(&self) -> Result<SchemaReport, StoreError> {
         let target = self.describe();
         self.with_db("creating the schema", move |db| {
             let report = schema::migrate(&mut db.conn, &target)?;
@@ -312,14 +312,14 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn lock_run(&self, wait: Duration) -> Result<(), LoadError> {
+    async fn lock_run(&self, wait: Duration) -> Result<(), StoreError> {
         let started = Instant::now();
         loop {
             let held = Arc::clone(&self.run_lock);
             let lock_path = self.lock_path();
             let taken = tokio::task::spawn_blocking(move || try_take_lock(&held, &lock_path))
                 .await
-                .map_err(|e| LoadError::Database {
+                .map_err(|e| StoreError::Database {
                     context: "taking the run lock".to_string(),
                     reason: format!("the lock task failed: {e}"),
                 })??;
@@ -328,7 +328,7 @@ impl Sink for SqliteSink {
             }
             let waited = started.elapsed();
             if waited >= wait {
-                return Err(LoadError::LockBusy {
+                return Err(StoreError::LockBusy {
                     target: self.describe(),
                     waited_secs: waited.as_secs(),
                 });
@@ -337,12 +337,12 @@ impl Sink for SqliteSink {
         }
     }
 
-    async fn unlock_run(&self) -> Result<(), LoadError> {
+    async fn unlock_run(&self) -> Result<(), StoreError> {
         let held = Arc::clone(&self.run_lock);
         tokio::task::spawn_blocking(move || {
             // Closing the file releases the OS lock; unlocking first just makes it explicit.
             if let Some(file) = lock_ignoring_poison(&held).take() {
-                file.unlock().map_err(|e| LoadError::Database {
+                file.unlock().map_err(|e| StoreError::Database {
                     context: "releasing the run lock".to_string(),
                     reason: e.to_string(),
                 })?;
@@ -350,7 +350,7 @@ impl Sink for SqliteSink {
             Ok(())
         })
         .await
-        .map_err(|e| LoadError::Database {
+        .map_err(|e| StoreError::Database {
             context: "releasing the run lock".to_string(),
             reason: format!("the lock task failed: {e}"),
         })?
@@ -360,14 +360,14 @@ impl Sink for SqliteSink {
         &self,
         batch: Batch,
         now: NaiveDateTime,
-    ) -> Result<BatchOutcome, LoadError> {
+    ) -> Result<BatchOutcome, StoreError> {
         self.with_schema("loading a batch", move |conn| {
             batch::load(conn, batch, now, true)
         })
         .await
     }
 
-    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), LoadError> {
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError> {
         let finished = finished.format(DATETIME_FORMAT).to_string();
         self.with_schema("stamping bitrix_lead_runtime", move |conn| {
             conn.execute(sql::RUNTIME_STAMP, [&finished])
@@ -377,37 +377,37 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn read_state(&self, name: &str) -> Result<Option<String>, LoadError> {
+    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.read_state_value(name).await
     }
 
-    async fn write_state(&self, name: &str, value: &str) -> Result<(), LoadError> {
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError> {
         self.write_state_value(name, value).await
     }
 
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, LoadError> {
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
         self.with_schema("reading the lead IDs", admin::lead_ids)
             .await
     }
 
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, LoadError> {
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
         self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids))
             .await
     }
 
-    async fn error_rows(&self) -> Result<Vec<StoredError>, LoadError> {
+    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError> {
         self.with_schema("reading bitrix_import_lead_error", admin::error_rows)
             .await
     }
 
-    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, LoadError> {
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
         self.with_schema("clearing bitrix_import_lead_error", move |conn| {
             admin::clear_errors(conn, before)
         })
         .await
     }
 
-    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, LoadError> {
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError> {
         self.with_schema(
             "deleting stale rows of bitrix_import_lead_error",
             move |conn| admin::delete_error_rows(conn, row_ids),
@@ -415,19 +415,19 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn operator_ids(&self) -> Result<Vec<String>, LoadError> {
+    async fn operator_ids(&self) -> Result<Vec<String>, StoreError> {
         self.with_schema("reading b24sync_operators", lookup::operator_ids)
             .await
     }
 
-    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), LoadError> {
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError> {
         self.with_schema("writing b24sync_operators", move |conn| {
             lookup::store_operators(conn, operators)
         })
         .await
     }
 
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, LoadError> {
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
         let query = query.clone();
         self.with_schema("looking up the caller", move |conn| {
             lookup::lookup_caller(conn, &query)
@@ -442,14 +442,14 @@ impl Sink for SqliteSink {
         &self,
         batch: Batch,
         now: NaiveDateTime,
-    ) -> Result<BatchOutcome, LoadError> {
+    ) -> Result<BatchOutcome, StoreError> {
         self.with_schema("previewing a batch", move |conn| {
             batch::load(conn, batch, now, false)
         })
         .await
     }
 
-    async fn run_started(&self, record: &RunRecord) -> Result<i64, LoadError> {
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError> {
         let record = record.clone();
         self.with_schema("writing b24sync_runs", move |conn| {
             ops::run_started(conn, &record)
@@ -457,7 +457,7 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn run_finished(&self, record: &RunRecord) -> Result<(), LoadError> {
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError> {
         let record = record.clone();
         self.with_schema("completing b24sync_runs", move |conn| {
             ops::run_finished(conn, &record)
@@ -465,7 +465,7 @@ impl Sink for SqliteSink {
         .await
     }
 
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
         self.with_schema("reading b24sync_runs", move |conn| {
             ops::recent_runs(conn, limit)
         })
@@ -473,7 +473,7 @@ impl Sink for SqliteSink {
     }
 
     /// Reads only: no migration runs first (see [`ops`]).
-    async fn diagnose(&self) -> Result<Vec<Diagnosis>, LoadError> {
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError> {
         let path = self.path.clone();
         self.with_db("checking the database", move |db| {
             ops::diagnose(&db.conn, &path)

@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, DatabaseName, OptionalExtension};
 
 use super::{db_err, schema, sql, DATETIME_FORMAT};
-use crate::load::{Diagnosis, LoadError, RunRecord};
+use crate::load::{Diagnosis, RunRecord, StoreError};
 use crate::model::{truncate_utf16, ColumnKind, LEAD_COLUMNS};
 
 /// The six Oktell tables, in the contract's order.
@@ -45,7 +45,7 @@ fn text(t: NaiveDateTime) -> String {
     t.format(DATETIME_FORMAT).to_string()
 }
 
-pub(super) fn run_started(conn: &mut Connection, record: &RunRecord) -> Result<i64, LoadError> {
+pub(super) fn run_started(conn: &mut Connection, record: &RunRecord) -> Result<i64, StoreError> {
     let started = text(record.started_at.unwrap_or_else(now_local));
     conn.execute(
         sql::RUNS_INSERT,
@@ -55,7 +55,7 @@ pub(super) fn run_started(conn: &mut Connection, record: &RunRecord) -> Result<i
     Ok(conn.last_insert_rowid())
 }
 
-pub(super) fn run_finished(conn: &mut Connection, record: &RunRecord) -> Result<(), LoadError> {
+pub(super) fn run_finished(conn: &mut Connection, record: &RunRecord) -> Result<(), StoreError> {
     let finished = text(record.finished_at.unwrap_or_else(now_local));
     let message = record
         .message
@@ -82,7 +82,7 @@ pub(super) fn run_finished(conn: &mut Connection, record: &RunRecord) -> Result<
         )
         .map_err(db_err("completing b24sync_runs"))?;
     if updated == 0 {
-        return Err(LoadError::Database {
+        return Err(StoreError::Database {
             context: "completing b24sync_runs".into(),
             reason: format!("there is no run with Id {}", record.id),
         });
@@ -90,7 +90,7 @@ pub(super) fn run_finished(conn: &mut Connection, record: &RunRecord) -> Result<
     Ok(())
 }
 
-pub(super) fn recent_runs(conn: &mut Connection, limit: u32) -> Result<Vec<RunRecord>, LoadError> {
+pub(super) fn recent_runs(conn: &mut Connection, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
     let context = "reading b24sync_runs";
     let mut stmt = conn.prepare(sql::RUNS_RECENT).map_err(db_err(context))?;
     let date = |t: Option<String>| {
@@ -204,7 +204,7 @@ fn contract_columns() -> Vec<(&'static str, Vec<Expected>)> {
 /// (name, declared type, NOT NULL, primary-key position) of a table's columns.
 type Declared = (String, String, bool, i64);
 
-fn declared_columns(conn: &Connection, table: &str) -> Result<Vec<Declared>, LoadError> {
+fn declared_columns(conn: &Connection, table: &str) -> Result<Vec<Declared>, StoreError> {
     let context = "reading table columns";
     let mut stmt = conn
         .prepare(sql::TABLE_COLUMNS_TYPED)
@@ -260,7 +260,7 @@ fn fail(check: &str, detail: String, fix: String) -> Diagnosis {
 }
 
 /// Every check of `b24sync doctor`, reading only.
-pub(super) fn diagnose(conn: &Connection, path: &Path) -> Result<Vec<Diagnosis>, LoadError> {
+pub(super) fn diagnose(conn: &Connection, path: &Path) -> Result<Vec<Diagnosis>, StoreError> {
     let objects = schema::objects_of(conn)?;
     let has = |kind: &str, name: &str| objects.contains(&(kind.to_string(), name.to_string()));
     let missing_tables: Vec<&str> = CONTRACT_TABLES
@@ -286,7 +286,7 @@ pub(super) fn diagnose(conn: &Connection, path: &Path) -> Result<Vec<Diagnosis>,
     Ok(out)
 }
 
-fn check_columns(conn: &Connection, missing_tables: &[&str]) -> Result<Diagnosis, LoadError> {
+fn check_columns(conn: &Connection, missing_tables: &[&str]) -> Result<Diagnosis, StoreError> {
     let mut problems = Vec::new();
     for (table, expected) in contract_columns() {
         if missing_tables.contains(&table) {
@@ -348,7 +348,7 @@ fn check_columns(conn: &Connection, missing_tables: &[&str]) -> Result<Diagnosis
 fn check_indexes(
     conn: &Connection,
     has: &dyn Fn(&str, &str) -> bool,
-) -> Result<Diagnosis, LoadError> {
+) -> Result<Diagnosis, StoreError> {
     let applied: BTreeSet<i64> = if has("table", "b24sync_migrations") {
         schema::applied_versions(conn)?
     } else {
@@ -387,7 +387,7 @@ fn check_indexes(
     })
 }
 
-fn check_duplicates(conn: &Connection) -> Result<Diagnosis, LoadError> {
+fn check_duplicates(conn: &Connection) -> Result<Diagnosis, StoreError> {
     let context = "looking for duplicate sql_ID rows";
     let columns = declared_columns(conn, "bitrix_leads")?;
     if !columns.iter().any(|c| c.0.eq_ignore_ascii_case("sql_ID")) {

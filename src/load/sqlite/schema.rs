@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeSet;
 
 use super::{db_err, sql};
-use crate::load::{LoadError, SchemaReport};
+use crate::load::{SchemaReport, StoreError};
 use crate::model::LEAD_COLUMNS;
 
 struct Migration {
@@ -78,7 +78,7 @@ fn required_columns() -> Vec<(&'static str, Vec<String>)> {
 
 /// Apply the pending migrations and check the tables the loader needs.
 /// `target` names the database in messages.
-pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaReport, LoadError> {
+pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaReport, StoreError> {
     let mut report = SchemaReport::default();
     let newest = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
     for migration in MIGRATIONS {
@@ -92,7 +92,7 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
             .map_err(db_err("creating b24sync_migrations"))?;
         let applied = applied_versions(&tx)?;
         if let Some(v) = applied.iter().copied().find(|v| *v > newest) {
-            return Err(LoadError::Schema(format!(
+            return Err(StoreError::Schema(format!(
                 "the database {target} has schema version {v}, made by a newer b24sync \
                  (this one knows up to {newest}); use that version"
             )));
@@ -136,7 +136,7 @@ pub(super) fn migrate(conn: &mut Connection, target: &str) -> Result<SchemaRepor
 }
 
 /// (type, name) of every table and index; reads only.
-pub(super) fn objects_of(tx: &Connection) -> Result<BTreeSet<(String, String)>, LoadError> {
+pub(super) fn objects_of(tx: &Connection) -> Result<BTreeSet<(String, String)>, StoreError> {
     let context = "listing the schema";
     let mut stmt = tx.prepare(sql::SCHEMA_OBJECTS).map_err(db_err(context))?;
     let rows = stmt
@@ -146,7 +146,7 @@ pub(super) fn objects_of(tx: &Connection) -> Result<BTreeSet<(String, String)>, 
 }
 
 /// The versions recorded in `b24sync_migrations` (which must exist); reads only.
-pub(super) fn applied_versions(tx: &Connection) -> Result<BTreeSet<i64>, LoadError> {
+pub(super) fn applied_versions(tx: &Connection) -> Result<BTreeSet<i64>, StoreError> {
     let context = "reading b24sync_migrations";
     let mut stmt = tx
         .prepare(sql::MIGRATIONS_APPLIED)
@@ -155,7 +155,7 @@ pub(super) fn applied_versions(tx: &Connection) -> Result<BTreeSet<i64>, LoadErr
     rows.collect::<Result<_, _>>().map_err(db_err(context))
 }
 
-fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, LoadError> {
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
     let context = "reading table columns";
     let mut stmt = conn.prepare(sql::TABLE_COLUMNS).map_err(db_err(context))?;
     let rows = stmt
@@ -167,7 +167,7 @@ fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, LoadErro
 /// The unique index on `bitrix_leads(sql_ID)` cannot be built over the duplicate rows the
 /// old row-by-row scripts could leave; say so plainly, with the fix, instead of failing
 /// with SQLite's "UNIQUE constraint failed".
-fn check_duplicate_leads(tx: &Transaction<'_>, target: &str) -> Result<(), LoadError> {
+fn check_duplicate_leads(tx: &Transaction<'_>, target: &str) -> Result<(), StoreError> {
     let context = "looking for duplicate sql_ID rows";
     if table_columns(tx, "bitrix_leads")?.is_empty() {
         return Ok(());
@@ -191,7 +191,7 @@ fn check_duplicate_leads(tx: &Transaction<'_>, target: &str) -> Result<(), LoadE
         .map(|v| v.map(|v| display_value(&v)))
         .collect::<Result<_, _>>()
         .map_err(db_err(context))?;
-    Err(LoadError::Schema(format!(
+    Err(StoreError::Schema(format!(
         "the database {target} has {ids} lead ID(s) stored more than once in bitrix_leads \
          ({surplus} extra row(s); e.g. sql_ID {}), probably left by the old row-by-row import. \
          b24sync keeps one row per lead (a unique index on sql_ID) and cannot create that index \
@@ -216,7 +216,7 @@ pub(super) fn display_value(v: &rusqlite::types::Value) -> String {
 /// A table that existed before b24sync (made by hand or another tool) may lack columns;
 /// `CREATE TABLE IF NOT EXISTS` keeps it as it is, so name what is missing.
 /// `existing_only`: check only the tables that exist (before the migrations create the rest).
-fn check_columns(conn: &Connection, target: &str, existing_only: bool) -> Result<(), LoadError> {
+fn check_columns(conn: &Connection, target: &str, existing_only: bool) -> Result<(), StoreError> {
     let mut problems = Vec::new();
     for (table, required) in required_columns() {
         let present = table_columns(conn, table)?;
@@ -235,7 +235,7 @@ fn check_columns(conn: &Connection, target: &str, existing_only: bool) -> Result
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(LoadError::Schema(format!(
+        Err(StoreError::Schema(format!(
             "the database {target} has tables that do not match the Oktell layout: {}; \
              add the columns (see docs/oktell-schema.md) or start from a new file",
             problems.join("; ")

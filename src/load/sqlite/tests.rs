@@ -587,7 +587,7 @@ async fn duplicate_lead_rows_are_explained_with_the_fix() {
     )
     .unwrap();
     let err = f.sink.init_schema().await.unwrap_err();
-    let LoadError::Schema(message) = &err else {
+    let StoreError::Schema(message) = &err else {
         panic!("{err:?}")
     };
     assert!(
@@ -611,7 +611,7 @@ async fn duplicate_lead_rows_are_explained_with_the_fix() {
         .load_batch(batch(vec![lead(5, "x")]), dt(1, 1))
         .await
         .unwrap_err();
-    assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
 
     conn.execute_batch(sql::FIX_DUPLICATE_LEADS).unwrap();
     f.sink.init_schema().await.unwrap();
@@ -642,7 +642,7 @@ async fn a_leads_table_without_sql_id_is_named_not_raw_sql() {
         .execute_batch("CREATE TABLE bitrix_leads (Id INTEGER PRIMARY KEY, sql_TITLE TEXT);")
         .unwrap();
     let err = f.sink.init_schema().await.unwrap_err();
-    assert!(matches!(err, LoadError::Schema(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
     let err = err.to_string();
     assert!(
         err.contains("bitrix_leads lacks") && err.contains("sql_ID"),
@@ -668,7 +668,7 @@ async fn the_run_lock_excludes_a_second_sink_until_released() {
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(
-        matches!(&err, LoadError::LockBusy { target, .. } if *target == f.path.display().to_string()),
+        matches!(&err, StoreError::LockBusy { target, .. } if *target == f.path.display().to_string()),
         "{err:?}"
     );
     f.sink.unlock_run().await.unwrap();
@@ -676,7 +676,7 @@ async fn the_run_lock_excludes_a_second_sink_until_released() {
     other.lock_run(Duration::from_millis(300)).await.unwrap();
     assert!(matches!(
         f.sink.lock_run(Duration::ZERO).await,
-        Err(LoadError::LockBusy { .. })
+        Err(StoreError::LockBusy { .. })
     ));
     drop(other); // dropping the sink closes the file and so releases the lock
     f.sink.lock_run(Duration::ZERO).await.unwrap();
@@ -730,7 +730,7 @@ fn unopenable_paths_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no such folder").join("x.db");
     match SqliteSink::open(&missing) {
-        Err(LoadError::Unreachable { target, reason }) => {
+        Err(StoreError::Unreachable { target, reason }) => {
             assert_eq!(target, missing.display().to_string());
             assert!(reason.contains("does not exist"), "{reason}");
         }
@@ -738,7 +738,7 @@ fn unopenable_paths_say_why() {
     }
     assert!(matches!(
         SqliteSink::open(dir.path()),
-        Err(LoadError::Unreachable { .. })
+        Err(StoreError::Unreachable { .. })
     ));
     let garbage = dir.path().join("garbage.db");
     std::fs::write(
@@ -747,7 +747,7 @@ fn unopenable_paths_say_why() {
     )
     .unwrap();
     match SqliteSink::open(&garbage) {
-        Err(LoadError::Unreachable { reason, .. }) => {
+        Err(StoreError::Unreachable { reason, .. }) => {
             assert!(reason.contains("not a database"), "{reason}")
         }
         other => panic!("{other:?}"),

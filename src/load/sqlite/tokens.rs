@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::{db_err, lock_ignoring_poison, sql, SqliteSink, DATETIME_FORMAT, LOCK_RETRY};
 use crate::extract::oauth::{Secret, StoredApp, TokenLock, TokenSet, TokenStore};
-use crate::load::LoadError;
+use crate::load::StoreError;
 
 const OAUTH_READ: &str = include_str!("../../../sql/sqlite/oauth_read.sql");
 const OAUTH_UPDATE: &str = include_str!("../../../sql/sqlite/oauth_update.sql");
@@ -49,7 +49,7 @@ impl TokenStore for SqliteSink {
         self.path.display().to_string()
     }
 
-    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, LoadError> {
+    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, StoreError> {
         let client_id = client_id.to_string();
         self.with_schema("reading bitrix_oauth", move |conn| {
             read_app(conn, &client_id)
@@ -57,7 +57,7 @@ impl TokenStore for SqliteSink {
         .await
     }
 
-    async fn save_app(&self, app: &StoredApp) -> Result<(), LoadError> {
+    async fn save_app(&self, app: &StoredApp) -> Result<(), StoreError> {
         let mut lock = self
             .lock_app(&app.client_id, Duration::from_secs(60))
             .await?;
@@ -68,7 +68,7 @@ impl TokenStore for SqliteSink {
         &self,
         client_id: &str,
         wait: Duration,
-    ) -> Result<Box<dyn TokenLock>, LoadError> {
+    ) -> Result<Box<dyn TokenLock>, StoreError> {
         // The schema first (through the sink's connection, which runs the migrations).
         self.with_schema("preparing bitrix_oauth", |_| Ok(()))
             .await?;
@@ -78,7 +78,7 @@ impl TokenStore for SqliteSink {
             let lp = lock_path.clone();
             let taken = tokio::task::spawn_blocking(move || try_lock(&lp))
                 .await
-                .map_err(|e| LoadError::Database {
+                .map_err(|e| StoreError::Database {
                     context: "taking the OAuth refresh lock".into(),
                     reason: format!("the lock task failed: {e}"),
                 })??;
@@ -87,7 +87,7 @@ impl TokenStore for SqliteSink {
             }
             let waited = started.elapsed();
             if waited >= wait {
-                return Err(LoadError::LockBusy {
+                return Err(StoreError::LockBusy {
                     target: lock_path.display().to_string(),
                     waited_secs: waited.as_secs(),
                 });
@@ -96,7 +96,7 @@ impl TokenStore for SqliteSink {
         };
         let conn = tokio::task::spawn_blocking(move || open_token_connection(&db_path))
             .await
-            .map_err(|e| LoadError::Database {
+            .map_err(|e| StoreError::Database {
                 context: "opening the token connection".into(),
                 reason: format!("the database task failed: {e}"),
             })??;
@@ -118,7 +118,7 @@ struct SqliteTokenLock {
 
 #[async_trait]
 impl TokenLock for SqliteTokenLock {
-    async fn read(&mut self) -> Result<Option<StoredApp>, LoadError> {
+    async fn read(&mut self) -> Result<Option<StoredApp>, StoreError> {
         let (conn, client_id) = (Arc::clone(&self.conn), self.client_id.clone());
         blocking("reading bitrix_oauth", move || {
             read_app(&lock_ignoring_poison(&conn), &client_id)
@@ -126,9 +126,9 @@ impl TokenLock for SqliteTokenLock {
         .await
     }
 
-    async fn write(&mut self, app: &StoredApp) -> Result<(), LoadError> {
+    async fn write(&mut self, app: &StoredApp) -> Result<(), StoreError> {
         if app.client_id != self.client_id {
-            return Err(LoadError::Database {
+            return Err(StoreError::Database {
                 context: "writing bitrix_oauth".into(),
                 reason: "the lock is held for another client_id".into(),
             });
@@ -141,21 +141,21 @@ impl TokenLock for SqliteTokenLock {
     }
 }
 
-async fn blocking<T, F>(context: &'static str, f: F) -> Result<T, LoadError>
+async fn blocking<T, F>(context: &'static str, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, LoadError> + Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| LoadError::Database {
+        .map_err(|e| StoreError::Database {
             context: context.to_string(),
             reason: format!("the database task failed: {e}"),
         })?
 }
 
-fn try_lock(path: &Path) -> Result<Option<File>, LoadError> {
-    let err = |reason: String| LoadError::Database {
+fn try_lock(path: &Path) -> Result<Option<File>, StoreError> {
+    let err = |reason: String| StoreError::Database {
         context: format!("taking the OAuth refresh lock {}", path.display()),
         reason,
     };
@@ -173,8 +173,8 @@ fn try_lock(path: &Path) -> Result<Option<File>, LoadError> {
     }
 }
 
-fn open_token_connection(path: &Path) -> Result<Connection, LoadError> {
-    let unreachable = |e: rusqlite::Error| LoadError::Unreachable {
+fn open_token_connection(path: &Path) -> Result<Connection, StoreError> {
+    let unreachable = |e: rusqlite::Error| StoreError::Unreachable {
         target: path.display().to_string(),
         reason: e.to_string(),
     };
@@ -305,7 +305,7 @@ pub(crate) fn app_extra(app: &StoredApp) -> (NaiveDateTime, String) {
     (local_naive(obtained), extra)
 }
 
-fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, LoadError> {
+fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, StoreError> {
     let row: Option<OAuthRow> = conn
         .query_row(OAUTH_READ, [client_id], |r| {
             let dateexec: Option<String> = r.get(10)?;
@@ -336,7 +336,7 @@ fn read_app(conn: &Connection, client_id: &str) -> Result<Option<StoredApp>, Loa
     Ok(Some(app_from_row(client_id, row, extra.as_deref())))
 }
 
-fn write_app(conn: &mut Connection, app: &StoredApp) -> Result<(), LoadError> {
+fn write_app(conn: &mut Connection, app: &StoredApp) -> Result<(), StoreError> {
     let t = &app.tokens;
     let (dateexec, extra) = app_extra(app);
     let dateexec = dateexec.format(DATETIME_FORMAT).to_string();

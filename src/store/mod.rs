@@ -1,0 +1,32 @@
+//! What the program asks of a database, one small trait per role.
+//!
+//! Each part of the program takes only the roles it uses (`run::sync` never sees caller
+//! lookup; `b24sync lookup` never sees the batch writer), so each can be faked on its own
+//! in a test. Every backend (`load::sqlite`, `load::mssql`) implements all of them, and
+//! `load::open` hands them out together as one `load::Stores` value.
+//!
+//! | role | trait | used by |
+//! |---|---|---|
+//! | create / check the schema | [`SchemaAdmin`] | `init-db`, `doctor` |
+//! | one run at a time | [`RunLock`] → [`RunLockGuard`] | `sync`, `errors retry` |
+//! | write prepared batches (commit or preview) | [`BatchWriter`] | the pipeline |
+//! | deletions (always behind the guard in `run`) | [`DeletionStore`] | deletion check |
+//! | watermarks, portal identity | [`StateStore`] | run planning |
+//! | run history, `bitrix_lead_runtime` | [`RunHistory`] | `sync`, `status` |
+//! | the error table | [`ErrorReview`] | `errors`, full-sync clean-up |
+//! | operators (`b24sync_operators`) | [`OperatorStore`] | operator refresh |
+//! | caller lookup | [`CallerLookup`] | `lookup` |
+//! | OAuth tokens (`bitrix_oauth`) | `extract::oauth::TokenStore` | the OAuth session |
+
+mod error;
+mod lock;
+mod records;
+mod roles;
+
+pub use error::StoreError;
+pub use lock::{HeldLock, RunLockGuard};
+pub use records::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, StoredError};
+pub use roles::{
+    BatchWriter, CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunLock,
+    SchemaAdmin, StateStore,
+};

@@ -1,0 +1,122 @@
+//! The role traits. Contracts that hold for every backend are written here once and tested
+//! once, for both backends, by `tests/stores.rs`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+
+use super::{
+    BatchOutcome, Diagnosis, RunLockGuard, RunRecord, SchemaReport, StoreError, StoredError,
+};
+use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::{LeadId, Operator};
+use crate::prepare::PreparedBatch;
+
+/// Creates and checks the schema (`init-db`, `doctor`).
+#[async_trait]
+pub trait SchemaAdmin: Send + Sync {
+    /// Create what is missing of the schema; never drops or alters data.
+    async fn init_schema(&self) -> Result<SchemaReport, StoreError>;
+
+    /// Check the database for `b24sync doctor`: allowed to create what it needs, the
+    /// contract tables intact (columns and types), the indexes present, no duplicate
+    /// `sql_ID`. Never changes anything.
+    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError>;
+}
+
+/// One run at a time per database.
+#[async_trait]
+pub trait RunLock: Send + Sync {
+    /// Take the run lock, waiting at most `wait` ([`StoreError::LockBusy`] after that).
+    async fn lock_run(&self, wait: Duration) -> Result<RunLockGuard, StoreError>;
+}
+
+/// Writes prepared batches: the contract tables' rows, in one transaction per batch.
+///
+/// Leads are upserted by `sql_ID` (an unchanged row is not touched); a lead's contact
+/// values and solution are replaced; `bitrix_import_lead_error` keeps the current problems
+/// of each lead in the batch (an unchanged problem keeps its row and first-seen date).
+#[async_trait]
+pub trait BatchWriter: Send + Sync {
+    /// Write one batch in one transaction. `now` stamps new error rows.
+    async fn load_batch(
+        &self,
+        batch: PreparedBatch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, StoreError>;
+
+    /// What [`BatchWriter::load_batch`] would change, changing nothing (`sync --dry-run`).
+    async fn preview_batch(
+        &self,
+        batch: PreparedBatch,
+        now: NaiveDateTime,
+    ) -> Result<BatchOutcome, StoreError>;
+}
+
+/// The leads the database holds, and their removal. Only `run`'s deletion guard calls
+/// [`DeletionStore::delete_leads`].
+#[async_trait]
+pub trait DeletionStore: Send + Sync {
+    /// Every `sql_ID` in `bitrix_leads`.
+    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError>;
+
+    /// Remove these leads with their contact values, solution and error rows, in one
+    /// transaction. Returns how many `bitrix_leads` rows went.
+    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError>;
+}
+
+/// The project's state table (`b24sync_state`): watermarks, schedules, portal identity.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError>;
+    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The run history (`b24sync_runs`) and the Oktell `bitrix_lead_runtime` stamp.
+#[async_trait]
+pub trait RunHistory: Send + Sync {
+    /// Write a row for a run that starts now (status `running`); returns its Id.
+    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError>;
+
+    /// Complete a row (`record.id`) with the run's outcome.
+    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError>;
+
+    /// The last `limit` rows, newest first.
+    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Stamp `bitrix_lead_runtime` (the row with Id = 1) when a run has finished.
+    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError>;
+}
+
+/// The error table (`bitrix_import_lead_error`) for people and for clean-ups.
+#[async_trait]
+pub trait ErrorReview: Send + Sync {
+    /// Every row, oldest first.
+    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError>;
+
+    /// Delete the rows dated before `before`; returns how many went.
+    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError>;
+
+    /// Delete the rows with these `Id`s; returns how many went.
+    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError>;
+}
+
+/// The leads' operators (`b24sync_operators`).
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// The user IDs stored (each sync refreshes them all).
+    async fn operator_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Upsert operators in one transaction. One with `details` false is only added when
+    /// missing: details stored earlier are kept.
+    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError>;
+}
+
+/// Caller lookup: one indexed query, never a scan.
+#[async_trait]
+pub trait CallerLookup: Send + Sync {
+    /// The leads with a phone matching the caller, with their operators, most recently
+    /// modified first.
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError>;
+}
