@@ -9,16 +9,14 @@
 //! - it does not ("3456789", an odd prefix) → the phones whose digits end with the caller's
 //!   last N digits, an index prefix seek on the reversed digits.
 
-use std::collections::BTreeSet;
-
-use chrono::NaiveDateTime;
-
 use crate::extract::client::{Bitrix24Client, ExtractError};
 use crate::extract::users::{fetch_users, UsersAnswer};
 use crate::load::{Sink, StoreError};
+use crate::model::caller::CallerQuery;
 use crate::model::{Operator, PHONE_TAIL_DIGITS};
 use crate::transform::phone::{lookup_key, DefaultRegion};
 use crate::transform::phones::reversed;
+use std::collections::BTreeSet;
 
 /// Digits compared by the fallback match unless `--tail-digits` says otherwise: a
 /// national number in RU/KZ (without the trunk prefix or country code).
@@ -29,17 +27,6 @@ pub const MIN_TAIL_DIGITS: usize = 7;
 /// At most this many leads are returned, most recently modified first: a number shared by a
 /// whole office should not flood the operator's screen.
 pub const MAX_MATCHES: u32 = 20;
-
-/// The keys of one lookup, computed from the caller's number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerQuery {
-    /// The caller's E.164 form, when the number normalises.
-    pub e164: Option<String>,
-    /// Else the caller's last N digits (the fallback), when there are at least
-    /// [`MIN_TAIL_DIGITS`] of them.
-    pub tail: Option<String>,
-    pub limit: u32,
-}
 
 impl CallerQuery {
     /// Normalise the caller's number like the stored ones (`region` for numbers without a
@@ -58,11 +45,6 @@ impl CallerQuery {
         }
     }
 
-    /// Whether there is anything to look for.
-    pub fn is_empty(&self) -> bool {
-        self.e164.is_none() && self.tail.is_none()
-    }
-
     /// The parameters of the lookup query, the same for both databases: the E.164 form
     /// (`""` for none: no NULL parameter is ever sent) and the reversed tail (`""` for none).
     pub fn params(&self) -> (String, String) {
@@ -71,24 +53,6 @@ impl CallerQuery {
             self.tail.as_deref().map(reversed).unwrap_or_default(),
         )
     }
-}
-
-/// One lead found for a caller.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CallerMatch {
-    pub lead_id: i64,
-    pub title: Option<String>,
-    pub name: Option<String>,
-    pub last_name: Option<String>,
-    pub company_title: Option<String>,
-    pub status_id: Option<String>,
-    pub date_modify: Option<NaiveDateTime>,
-    /// The lead's `ASSIGNED_BY_ID`, known even when the operator's details are not.
-    pub operator_id: Option<String>,
-    pub operator_name: Option<String>,
-    pub operator_last_name: Option<String>,
-    /// The operator's internal phone extension (`UF_PHONE_INNER`).
-    pub operator_extension: Option<String>,
 }
 
 /// What [`refresh_operators`] did.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use b24sync::load::sqlite::{SqliteSink, LOOKUP_CALLER_SQL};
 use b24sync::load::Sink;
-use b24sync::lookup::{CallerMatch, CallerQuery};
+use b24sync::model::caller::{CallerMatch, CallerQuery};
 use b24sync::run::{RunSummary, SyncOptions};
 use b24sync::simulator::{Simulator, SimulatorConfig};
 use b24sync::transform::phone::DefaultRegion;

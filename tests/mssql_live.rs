@@ -2202,8 +2202,8 @@ fn lead_with_phones(id: i32, assigned: &str, phones: &[(&str, &str)]) -> LeadRec
     r
 }
 
-fn query(number: &str) -> b24sync::lookup::CallerQuery {
-    b24sync::lookup::CallerQuery::new(
+fn query(number: &str) -> b24sync::model::caller::CallerQuery {
+    b24sync::model::caller::CallerQuery::new(
         number,
         &b24sync::transform::phone::DefaultRegion::default(),
         10,

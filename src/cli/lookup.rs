@@ -6,7 +6,7 @@ use clap::Args;
 use super::{
     exit, fail, open_sink, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs,
 };
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {

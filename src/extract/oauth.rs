@@ -20,90 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use url::Url;
 
-use crate::load::StoreError;
+use crate::store::StoreError;
+// TRANSITION: these moved; the old paths keep working until every user names the new ones.
+pub use crate::model::oauth::{Secret, StoredApp, TokenSet};
+pub use crate::store::{TokenLock, TokenStore};
 
 /// Bitrix24's global OAuth server (Russian-region portals use `https://oauth.bitrix24.tech`).
 pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
 
 /// Bitrix24's `expires_in` when an answer lacks it.
 const DEFAULT_EXPIRES_IN: i64 = 3600;
-/// An access token this close to its expiry is refreshed before the call instead of
-/// after a 401, so a request does not start with a token that dies in flight.
-const EXPIRY_MARGIN_SECS: i64 = 30;
 /// How long a refresher waits for another refresher of the same app.
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// Attempts at the token endpoint for failures where the request did not get an answer.
 const TOKEN_ATTEMPTS: u32 = 3;
 
-/// A value that must never be shown: `Debug` prints `***` and there is no `Display`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The value itself, for the request that needs it (and the database).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// One pair of tokens and what Bitrix24 said with it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenSet {
-    pub access_token: Secret,
-    pub refresh_token: Secret,
-    /// As Bitrix24 returned it (normally "3600").
-    pub expires_in: String,
-    /// When the access token expires, on this machine's clock (unix seconds).
-    pub expires_at: i64,
-    /// When the pair was obtained (stored as `dateexec`).
-    pub obtained_at: DateTime<Utc>,
-    pub scope: String,
-    /// The portal's host (`acme.bitrix24.ru`), what the Oktell scenarios build URLs from.
-    /// Not the token answer's `domain`, which names the OAuth server.
-    pub domain: String,
-    pub member_id: String,
-    pub user_id: String,
-    /// The portal's REST base, `https://acme.bitrix24.ru/rest/`.
-    pub client_endpoint: String,
-    pub server_endpoint: Option<String>,
-}
-
 impl TokenSet {
-    /// True when the access token has expired (or is about to), by this machine's clock.
-    pub fn expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at <= now.timestamp() + EXPIRY_MARGIN_SECS
-    }
-
-    /// The REST base URL of the portal.
-    pub fn endpoint(&self) -> Result<Url, String> {
-        let mut url = Url::parse(&self.client_endpoint)
-            .map_err(|e| format!("the stored client_endpoint is not a URL ({e})"))?;
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(url)
-    }
-
     /// Reads a token endpoint answer. `fallback_endpoint` is used when the answer has no
     /// `client_endpoint` (the docs show it, but be lenient).
     pub fn from_response(
@@ -137,8 +73,8 @@ impl TokenSet {
         let domain = host_of(&client_endpoint)
             .ok_or("the answer's client_endpoint is not a URL with a host")?;
         Ok(TokenSet {
-            access_token: Secret(access),
-            refresh_token: Secret(refresh),
+            access_token: Secret::new(access),
+            refresh_token: Secret::new(refresh),
             expires_in,
             expires_at: now.timestamp() + secs,
             obtained_at: now,
@@ -160,47 +96,6 @@ fn host_of(url: &str) -> Option<String> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     })
-}
-
-/// The `bitrix_oauth` row of one application, plus what b24sync keeps beside it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredApp {
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub redirect_uri: Option<String>,
-    /// The OAuth server the app was authorized with (refreshes go there too).
-    pub oauth_server: Option<String>,
-    pub tokens: TokenSet,
-}
-
-/// Where an application's tokens live: `bitrix_oauth`, one row per `client_id`.
-#[async_trait]
-pub trait TokenStore: Send + Sync {
-    /// For messages (the database, never a password).
-    fn describe(&self) -> String;
-
-    /// The app's row, if it was ever authorized.
-    async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, StoreError>;
-
-    /// Write the app's row (insert, or update it in place), in one transaction.
-    async fn save_app(&self, app: &StoredApp) -> Result<(), StoreError>;
-
-    /// Take the app's refresh lock, waiting at most `wait`: held until the returned guard
-    /// is dropped; the guard reads and writes the row while it is held. A crashed holder
-    /// must release it (an OS lock, a session-owned app lock).
-    async fn lock_app(
-        &self,
-        client_id: &str,
-        wait: Duration,
-    ) -> Result<Box<dyn TokenLock>, StoreError>;
-}
-
-/// The refresh lock of one application, with access to its row.
-#[async_trait]
-pub trait TokenLock: Send {
-    async fn read(&mut self) -> Result<Option<StoredApp>, StoreError>;
-    /// Durable once it returns.
-    async fn write(&mut self, app: &StoredApp) -> Result<(), StoreError>;
 }
 
 /// Why OAuth failed.

@@ -28,7 +28,7 @@ use crate::store::{
 // TRANSITION: the types moved to `crate::store`; these re-exports go with `Sink`.
 pub use crate::store::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, StoreError, StoredError};
 
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{Batch, LeadId, Operator};
 
 /// A database the pipeline writes into. See the module docs for the contract.

@@ -16,12 +16,13 @@
 //! | the error table | [`ErrorReview`] | `errors`, full-sync clean-up |
 //! | operators (`b24sync_operators`) | [`OperatorStore`] | operator refresh |
 //! | caller lookup | [`CallerLookup`] | `lookup` |
-//! | OAuth tokens (`bitrix_oauth`) | `extract::oauth::TokenStore` | the OAuth session |
+//! | OAuth tokens (`bitrix_oauth`) | [`TokenStore`] → [`TokenLock`] | the OAuth session |
 
 mod error;
 mod lock;
 mod records;
 mod roles;
+mod tokens;
 
 pub use error::StoreError;
 pub use lock::{HeldLock, RunLockGuard};
@@ -30,3 +31,4 @@ pub use roles::{
     BatchWriter, CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunLock,
     SchemaAdmin, StateStore,
 };
+pub use tokens::{TokenLock, TokenStore};

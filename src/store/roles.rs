@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use super::{
     BatchOutcome, Diagnosis, RunLockGuard, RunRecord, SchemaReport, StoreError, StoredError,
 };
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{LeadId, Operator};
 use crate::prepare::PreparedBatch;
 

@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
 use super::{bulk, check_lock, run, sql, Client, TxError};
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
 
 /// The `#stage_phones` rows of a batch, in `lookup_stage_create.sql`'s column order.

@@ -44,7 +44,7 @@ use crate::extract::oauth::TokenStore;
 use crate::load::{
     BatchOutcome, Diagnosis, RunRecord, SchemaReport, Sink, StoreError, StoredError,
 };
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{clip_reason, Batch, LeadId, Operator, RejectedLead};
 
 pub use conn::is_connection_string;

@@ -7,7 +7,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::load::StoreError;
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
 
 /// Stage the batch's normalised phones (called after the leads are staged).

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, Sink, StoreError, StoredError};
-use crate::lookup::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{Batch, LeadId, Operator};
 
 /// The caller lookup's SELECT (`sql/sqlite/lookup_caller.sql`), for people and for the

@@ -5,6 +5,9 @@
 //! them. Column names and sizes of the Oktell contract live here, once, so the transform,
 //! both sinks and the schema tests agree on them.
 
+pub mod caller;
+pub mod oauth;
+
 use chrono::NaiveDateTime;
 
 /// A Bitrix24 lead ID as stored in `bitrix_leads.sql_ID` (`int NOT NULL`).
