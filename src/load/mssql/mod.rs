@@ -98,6 +98,12 @@ impl std::fmt::Debug for MssqlSink {
 }
 
 impl MssqlSink {
+    /// This database's stores, by role (what the program passes around).
+    pub fn into_stores(self) -> crate::load::Stores {
+        let backend = std::sync::Arc::new(self);
+        crate::load::Stores::bridged(backend.clone(), backend)
+    }
+
     /// Connect to SQL Server with an ADO.NET (`Server=tcp:host,1433;Database=oktell;User
     /// Id=...;Password=...;TrustServerCertificate=true`) or `jdbc:sqlserver://` string.
     ///

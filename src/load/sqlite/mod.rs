@@ -68,6 +68,12 @@ impl std::fmt::Debug for SqliteSink {
 }
 
 impl SqliteSink {
+    /// This database's stores, by role (what the program passes around).
+    pub fn into_stores(self) -> crate::load::Stores {
+        let backend = std::sync::Arc::new(self);
+        crate::load::Stores::bridged(backend.clone(), backend)
+    }
+
     /// Open (creating if needed) the database file, in WAL mode. The schema is created
     /// later, by `init_schema` or the first other call. For the commands that fill a
     /// database (`sync`, `init-db`, `auth`, `demo`); the others use [`Self::open_existing`].
