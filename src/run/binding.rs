@@ -68,7 +68,10 @@ pub async fn bound_portal(state: &dyn StateStore) -> Result<Option<PortalIdentit
 }
 
 /// A state value; an empty one counts as unset (that is how a value is reset).
-pub(super) async fn read_state_text(state: &dyn StateStore, key: &str) -> Result<Option<String>, RunError> {
+pub(super) async fn read_state_text(
+    state: &dyn StateStore,
+    key: &str,
+) -> Result<Option<String>, RunError> {
     Ok(state
         .read_state(key)
         .await?
@@ -80,11 +83,12 @@ async fn write_binding(state: &dyn StateStore, portal: &PortalIdentity) -> Resul
     state
         .write_state(state_keys::PORTAL_DOMAIN, &portal.domain)
         .await?;
-    state.write_state(
-        state_keys::PORTAL_MEMBER_ID,
-        portal.member_id.as_deref().unwrap_or(""),
-    )
-    .await?;
+    state
+        .write_state(
+            state_keys::PORTAL_MEMBER_ID,
+            portal.member_id.as_deref().unwrap_or(""),
+        )
+        .await?;
     Ok(())
 }
 

@@ -38,9 +38,7 @@ use crate::store::{
 
 pub use binding::{bound_portal, client_portal, PortalIdentity};
 pub use operators::{is_user_id, refresh_operators, OperatorsError, OperatorsOutcome};
-pub use options::{
-    state_keys, DeletionPolicy, Progress, ProgressHandle, SyncMode, SyncOptions,
-};
+pub use options::{state_keys, DeletionPolicy, Progress, ProgressHandle, SyncMode, SyncOptions};
 pub use plan::fetch_solution_labels;
 pub use retry::{retry_errors, RetrySummary};
 pub use status::{oauth_status, RunError, Status};

@@ -59,7 +59,8 @@ pub(super) async fn read_and_load(
         opts.batch_leads.max(1),
     ));
     let mut read = Read::default();
-    let (received, load_error) = load_stage(client, stores, opts, batch_rx, &mut read, summary).await;
+    let (received, load_error) =
+        load_stage(client, stores, opts, batch_rx, &mut read, summary).await;
     let transformed = transformer
         .await
         .map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
@@ -148,7 +149,12 @@ fn note_batch(read: &mut Read, batch: &Batch) {
 
 /// Move the leads of `batch` that get an error row into `held`; at the last batch, or once
 /// `held` fills one `crm.lead.get` request, read them whole and put them back in `batch`.
-async fn hold_error_leads(client: &Bitrix24Client, held: &mut Batch, batch: &mut Batch, last: bool) {
+async fn hold_error_leads(
+    client: &Bitrix24Client,
+    held: &mut Batch,
+    batch: &mut Batch,
+    last: bool,
+) {
     // A lead read again supersedes the version waiting here.
     let fresh: HashSet<LeadId> = batch.records.iter().map(|r| r.lead.id).collect();
     held.records.retain(|r| !fresh.contains(&r.lead.id));
@@ -282,8 +288,7 @@ async fn transform_stage(
         handled += batch.len() as u64;
         pending.records.append(&mut batch.records);
         pending.rejected.append(&mut batch.rejected);
-        if pending.len() >= batch_leads
-            && batches.send(std::mem::take(&mut pending)).await.is_err()
+        if pending.len() >= batch_leads && batches.send(std::mem::take(&mut pending)).await.is_err()
         {
             return handled;
         }

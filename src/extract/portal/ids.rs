@@ -29,7 +29,10 @@ pub async fn leads_by_id(
             .enumerate()
             .map(|(i, part)| {
                 let params = json!({ "filter": { "@ID": part }, "select": select, "start": -1 });
-                (format!("ids{i}"), format!("{METHOD}?{}", query::build(&params)))
+                (
+                    format!("ids{i}"),
+                    format!("{METHOD}?{}", query::build(&params)),
+                )
             })
             .collect();
         for (_, answer) in client.batch(&commands).await? {

@@ -110,7 +110,9 @@ pub enum SolutionFieldCheck {
     NotAList { field: String, kind: String },
     /// No field is configured: the portal's list fields of leads, as (code, display name),
     /// so the DBA can pick one.
-    NotSet { list_fields: Vec<(String, Option<String>)> },
+    NotSet {
+        list_fields: Vec<(String, Option<String>)>,
+    },
 }
 
 /// Check the configured solution field, or list the candidates when none is set (one
@@ -232,7 +234,10 @@ mod tests {
             field_label(&json!({"EDIT_FORM_LABEL": {"en": "Result", "ru": "Итог"}})),
             Some("Итог".into())
         );
-        assert_eq!(field_label(&json!({"LIST_COLUMN_LABEL": "Plain"})), Some("Plain".into()));
+        assert_eq!(
+            field_label(&json!({"LIST_COLUMN_LABEL": "Plain"})),
+            Some("Plain".into())
+        );
         assert_eq!(field_label(&json!({"EDIT_FORM_LABEL": ""})), None);
     }
 }
