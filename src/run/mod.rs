@@ -87,6 +87,14 @@ impl std::fmt::Debug for RunStores {
     }
 }
 
+/// Release the run lock at the end of a run. A failure is logged, not the run's result:
+/// the run is over, and the lock goes with the connection or file handle anyway.
+async fn release_lock(guard: crate::store::RunLockGuard) {
+    if let Err(e) = guard.release().await {
+        tracing::warn!("could not release the run lock: {e}");
+    }
+}
+
 /// The wall-clock time b24sync stamps its own rows with (like `GETDATE()` did).
 pub fn local_now() -> NaiveDateTime {
     chrono::Local::now().naive_local()

@@ -15,7 +15,7 @@ use crate::transform::{self, TransformContext};
 use super::binding::check_portal;
 use super::deletions::delete_behind_guard;
 use super::pipeline::attach_full_leads;
-use super::{local_now, RunError, RunStores, SyncOptions};
+use super::{local_now, release_lock, RunError, RunStores, SyncOptions};
 
 /// What `b24sync errors retry` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -40,9 +40,7 @@ pub async fn retry_errors(
 ) -> Result<RetrySummary, RunError> {
     let guard = stores.lock.lock_run(opts.lock_wait).await?;
     let result = retry_errors_locked(client, stores, opts).await;
-    if let Err(e) = guard.release().await {
-        tracing::warn!("could not release the run lock: {e}");
-    }
+    release_lock(guard).await;
     result
 }
 

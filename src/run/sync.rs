@@ -17,8 +17,8 @@ use super::operators::{refresh_operators, OperatorsError};
 use super::pipeline::{read_and_load, Read};
 use super::plan::{deletion_check_due, plan, read_u64, unix_now_secs, Plan};
 use super::{
-    local_now, state_keys, RunError, RunStores, RunSummary, SyncOptions, NEW_ERROR_ROWS_SHOWN,
-    NO_SOLUTION_FIELD,
+    local_now, release_lock, state_keys, RunError, RunStores, RunSummary, SyncOptions,
+    NEW_ERROR_ROWS_SHOWN, NO_SOLUTION_FIELD,
 };
 
 /// Run one sync into `stores`. The run lock is held from the start to the end (released
@@ -39,9 +39,7 @@ pub async fn sync(
     if let Some(record) = history {
         finish_history(stores.history.as_ref(), record, &result, refused.as_ref()).await;
     }
-    if let Err(e) = guard.release().await {
-        tracing::warn!("could not release the run lock: {e}");
-    }
+    release_lock(guard).await;
     result
 }
 
