@@ -9,7 +9,7 @@
 //! reads every lead with `DATE_MODIFY >=` that instant minus an overlap, so a lead
 //! changed while this run was reading is read again next time (loads are idempotent).
 //!
-//! One job per file: [`options`](SyncOptions) (how a run is asked to go), `plan` (what it
+//! One job per file: `options` (how a run is asked to go: [`SyncOptions`]), `plan` (what it
 //! reads; whether the deletion check is due), `binding` (one portal per database),
 //! `sync` (the steps), `pipeline` (the stages), `deletions` (behind the guard),
 //! `operators`, `history`, `retry` (`errors retry`), `summary` and `status` (what a run
