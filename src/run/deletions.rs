@@ -120,3 +120,80 @@ pub(super) async fn clear_unkeyed_errors(
     );
     Ok(cleared)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    /// A deletion store that only records what it was asked to delete.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<LeadId>>);
+
+    #[async_trait]
+    impl DeletionStore for Recorded {
+        async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+            let n = ids.len() as u64;
+            self.0.lock().unwrap().extend(ids);
+            Ok(n)
+        }
+    }
+
+    fn opts(max_share: f64, dry_run: bool) -> SyncOptions {
+        let mut o = SyncOptions {
+            dry_run,
+            ..SyncOptions::default()
+        };
+        o.deletion.max_share = max_share;
+        o
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_before_anything_is_deleted() {
+        let store = Recorded::default();
+        let err = delete_behind_guard(&store, &opts(0.2, false), vec![5, 1, 3], 10)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RunError::DeletionGuard {
+                    would_delete: 3,
+                    in_table: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(store.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_counts_and_a_run_deletes_lowest_ids_first() {
+        let store = Recorded::default();
+        let (n, sample) = delete_behind_guard(&store, &opts(0.5, true), vec![5, 1, 3], 10)
+            .await
+            .unwrap();
+        assert_eq!((n, sample), (3, vec![1, 3, 5]));
+        assert!(
+            store.0.lock().unwrap().is_empty(),
+            "a dry run deletes nothing"
+        );
+        let (n, _) = delete_behind_guard(&store, &opts(0.5, false), vec![5, 1, 3], 10)
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(*store.0.lock().unwrap(), vec![1, 3, 5]);
+        let (n, sample) = delete_behind_guard(&store, &opts(0.5, false), vec![], 10)
+            .await
+            .unwrap();
+        assert_eq!((n, sample.len()), (0, 0));
+    }
+}

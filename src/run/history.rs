@@ -85,3 +85,85 @@ pub(super) async fn finish_history(
         tracing::warn!("could not complete the run history row: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::NaiveDateTime;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    /// A run history that keeps the completed rows.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<RunRecord>>);
+
+    #[async_trait]
+    impl RunHistory for Kept {
+        async fn run_started(&self, _: &RunRecord) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+        async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(record.clone());
+            Ok(())
+        }
+        async fn recent_runs(&self, _: u32) -> Result<Vec<RunRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn stamp_runtime(&self, _: NaiveDateTime) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    async fn finished(
+        result: Result<RunSummary, RunError>,
+        refused: Option<RunSummary>,
+    ) -> RunRecord {
+        let kept = Kept::default();
+        let record = start_history(&kept, "full").await.unwrap();
+        finish_history(&kept, record, &result, refused.as_ref()).await;
+        let rows = kept.0.into_inner().unwrap();
+        assert_eq!(rows.len(), 1);
+        rows[0].clone()
+    }
+
+    // The row records the run's status and the exit code that status has.
+    #[tokio::test]
+    async fn the_row_says_how_the_run_ended() {
+        let clean = finished(Ok(RunSummary::default()), None).await;
+        assert_eq!((clean.status.as_str(), clean.exit_code), ("ok", Some(0)));
+        let held = RunSummary {
+            error_rows_held: 2,
+            leads_read: 7,
+            ..RunSummary::default()
+        };
+        let errors = finished(Ok(held.clone()), None).await;
+        assert_eq!(
+            (errors.status.as_str(), errors.exit_code),
+            ("errors", Some(3))
+        );
+        assert_eq!(errors.leads_read, 7);
+        let guard = RunError::DeletionGuard {
+            would_delete: 9,
+            in_table: 10,
+            max_share: 0.2,
+        };
+        let refused = finished(Err(guard), Some(held)).await;
+        assert_eq!(
+            (refused.status.as_str(), refused.exit_code),
+            ("refused", Some(9))
+        );
+        assert_eq!(
+            refused.leads_read, 7,
+            "a refused run still counts what it loaded"
+        );
+        let failed = finished(Err(RunError::Config("bad".into())), None).await;
+        assert_eq!(
+            (failed.status.as_str(), failed.exit_code),
+            ("failed", Some(2))
+        );
+        assert_eq!(failed.message.as_deref(), Some("bad"));
+    }
+}
