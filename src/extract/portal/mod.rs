@@ -6,7 +6,7 @@
 //! - [`users`]: `user.get` for the operators leads are assigned to;
 //! - [`ids`]: leads by ID (`@ID` listings, for `errors retry`) and the access probe;
 //! - [`leads`]: chosen leads read whole (`crm.lead.get`), for the error table;
-//! - [`prelude`]: a run's first request, which asks several of these at once.
+//! - [`prelude`](mod@prelude): a run's first request, which asks several of these at once.
 
 pub mod ids;
 pub mod labels;
