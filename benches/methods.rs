@@ -592,7 +592,8 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
             solution_field: Some(SOLUTION.into()),
             ..SyncOptions::default()
         };
-        let summary = run::sync(&client, sink.as_ref(), &opts, cancel)
+        let stores = SqliteSink::open(std::path::Path::new(&spec.db)).expect("sqlite");
+        let summary = run::sync(&client, &(&stores.into_stores()).into(), &opts, cancel)
             .await
             .expect("sync");
         report.wall_secs = started.elapsed().as_secs_f64();

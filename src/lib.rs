@@ -14,7 +14,6 @@ pub mod cli;
 pub mod exit;
 pub mod extract;
 pub mod load;
-pub mod lookup;
 pub mod model;
 pub mod prepare;
 pub mod run;

@@ -29,7 +29,7 @@ async fn start(config: SimulatorConfig) -> Simulator {
 }
 
 async fn sync_with(client: &Bitrix24Client, db: &Path, opts: &SyncOptions) -> RunSummary {
-    let sink = SqliteSink::open(db).unwrap();
+    let sink = run::RunStores::from(&SqliteSink::open(db).unwrap().into_stores());
     run::sync(client, &sink, opts, CancellationToken::new())
         .await
         .expect("the sync finishes")
@@ -461,7 +461,8 @@ async fn a_truncated_page_in_the_middle_of_a_batch_loses_nothing() {
 async fn assert_incomplete_run(sim: &Simulator, opts: &SyncOptions, client: &Bitrix24Client) {
     let db = test_db();
     let sink = SqliteSink::open(&db.path).unwrap();
-    let err = run::sync(client, &sink, opts, CancellationToken::new())
+    let stores = run::RunStores::from(&SqliteSink::open(&db.path).unwrap().into_stores());
+    let err = run::sync(client, &stores, opts, CancellationToken::new())
         .await
         .expect_err("an export that cannot get past an empty page fails");
     let RunError::Extract(ExtractError::Incomplete {

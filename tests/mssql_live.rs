@@ -1932,7 +1932,7 @@ async fn a_login_with_only_dml_rights_runs_a_full_sync() {
         .expect("client");
         let summary = b24sync::run::sync(
             &client,
-            &sink,
+            &b24sync::run::RunStores::from(&sink.into_stores()),
             &b24sync::run::SyncOptions::default(),
             cancel,
         )

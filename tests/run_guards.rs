@@ -153,7 +153,7 @@ async fn errors_retry_goes_through_the_deletion_guard() {
         portal.delete_lead(*id);
     }
     let client = client_for(&sim, CancellationToken::new());
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = run::RunStores::from(&SqliteSink::open(&db.path).unwrap().into_stores());
     let err = run::retry_errors(&client, &sink, &options())
         .await
         .unwrap_err();
@@ -208,7 +208,7 @@ async fn errors_retry_treats_a_non_list_answer_as_a_protocol_error() {
         _ => json!([]),
     })
     .await;
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = run::RunStores::from(&SqliteSink::open(&db.path).unwrap().into_stores());
     let err = run::retry_errors(
         &stub.client(),
         &sink,
@@ -290,7 +290,7 @@ async fn a_database_refuses_another_portal_until_rebound_on_purpose() {
         "nothing was read from the other portal"
     );
     // `errors retry` refuses as well.
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = run::RunStores::from(&SqliteSink::open(&db.path).unwrap().into_stores());
     let client_b = client_for(&b, CancellationToken::new());
     let err = run::retry_errors(&client_b, &sink, &options())
         .await

@@ -79,7 +79,7 @@ pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
             eprintln!(
                 "{:?} has too few digits to look up (at least {} are needed)",
                 args.number,
-                crate::lookup::MIN_TAIL_DIGITS
+                crate::transform::caller::MIN_TAIL_DIGITS
             );
             return exit::OK;
         }

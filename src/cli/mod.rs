@@ -558,8 +558,8 @@ async fn dispatch(cli: Cli) -> u8 {
             },
             &file,
         ) {
-            Ok(s) => match open_sink(&s).await {
-                Ok(sink) => ops::status_command(sink.as_ref(), limit, json).await,
+            Ok(s) => match open_stores(&s).await {
+                Ok(stores) => ops::status_command(&stores, limit, json).await,
                 Err(code) => code,
             },
             Err(e) => fail(exit::CONFIG, &e),
@@ -680,6 +680,28 @@ pub(crate) async fn open_db(
     crate::load::open(db, pool_size).await
 }
 
+/// The stores behind `--db`, opened as the command's [`DbOpen`] allows (as [`open_db`]).
+pub(crate) async fn open_stores_db(
+    db: &str,
+    pool_size: u32,
+    mode: DbOpen,
+) -> Result<crate::load::Stores, crate::load::StoreError> {
+    if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
+        let sink = crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))?;
+        return Ok(sink.into_stores());
+    }
+    crate::load::open_stores(db, pool_size).await
+}
+
+pub(crate) async fn open_stores(s: &Settings) -> Result<crate::load::Stores, u8> {
+    open_stores_db(&s.db, s.pool_size, s.db_open)
+        .await
+        .map_err(|e| {
+            ui::error(&e.to_string());
+            exit::DATABASE
+        })
+}
+
 pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
     open_db(&s.db, s.pool_size, s.db_open).await.map_err(|e| {
         ui::error(&e.to_string());
@@ -739,16 +761,16 @@ async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let sink = match open_sink(s).await {
-        Ok(sink) => sink,
+    let stores = match open_stores(s).await {
+        Ok(stores) => stores,
         Err(code) => return code,
     };
-    tracing::info!(auth = %client.describe(), db = %sink.describe(), "sync starting");
+    tracing::info!(auth = %client.describe(), db = %stores.target, "sync starting");
     let opts = SyncOptions {
         progress: ui::progress(),
         ..s.sync_options()
     };
-    finish(run::sync(&client, sink.as_ref(), &opts, cancel).await)
+    finish(run::sync(&client, &(&stores).into(), &opts, cancel).await)
 }
 
 /// `run --every`: one incremental sync per interval until interrupted. A failed run is
@@ -854,11 +876,11 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let sink = match open_sink(&s).await {
-                Ok(sink) => sink,
+            let stores = match open_stores(&s).await {
+                Ok(stores) => stores,
                 Err(code) => return code,
             };
-            match run::retry_errors(&client, sink.as_ref(), &s.sync_options()).await {
+            match run::retry_errors(&client, &(&stores).into(), &s.sync_options()).await {
                 Ok(r) => {
                     println!(
                         "{} leads read again: {} now load cleanly, {} still fail; {} no longer in Bitrix24 (removed); \
@@ -1001,10 +1023,10 @@ async fn demo_command(args: &DemoArgs) -> u8 {
     let result: anyhow::Result<u8> = async {
         let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
         let db = args.db.to_string_lossy().to_string();
-        let sink = crate::load::open(&db, 1).await?;
+        let stores = crate::load::open_stores(&db, 1).await?;
         // A database bound to a loopback portal is an earlier demo's (the simulator's port
         // changes every run): re-bound freely. Anything else is a real portal's data.
-        let rebind = match run::bound_portal(sink.as_ref()).await {
+        let rebind = match run::bound_portal(stores.state.as_ref()).await {
             Ok(Some(bound)) if bound.is_loopback() => true,
             Ok(Some(bound)) => {
                 return Ok(fail(
@@ -1013,18 +1035,18 @@ async fn demo_command(args: &DemoArgs) -> u8 {
                         "the database {} holds the leads of the Bitrix24 portal {bound}: the demo \
                          writes only into a database of its own. Leave out --db (the demo's file is \
                          ./b24sync-demo.db) or name a new file",
-                        sink.describe()
+                        stores.target
                     ),
                 ))
             }
-            Ok(None) if !sink.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+            Ok(None) if !stores.deletions.lead_ids().await.map_err(RunError::from)?.is_empty() => {
                 return Ok(fail(
                     exit::CONFIG,
                     &anyhow::anyhow!(
                         "the database {} holds leads but records no portal (synced by an earlier \
                          b24sync): the demo does not write into it. Leave out --db (the demo's file \
                          is ./b24sync-demo.db) or name a new file",
-                        sink.describe()
+                        stores.target
                     ),
                 ))
             }
@@ -1045,7 +1067,7 @@ async fn demo_command(args: &DemoArgs) -> u8 {
             rebind_portal: rebind,
             ..SyncOptions::default()
         };
-        let summary = match run::sync(&client, sink.as_ref(), &opts, cancel).await {
+        let summary = match run::sync(&client, &(&stores).into(), &opts, cancel).await {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
@@ -1053,7 +1075,7 @@ async fn demo_command(args: &DemoArgs) -> u8 {
         println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
         // What the table holds now, not only what this run added: a second demo keeps the
         // first one's rows (they are the same problems).
-        let held = sink.error_rows().await.map_err(RunError::from)?.len();
+        let held = stores.errors.error_rows().await.map_err(RunError::from)?.len();
         let code = exit::for_summary(&summary);
         if held > 0 {
             println!(

@@ -8,13 +8,15 @@ use tokio_util::sync::CancellationToken;
 use super::settings::Settings;
 use super::{exit, ui};
 use crate::extract::client::{Bitrix24Client, ExtractError};
-use crate::load::Sink;
+use crate::extract::portal::{self, SolutionFieldCheck};
+use crate::load::Stores;
 use crate::run::state_keys;
+use crate::store::{RunLock, RunRecord, StoreError};
 
 /// `b24sync status`: the watermark and the last runs.
-pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
-    let watermark = sink.read_state(state_keys::WATERMARK).await;
-    let runs = sink.recent_runs(limit).await;
+pub async fn status_command(stores: &Stores, limit: u32, json_out: bool) -> u8 {
+    let watermark = stores.state.read_state(state_keys::WATERMARK).await;
+    let runs = stores.history.recent_runs(limit).await;
     let (watermark, runs) = match (watermark, runs) {
         (Ok(w), Ok(r)) => (w, r),
         (Err(e), _) | (_, Err(e)) => {
@@ -26,10 +28,10 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
     // such row can be that run); otherwise it died (killed, power loss).
     let newest_open = runs.iter().find(|r| r.finished_at.is_none()).map(|r| r.id);
     let running = match newest_open {
-        Some(_) => lock_held(sink).await,
+        Some(_) => lock_held(stores.lock.as_ref()).await,
         None => false,
     };
-    let shown_status = |r: &crate::load::RunRecord| -> String {
+    let shown_status = |r: &RunRecord| -> String {
         match r.finished_at {
             Some(_) => r.status.clone(),
             None if running && Some(r.id) == newest_open => "running".into(),
@@ -47,11 +49,11 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
                 v
             })
             .collect();
-        let doc = json!({ "database": sink.describe(), "watermark": watermark, "runs": runs });
+        let doc = json!({ "database": stores.target, "watermark": watermark, "runs": runs });
         println!("{doc}");
         return exit::OK;
     }
-    println!("database:  {}", sink.describe());
+    println!("database:  {}", stores.target);
     match &watermark {
         Some(w) => println!("watermark: {w} (the next incremental run reads leads modified since then, minus the overlap)"),
         None => println!("watermark: none yet (the next run is a full one)"),
@@ -107,13 +109,13 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
 }
 
 /// Whether another process holds the run lock now (taken and released at once when free).
-async fn lock_held(sink: &dyn Sink) -> bool {
-    match sink.lock_run(Duration::ZERO).await {
-        Ok(()) => {
-            let _ = sink.unlock_run().await;
+async fn lock_held(lock: &dyn RunLock) -> bool {
+    match lock.lock_run(Duration::ZERO).await {
+        Ok(guard) => {
+            let _ = guard.release().await;
             false
         }
-        Err(crate::load::StoreError::LockBusy { .. }) => true,
+        Err(StoreError::LockBusy { .. }) => true,
         Err(_) => false,
     }
 }
@@ -173,18 +175,18 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
         )),
         Some(Ok(client)) => bitrix_checks(&client, s, &mut verdicts).await,
     }
-    match super::open_db(&s.db, s.pool_size, super::DbOpen::MustExist).await {
+    match super::open_stores_db(&s.db, s.pool_size, super::DbOpen::MustExist).await {
         Err(e) => verdicts.push(Verdict::fail(
             "database",
             e.to_string(),
             "check --db / B24SYNC_DB: the path or connection string, the server, the login",
         )),
-        Ok(sink) => {
+        Ok(stores) => {
             verdicts.push(Verdict::ok(
                 "database",
-                format!("{} is reachable", sink.describe()),
+                format!("{} is reachable", stores.target),
             ));
-            match sink.diagnose().await {
+            match stores.schema.diagnose().await {
                 Ok(list) => verdicts.extend(list.into_iter().map(|d| Verdict {
                     ok: d.ok,
                     warning: false,
@@ -225,9 +227,8 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
 }
 
 async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verdict>) {
-    let probe = json!({ "order": {"ID": "DESC"}, "select": ["ID"], "start": -1 });
-    match client.call("crm.lead.list", &probe).await {
-        Ok(_) => out.push(Verdict::ok(
+    match portal::probe_leads(client).await {
+        Ok(()) => out.push(Verdict::ok(
             "bitrix24",
             format!(
                 "{} answers and may read leads (crm scope)",
@@ -239,8 +240,8 @@ async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verd
             return;
         }
     }
-    match client.call("user.get", &json!({ "filter": { "ID": 1 } })).await {
-        Ok(_) => out.push(Verdict::ok("user scope", "user.get answers: operator names can be resolved")),
+    match portal::users::probe_users(client).await {
+        Ok(()) => out.push(Verdict::ok("user scope", "user.get answers: operator names can be resolved")),
         Err(e @ ExtractError::Refused { .. }) => out.push(Verdict::warn(
             "user scope",
             format!("user.get refused: {e}"),
@@ -248,137 +249,86 @@ async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verd
         )),
         Err(e) => out.push(Verdict::warn("user scope", e.to_string(), "")),
     }
-    match client.call("server.time", &json!({})).await {
-        Ok(resp) => {
-            let portal = resp
-                .result
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            match portal {
-                Some(p) => {
-                    let local = chrono::Local::now();
-                    let skew = (p.timestamp() - local.timestamp()).abs();
-                    let detail = format!(
-                        "portal time {} (UTC{}), this machine {} (UTC{}); watermarks use the portal's clock only",
-                        p.format("%Y-%m-%d %H:%M:%S"),
-                        p.offset(),
-                        local.format("%Y-%m-%d %H:%M:%S"),
-                        local.offset()
-                    );
-                    if skew > 300 {
-                        out.push(Verdict::warn(
-                            "clock",
-                            format!("{detail}; the clocks differ by {skew} s"),
-                            "sync NTP on this machine (b24sync's own stamps use this clock)",
-                        ));
-                    } else {
-                        out.push(Verdict::ok("clock", detail));
-                    }
-                }
-                None => out.push(Verdict::warn(
-                    "clock",
-                    format!("server.time answered {}", resp.result),
-                    "",
-                )),
-            }
-        }
-        Err(e) => out.push(Verdict::warn("clock", e.to_string(), "")),
-    }
-    let Some(field) = &s.solution_field else {
-        out.push(no_solution_field(client).await);
-        return;
+    out.push(clock_check(client).await);
+    out.push(solution_field_check(client, s.solution_field.as_deref()).await);
+}
+
+/// The portal's clock against this machine's.
+async fn clock_check(client: &Bitrix24Client) -> Verdict {
+    let p = match portal::server_time(client).await {
+        Ok(p) => p,
+        Err(e) => return Verdict::warn("clock", e.to_string(), ""),
     };
-    {
-        let resp = client
-            .call(
-                "crm.lead.userfield.list",
-                &json!({ "filter": { "FIELD_NAME": field } }),
-            )
-            .await;
-        let entry = resp.as_ref().ok().and_then(|r| {
-            r.result.as_array().and_then(|a| {
-                a.iter()
-                    .find(|e| e.get("FIELD_NAME").and_then(Value::as_str) == Some(field))
-                    .cloned()
-            })
-        });
-        match (resp, entry) {
-            (Err(e), _) => out.push(Verdict::fail("solution field", e.to_string(), refusal_fix(&e))),
-            (Ok(_), None) => out.push(Verdict::fail(
-                "solution field",
-                format!("{field} does not exist on the portal"),
-                "set --solution-field to the UF_CRM_... code of the list field (CRM → Settings → Custom fields → Leads)",
-            )),
-            (Ok(_), Some(e)) => {
-                let kind = e.get("USER_TYPE_ID").and_then(Value::as_str).unwrap_or("?").to_string();
-                if kind == "enumeration" {
-                    let items = e.get("LIST").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-                    out.push(Verdict::ok("solution field", format!("{field} is a list field with {items} values")));
-                } else {
-                    out.push(Verdict::fail(
-                        "solution field",
-                        format!("{field} is of type {kind}, not a list"),
-                        "choose a list (enumeration) field",
-                    ));
-                }
-            }
-        }
+    let local = chrono::Local::now();
+    let skew = (p.timestamp() - local.timestamp()).abs();
+    let detail = format!(
+        "portal time {} (UTC{}), this machine {} (UTC{}); watermarks use the portal's clock only",
+        p.format("%Y-%m-%d %H:%M:%S"),
+        p.offset(),
+        local.format("%Y-%m-%d %H:%M:%S"),
+        local.offset()
+    );
+    if skew > 300 {
+        Verdict::warn(
+            "clock",
+            format!("{detail}; the clocks differ by {skew} s"),
+            "sync NTP on this machine (b24sync's own stamps use this clock)",
+        )
+    } else {
+        Verdict::ok("clock", detail)
     }
 }
 
-/// No solution field configured: a warning, with the portal's list fields of leads by code
-/// and name, so the DBA can pick one.
-async fn no_solution_field(client: &Bitrix24Client) -> Verdict {
-    let fix = "set --solution-field / B24SYNC_SOLUTION_FIELD to the UF_CRM_... code of the leads' list field \
-               (CRM → Settings → Custom fields → Leads, or the REST method crm.lead.userfield.list)";
-    let listed = match client.call("crm.lead.userfield.list", &json!({})).await {
-        Ok(resp) => match resp.result.as_array() {
-            Some(fields) => {
-                let lists: Vec<String> = fields
+/// The configured solution field; when none is set, a warning naming the portal's list
+/// fields of leads by code and name, so the DBA can pick one.
+async fn solution_field_check(client: &Bitrix24Client, field: Option<&str>) -> Verdict {
+    const CHECK: &str = "solution field";
+    match portal::check_solution_field(client, field).await {
+        Ok(SolutionFieldCheck::List { field, values }) => Verdict::ok(
+            CHECK,
+            format!("{field} is a list field with {values} values"),
+        ),
+        Ok(SolutionFieldCheck::Missing { field }) => Verdict::fail(
+            CHECK,
+            format!("{field} does not exist on the portal"),
+            "set --solution-field to the UF_CRM_... code of the list field (CRM → Settings → Custom fields → Leads)",
+        ),
+        Ok(SolutionFieldCheck::NotAList { field, kind }) => Verdict::fail(
+            CHECK,
+            format!(
+                "{field} is of type {}, not a list",
+                if kind.is_empty() { "?" } else { &kind }
+            ),
+            "choose a list (enumeration) field",
+        ),
+        Ok(SolutionFieldCheck::NotSet { list_fields }) => {
+            let listed = if list_fields.is_empty() {
+                "the portal has no list fields of leads".to_string()
+            } else {
+                let named: Vec<String> = list_fields
                     .iter()
-                    .filter(|f| {
-                        f.get("USER_TYPE_ID").and_then(Value::as_str) == Some("enumeration")
-                    })
-                    .filter_map(|f| {
-                        let code = f.get("FIELD_NAME").and_then(Value::as_str)?;
-                        Some(match field_label(f) {
-                            Some(name) => format!("{code} ({name})"),
-                            None => code.to_string(),
-                        })
+                    .map(|(code, name)| match name {
+                        Some(name) => format!("{code} ({name})"),
+                        None => code.clone(),
                     })
                     .collect();
-                if lists.is_empty() {
-                    "the portal has no list fields of leads".to_string()
-                } else {
-                    format!("the portal's list fields of leads: {}", lists.join(", "))
-                }
-            }
-            None => "crm.lead.userfield.list did not answer a list".to_string(),
-        },
-        Err(e) => format!("could not list the portal's fields: {e}"),
-    };
+                format!("the portal's list fields of leads: {}", named.join(", "))
+            };
+            not_set(listed)
+        }
+        Err(e) if field.is_none() => not_set(format!("could not list the portal's fields: {e}")),
+        Err(e) => Verdict::fail(CHECK, e.to_string(), refusal_fix(&e)),
+    }
+}
+
+/// No solution field configured: a warning, with what the portal offers.
+fn not_set(listed: String) -> Verdict {
     Verdict::warn(
         "solution field",
         format!("none set: bitrix_lead_solution stays empty; {listed}"),
-        fix,
+        "set --solution-field / B24SYNC_SOLUTION_FIELD to the UF_CRM_... code of the leads' list field \
+         (CRM → Settings → Custom fields → Leads, or the REST method crm.lead.userfield.list)",
     )
-}
-
-/// A user field's display name: a plain label, or the label of the first language.
-fn field_label(f: &Value) -> Option<String> {
-    ["EDIT_FORM_LABEL", "LIST_COLUMN_LABEL"]
-        .iter()
-        .find_map(|k| match f.get(*k)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Object(by_lang) => by_lang
-                .get("ru")
-                .or_else(|| by_lang.get("en"))
-                .or_else(|| by_lang.values().next())
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            _ => None,
-        })
 }
 
 fn refusal_fix(e: &ExtractError) -> String {

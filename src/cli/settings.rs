@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::{DbOpen, ToSyncArgs};
 use crate::extract::paging::Paging;
-use crate::lookup::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
 use crate::model::PHONE_TAIL_DIGITS;
 use crate::run::{DeletionPolicy, SyncMode, SyncOptions};
+use crate::transform::caller::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 

@@ -7,9 +7,9 @@
 //! - [`oauth`]: OAuth application mode: tokens in `bitrix_oauth`, refreshed on 401.
 //! - [`limits`]: the client-side leaky bucket and operating-time budget every request passes.
 //! - [`paging`]: strategies that turn "all leads" into a stream of pages.
-//! - [`portal`]: chosen leads read whole (`crm.lead.get`), for the error table.
+//! - [`portal`]: the portal's one-off questions (server time, the solution field, users,
+//!   leads by ID, chosen leads read whole), each a typed function.
 //! - [`query`]: PHP-style query strings, the format of `batch` sub-commands.
-//! - [`users`]: `user.get` for the operators leads are assigned to (the caller lookup).
 
 pub mod auth;
 pub mod client;
@@ -19,7 +19,6 @@ pub mod oauth;
 pub mod paging;
 pub mod portal;
 pub mod query;
-pub mod users;
 
 pub use auth::Webhook;
 pub use client::{Bitrix24Client, ClientConfig, ExtractError};

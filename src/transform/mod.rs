@@ -5,6 +5,7 @@
 //! [`TimePolicy`]), `contacts` (PHONE/EMAIL/WEB/IM rows), `solution` (the list field and its
 //! labels). Nothing here rejects a lead except a missing or unusable ID.
 
+pub mod caller;
 mod contacts;
 mod dates;
 pub mod phone;

@@ -86,8 +86,8 @@ pub async fn sync_into(
     opts: &SyncOptions,
 ) -> Result<RunSummary, RunError> {
     let client = client_for(sim, CancellationToken::new());
-    let sink = SqliteSink::open(db).unwrap();
-    run::sync(&client, &sink, opts, CancellationToken::new()).await
+    let stores = run::RunStores::from(&SqliteSink::open(db).unwrap().into_stores());
+    run::sync(&client, &stores, opts, CancellationToken::new()).await
 }
 
 /// Every row of a table, ordered by `Id`, as SQLite values.

@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
-use super::client::{Bitrix24Client, ExtractError, SubResult};
-use super::paging::BATCH_SIZE;
-use super::query;
+use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::paging::BATCH_SIZE;
+use crate::extract::query;
 
 /// Failed rounds in a row (sub-calls that erred or went missing) before giving up.
 const MAX_ROUNDS: u32 = 6;
@@ -58,7 +58,7 @@ pub async fn fetch_full_leads(
                             method: "crm.lead.get".into(),
                             detail: format!(
                                 "lead {id} came back as {} instead of an object",
-                                super::paging::json_kind(&result)
+                                crate::extract::paging::json_kind(&result)
                             ),
                         })
                     }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::client::{Bitrix24Client, ExtractError, SubResult};
-use super::paging::{BATCH_SIZE, PAGE_SIZE};
-use super::query;
+use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use crate::extract::paging::{BATCH_SIZE, PAGE_SIZE};
+use crate::extract::query;
 use crate::model::Operator;
 
 /// The Bitrix24 error code of a call the webhook has no scope for.
@@ -86,6 +86,14 @@ pub async fn fetch_users(
         }
     }
     Ok(UsersAnswer::Users(found))
+}
+
+/// Whether the credentials may read users (the `user` scope): one `user.get` call.
+pub async fn probe_users(client: &Bitrix24Client) -> Result<(), ExtractError> {
+    client
+        .call("user.get", &json!({ "filter": { "ID": 1 } }))
+        .await
+        .map(|_| ())
 }
 
 /// One `user.get` row as an [`Operator`]; `None` without a usable ID.

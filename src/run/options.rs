@@ -1,0 +1,126 @@
+//! How a run is asked to go: its options, its progress reporting, and the state keys it
+//! keeps between runs.
+
+use std::time::Duration;
+
+use crate::extract::paging::Paging;
+use crate::transform::phone::DefaultRegion;
+use crate::transform::TimePolicy;
+
+/// `b24sync_state` keys.
+pub mod state_keys {
+    /// Bitrix24's clock at the start of the last completed run (`2024-05-01T12:00:00+03:00`).
+    pub const WATERMARK: &str = "watermark.date_modify";
+    /// Unix seconds (this machine) of the last deletion check.
+    pub const DELETION_CHECK_AT: &str = "deletion_check.last_unix";
+    /// Incremental runs since the last deletion check.
+    pub const RUNS_SINCE_DELETION_CHECK: &str = "deletion_check.runs_since";
+    /// Leads read by the last full run (what the next full run's progress bar expects).
+    pub const FULL_RUN_LEADS: &str = "full_sync.leads_read";
+    /// The portal the database is synced from: its host (`acme.bitrix24.ru`, with the port
+    /// when it has one), written by the first sync.
+    pub const PORTAL_DOMAIN: &str = "portal.domain";
+    /// The portal's `member_id`, where Bitrix24 gives it (OAuth mode); empty otherwise.
+    pub const PORTAL_MEMBER_ID: &str = "portal.member_id";
+}
+
+/// Where a run reports its progress (the CLI draws a bar on a terminal). Calls come from
+/// the loader, once per committed batch.
+pub trait Progress: Send + Sync {
+    /// The run starts reading; `expected` is the number of leads when it can be known.
+    fn started(&self, mode: &str, expected: Option<u64>);
+    /// `leads` leads have been loaded so far.
+    fn advanced(&self, leads: u64);
+    /// The run is over (successful or not).
+    fn finished(&self);
+}
+
+/// A shareable [`Progress`] that fits in [`SyncOptions`].
+#[derive(Clone)]
+pub struct ProgressHandle(pub std::sync::Arc<dyn Progress>);
+
+impl std::fmt::Debug for ProgressHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHandle")
+    }
+}
+
+/// Which leads a run reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Incremental when a watermark exists (a run has completed), else full.
+    #[default]
+    Auto,
+    /// Every lead.
+    Full,
+    /// Leads modified since this point (`2024-05-01`, `2024-05-01T12:00`, with or
+    /// without an offset; without one, the portal's offset is used).
+    Since(String),
+}
+
+/// When to look for leads deleted in Bitrix24.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionPolicy {
+    /// Check on every N-th incremental run (full runs always check).
+    pub every_runs: u32,
+    /// ... or when this long has passed since the last check.
+    pub every: Duration,
+    /// Refuse to delete more than this share of `bitrix_leads` in one check (a webhook
+    /// that lost its CRM permission sees an empty portal).
+    pub max_share: f64,
+}
+
+impl Default for DeletionPolicy {
+    fn default() -> Self {
+        DeletionPolicy {
+            every_runs: 12,
+            every: Duration::from_secs(3600),
+            max_share: 0.2,
+        }
+    }
+}
+
+/// How a sync runs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub paging: Paging,
+    pub time_policy: TimePolicy,
+    /// The list-type user field copied into `bitrix_lead_solution`.
+    pub solution_field: Option<String>,
+    /// Leads per load transaction.
+    pub batch_leads: usize,
+    /// How long to wait for another run's lock.
+    pub lock_wait: Duration,
+    pub mode: SyncMode,
+    /// How far before the watermark an incremental run starts reading.
+    pub overlap: Duration,
+    pub deletion: DeletionPolicy,
+    /// Read and compare, change nothing: the loader previews each batch in a transaction
+    /// that is rolled back, deletions are counted, not made, and no state is written.
+    pub dry_run: bool,
+    pub progress: Option<ProgressHandle>,
+    /// How PHONE values written without a country code are read (`--phone-region`).
+    pub phone_region: DefaultRegion,
+    /// `--rebind-portal`: the database is bound to another portal, and this run moves it to
+    /// the client's portal on purpose (and reads every lead: see `run::binding`).
+    pub rebind_portal: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            paging: Paging::Batch,
+            time_policy: TimePolicy::Portal,
+            solution_field: None,
+            batch_leads: 2500,
+            lock_wait: Duration::from_secs(60),
+            mode: SyncMode::Auto,
+            overlap: Duration::from_secs(300),
+            deletion: DeletionPolicy::default(),
+            dry_run: false,
+            progress: None,
+            phone_region: DefaultRegion::default(),
+            rebind_portal: false,
+        }
+    }
+}
