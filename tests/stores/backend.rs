@@ -409,23 +409,45 @@ impl Backend {
         .collect()
     }
 
-    /// Everything a preview must leave alone, read back in full.
+    /// Every row of every table, by table name: what "nothing changed" is compared on
+    /// (staging tables are temporary, so not among them).
     pub async fn snapshot(&self) -> String {
-        let state = self
-            .table(
-                "b24sync_state",
-                &[("name", Col::Text), ("value", Col::Text)],
-                "name",
-            )
-            .await;
-        format!(
-            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-            self.leads().await,
-            self.contacts().await,
-            self.solutions().await,
-            self.errors().await,
-            state
-        )
+        let mut out = Vec::new();
+        for table in self.table_names().await {
+            let rows: Vec<String> = match &self.place {
+                Place::Sqlite { path, .. } => {
+                    use rusqlite::types::Value;
+                    let conn = rusqlite::Connection::open(path).expect("open");
+                    let mut stmt = conn
+                        .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY rowid"))
+                        .expect("select");
+                    let n = stmt.column_count();
+                    stmt.query_map([], |r| {
+                        let row: Vec<Value> = (0..n)
+                            .map(|i| r.get::<_, Value>(i))
+                            .collect::<Result<_, _>>()?;
+                        Ok(format!("{row:?}"))
+                    })
+                    .expect("rows")
+                    .collect::<Result<_, _>>()
+                    .expect("rows")
+                }
+                Place::Mssql { db } => {
+                    let mut c = db.raw().await;
+                    let mut rows: Vec<String> =
+                        mssql_support::exec(&mut c, &format!("SELECT * FROM dbo.[{table}]"))
+                            .await
+                            .into_iter()
+                            .flatten()
+                            .map(|r| format!("{:?}", r.into_iter().collect::<Vec<_>>()))
+                            .collect();
+                    rows.sort();
+                    rows
+                }
+            };
+            out.push(format!("{table}: {rows:?}"));
+        }
+        out.join("\n")
     }
 }
 
