@@ -68,17 +68,20 @@ fn awkward() -> Batch {
     }
 }
 
+/// (lead, contact ID, value type, value, type) of a contact row.
+type ContactKey = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// What every backend must hold afterwards.
 struct Expected {
     leads: Vec<LeadRow>,
-    /// (lead, contact ID, value type, value, type), sorted.
-    contacts: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )>,
+    /// Sorted.
+    contacts: Vec<ContactKey>,
     /// (lead, solution), sorted.
     solutions: Vec<(i64, String)>,
     /// (sql_ID, a word the reason must contain, lead JSON), sorted.
