@@ -20,8 +20,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use b24sync::load::mssql::{sql, MssqlOptions, MssqlSink};
-use b24sync::load::{BatchOutcome, Sink, StoreError};
+use b24sync::load::Stores;
 use b24sync::model::{Batch, Cell, LeadRecord, Problem, ProblemKind, RejectedLead};
+use b24sync::prepare::{prepare, PreparedBatch};
+use b24sync::store::{BatchOutcome, StoreError};
 use mssql_support::*;
 
 fn opts() -> MssqlOptions {
@@ -32,21 +34,47 @@ fn opts() -> MssqlOptions {
     }
 }
 
-async fn sink(db: &TestDb) -> MssqlSink {
-    MssqlSink::connect(&db.conn, opts()).await.expect("connect")
+/// The stores of the test database (through `load::Stores` and the role traits, as the
+/// program uses them).
+async fn sink(db: &TestDb) -> Stores {
+    MssqlSink::connect(&db.conn, opts())
+        .await
+        .expect("connect")
+        .into_stores()
 }
 
-async fn ready_sink(db: &TestDb) -> MssqlSink {
+async fn ready_sink(db: &TestDb) -> Stores {
     let s = sink(db).await;
-    s.init_schema().await.expect("init_schema");
+    s.schema.init_schema().await.expect("init_schema");
     s
 }
 
-fn batch(records: Vec<LeadRecord>) -> Batch {
-    Batch {
+fn batch(records: Vec<LeadRecord>) -> PreparedBatch {
+    prepare(Batch {
         records,
         rejected: vec![],
-    }
+    })
+}
+
+/// The server session holding the run lock (session-owned application lock `b24sync`,
+/// `sql/mssql/lock_acquire.sql`), read from `sys.dm_tran_locks` (needs VIEW SERVER STATE).
+async fn run_lock_session(c: &mut Raw) -> i32 {
+    let sets = arrange::arrange(
+        c,
+        "reading the run lock's session from sys.dm_tran_locks",
+        "SELECT request_session_id FROM sys.dm_tran_locks \
+         WHERE resource_type = N'APPLICATION' AND request_owner_type = N'SESSION' \
+           AND resource_database_id = DB_ID() AND request_status = N'GRANT' \
+           AND (resource_description LIKE N'%:[[]b24sync]:%' OR resource_description LIKE N'%:b24sync:(%');",
+    )
+    .await;
+    let spids: Vec<i32> = sets
+        .iter()
+        .flatten()
+        .filter_map(|r| r.get::<i32, _>(0))
+        .collect();
+    assert_eq!(spids.len(), 1, "one session holds the run lock: {spids:?}");
+    spids[0]
 }
 
 fn now() -> chrono::NaiveDateTime {
@@ -169,10 +197,11 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
     let server = require_server();
     let db = TestDb::create(&server).await;
     let s = sink(&db).await;
-    assert_eq!(s.describe().split('/').nth(1), Some(db.name.as_str()));
+    assert_eq!(s.target.split('/').nth(1), Some(db.name.as_str()));
 
     // Loading before init-db is refused with what to do.
     let err = s
+        .batches
         .load_batch(batch(vec![lead(1, 0)]), now())
         .await
         .expect_err("not prepared");
@@ -181,7 +210,7 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
         "{err}"
     );
 
-    let report = s.init_schema().await.expect("init");
+    let report = s.schema.init_schema().await.expect("init");
     // One line for the tables (and row Id = 1), then one per migration; no more.
     let tables = format!(
         "{} table(s): {}; row Id = 1 of dbo.bitrix_lead_runtime",
@@ -299,6 +328,7 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
 
     let s = sink(&db).await;
     let err = s
+        .schema
         .init_schema()
         .await
         .expect_err("duplicates block the unique index");
@@ -353,7 +383,7 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
         Some(3)
     );
 
-    let report = s.init_schema().await.expect("init after the fix");
+    let report = s.schema.init_schema().await.expect("init after the fix");
     // 0004 and every later migration (the first init stopped at 0004).
     assert_eq!(
         report.created,
@@ -402,6 +432,7 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
     // The loader now works on top of the old data: lead 1 keeps its Id.
     let id_before = scalar_i32(&mut c, "SELECT Id FROM dbo.bitrix_leads WHERE sql_ID = 1").await;
     let out = s
+        .batches
         .load_batch(batch(vec![lead(1, 0), lead(5, 0)]), now())
         .await
         .expect("load");
@@ -480,12 +511,13 @@ async fn a_batch_seeks_its_error_rows_instead_of_scanning_the_table() {
         .collect();
     for _ in 0..2 {
         // First inserts the error rows, then finds and keeps them.
-        s.load_batch(batch(records.clone()), now())
+        s.batches
+            .load_batch(batch(records.clone()), now())
             .await
             .expect("load");
     }
     let delete: Vec<i32> = (1..=5).collect();
-    s.delete_leads(delete).await.expect("delete");
+    s.deletions.delete_leads(delete).await.expect("delete");
     let after = error_index_usage(&mut c).await;
     assert!(
         after[&false].0 > before[&false].0,
@@ -512,6 +544,7 @@ async fn a_row_the_server_rejects_is_isolated_and_the_rest_loads() {
     records[17].lead.cells[idx("TITLE")] = Cell::Text("please REJECT me".into());
     records[50].lead.cells[idx("TITLE")] = Cell::Text("REJECT too".into());
     let out = s
+        .batches
         .load_batch(batch(records.clone()), now())
         .await
         .expect("the batch survives");
@@ -556,6 +589,7 @@ async fn a_row_the_server_rejects_is_isolated_and_the_rest_loads() {
     // Fixed in Bitrix24: it loads and its error row goes.
     records[17].lead.cells[idx("TITLE")] = Cell::Text("fine now".into());
     let out = s
+        .batches
         .load_batch(batch(vec![records[17].clone()]), now())
         .await
         .expect("load");
@@ -569,25 +603,32 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
     let server = require_server();
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
-    a.lock_run(Duration::from_secs(5)).await.expect("lock");
-    a.load_batch(batch(vec![lead(1, 0)]), now())
+    let a_lock = a.lock.lock_run(Duration::from_secs(5)).await.expect("lock");
+    a.batches
+        .load_batch(batch(vec![lead(1, 0)]), now())
         .await
         .expect("load under the lock");
-    a.write_state("test.key", "before").await.expect("state");
-    let spid = a.run_lock_session().expect("the lock's session is known");
+    a.state
+        .write_state("test.key", "before")
+        .await
+        .expect("state");
+    let mut c = db.raw().await;
+    let spid = run_lock_session(&mut c).await;
 
     // The lock's session ends (a DBA's KILL, a server-side timeout, a dropped connection).
-    let mut c = db.raw().await;
     arrange::kill_session(&mut c, spid).await;
 
     // Another run may take the lock now, and does.
     let b = ready_sink(&db).await;
-    b.lock_run(Duration::from_secs(10))
+    let b_lock = b
+        .lock
+        .lock_run(Duration::from_secs(10))
         .await
         .expect("the lock went with its session");
 
     // The first run finds out at its next write, and nothing of it is committed.
     let err = a
+        .batches
         .load_batch(batch(vec![lead(2, 0)]), now())
         .await
         .expect_err("the run lock was lost");
@@ -598,9 +639,12 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
         "{text}"
     );
     for (what, result) in [
-        ("state", a.write_state("test.key", "after").await),
-        ("stamp", a.stamp_runtime(now()).await),
-        ("deletion", a.delete_leads(vec![1]).await.map(|_| ())),
+        ("state", a.state.write_state("test.key", "after").await),
+        ("stamp", a.history.stamp_runtime(now()).await),
+        (
+            "deletion",
+            a.deletions.delete_leads(vec![1]).await.map(|_| ()),
+        ),
     ] {
         let err = result.expect_err(what);
         assert!(err.to_string().contains("was lost"), "{what}: {err}");
@@ -624,17 +668,23 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
         "the deletion after the loss was rolled back"
     );
     assert_eq!(
-        b.read_state("test.key").await.expect("read").as_deref(),
+        b.state
+            .read_state("test.key")
+            .await
+            .expect("read")
+            .as_deref(),
         Some("before")
     );
     // The new holder writes normally.
-    b.load_batch(batch(vec![lead(3, 0)]), now())
+    b.batches
+        .load_batch(batch(vec![lead(3, 0)]), now())
         .await
         .expect("the new holder loads");
-    b.unlock_run().await.expect("unlock");
-    a.unlock_run()
+    b_lock.release().await.expect("release");
+    a_lock
+        .release()
         .await
-        .expect("unlocking a lost lock is quiet");
+        .expect("releasing a lost lock is quiet");
 }
 
 #[tokio::test]
@@ -643,9 +693,9 @@ async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run(
     let server = require_server();
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
-    a.lock_run(Duration::from_secs(5)).await.expect("lock");
-    let spid = a.run_lock_session().expect("session");
+    let _a_lock = a.lock.lock_run(Duration::from_secs(5)).await.expect("lock");
     let mut c = db.raw().await;
+    let spid = run_lock_session(&mut c).await;
     // Hold a write transaction of the run open by hand: it took the shared write lock the
     // way lock_guard.sql does. While it is open, a new run gets the run lock only after it.
     let mut tx = db.raw().await;
@@ -657,15 +707,19 @@ async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run(
     arrange::kill_session(&mut c, spid).await;
     let b = sink(&db).await;
     let err = b
+        .lock
         .lock_run(Duration::from_millis(1500))
         .await
         .expect_err("the barrier waits for the transaction in flight");
     assert!(matches!(err, StoreError::LockBusy { .. }), "{err:?}");
     exec(&mut tx, "COMMIT TRANSACTION;").await;
-    b.lock_run(Duration::from_secs(5))
+    b.lock
+        .lock_run(Duration::from_secs(5))
         .await
-        .expect("free once it committed");
-    b.unlock_run().await.expect("unlock");
+        .expect("free once it committed")
+        .release()
+        .await
+        .expect("release");
 }
 
 #[tokio::test]
@@ -682,9 +736,9 @@ async fn many_batches_on_a_small_pool() {
         },
     )
     .await
-    .expect("connect");
-    s.init_schema().await.expect("init");
-    let s = std::sync::Arc::new(s);
+    .expect("connect")
+    .into_stores();
+    s.schema.init_schema().await.expect("init");
     // Concurrent batches on separate leads: each batch has its own connection and staging
     // tables, so they do not see each other's rows.
     let mut tasks = Vec::new();
@@ -692,7 +746,7 @@ async fn many_batches_on_a_small_pool() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let records: Vec<_> = (1..=50).map(|i| lead(k * 1000 + i, 0)).collect();
-            s.load_batch(batch(records), now()).await
+            s.batches.load_batch(batch(records), now()).await
         }));
     }
     let mut total = BatchOutcome::default();
@@ -746,14 +800,19 @@ async fn state_before_init_db_and_by_the_database_collation() {
     let db = TestDb::create(&server).await;
     let s = sink(&db).await;
     // Before init-db the state table may not exist: a clear message, not "Invalid object name".
-    let err = s.read_state("watermark").await.expect_err("not prepared");
+    let err = s
+        .state
+        .read_state("watermark")
+        .await
+        .expect_err("not prepared");
     assert!(
         matches!(err, StoreError::Schema(_)) && err.to_string().contains("b24sync init-db"),
         "{err}"
     );
-    s.init_schema().await.expect("init");
+    s.schema.init_schema().await.expect("init");
     let mut c = db.raw().await;
-    s.write_state("watermark", "2024-06-02T11:30:15+03:00")
+    s.state
+        .write_state("watermark", "2024-06-02T11:30:15+03:00")
         .await
         .expect("write");
     // updated_at is UTC now (the server's clock, so no skew with this machine's).
@@ -777,7 +836,10 @@ async fn state_before_init_db_and_by_the_database_collation() {
     .flatten()
     .next()
     .and_then(|r| r.get::<&str, _>(0).map(str::to_string));
-    assert_eq!(s.read_state("WATERMARK ").await.expect("read"), direct);
+    assert_eq!(
+        s.state.read_state("WATERMARK ").await.expect("read"),
+        direct
+    );
 
     // Writers racing on a new name, then: no transaction (and so no lock) was left open on
     // the pooled connections: another session can update every row at once. (Locks, not
@@ -787,7 +849,7 @@ async fn state_before_init_db_and_by_the_database_collation() {
     for k in 0..4 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.write_state("raced", &format!("v{k}")).await
+            s.state.write_state("raced", &format!("v{k}")).await
         }));
     }
     for t in tasks {
@@ -815,18 +877,19 @@ async fn error_review_works_before_init_db() {
     )
     .await;
     let s = sink(&db).await;
-    let rows = s.error_rows().await.expect("list");
+    let rows = s.errors.error_rows().await.expect("list");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].lead_id.as_deref(), Some("12"));
     assert_eq!(rows[0].at, Some(dt(2023, 3, 4, 5, 6, 7)));
     assert_eq!(
-        s.clear_errors(dt(2024, 1, 1, 0, 0, 0))
+        s.errors
+            .clear_errors(dt(2024, 1, 1, 0, 0, 0))
             .await
             .expect("clear"),
         1
     );
     // The deletion check, though, needs init-db (it relies on sql_ID being unique).
-    let err = s.lead_ids().await.expect_err("not prepared");
+    let err = s.deletions.lead_ids().await.expect_err("not prepared");
     assert!(err.to_string().contains("b24sync init-db"), "{err}");
 }
 
@@ -863,8 +926,9 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     let db = TestDb::create(&server).await;
     let s = ready_sink(&db).await;
     let mut c = db.raw().await;
-    s.write_state("watermark", "w1").await.expect("state");
-    s.load_batch(batch((1..=20).map(|id| lead(id, 0)).collect()), now())
+    s.state.write_state("watermark", "w1").await.expect("state");
+    s.batches
+        .load_batch(batch((1..=20).map(|id| lead(id, 0)).collect()), now())
         .await
         .expect("first load");
     // A row the server rejects, so the preview bisects like the load does.
@@ -887,14 +951,25 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
         }
     };
     let before = snapshot(&mut c).await;
-    let preview = s.preview_batch(next(), now()).await.expect("preview");
+    let preview = s
+        .batches
+        .preview_batch(prepare(next()), now())
+        .await
+        .expect("preview");
     assert_eq!(snapshot(&mut c).await, before, "the preview changed data");
     assert_eq!(
-        s.preview_batch(next(), now()).await.expect("again"),
+        s.batches
+            .preview_batch(prepare(next()), now())
+            .await
+            .expect("again"),
         preview,
         "a second preview sees the same database"
     );
-    let loaded = s.load_batch(next(), now()).await.expect("load");
+    let loaded = s
+        .batches
+        .load_batch(prepare(next()), now())
+        .await
+        .expect("load");
     assert_eq!(preview, loaded);
     assert_eq!(loaded.leads_inserted, 10, "21..=31 but the rejected 25");
     assert_eq!(loaded.leads_updated, 6, "every third of 1..=20");
@@ -930,7 +1005,7 @@ async fn diagnose_reports_each_failure_and_changes_nothing() {
     .await;
     arrange::alter_column(&mut c, "dbo.bitrix_leads", "sql_NAME", "nvarchar(100) NULL").await;
     let s = sink(&db).await;
-    let report = s.diagnose().await.expect("diagnose");
+    let report = s.schema.diagnose().await.expect("diagnose");
 
     let tables = find(&report, "tables");
     assert!(
@@ -1067,10 +1142,11 @@ async fn a_login_with_only_dml_rights_runs_a_full_sync() {
     let check = db.conn.clone();
     // Run the part that can fail on a task of its own, so the login is dropped either way.
     let outcome = tokio::spawn(async move {
-        let sink = MssqlSink::connect(&conn, opts())
+        let stores = MssqlSink::connect(&conn, opts())
             .await
-            .expect("the DML login connects");
-        let report = sink.diagnose().await.expect("diagnose");
+            .expect("the DML login connects")
+            .into_stores();
+        let report = stores.schema.diagnose().await.expect("diagnose");
         let perms = find(&report, "permissions");
         assert!(perms.ok, "doctor finds the DML rights enough: {perms:?}");
         let sim = Simulator::start(SimulatorConfig {
@@ -1086,6 +1162,9 @@ async fn a_login_with_only_dml_rights_runs_a_full_sync() {
             cancel.clone(),
         )
         .expect("client");
+        let sink = MssqlSink::connect(&conn, opts())
+            .await
+            .expect("the DML login connects");
         let summary = b24sync::run::sync(
             &client,
             &sink,
@@ -1148,9 +1227,13 @@ async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
     .await;
     let conn = as_login(&db.conn, &login, password);
     let outcome = tokio::spawn(async move {
-        let sink = MssqlSink::connect(&conn, opts()).await.expect("connect");
+        let stores = MssqlSink::connect(&conn, opts())
+            .await
+            .expect("connect")
+            .into_stores();
         // The schema check every sync starts with says what to run, before anything is written.
-        let err = sink
+        let err = stores
+            .schema
             .init_schema()
             .await
             .expect_err("row 1 cannot be created");
@@ -1162,7 +1245,7 @@ async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
                 && text.contains("ALTER"),
             "{text}"
         );
-        let report = sink.diagnose().await.expect("diagnose");
+        let report = stores.schema.diagnose().await.expect("diagnose");
         let perms = find(&report, "permissions");
         assert!(
             !perms.ok && perms.detail.contains("row Id = 1"),
@@ -1175,7 +1258,7 @@ async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
         0
     );
     // init-db as a login that may creates it.
-    let report = sink(&db).await.init_schema().await.expect("init-db");
+    let report = sink(&db).await.schema.init_schema().await.expect("init-db");
     assert!(
         report
             .created
@@ -1222,8 +1305,9 @@ fn query(number: &str) -> b24sync::model::caller::CallerQuery {
     )
 }
 
-async fn found(s: &MssqlSink, number: &str) -> Vec<i64> {
-    s.lookup_caller(&query(number))
+async fn found(s: &Stores, number: &str) -> Vec<i64> {
+    s.lookup
+        .lookup_caller(&query(number))
         .await
         .expect("lookup")
         .iter()
@@ -1256,20 +1340,22 @@ async fn caller_lookup_through_the_t_sql_functions_and_the_view() {
     let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
     second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
     let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
-    s.load_batch(batch(vec![first.clone(), second, odd]), now())
+    s.batches
+        .load_batch(batch(vec![first.clone(), second, odd]), now())
         .await
         .expect("load");
-    s.store_operators(vec![b24sync::model::Operator {
-        user_id: "6".into(),
-        name: Some("Анна".into()),
-        last_name: Some("Смирнова".into()),
-        phone_inner: Some("106".into()),
-        active: Some(true),
-        details: true,
-        ..Default::default()
-    }])
-    .await
-    .expect("operators");
+    s.operators
+        .store_operators(vec![b24sync::model::Operator {
+            user_id: "6".into(),
+            name: Some("Анна".into()),
+            last_name: Some("Смирнова".into()),
+            phone_inner: Some("106".into()),
+            active: Some(true),
+            details: true,
+            ..Default::default()
+        }])
+        .await
+        .expect("operators");
 
     // Through the store (any spelling, newest first, operators): tests/stores.rs,
     // caller_lookup_matches_any_spelling_newest_first. Here the T-SQL objects.
@@ -1337,7 +1423,8 @@ async fn caller_lookup_seeks_the_phone_indexes() {
         })
         .collect();
     for chunk in leads.chunks(500) {
-        s.load_batch(batch(chunk.to_vec()), now())
+        s.batches
+            .load_batch(batch(chunk.to_vec()), now())
             .await
             .expect("load");
     }
