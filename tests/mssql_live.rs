@@ -1276,45 +1276,6 @@ async fn a_sync_without_row_one_and_without_alter_stops_before_writing() {
 
 // ---- The caller lookup (migration 0006) ----
 
-/// A lead with these PHONE values, normalised as the transform does (region RU).
-fn lead_with_phones(id: i32, assigned: &str, phones: &[(&str, &str)]) -> LeadRecord {
-    let mut r = lead(id, 0);
-    r.lead.cells[idx("ASSIGNED_BY_ID")] = Cell::Text(assigned.to_string());
-    r.contacts = phones
-        .iter()
-        .map(|(cid, v)| b24sync::model::ContactRow {
-            lead_id: id,
-            contact_id: Some(cid.to_string()),
-            value_type: Some("WORK".into()),
-            value: Some(v.to_string()),
-            type_id: "PHONE".into(),
-        })
-        .collect();
-    r.phones = b24sync::transform::phones::phone_rows(
-        &r.contacts,
-        &b24sync::transform::phone::DefaultRegion::default(),
-    );
-    r
-}
-
-fn query(number: &str) -> b24sync::model::caller::CallerQuery {
-    b24sync::model::caller::CallerQuery::new(
-        number,
-        &b24sync::transform::phone::DefaultRegion::default(),
-        10,
-    )
-}
-
-async fn found(s: &Stores, number: &str) -> Vec<i64> {
-    s.lookup
-        .lookup_caller(&query(number))
-        .await
-        .expect("lookup")
-        .iter()
-        .map(|m| m.lead_id)
-        .collect()
-}
-
 /// Lead IDs a T-SQL lookup returns (first column), in order.
 async fn ids_of(c: &mut Raw, sql: &str) -> Vec<i32> {
     exec(c, sql)
@@ -1331,29 +1292,13 @@ async fn caller_lookup_through_the_t_sql_functions_and_the_view() {
     let server = require_server();
     let db = TestDb::create(&server).await;
     let s = ready_sink(&db).await;
-    let mut first = lead_with_phones(
-        1,
-        "5",
-        &[("11", "8 (912) 345-67-89 доб. 12"), ("12", "не звонить")],
-    );
-    first.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 1, 9, 0, 0));
-    let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
-    second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
-    let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
+    let (leads, anna) = caller_leads();
     s.batches
-        .load_batch(batch(vec![first.clone(), second, odd]), now())
+        .load_batch(batch(leads), now())
         .await
         .expect("load");
     s.operators
-        .store_operators(vec![b24sync::model::Operator {
-            user_id: "6".into(),
-            name: Some("Анна".into()),
-            last_name: Some("Смирнова".into()),
-            phone_inner: Some("106".into()),
-            active: Some(true),
-            details: true,
-            ..Default::default()
-        }])
+        .store_operators(vec![anna])
         .await
         .expect("operators");
 

@@ -40,29 +40,11 @@ use tables::*;
 macro_rules! contract {
     () => {};
     (#[waits = $why:literal] $name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
-        #[tokio::test]
-        #[ignore = $why]
-        async fn $sqlite() {
-            $name(Kind::Sqlite).await
-        }
-        #[tokio::test]
-        #[ignore = $why]
-        async fn $mssql() {
-            $name(Kind::Mssql).await
-        }
+        contract!(@pair $why, $why, $name, $sqlite, $mssql);
         contract!($($rest)*);
     };
     (#[sqlite_waits = $why:literal] $name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
-        #[tokio::test]
-        #[ignore = $why]
-        async fn $sqlite() {
-            $name(Kind::Sqlite).await
-        }
-        #[tokio::test]
-        #[ignore = "needs B24SYNC_TEST_MSSQL (an ADO.NET connection string)"]
-        async fn $mssql() {
-            $name(Kind::Mssql).await
-        }
+        contract!(@pair $why, "needs B24SYNC_TEST_MSSQL (an ADO.NET connection string)", $name, $sqlite, $mssql);
         contract!($($rest)*);
     };
     ($name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
@@ -70,12 +52,23 @@ macro_rules! contract {
         async fn $sqlite() {
             $name(Kind::Sqlite).await
         }
+        contract!(@mssql "needs B24SYNC_TEST_MSSQL (an ADO.NET connection string)", $name, $mssql);
+        contract!($($rest)*);
+    };
+    (@pair $sqlite_why:literal, $mssql_why:literal, $name:ident, $sqlite:ident, $mssql:ident) => {
         #[tokio::test]
-        #[ignore = "needs B24SYNC_TEST_MSSQL (an ADO.NET connection string)"]
+        #[ignore = $sqlite_why]
+        async fn $sqlite() {
+            $name(Kind::Sqlite).await
+        }
+        contract!(@mssql $mssql_why, $name, $mssql);
+    };
+    (@mssql $why:literal, $name:ident, $mssql:ident) => {
+        #[tokio::test]
+        #[ignore = $why]
         async fn $mssql() {
             $name(Kind::Mssql).await
         }
-        contract!($($rest)*);
     };
 }
 

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use b24sync::model::{Cell, Operator};
 use b24sync::store::{Diagnosis, StoreError};
 
 use crate::backend::{Backend, Kind};
@@ -13,6 +12,18 @@ fn find<'a>(report: &'a [Diagnosis], check: &str) -> &'a Diagnosis {
         .iter()
         .find(|d| d.check == check)
         .unwrap_or_else(|| panic!("no {check} check in {report:?}"))
+}
+
+/// Take the run lock within `wait` (failing with `what`), and release it.
+async fn takes_the_lock(stores: &b24sync::load::Stores, wait: Duration, what: &str) {
+    stores
+        .lock
+        .lock_run(wait)
+        .await
+        .expect(what)
+        .release()
+        .await
+        .expect("release");
 }
 
 pub async fn init_schema_is_idempotent(kind: Kind) {
@@ -140,14 +151,12 @@ pub async fn closing_the_stores_releases_the_run_lock(kind: Kind) {
     // lock with them.
     drop(guard);
     drop(holder);
-    b.stores
-        .lock
-        .lock_run(Duration::from_secs(10))
-        .await
-        .expect("freed when the holder went")
-        .release()
-        .await
-        .expect("release");
+    takes_the_lock(
+        &b.stores,
+        Duration::from_secs(10),
+        "freed when the holder went",
+    )
+    .await;
 }
 
 pub async fn dropping_the_guard_releases_the_run_lock(kind: Kind) {
@@ -161,22 +170,18 @@ pub async fn dropping_the_guard_releases_the_run_lock(kind: Kind) {
         .expect("lock");
     drop(guard);
     // The stores stay open: only the guard went.
-    other
-        .lock
-        .lock_run(Duration::from_secs(10))
-        .await
-        .expect("freed when the guard dropped")
-        .release()
-        .await
-        .expect("release");
-    b.stores
-        .lock
-        .lock_run(Duration::from_secs(10))
-        .await
-        .expect("the first stores may take it again")
-        .release()
-        .await
-        .expect("release");
+    takes_the_lock(
+        &other,
+        Duration::from_secs(10),
+        "freed when the guard dropped",
+    )
+    .await;
+    takes_the_lock(
+        &b.stores,
+        Duration::from_secs(10),
+        "the first stores may take it again",
+    )
+    .await;
 }
 
 pub async fn token_store_locks_per_app_and_round_trips(kind: Kind) {
@@ -299,51 +304,23 @@ pub async fn token_locks_of_different_apps_are_independent(kind: Kind) {
     );
 }
 
-async fn found(b: &Backend, number: &str) -> Vec<i64> {
-    b.stores
-        .lookup
-        .lookup_caller(&query(number))
-        .await
-        .expect("lookup")
-        .iter()
-        .map(|m| m.lead_id)
-        .collect()
-}
-
 pub async fn caller_lookup_matches_any_spelling_newest_first(kind: Kind) {
     let b = Backend::ready(kind).await;
     let w = &b.stores.batches;
-    let mut first = lead_with_phones(
-        1,
-        "5",
-        &[("11", "8 (912) 345-67-89 доб. 12"), ("12", "не звонить")],
-    );
-    first.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 1, 9, 0, 0));
-    let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
-    second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
-    let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
-    w.load_batch(batch(vec![first.clone(), second, odd]), now())
-        .await
-        .expect("load");
+    let (leads, anna) = caller_leads();
+    let first = leads[0].clone();
+    w.load_batch(batch(leads), now()).await.expect("load");
     b.stores
         .operators
-        .store_operators(vec![Operator {
-            user_id: "6".into(),
-            name: Some("Анна".into()),
-            last_name: Some("Смирнова".into()),
-            phone_inner: Some("106".into()),
-            active: Some(true),
-            details: true,
-            ..Default::default()
-        }])
+        .store_operators(vec![anna])
         .await
         .expect("operators");
 
     // E.164 from any spelling, newest first; the fallback on the tail.
     for caller in ["89123456789", "+79123456789", "9123456789"] {
-        assert_eq!(found(&b, caller).await, vec![2, 1], "{caller}");
+        assert_eq!(found(&b.stores, caller).await, vec![2, 1], "{caller}");
     }
-    assert_eq!(found(&b, "7 000 345 67 89").await, vec![3]);
+    assert_eq!(found(&b.stores, "7 000 345 67 89").await, vec![3]);
     let m = b
         .stores
         .lookup
@@ -379,14 +356,14 @@ pub async fn caller_lookup_matches_any_spelling_newest_first(kind: Kind) {
     w.load_batch(batch(vec![without]), now())
         .await
         .expect("load");
-    assert_eq!(found(&b, "89123456789").await, vec![2]);
+    assert_eq!(found(&b.stores, "89123456789").await, vec![2]);
     // A deleted lead's phones go with it.
     b.stores
         .deletions
         .delete_leads(vec![2])
         .await
         .expect("delete");
-    assert!(found(&b, "89123456789").await.is_empty());
+    assert!(found(&b.stores, "89123456789").await.is_empty());
     assert_eq!(
         b.count("SELECT COUNT(*) FROM b24sync_lead_phones WHERE lead_id = 2")
             .await,

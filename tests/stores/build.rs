@@ -1,16 +1,15 @@
 //! Batches and records for the conformance suite. Leads come from `tests/mssql_support`
 //! (`lead`: every column filled with something awkward), which needs no server.
 
-use b24sync::model::caller::CallerQuery;
 use b24sync::model::oauth::{Secret, StoredApp, TokenSet};
-use b24sync::model::{Batch, Cell, ContactRow, LeadRecord, Problem, ProblemKind, RejectedLead};
+use b24sync::model::{Batch, Cell, LeadRecord, Problem, ProblemKind, RejectedLead};
 use b24sync::prepare::{prepare, PreparedBatch};
 use b24sync::store::RunRecord;
-use b24sync::transform::phone::DefaultRegion;
-use b24sync::transform::phones::phone_rows;
 use chrono::NaiveDateTime;
 
-pub use crate::mssql_support::{dt, idx, lead};
+pub use crate::mssql_support::{
+    caller_leads, dt, found, idx, lead, lead_with_phones, phone_contacts, query,
+};
 
 pub fn now() -> NaiveDateTime {
     dt(2024, 6, 1, 10, 0, 0)
@@ -18,10 +17,12 @@ pub fn now() -> NaiveDateTime {
 
 /// These records, prepared as `run` prepares every batch.
 pub fn batch(records: Vec<LeadRecord>) -> PreparedBatch {
-    prepare(Batch {
-        records,
-        rejected: vec![],
-    })
+    with_rejected(records, vec![])
+}
+
+/// These records and refused leads, prepared.
+pub fn with_rejected(records: Vec<LeadRecord>, rejected: Vec<RejectedLead>) -> PreparedBatch {
+    prepare(Batch { records, rejected })
 }
 
 pub fn prepared(batch: Batch) -> PreparedBatch {
@@ -57,42 +58,11 @@ pub fn small_lead(id: i32, title: &str, phones: &[(&str, &str)]) -> LeadRecord {
     }
     r.lead.cells[idx("TITLE")] = Cell::Text(title.to_string());
     r.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 3, 1, 10, 4, 5));
-    r.contacts = phones
-        .iter()
-        .map(|(cid, v)| ContactRow {
-            lead_id: id,
-            contact_id: Some(cid.to_string()),
-            value_type: Some("WORK".into()),
-            value: Some(v.to_string()),
-            type_id: "PHONE".into(),
-        })
-        .collect();
+    r.contacts = phone_contacts(id, phones);
     r.phones = vec![];
     r.solution = (id % 2 == 0).then(|| format!("solution {id}"));
     r.raw_json = format!(r#"{{"ID":"{id}","TITLE":"{title}"}}"#);
     r
-}
-
-/// A lead with these PHONE values, normalised as the transform does (region RU).
-pub fn lead_with_phones(id: i32, assigned: &str, phones: &[(&str, &str)]) -> LeadRecord {
-    let mut r = lead(id, 0);
-    r.lead.cells[idx("ASSIGNED_BY_ID")] = Cell::Text(assigned.to_string());
-    r.contacts = phones
-        .iter()
-        .map(|(cid, v)| ContactRow {
-            lead_id: id,
-            contact_id: Some(cid.to_string()),
-            value_type: Some("WORK".into()),
-            value: Some(v.to_string()),
-            type_id: "PHONE".into(),
-        })
-        .collect();
-    r.phones = phone_rows(&r.contacts, &DefaultRegion::default());
-    r
-}
-
-pub fn query(number: &str) -> CallerQuery {
-    CallerQuery::new(number, &DefaultRegion::default(), 10)
 }
 
 pub fn run_record(started: NaiveDateTime, mode: &str) -> RunRecord {

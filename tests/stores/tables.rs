@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use b24sync::model::{Batch, LeadRecord, Operator};
+use b24sync::model::{LeadRecord, Operator};
 use b24sync::store::{RunRecord, StoreError};
 
 use crate::backend::{Backend, Kind};
@@ -17,10 +17,10 @@ pub async fn lead_ids_lists_every_stored_lead(kind: Kind) {
         .expect("load");
     // A lead that only has an error row (rejected) is not a stored lead.
     w.load_batch(
-        prepared(Batch {
-            records: (1000..1250).map(|id| lead(id, 0)).collect(),
-            rejected: vec![rejected(Some("77"), "not loaded: test")],
-        }),
+        with_rejected(
+            (1000..1250).map(|id| lead(id, 0)).collect(),
+            vec![rejected(Some("77"), "not loaded: test")],
+        ),
         now(),
     )
     .await
@@ -42,13 +42,13 @@ pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind)
     }
     let out = w
         .load_batch(
-            prepared(Batch {
-                records: records.clone(),
-                rejected: vec![
+            with_rejected(
+                records.clone(),
+                vec![
                     rejected(Some("99"), "not loaded: 99"),
                     rejected(None, "no ID"),
                 ],
-            }),
+            ),
             now(),
         )
         .await
@@ -198,23 +198,17 @@ pub async fn error_rows_are_listed_with_dates_and_cleared_by_date(kind: Kind) {
         .await
         .expect("load");
     w.load_batch(
-        prepared(Batch {
-            records: vec![with_problem(2, "second")],
-            rejected: vec![rejected(Some("abc"), "not loaded: ID is not a number")],
-        }),
+        with_rejected(
+            vec![with_problem(2, "second")],
+            vec![rejected(Some("abc"), "not loaded: ID is not a number")],
+        ),
         t2,
     )
     .await
     .expect("load");
-    w.load_batch(
-        prepared(Batch {
-            records: vec![],
-            rejected: vec![rejected(None, "no ID")],
-        }),
-        t3,
-    )
-    .await
-    .expect("load");
+    w.load_batch(with_rejected(vec![], vec![rejected(None, "no ID")]), t3)
+        .await
+        .expect("load");
     // A row written by someone else without a date.
     b.exec(
         "INSERT INTO bitrix_import_lead_error (sql_ID, sql_error, sql_full_lead_info, sql_date_error) \
@@ -303,13 +297,13 @@ pub async fn error_rows_are_deleted_by_row_id(kind: Kind) {
     b.stores
         .batches
         .load_batch(
-            prepared(Batch {
-                records: vec![with_problem(1, "first")],
-                rejected: vec![
+            with_rejected(
+                vec![with_problem(1, "first")],
+                vec![
                     rejected(Some("abc"), "not a number"),
                     rejected(None, "no ID"),
                 ],
-            }),
+            ),
             now(),
         )
         .await
