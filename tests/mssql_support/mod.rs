@@ -1,4 +1,4 @@
-//! Shared by `tests/mssql_live.rs` and `examples/mssql_load_bench.rs`: a throw-away database
+//! Shared by `tests/mssql_live.rs`, `tests/stores.rs` and `examples/mssql_load_bench.rs`: a throw-away database
 //! on the server named by `B24SYNC_TEST_MSSQL`, a raw tiberius client for arranging and
 //! reading back, and lead builders.
 #![allow(dead_code)]
@@ -31,7 +31,7 @@ pub fn server() -> Option<String> {
 }
 
 /// Why the live tests are `#[ignore]`d: a plain `cargo test` reports them as ignored, not
-/// as passed. `cargo test --test mssql_live -- --include-ignored` runs them.
+/// as passed. `cargo test --test mssql_live --test stores -- --include-ignored` runs them.
 pub const NEEDS: &str = "needs B24SYNC_TEST_MSSQL (a SQL Server connection string)";
 
 /// The ADO.NET string of the test server. A live test runs only when asked for
@@ -270,4 +270,70 @@ pub fn read_lead(r: &Row) -> (i32, LeadRow) {
         })
         .collect();
     (id, LeadRow { id: sql_id, cells })
+}
+
+/// PHONE values (contact ID, value) of lead `id`, as WORK numbers.
+pub fn phone_contacts(id: i32, phones: &[(&str, &str)]) -> Vec<ContactRow> {
+    phones
+        .iter()
+        .map(|(cid, v)| ContactRow {
+            lead_id: id,
+            contact_id: Some(cid.to_string()),
+            value_type: Some("WORK".into()),
+            value: Some(v.to_string()),
+            type_id: "PHONE".into(),
+        })
+        .collect()
+}
+
+/// A lead with these PHONE values, normalised as the transform does (region RU).
+pub fn lead_with_phones(id: i32, assigned: &str, phones: &[(&str, &str)]) -> LeadRecord {
+    let mut r = lead(id, 0);
+    r.lead.cells[idx("ASSIGNED_BY_ID")] = Cell::Text(assigned.to_string());
+    r.contacts = phone_contacts(id, phones);
+    r.phones = phone_rows(&r.contacts, &DefaultRegion::default());
+    r
+}
+
+/// A caller's number as `b24sync lookup` asks for it (region RU, at most 10 leads).
+pub fn query(number: &str) -> b24sync::model::caller::CallerQuery {
+    b24sync::model::caller::CallerQuery::new(number, &DefaultRegion::default(), 10)
+}
+
+/// The caller-lookup arrangement: lead 1 (operator 5, modified 1 May; a number with an
+/// extension and a value that is not a number), lead 2 (operator 6, modified 2 May; the same
+/// number spelt otherwise), lead 3 (a number that is not a valid RU one); and operator 6's
+/// details.
+pub fn caller_leads() -> (Vec<LeadRecord>, b24sync::model::Operator) {
+    let mut first = lead_with_phones(
+        1,
+        "5",
+        &[("11", "8 (912) 345-67-89 доб. 12"), ("12", "не звонить")],
+    );
+    first.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 1, 9, 0, 0));
+    let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
+    second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
+    let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
+    let anna = b24sync::model::Operator {
+        user_id: "6".into(),
+        name: Some("Анна".into()),
+        last_name: Some("Смирнова".into()),
+        phone_inner: Some("106".into()),
+        active: Some(true),
+        details: true,
+        ..Default::default()
+    };
+    (vec![first, second, odd], anna)
+}
+
+/// The lead IDs the store's caller lookup finds for `number`, in its order.
+pub async fn found(stores: &b24sync::load::Stores, number: &str) -> Vec<i64> {
+    stores
+        .lookup
+        .lookup_caller(&query(number))
+        .await
+        .expect("lookup")
+        .iter()
+        .map(|m| m.lead_id)
+        .collect()
 }
