@@ -2,8 +2,8 @@
 
 use crate::extract::client::ExtractError;
 use crate::extract::oauth::OAuthError;
-use crate::load::StoreError;
 use crate::run::{RunError, RunSummary};
+use crate::store::StoreError;
 
 /// Finished; every lead loaded cleanly.
 pub const OK: u8 = 0;

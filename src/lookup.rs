@@ -11,9 +11,9 @@
 
 use crate::extract::client::{Bitrix24Client, ExtractError};
 use crate::extract::users::{fetch_users, UsersAnswer};
-use crate::load::{Sink, StoreError};
 use crate::model::caller::CallerQuery;
 use crate::model::{Operator, PHONE_TAIL_DIGITS};
+use crate::store::{OperatorStore, StoreError};
 use crate::transform::phone::{lookup_key, DefaultRegion};
 use crate::transform::phones::reversed;
 use std::collections::BTreeSet;
@@ -79,7 +79,7 @@ pub fn is_user_id(s: &str) -> bool {
 /// scope only the IDs are stored, with a warning; the sync goes on.
 pub async fn refresh_operators(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &dyn OperatorStore,
     referenced: &BTreeSet<String>,
 ) -> Result<OperatorsOutcome, OperatorsError> {
     if referenced.is_empty() {

@@ -25,9 +25,11 @@ use crate::extract::client::{Auth, Bitrix24Client, ExtractError, SubResult};
 use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent, Paging};
 use crate::extract::query;
-use crate::load::{BatchOutcome, RunRecord, Sink, StoreError};
+use crate::load::Stores;
 use crate::lookup::{self, OperatorsError};
 use crate::model::{parse_lead_id, Batch, Cell, LeadId};
+use crate::prepare::prepare;
+use crate::store::{BatchOutcome, RunRecord, StoreError};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::{self, TimePolicy, TransformContext};
 
@@ -507,29 +509,32 @@ pub async fn client_portal(client: &Bitrix24Client) -> PortalIdentity {
 }
 
 /// The portal the database is bound to (`None` before the first sync of this version).
-pub async fn bound_portal(sink: &dyn Sink) -> Result<Option<PortalIdentity>, RunError> {
+pub async fn bound_portal(sink: &Stores) -> Result<Option<PortalIdentity>, RunError> {
     let domain = read_state_text(sink, state_keys::PORTAL_DOMAIN).await?;
     let member_id = read_state_text(sink, state_keys::PORTAL_MEMBER_ID).await?;
     Ok(domain.map(|domain| PortalIdentity { domain, member_id }))
 }
 
 /// A state value; an empty one counts as unset (that is how a value is reset).
-async fn read_state_text(sink: &dyn Sink, key: &str) -> Result<Option<String>, RunError> {
+async fn read_state_text(sink: &Stores, key: &str) -> Result<Option<String>, RunError> {
     Ok(sink
+        .state
         .read_state(key)
         .await?
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty()))
 }
 
-async fn write_binding(sink: &dyn Sink, portal: &PortalIdentity) -> Result<(), RunError> {
-    sink.write_state(state_keys::PORTAL_DOMAIN, &portal.domain)
+async fn write_binding(sink: &Stores, portal: &PortalIdentity) -> Result<(), RunError> {
+    sink.state
+        .write_state(state_keys::PORTAL_DOMAIN, &portal.domain)
         .await?;
-    sink.write_state(
-        state_keys::PORTAL_MEMBER_ID,
-        portal.member_id.as_deref().unwrap_or(""),
-    )
-    .await?;
+    sink.state
+        .write_state(
+            state_keys::PORTAL_MEMBER_ID,
+            portal.member_id.as_deref().unwrap_or(""),
+        )
+        .await?;
     Ok(())
 }
 
@@ -550,7 +555,7 @@ enum Binding {
 /// from it would skip every lead of this portal modified before that instant.
 async fn check_portal(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     bind: bool,
 ) -> Result<Binding, RunError> {
@@ -572,7 +577,7 @@ async fn check_portal(
                 "--rebind-portal: the database now follows {current}; this run reads every lead"
             );
             if write {
-                sink.write_state(state_keys::WATERMARK, "").await?;
+                sink.state.write_state(state_keys::WATERMARK, "").await?;
                 write_binding(sink, &current).await?;
             }
             Ok(Binding::Rebound)
@@ -583,12 +588,12 @@ async fn check_portal(
              Point --db at {current}'s database; or, if this database is to follow {current} from \
              now on, run `b24sync sync --rebind-portal` once (it reads every lead, and its deletion \
              check removes {}'s leads behind --max-delete-share)",
-            sink.describe(),
+            sink.target,
             bound.domain
         ))),
         None => {
             if write {
-                if !sink.lead_ids().await?.is_empty() {
+                if !sink.deletions.lead_ids().await?.is_empty() {
                     tracing::info!(
                         portal = %current,
                         "the database holds leads but records no portal (synced by an earlier \
@@ -605,11 +610,11 @@ async fn check_portal(
 /// Run one sync into `sink`.
 pub async fn sync(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     cancel: CancellationToken,
 ) -> Result<RunSummary, RunError> {
-    sink.lock_run(opts.lock_wait).await?;
+    let guard = sink.lock.lock_run(opts.lock_wait).await?;
     let mut history = None;
     let mut refused = None;
     let result = sync_locked(client, sink, opts, cancel, &mut history, &mut refused).await;
@@ -619,7 +624,7 @@ pub async fn sync(
     if let Some(record) = history {
         finish_history(sink, record, &result, refused.as_ref()).await;
     }
-    if let Err(e) = sink.unlock_run().await {
+    if let Err(e) = guard.release().await {
         tracing::warn!("could not release the run lock: {e}");
     }
     result
@@ -628,7 +633,7 @@ pub async fn sync(
 /// Complete the run's history row. The history is for people: failing to write it is
 /// logged, never the reason a sync fails.
 async fn finish_history(
-    sink: &dyn Sink,
+    sink: &Stores,
     mut record: RunRecord,
     result: &Result<RunSummary, RunError>,
     refused: Option<&RunSummary>,
@@ -680,14 +685,14 @@ async fn finish_history(
                 .unwrap_or(0.0);
         }
     }
-    if let Err(e) = sink.run_finished(&record).await {
+    if let Err(e) = sink.history.run_finished(&record).await {
         tracing::warn!("could not complete the run history row: {e}");
     }
 }
 
 async fn sync_locked(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     cancel: CancellationToken,
     history: &mut Option<RunRecord>,
@@ -698,7 +703,7 @@ async fn sync_locked(
     let report = if opts.dry_run {
         Default::default()
     } else {
-        sink.init_schema().await?
+        sink.schema.init_schema().await?
     };
     for created in &report.created {
         tracing::info!("applied {created}");
@@ -770,7 +775,7 @@ async fn sync_locked(
             status: "running".into(),
             ..RunRecord::default()
         };
-        match sink.run_started(&record).await {
+        match sink.history.run_started(&record).await {
             Ok(id) => {
                 record.id = id;
                 *history = Some(record);
@@ -781,6 +786,7 @@ async fn sync_locked(
     if let Some(p) = &opts.progress {
         let expected = match since {
             None => sink
+                .state
                 .read_state(state_keys::FULL_RUN_LEADS)
                 .await?
                 .and_then(|v| v.parse().ok()),
@@ -912,9 +918,11 @@ async fn sync_locked(
             continue;
         }
         let loaded = if opts.dry_run {
-            sink.preview_batch(batch, local_now()).await
+            sink.batches
+                .preview_batch(prepare(batch), local_now())
+                .await
         } else {
-            sink.load_batch(batch, local_now()).await
+            sink.batches.load_batch(prepare(batch), local_now()).await
         };
         match loaded {
             Ok(outcome) => {
@@ -976,7 +984,7 @@ async fn sync_locked(
     // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.
     let changed = summary.outcome.leads_inserted + summary.outcome.leads_updated;
     if !summary.interrupted && !opts.dry_run && (since.is_none() || changed > 0) {
-        match lookup::refresh_operators(client, sink, &assigned).await {
+        match lookup::refresh_operators(client, sink.operators.as_ref(), &assigned).await {
             Ok(o) => {
                 summary.operators = o.found;
                 summary.warnings.extend(o.warning);
@@ -1013,7 +1021,7 @@ async fn sync_locked(
     }
     if !opts.dry_run {
         // New rows have the highest Ids: the table's last `error_rows_new` rows.
-        let rows = sink.error_rows().await?;
+        let rows = sink.errors.error_rows().await?;
         summary.error_rows_held = rows.len() as u64;
         let skip = rows
             .len()
@@ -1033,11 +1041,14 @@ async fn sync_locked(
     if !summary.interrupted && !opts.dry_run {
         // The watermark moves only after a complete read, so nothing is ever skipped.
         if since.is_none() {
-            sink.write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
+            sink.state
+                .write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
                 .await?;
         }
         match &portal_time {
-            Some(t) if watermark_may_move => sink.write_state(state_keys::WATERMARK, t).await?,
+            Some(t) if watermark_may_move => {
+                sink.state.write_state(state_keys::WATERMARK, t).await?
+            }
             Some(_) => tracing::info!(
                 "--since read less than an incremental run would: the watermark stays where it was"
             ),
@@ -1048,16 +1059,18 @@ async fn sync_locked(
         } else {
             read_u64(sink, state_keys::RUNS_SINCE_DELETION_CHECK).await? + 1
         };
-        sink.write_state(
-            state_keys::RUNS_SINCE_DELETION_CHECK,
-            &runs_since.to_string(),
-        )
-        .await?;
+        sink.state
+            .write_state(
+                state_keys::RUNS_SINCE_DELETION_CHECK,
+                &runs_since.to_string(),
+            )
+            .await?;
         if summary.deletion_checked {
-            sink.write_state(state_keys::DELETION_CHECK_AT, &unix_now_secs().to_string())
+            sink.state
+                .write_state(state_keys::DELETION_CHECK_AT, &unix_now_secs().to_string())
                 .await?;
         }
-        sink.stamp_runtime(local_now()).await?;
+        sink.history.stamp_runtime(local_now()).await?;
     }
     let stats = client.stats();
     summary.requests = stats.requests;
@@ -1078,8 +1091,9 @@ fn unix_now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-async fn read_u64(sink: &dyn Sink, key: &str) -> Result<u64, RunError> {
+async fn read_u64(sink: &Stores, key: &str) -> Result<u64, RunError> {
     Ok(sink
+        .state
         .read_state(key)
         .await?
         .and_then(|v| v.parse().ok())
@@ -1088,7 +1102,7 @@ async fn read_u64(sink: &dyn Sink, key: &str) -> Result<u64, RunError> {
 
 /// Full runs always check; incremental runs every N-th run or every T.
 async fn deletion_check_due(
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     full: bool,
 ) -> Result<bool, RunError> {
@@ -1106,7 +1120,7 @@ async fn deletion_check_due(
 /// Compare the portal's lead IDs with the table's and delete what Bitrix24 no longer has.
 async fn delete_missing(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     extent: Extent,
     read_ids: Option<IdSet>,
@@ -1118,7 +1132,7 @@ async fn delete_missing(
         None => paging::list_ids(client, opts.paging, Some(extent)).await?,
     };
     let on_portal = listed;
-    let in_table = sink.lead_ids().await?;
+    let in_table = sink.deletions.lead_ids().await?;
     let table_size = in_table.len() as u64;
     let missing: Vec<LeadId> = in_table
         .into_iter()
@@ -1133,7 +1147,7 @@ async fn delete_missing(
 /// deleted; a webhook that lost its CRM permission sees an empty portal, and that must
 /// never empty the table.
 async fn delete_behind_guard(
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
     mut missing: Vec<LeadId>,
     table_size: u64,
@@ -1168,7 +1182,7 @@ async fn delete_behind_guard(
         "deleting leads that were deleted in Bitrix24: {}",
         id_list(&sample, missing.len())
     );
-    Ok((sink.delete_leads(missing).await?, sample))
+    Ok((sink.deletions.delete_leads(missing).await?, sample))
 }
 
 /// `3, 17, 42` or `3, 17, ... and 480 more`: the first IDs of `total`.
@@ -1188,7 +1202,7 @@ fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
 /// them), so they would stay forever. A complete full read is the proof: a row whose lead
 /// it did not return again goes. Rows without a lead ID are matched by their reason.
 async fn clear_unkeyed_errors(
-    sink: &dyn Sink,
+    sink: &Stores,
     seen: &HashSet<(Option<String>, String)>,
 ) -> Result<u64, RunError> {
     let seen_reasons_without_id: HashSet<&str> = seen
@@ -1197,6 +1211,7 @@ async fn clear_unkeyed_errors(
         .map(|(_, reason)| reason.as_str())
         .collect();
     let stale: Vec<i64> = sink
+        .errors
         .error_rows()
         .await?
         .into_iter()
@@ -1213,7 +1228,7 @@ async fn clear_unkeyed_errors(
     if stale.is_empty() {
         return Ok(0);
     }
-    let cleared = sink.delete_error_rows(stale).await?;
+    let cleared = sink.errors.delete_error_rows(stale).await?;
     tracing::info!(
         rows = cleared,
         "cleared error rows of leads without a numeric ID that the full read no longer returned"
@@ -1370,12 +1385,12 @@ pub struct RetrySummary {
 /// now load cleanly go, those still failing stay (once).
 pub async fn retry_errors(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
 ) -> Result<RetrySummary, RunError> {
-    sink.lock_run(opts.lock_wait).await?;
+    let guard = sink.lock.lock_run(opts.lock_wait).await?;
     let result = retry_errors_locked(client, sink, opts).await;
-    if let Err(e) = sink.unlock_run().await {
+    if let Err(e) = guard.release().await {
         tracing::warn!("could not release the run lock: {e}");
     }
     result
@@ -1383,12 +1398,12 @@ pub async fn retry_errors(
 
 async fn retry_errors_locked(
     client: &Bitrix24Client,
-    sink: &dyn Sink,
+    sink: &Stores,
     opts: &SyncOptions,
 ) -> Result<RetrySummary, RunError> {
-    sink.init_schema().await?;
+    sink.schema.init_schema().await?;
     check_portal(client, sink, opts, false).await?;
-    let rows = sink.error_rows().await?;
+    let rows = sink.errors.error_rows().await?;
     let mut summary = RetrySummary::default();
     let mut ids: Vec<LeadId> = Vec::new();
     let mut seen: HashSet<LeadId> = HashSet::new();
@@ -1456,7 +1471,7 @@ async fn retry_errors_locked(
         .filter(|id| !found.contains_key(id))
         .collect();
     summary.gone = gone.len() as u64;
-    let table_size = sink.lead_ids().await?.len() as u64;
+    let table_size = sink.deletions.lead_ids().await?.len() as u64;
     delete_behind_guard(sink, opts, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.values().cloned().collect();
@@ -1470,7 +1485,7 @@ async fn retry_errors_locked(
     summary.now_clean = summary.retried - summary.still_failing;
     let mut batch = batch;
     attach_full_leads(client, &mut batch).await;
-    sink.load_batch(batch, local_now()).await?;
+    sink.batches.load_batch(prepare(batch), local_now()).await?;
     Ok(summary)
 }
 

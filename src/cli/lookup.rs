@@ -54,7 +54,7 @@ pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
             Ok(sink) => sink,
             Err(code) => return code,
         };
-        match sink.lookup_caller(&query).await {
+        match sink.lookup.lookup_caller(&query).await {
             Ok(m) => m,
             Err(e) => return run_error_code(&e.into()),
         }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::extract::client::{Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::Webhook;
-use crate::load::Sink;
+use crate::load::Stores;
 use crate::run::{self, RunError, RunSummary, SyncOptions};
 use crate::simulator::{RateLimit, Simulator, SimulatorConfig};
 pub use settings::{FileSettings, Settings};
@@ -559,7 +559,7 @@ async fn dispatch(cli: Cli) -> u8 {
             &file,
         ) {
             Ok(s) => match open_sink(&s).await {
-                Ok(sink) => ops::status_command(sink.as_ref(), limit, json).await,
+                Ok(sink) => ops::status_command(&sink, limit, json).await,
                 Err(code) => code,
             },
             Err(e) => fail(exit::CONFIG, &e),
@@ -671,16 +671,16 @@ pub(crate) async fn open_db(
     db: &str,
     pool_size: u32,
     mode: DbOpen,
-) -> Result<Box<dyn Sink>, crate::load::StoreError> {
+) -> Result<Stores, crate::store::StoreError> {
     if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
-        return Ok(Box::new(crate::load::sqlite::SqliteSink::open_existing(
-            std::path::Path::new(db),
-        )?));
+        return Ok(
+            crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))?.into_stores(),
+        );
     }
-    crate::load::open(db, pool_size).await
+    crate::load::open_stores(db, pool_size).await
 }
 
-pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
+pub(crate) async fn open_sink(s: &Settings) -> Result<Stores, u8> {
     open_db(&s.db, s.pool_size, s.db_open).await.map_err(|e| {
         ui::error(&e.to_string());
         exit::DATABASE
@@ -743,12 +743,12 @@ async fn sync_once(s: &Settings, cancel: CancellationToken) -> u8 {
         Ok(sink) => sink,
         Err(code) => return code,
     };
-    tracing::info!(auth = %client.describe(), db = %sink.describe(), "sync starting");
+    tracing::info!(auth = %client.describe(), db = %sink.target, "sync starting");
     let opts = SyncOptions {
         progress: ui::progress(),
         ..s.sync_options()
     };
-    finish(run::sync(&client, sink.as_ref(), &opts, cancel).await)
+    finish(run::sync(&client, &sink, &opts, cancel).await)
 }
 
 /// `run --every`: one incremental sync per interval until interrupted. A failed run is
@@ -797,7 +797,7 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(sink) => sink,
                 Err(code) => return code,
             };
-            match sink.error_rows().await {
+            match sink.errors.error_rows().await {
                 Ok(rows) => {
                     // A row whose lead ID is not a number cannot be read again: say so on
                     // the row, and what clears it.
@@ -858,7 +858,7 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(sink) => sink,
                 Err(code) => return code,
             };
-            match run::retry_errors(&client, sink.as_ref(), &s.sync_options()).await {
+            match run::retry_errors(&client, &sink, &s.sync_options()).await {
                 Ok(r) => {
                     println!(
                         "{} leads read again: {} now load cleanly, {} still fail; {} no longer in Bitrix24 (removed); \
@@ -902,7 +902,7 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(sink) => sink,
                 Err(code) => return code,
             };
-            match sink.clear_errors(before).await {
+            match sink.errors.clear_errors(before).await {
                 Ok(n) => {
                     println!("deleted {n} rows of bitrix_import_lead_error dated before {before}");
                     exit::OK
@@ -969,7 +969,7 @@ async fn init_db_command(s: &Settings) -> u8 {
         Ok(sink) => sink,
         Err(code) => return code,
     };
-    match sink.init_schema().await {
+    match sink.schema.init_schema().await {
         Ok(report) => {
             // One line per migration applied (the objects each created are logged at -v);
             // with -q nothing, unless something needs a person (the warnings below).
@@ -978,7 +978,7 @@ async fn init_db_command(s: &Settings) -> u8 {
                     println!("created {c}");
                 }
                 if report.created.is_empty() {
-                    println!("{}: schema up to date, nothing to create", sink.describe());
+                    println!("{}: schema up to date, nothing to create", sink.target);
                 }
             }
             for w in &report.warnings {
@@ -1001,10 +1001,12 @@ async fn demo_command(args: &DemoArgs) -> u8 {
     let result: anyhow::Result<u8> = async {
         let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
         let db = args.db.to_string_lossy().to_string();
-        let sink = crate::load::open(&db, 1).await?;
+        let sink = crate::load::open_stores(&db, 1).await?;
+        // Reads never create the schema: the demo's database is made here, as `init-db` would.
+        sink.schema.init_schema().await?;
         // A database bound to a loopback portal is an earlier demo's (the simulator's port
         // changes every run): re-bound freely. Anything else is a real portal's data.
-        let rebind = match run::bound_portal(sink.as_ref()).await {
+        let rebind = match run::bound_portal(&sink).await {
             Ok(Some(bound)) if bound.is_loopback() => true,
             Ok(Some(bound)) => {
                 return Ok(fail(
@@ -1013,18 +1015,18 @@ async fn demo_command(args: &DemoArgs) -> u8 {
                         "the database {} holds the leads of the Bitrix24 portal {bound}: the demo \
                          writes only into a database of its own. Leave out --db (the demo's file is \
                          ./b24sync-demo.db) or name a new file",
-                        sink.describe()
+                        sink.target
                     ),
                 ))
             }
-            Ok(None) if !sink.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+            Ok(None) if !sink.deletions.lead_ids().await.map_err(RunError::from)?.is_empty() => {
                 return Ok(fail(
                     exit::CONFIG,
                     &anyhow::anyhow!(
                         "the database {} holds leads but records no portal (synced by an earlier \
                          b24sync): the demo does not write into it. Leave out --db (the demo's file \
                          is ./b24sync-demo.db) or name a new file",
-                        sink.describe()
+                        sink.target
                     ),
                 ))
             }
@@ -1045,7 +1047,7 @@ async fn demo_command(args: &DemoArgs) -> u8 {
             rebind_portal: rebind,
             ..SyncOptions::default()
         };
-        let summary = match run::sync(&client, sink.as_ref(), &opts, cancel).await {
+        let summary = match run::sync(&client, &sink, &opts, cancel).await {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
@@ -1053,7 +1055,7 @@ async fn demo_command(args: &DemoArgs) -> u8 {
         println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
         // What the table holds now, not only what this run added: a second demo keeps the
         // first one's rows (they are the same problems).
-        let held = sink.error_rows().await.map_err(RunError::from)?.len();
+        let held = sink.errors.error_rows().await.map_err(RunError::from)?.len();
         let code = exit::for_summary(&summary);
         if held > 0 {
             println!(

@@ -8,13 +8,14 @@ use tokio_util::sync::CancellationToken;
 use super::settings::Settings;
 use super::{exit, ui};
 use crate::extract::client::{Bitrix24Client, ExtractError};
-use crate::load::Sink;
+use crate::load::Stores;
 use crate::run::state_keys;
+use crate::store::{RunLock, StoreError};
 
 /// `b24sync status`: the watermark and the last runs.
-pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
-    let watermark = sink.read_state(state_keys::WATERMARK).await;
-    let runs = sink.recent_runs(limit).await;
+pub async fn status_command(sink: &Stores, limit: u32, json_out: bool) -> u8 {
+    let watermark = sink.state.read_state(state_keys::WATERMARK).await;
+    let runs = sink.history.recent_runs(limit).await;
     let (watermark, runs) = match (watermark, runs) {
         (Ok(w), Ok(r)) => (w, r),
         (Err(e), _) | (_, Err(e)) => {
@@ -26,10 +27,10 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
     // such row can be that run); otherwise it died (killed, power loss).
     let newest_open = runs.iter().find(|r| r.finished_at.is_none()).map(|r| r.id);
     let running = match newest_open {
-        Some(_) => lock_held(sink).await,
+        Some(_) => lock_held(sink.lock.as_ref()).await,
         None => false,
     };
-    let shown_status = |r: &crate::load::RunRecord| -> String {
+    let shown_status = |r: &crate::store::RunRecord| -> String {
         match r.finished_at {
             Some(_) => r.status.clone(),
             None if running && Some(r.id) == newest_open => "running".into(),
@@ -47,11 +48,11 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
                 v
             })
             .collect();
-        let doc = json!({ "database": sink.describe(), "watermark": watermark, "runs": runs });
+        let doc = json!({ "database": sink.target, "watermark": watermark, "runs": runs });
         println!("{doc}");
         return exit::OK;
     }
-    println!("database:  {}", sink.describe());
+    println!("database:  {}", sink.target);
     match &watermark {
         Some(w) => println!("watermark: {w} (the next incremental run reads leads modified since then, minus the overlap)"),
         None => println!("watermark: none yet (the next run is a full one)"),
@@ -107,13 +108,13 @@ pub async fn status_command(sink: &dyn Sink, limit: u32, json_out: bool) -> u8 {
 }
 
 /// Whether another process holds the run lock now (taken and released at once when free).
-async fn lock_held(sink: &dyn Sink) -> bool {
-    match sink.lock_run(Duration::ZERO).await {
-        Ok(()) => {
-            let _ = sink.unlock_run().await;
+async fn lock_held(lock: &dyn RunLock) -> bool {
+    match lock.lock_run(Duration::ZERO).await {
+        Ok(guard) => {
+            let _ = guard.release().await;
             false
         }
-        Err(crate::load::StoreError::LockBusy { .. }) => true,
+        Err(StoreError::LockBusy { .. }) => true,
         Err(_) => false,
     }
 }
@@ -182,9 +183,9 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
         Ok(sink) => {
             verdicts.push(Verdict::ok(
                 "database",
-                format!("{} is reachable", sink.describe()),
+                format!("{} is reachable", sink.target),
             ));
-            match sink.diagnose().await {
+            match sink.schema.diagnose().await {
                 Ok(list) => verdicts.extend(list.into_iter().map(|d| Verdict {
                     ok: d.ok,
                     warning: false,

@@ -24,10 +24,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use url::Url;
 
-use crate::store::StoreError;
-// TRANSITION: these moved; the old paths keep working until every user names the new ones.
-pub use crate::model::oauth::{Secret, StoredApp, TokenSet};
-pub use crate::store::{TokenLock, TokenStore};
+use crate::model::oauth::{Secret, StoredApp, TokenSet};
+use crate::store::{StoreError, TokenStore};
 
 /// Bitrix24's global OAuth server (Russian-region portals use `https://oauth.bitrix24.tech`).
 pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";

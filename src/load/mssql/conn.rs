@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 use tracing::instrument::WithSubscriber;
 
-use crate::load::StoreError;
+use crate::store::StoreError;
 
 use super::Client;
 
