@@ -418,7 +418,9 @@ async fn cancelling_commits_the_batch_in_flight_and_stops() {
     let db = test_db();
     let cancel = tokio_util::sync::CancellationToken::new();
     let client = client_for(&sim, cancel.clone());
-    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
+    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path)
+        .unwrap()
+        .into_stores();
     let opts = SyncOptions {
         paging: Paging::Next,
         batch_leads: 100,

@@ -362,7 +362,9 @@ async fn errors_retry_removes_fixed_leads_and_keeps_failing_ones_once() {
     }
     assert!(portal.delete_lead(23));
     let client = client_for(&sim, CancellationToken::new());
-    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
+    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path)
+        .unwrap()
+        .into_stores();
     sim.reset_stats();
     let r = run::retry_errors(&client, &sink, &options()).await.unwrap();
     assert_eq!(

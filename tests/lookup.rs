@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use b24sync::load::sqlite::{SqliteSink, LOOKUP_CALLER_SQL};
-use b24sync::load::Sink;
 use b24sync::model::caller::{CallerMatch, CallerQuery};
+use b24sync::prepare::prepare;
 use b24sync::run::{RunSummary, SyncOptions};
 use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync::store::{BatchWriter, CallerLookup, StateStore};
 use b24sync::transform::phone::DefaultRegion;
 use common::*;
 use serde_json::{json, Map, Value};
@@ -626,10 +627,10 @@ async fn bench_lookup_1m_contact_values() {
             .collect();
         next += 2500;
         sink.load_batch(
-            Batch {
+            prepare(Batch {
                 records,
                 rejected: vec![],
-            },
+            }),
             base,
         )
         .await

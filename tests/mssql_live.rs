@@ -16,8 +16,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use b24sync::load::mssql::{sql, MssqlOptions, MssqlSink};
-use b24sync::load::{BatchOutcome, Sink, StoreError};
 use b24sync::model::{Batch, Cell, LeadRecord, Problem, ProblemKind, RejectedLead};
+use b24sync::prepare::prepare;
+use b24sync::store::{
+    BatchOutcome, BatchWriter, CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory,
+    RunLock, SchemaAdmin, StateStore, StoreError,
+};
 use mssql_support::*;
 
 fn opts() -> MssqlOptions {
@@ -169,7 +173,7 @@ async fn schema_is_created_on_an_empty_database_and_init_is_idempotent() {
 
     // Loading before init-db is refused with what to do.
     let err = s
-        .load_batch(batch(vec![lead(1, 0)]), now())
+        .load_batch(prepare(batch(vec![lead(1, 0)])), now())
         .await
         .expect_err("not prepared");
     assert!(
@@ -392,7 +396,7 @@ async fn existing_oktell_database_with_duplicates_is_reported_then_fixed() {
     // The loader now works on top of the old data: lead 1 keeps its Id.
     let id_before = scalar_i32(&mut c, "SELECT Id FROM dbo.bitrix_leads WHERE sql_ID = 1").await;
     let out = s
-        .load_batch(batch(vec![lead(1, 0), lead(5, 0)]), now())
+        .load_batch(prepare(batch(vec![lead(1, 0), lead(5, 0)])), now())
         .await
         .expect("load");
     assert_eq!((out.leads_inserted, out.leads_updated), (1, 1));
@@ -430,7 +434,7 @@ async fn full_load_reads_back_exactly_and_reruns_change_nothing() {
     let mut total = BatchOutcome::default();
     for chunk in records.chunks(100) {
         total.add(
-            &s.load_batch(batch(chunk.to_vec()), now())
+            &s.load_batch(prepare(batch(chunk.to_vec())), now())
                 .await
                 .expect("load"),
         );
@@ -494,7 +498,7 @@ async fn full_load_reads_back_exactly_and_reruns_change_nothing() {
     let mut again = BatchOutcome::default();
     for chunk in records.chunks(100) {
         again.add(
-            &s.load_batch(batch(chunk.to_vec()), now())
+            &s.load_batch(prepare(batch(chunk.to_vec())), now())
                 .await
                 .expect("reload"),
         );
@@ -524,12 +528,12 @@ async fn full_load_reads_back_exactly_and_reruns_change_nothing() {
     changed[0].lead.cells[idx("NAME")] = Cell::Text("IVAN".into());
     changed[1].lead.cells[idx("NAME")] = Cell::Text("ivan".into());
     let out = s
-        .load_batch(batch(changed[..2].to_vec()), now())
+        .load_batch(prepare(batch(changed[..2].to_vec())), now())
         .await
         .expect("load");
     assert_eq!(out.leads_updated, 2);
     let out = s
-        .load_batch(batch(changed[..2].to_vec()), now())
+        .load_batch(prepare(batch(changed[..2].to_vec())), now())
         .await
         .expect("load");
     assert_eq!(out.leads_updated, 0, "same values again");
@@ -539,7 +543,7 @@ async fn full_load_reads_back_exactly_and_reruns_change_nothing() {
     changed[3].lead.cells[idx("COMMENTS")] = Cell::Text(format!("{huge}!"));
     changed[3].solution = None;
     let out = s
-        .load_batch(batch(changed.clone()), now())
+        .load_batch(prepare(batch(changed.clone())), now())
         .await
         .expect("load");
     assert_eq!((out.leads_updated, out.leads_unchanged), (4, 0));
@@ -565,7 +569,7 @@ async fn removed_and_changed_contact_values_are_replaced() {
     let s = ready_sink(&db).await;
     let mut r = lead(7, 0); // 3 values: 70, 71, 72
     assert_eq!(r.contacts.len(), 3);
-    s.load_batch(batch(vec![r.clone()]), now())
+    s.load_batch(prepare(batch(vec![r.clone()])), now())
         .await
         .expect("load");
     let mut c = db.raw().await;
@@ -581,7 +585,7 @@ async fn removed_and_changed_contact_values_are_replaced() {
     r.contacts.remove(2); // 72 removed in Bitrix24
     r.contacts[1].value = Some("+7 (900) 999-99-99".into()); // 71 changed
     let out = s
-        .load_batch(batch(vec![r.clone()]), now())
+        .load_batch(prepare(batch(vec![r.clone()])), now())
         .await
         .expect("load");
     assert_eq!(
@@ -596,11 +600,14 @@ async fn removed_and_changed_contact_values_are_replaced() {
     assert_eq!(after[1].4.as_deref(), Some("+7 (900) 999-99-99"));
 
     // All values removed: none left. Other leads' values are not touched.
-    s.load_batch(batch(vec![lead(5, 0)]), now())
+    s.load_batch(prepare(batch(vec![lead(5, 0)])), now())
         .await
         .expect("load");
     r.contacts.clear();
-    let out = s.load_batch(batch(vec![r]), now()).await.expect("load");
+    let out = s
+        .load_batch(prepare(batch(vec![r])), now())
+        .await
+        .expect("load");
     assert_eq!(out.contacts_deleted, 2);
     let left = contacts(&mut c).await;
     assert!(left.iter().all(|k| k.1 == 5) && left.len() == 1, "{left:?}");
@@ -630,7 +637,7 @@ async fn error_rows_follow_the_contract() {
         records: vec![with_problem.clone(), lead(4, 0)],
         rejected: vec![no_id.clone()],
     };
-    let out = s.load_batch(b.clone(), now()).await.expect("load");
+    let out = s.load_batch(prepare(b.clone()), now()).await.expect("load");
     assert_eq!((out.leads_inserted, out.error_rows), (2, 2));
     let first = errors(&mut c).await;
     assert_eq!(first.len(), 2);
@@ -648,7 +655,7 @@ async fn error_rows_follow_the_contract() {
 
     // Same batch later: rows kept as they were (Id and first-seen date).
     let later = dt(2024, 6, 2, 10, 0, 0);
-    let out = s.load_batch(b, later).await.expect("reload");
+    let out = s.load_batch(prepare(b), later).await.expect("reload");
     assert_eq!(out.error_rows, 2);
     assert_eq!(errors(&mut c).await, first);
 
@@ -659,7 +666,9 @@ async fn error_rows_follow_the_contract() {
         kind: ProblemKind::Unparseable,
         detail: "'31.02' is not a date".into(),
     };
-    s.load_batch(batch(vec![other]), later).await.expect("load");
+    s.load_batch(prepare(batch(vec![other])), later)
+        .await
+        .expect("load");
     let rows: Vec<_> = errors(&mut c)
         .await
         .into_iter()
@@ -668,7 +677,7 @@ async fn error_rows_follow_the_contract() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].2.contains("BIRTHDATE") && rows[0].4 == later);
     let out = s
-        .load_batch(batch(vec![lead(3, 0)]), later)
+        .load_batch(prepare(batch(vec![lead(3, 0)])), later)
         .await
         .expect("clean");
     assert_eq!(out.error_rows, 0);
@@ -739,7 +748,7 @@ async fn a_batch_seeks_its_error_rows_instead_of_scanning_the_table() {
         .collect();
     for _ in 0..2 {
         // First inserts the error rows, then finds and keeps them.
-        s.load_batch(batch(records.clone()), now())
+        s.load_batch(prepare(batch(records.clone())), now())
             .await
             .expect("load");
     }
@@ -771,7 +780,7 @@ async fn a_row_the_server_rejects_is_isolated_and_the_rest_loads() {
     records[17].lead.cells[idx("TITLE")] = Cell::Text("please REJECT me".into());
     records[50].lead.cells[idx("TITLE")] = Cell::Text("REJECT too".into());
     let out = s
-        .load_batch(batch(records.clone()), now())
+        .load_batch(prepare(batch(records.clone())), now())
         .await
         .expect("the batch survives");
     assert_eq!(out.leads_inserted, 62);
@@ -815,7 +824,7 @@ async fn a_row_the_server_rejects_is_isolated_and_the_rest_loads() {
     // Fixed in Bitrix24: it loads and its error row goes.
     records[17].lead.cells[idx("TITLE")] = Cell::Text("fine now".into());
     let out = s
-        .load_batch(batch(vec![records[17].clone()]), now())
+        .load_batch(prepare(batch(vec![records[17].clone()])), now())
         .await
         .expect("load");
     assert_eq!(out.leads_inserted, 1);
@@ -829,10 +838,12 @@ async fn one_run_at_a_time() {
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
     let b = sink(&db).await;
-    a.lock_run(Duration::from_secs(1))
+    let held = a
+        .lock_run(Duration::from_secs(1))
         .await
         .expect("first run gets the lock");
-    a.lock_run(Duration::from_secs(1))
+    let again = a
+        .lock_run(Duration::from_secs(1))
         .await
         .expect("taking it again is a no-op");
 
@@ -853,18 +864,18 @@ async fn one_run_at_a_time() {
     assert!(err.to_string().contains(&db.name));
 
     // The holder can still load while it holds the lock (the lock is on its own connection).
-    a.load_batch(batch(vec![lead(1, 0)]), now())
+    a.load_batch(prepare(batch(vec![lead(1, 0)])), now())
         .await
         .expect("load under the lock");
 
-    a.unlock_run().await.expect("unlock");
-    a.unlock_run().await.expect("unlock again is a no-op");
-    b.lock_run(Duration::from_secs(1)).await.expect("free now");
-    b.unlock_run().await.expect("unlock");
+    again.release().await.expect("unlock");
+    held.release().await.expect("unlock the last hold");
+    let held_b = b.lock_run(Duration::from_secs(1)).await.expect("free now");
+    held_b.release().await.expect("unlock");
 
-    // A sink that goes away without unlocking frees the lock with its connection.
-    a.lock_run(Duration::from_secs(1)).await.expect("lock");
-    drop(a);
+    // A guard that goes away without unlocking frees the lock with its connection.
+    let held = a.lock_run(Duration::from_secs(1)).await.expect("lock");
+    drop((a, held));
     b.lock_run(Duration::from_secs(10))
         .await
         .expect("freed when the holder's session ended");
@@ -876,8 +887,8 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
     let server = require_server();
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
-    a.lock_run(Duration::from_secs(5)).await.expect("lock");
-    a.load_batch(batch(vec![lead(1, 0)]), now())
+    let held_a = a.lock_run(Duration::from_secs(5)).await.expect("lock");
+    a.load_batch(prepare(batch(vec![lead(1, 0)])), now())
         .await
         .expect("load under the lock");
     a.write_state("test.key", "before").await.expect("state");
@@ -889,13 +900,14 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
 
     // Another run may take the lock now, and does.
     let b = ready_sink(&db).await;
-    b.lock_run(Duration::from_secs(10))
+    let held_b = b
+        .lock_run(Duration::from_secs(10))
         .await
         .expect("the lock went with its session");
 
     // The first run finds out at its next write, and nothing of it is committed.
     let err = a
-        .load_batch(batch(vec![lead(2, 0)]), now())
+        .load_batch(prepare(batch(vec![lead(2, 0)])), now())
         .await
         .expect_err("the run lock was lost");
     let text = err.to_string();
@@ -935,11 +947,12 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
         Some("before")
     );
     // The new holder writes normally.
-    b.load_batch(batch(vec![lead(3, 0)]), now())
+    b.load_batch(prepare(batch(vec![lead(3, 0)])), now())
         .await
         .expect("the new holder loads");
-    b.unlock_run().await.expect("unlock");
-    a.unlock_run()
+    held_b.release().await.expect("unlock");
+    held_a
+        .release()
         .await
         .expect("unlocking a lost lock is quiet");
 }
@@ -950,7 +963,7 @@ async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run(
     let server = require_server();
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
-    a.lock_run(Duration::from_secs(5)).await.expect("lock");
+    let _held_a = a.lock_run(Duration::from_secs(5)).await.expect("lock");
     let spid = a.run_lock_session().expect("session");
     let mut c = db.raw().await;
     // Hold a write transaction of the run open by hand: it took the shared write lock the
@@ -969,10 +982,11 @@ async fn a_transaction_in_flight_when_the_lock_goes_commits_before_the_next_run(
         .expect_err("the barrier waits for the transaction in flight");
     assert!(matches!(err, StoreError::LockBusy { .. }), "{err:?}");
     exec(&mut tx, "COMMIT TRANSACTION;").await;
-    b.lock_run(Duration::from_secs(5))
+    let held_b = b
+        .lock_run(Duration::from_secs(5))
         .await
         .expect("free once it committed");
-    b.unlock_run().await.expect("unlock");
+    held_b.release().await.expect("unlock");
 }
 
 #[tokio::test]
@@ -1045,7 +1059,7 @@ async fn many_batches_on_a_small_pool() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let records: Vec<_> = (1..=50).map(|i| lead(k * 1000 + i, 0)).collect();
-            s.load_batch(batch(records), now()).await
+            s.load_batch(prepare(batch(records)), now()).await
         }));
     }
     let mut total = BatchOutcome::default();
@@ -1230,15 +1244,18 @@ async fn lead_ids_lists_every_stored_lead() {
     let db = TestDb::create(&server).await;
     let s = ready_sink(&db).await;
     assert_eq!(s.lead_ids().await.expect("ids"), Vec::<i32>::new());
-    s.load_batch(batch(vec![lead(5, 0), lead(1, 0), lead(3, 0)]), now())
-        .await
-        .expect("load");
+    s.load_batch(
+        prepare(batch(vec![lead(5, 0), lead(1, 0), lead(3, 0)])),
+        now(),
+    )
+    .await
+    .expect("load");
     // A lead that only has an error row (rejected) is not a stored lead.
     s.load_batch(
-        Batch {
+        prepare(Batch {
             records: (1000..1250).map(|id| lead(id, 0)).collect(),
             rejected: vec![rejected(Some("77"), "not loaded: test")],
-        },
+        }),
         now(),
     )
     .await
@@ -1264,13 +1281,13 @@ async fn delete_leads_removes_exactly_those_leads_and_their_rows() {
     }
     let out = s
         .load_batch(
-            Batch {
+            prepare(Batch {
                 records: records.clone(),
                 rejected: vec![
                     rejected(Some("99"), "not loaded: 99"),
                     rejected(None, "no ID"),
                 ],
-            },
+            }),
             now(),
         )
         .await
@@ -1350,11 +1367,11 @@ async fn delete_leads_is_one_transaction() {
     let s = ready_sink(&db).await;
     let mut c = db.raw().await;
     s.load_batch(
-        batch(vec![
+        prepare(batch(vec![
             with_problem(1, "p1"),
             lead(2, 0),
             with_problem(5, "p5"),
-        ]),
+        ])),
         now(),
     )
     .await
@@ -1413,23 +1430,23 @@ async fn error_rows_are_listed_with_dates_and_cleared_by_date() {
         dt(2024, 6, 2, 10, 0, 0),
         dt(2024, 6, 3, 23, 59, 59),
     );
-    s.load_batch(batch(vec![with_problem(1, "first")]), t1)
+    s.load_batch(prepare(batch(vec![with_problem(1, "first")])), t1)
         .await
         .expect("load");
     s.load_batch(
-        Batch {
+        prepare(Batch {
             records: vec![with_problem(2, "second")],
             rejected: vec![rejected(Some("abc"), "not loaded: ID is not a number")],
-        },
+        }),
         t2,
     )
     .await
     .expect("load");
     s.load_batch(
-        Batch {
+        prepare(Batch {
             records: vec![],
             rejected: vec![rejected(None, "no ID")],
-        },
+        }),
         t3,
     )
     .await
@@ -1578,9 +1595,12 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     let s = ready_sink(&db).await;
     let mut c = db.raw().await;
     s.write_state("watermark", "w1").await.expect("state");
-    s.load_batch(batch((1..=20).map(|id| lead(id, 0)).collect()), now())
-        .await
-        .expect("first load");
+    s.load_batch(
+        prepare(batch((1..=20).map(|id| lead(id, 0)).collect())),
+        now(),
+    )
+    .await
+    .expect("first load");
     // A row the server rejects, so the preview bisects like the load does.
     exec(&mut c, "ALTER TABLE dbo.bitrix_leads ADD CONSTRAINT CK_test_no_reject CHECK (sql_TITLE IS NULL OR sql_TITLE NOT LIKE N'%REJECT%');").await;
 
@@ -1601,14 +1621,19 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
         }
     };
     let before = snapshot(&mut c).await;
-    let preview = s.preview_batch(next(), now()).await.expect("preview");
+    let preview = s
+        .preview_batch(prepare(next()), now())
+        .await
+        .expect("preview");
     assert_eq!(snapshot(&mut c).await, before, "the preview changed data");
     assert_eq!(
-        s.preview_batch(next(), now()).await.expect("again"),
+        s.preview_batch(prepare(next()), now())
+            .await
+            .expect("again"),
         preview,
         "a second preview sees the same database"
     );
-    let loaded = s.load_batch(next(), now()).await.expect("load");
+    let loaded = s.load_batch(prepare(next()), now()).await.expect("load");
     assert_eq!(preview, loaded);
     assert_eq!(loaded.leads_inserted, 10, "21..=31 but the rejected 25");
     assert_eq!(loaded.leads_updated, 6, "every third of 1..=20");
@@ -1619,8 +1644,8 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     assert_ne!(snapshot(&mut c).await, before);
 }
 
-fn run_record(started: chrono::NaiveDateTime, mode: &str) -> b24sync::load::RunRecord {
-    b24sync::load::RunRecord {
+fn run_record(started: chrono::NaiveDateTime, mode: &str) -> b24sync::store::RunRecord {
+    b24sync::store::RunRecord {
         started_at: Some(started),
         mode: mode.into(),
         ..Default::default()
@@ -1646,7 +1671,7 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
     assert_eq!(runs[0].started_at, Some(dt(2024, 6, 1, 8, 0, 0)));
 
     let long = "é😀".repeat(1500); // 4,500 UTF-16 units; the column holds 2,000
-    let done = b24sync::load::RunRecord {
+    let done = b24sync::store::RunRecord {
         id: id1,
         started_at: Some(dt(2024, 6, 1, 8, 0, 0)),
         finished_at: Some(dt(2024, 6, 1, 8, 1, 30)),
@@ -1693,17 +1718,17 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
     );
     assert!(long.starts_with(&message));
     assert_eq!(
-        b24sync::load::RunRecord {
+        b24sync::store::RunRecord {
             message: None,
             ..got.clone()
         },
-        b24sync::load::RunRecord {
+        b24sync::store::RunRecord {
             message: None,
             ..done.clone()
         }
     );
     // No message and no exit code are stored as NULL (no NULL parameter is sent).
-    s.run_finished(&b24sync::load::RunRecord {
+    s.run_finished(&b24sync::store::RunRecord {
         id: id2,
         status: "interrupted".into(),
         exit_code: None,
@@ -1723,7 +1748,7 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
     );
     assert_eq!(s.recent_runs(1).await.expect("one").len(), 1);
     let err = s
-        .run_finished(&b24sync::load::RunRecord {
+        .run_finished(&b24sync::store::RunRecord {
             id: id2 + 100,
             status: "ok".into(),
             ..Default::default()
@@ -1733,7 +1758,7 @@ async fn run_history_starts_finishes_and_lists_newest_first() {
     assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
 }
 
-fn find<'a>(report: &'a [b24sync::load::Diagnosis], check: &str) -> &'a b24sync::load::Diagnosis {
+fn find<'a>(report: &'a [b24sync::store::Diagnosis], check: &str) -> &'a b24sync::store::Diagnosis {
     report
         .iter()
         .find(|d| d.check == check)
@@ -1932,7 +1957,7 @@ async fn a_login_with_only_dml_rights_runs_a_full_sync() {
         .expect("client");
         let summary = b24sync::run::sync(
             &client,
-            &sink,
+            &sink.into_stores(),
             &b24sync::run::SyncOptions::default(),
             cancel,
         )
@@ -2039,8 +2064,8 @@ fn stored_app(
     client_id: &str,
     access: &str,
     redirect: Option<&str>,
-) -> b24sync::extract::oauth::StoredApp {
-    use b24sync::extract::oauth::{Secret, StoredApp, TokenSet};
+) -> b24sync::model::oauth::StoredApp {
+    use b24sync::model::oauth::{Secret, StoredApp, TokenSet};
     let obtained = chrono::DateTime::from_timestamp(1_717_236_000, 0).expect("time");
     StoredApp {
         client_id: client_id.into(),
@@ -2066,7 +2091,7 @@ fn stored_app(
 #[tokio::test]
 #[ignore = "needs B24SYNC_TEST_MSSQL (a SQL Server connection string)"]
 async fn token_store_locks_per_app_and_round_trips() {
-    use b24sync::extract::oauth::TokenStore;
+    use b24sync::store::TokenStore;
     let server = require_server();
     let db = TestDb::create(&server).await;
     let a = ready_sink(&db).await;
@@ -2126,7 +2151,7 @@ async fn token_store_locks_per_app_and_round_trips() {
     assert_eq!(read.redirect_uri.as_deref(), Some("https://example.org/cb"));
     assert_eq!(
         read,
-        b24sync::extract::oauth::StoredApp {
+        b24sync::model::oauth::StoredApp {
             redirect_uri: Some("https://example.org/cb".into()),
             ..next.clone()
         }
@@ -2244,7 +2269,7 @@ async fn caller_lookup_through_the_sink_the_functions_and_the_view() {
     let mut second = lead_with_phones(2, "6", &[("21", "+7 912 345 67 89")]);
     second.lead.cells[idx("DATE_MODIFY")] = Cell::DateTime(dt(2024, 5, 2, 9, 0, 0));
     let odd = lead_with_phones(3, "6", &[("31", "+7 (000) 345-67-89")]);
-    s.load_batch(batch(vec![first.clone(), second, odd]), now())
+    s.load_batch(prepare(batch(vec![first.clone(), second, odd])), now())
         .await
         .expect("load");
     s.store_operators(vec![b24sync::model::Operator {
@@ -2336,12 +2361,12 @@ async fn caller_lookup_through_the_sink_the_functions_and_the_view() {
     // A number removed in Bitrix24 stops matching; a re-load of the same lead changes nothing.
     let rows = "SELECT Id FROM dbo.b24sync_lead_phones ORDER BY Id";
     let ids_before = ids_of(&mut c, rows).await;
-    s.load_batch(batch(vec![first.clone()]), now())
+    s.load_batch(prepare(batch(vec![first.clone()])), now())
         .await
         .expect("reload");
     assert_eq!(ids_of(&mut c, rows).await, ids_before);
     let without = lead_with_phones(1, "5", &[("12", "не звонить")]);
-    s.load_batch(batch(vec![without]), now())
+    s.load_batch(prepare(batch(vec![without])), now())
         .await
         .expect("load");
     assert_eq!(found(&s, "89123456789").await, vec![2]);
@@ -2371,7 +2396,7 @@ async fn caller_lookup_seeks_the_phone_indexes() {
         })
         .collect();
     for chunk in leads.chunks(500) {
-        s.load_batch(batch(chunk.to_vec()), now())
+        s.load_batch(prepare(batch(chunk.to_vec())), now())
             .await
             .expect("load");
     }

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use b24sync::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use b24sync::extract::limits::RateConfig;
-use b24sync::extract::oauth::{
-    OAuthError, OAuthServer, OAuthSession, Secret, StoredApp, TokenStore,
-};
+use b24sync::extract::oauth::{OAuthError, OAuthServer, OAuthSession};
 use b24sync::extract::paging::Paging;
 use b24sync::extract::ExtractError;
 use b24sync::load::sqlite::SqliteSink;
+use b24sync::model::oauth::{Secret, StoredApp};
 use b24sync::run::{self, RunError, SyncOptions};
 use b24sync::simulator::{OAuthApp, Simulator, SimulatorConfig};
+use b24sync::store::TokenStore;
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -389,7 +389,7 @@ async fn an_access_token_expiring_mid_export_is_refreshed_once_and_every_lead_lo
     };
     let session = session(&db.path).await;
     let client = client(Arc::clone(&session));
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let summary = run::sync(&client, &sink, &next_paging(), CancellationToken::new())
         .await
         .unwrap();
@@ -438,7 +438,7 @@ async fn a_crash_right_after_storing_refreshed_tokens_leaves_working_tokens() {
         .unwrap()
         .with_after_store_hook(Arc::new(|| Err("killed".to_string())));
     let client = client(Arc::new(crashing));
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let err = run::sync(&client, &sink, &next_paging(), CancellationToken::new())
         .await
         .unwrap_err();
@@ -457,7 +457,7 @@ async fn a_crash_right_after_storing_refreshed_tokens_leaves_working_tokens() {
 
     // A following run uses the stored pair as it is: no re-authorization, no refresh.
     let s = session(&db.path).await;
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let summary = run::sync(
         &client_of(&s),
         &sink,

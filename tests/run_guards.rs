@@ -11,9 +11,10 @@ use b24sync::exit;
 use b24sync::extract::client::{Bitrix24Client, ClientConfig};
 use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::Sink;
+use b24sync::prepare::prepare;
 use b24sync::run::{self, RunError};
 use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync::store::{BatchWriter, StateStore};
 use b24sync::transform::{self, TransformContext};
 use common::*;
 use serde_json::{json, Value};
@@ -115,7 +116,9 @@ async fn seed(db: &std::path::Path, leads: &[Value]) {
         phone_region: Default::default(),
     };
     let batch = transform::transform_page(leads, &ctx);
-    sink.load_batch(batch, run::local_now()).await.unwrap();
+    sink.load_batch(prepare(batch), run::local_now())
+        .await
+        .unwrap();
 }
 
 fn table_dump(db: &std::path::Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
@@ -153,7 +156,7 @@ async fn errors_retry_goes_through_the_deletion_guard() {
         portal.delete_lead(*id);
     }
     let client = client_for(&sim, CancellationToken::new());
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let err = run::retry_errors(&client, &sink, &options())
         .await
         .unwrap_err();
@@ -208,7 +211,7 @@ async fn errors_retry_treats_a_non_list_answer_as_a_protocol_error() {
         _ => json!([]),
     })
     .await;
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let err = run::retry_errors(
         &stub.client(),
         &sink,
@@ -290,7 +293,7 @@ async fn a_database_refuses_another_portal_until_rebound_on_purpose() {
         "nothing was read from the other portal"
     );
     // `errors retry` refuses as well.
-    let sink = SqliteSink::open(&db.path).unwrap();
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
     let client_b = client_for(&b, CancellationToken::new());
     let err = run::retry_errors(&client_b, &sink, &options())
         .await

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::{Diagnosis, RunRecord, Sink, StoreError};
 use b24sync::model::{
     lead_column_index, Batch, Cell, ContactRow, LeadRecord, LeadRow, Problem, ProblemKind,
     RejectedLead, LEAD_COLUMNS,
+};
+use b24sync::prepare::prepare;
+use b24sync::store::{
+    BatchWriter, Diagnosis, RunHistory, RunRecord, SchemaAdmin, StateStore, StoreError,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::types::Value;
@@ -133,13 +136,21 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     f.sink.write_state("watermark", "w1").await.unwrap();
 
     let before = dump_all(&f.path);
-    let preview = f.sink.preview_batch(first_batch(), dt(2, 9)).await.unwrap();
+    let preview = f
+        .sink
+        .preview_batch(prepare(first_batch()), dt(2, 9))
+        .await
+        .unwrap();
     assert_eq!(
         dump_all(&f.path),
         before,
         "the preview changed the database"
     );
-    let loaded = f.sink.load_batch(first_batch(), dt(2, 9)).await.unwrap();
+    let loaded = f
+        .sink
+        .load_batch(prepare(first_batch()), dt(2, 9))
+        .await
+        .unwrap();
     assert_eq!(preview, loaded);
     assert_eq!(
         (
@@ -162,7 +173,11 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
         ])
     };
     let before = dump_all(&f.path);
-    let preview = f.sink.preview_batch(second(), dt(3, 9)).await.unwrap();
+    let preview = f
+        .sink
+        .preview_batch(prepare(second()), dt(3, 9))
+        .await
+        .unwrap();
     assert_eq!(
         dump_all(&f.path),
         before,
@@ -170,10 +185,17 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     );
     // Previewing twice gives the same answer: nothing of the first preview stayed behind.
     assert_eq!(
-        f.sink.preview_batch(second(), dt(3, 9)).await.unwrap(),
+        f.sink
+            .preview_batch(prepare(second()), dt(3, 9))
+            .await
+            .unwrap(),
         preview
     );
-    let loaded = f.sink.load_batch(second(), dt(3, 9)).await.unwrap();
+    let loaded = f
+        .sink
+        .load_batch(prepare(second()), dt(3, 9))
+        .await
+        .unwrap();
     assert_eq!(preview, loaded);
     assert_eq!(
         (
@@ -192,7 +214,10 @@ async fn preview_on_a_new_file_leaves_no_lead_behind() {
     let f = fixture();
     let preview = f
         .sink
-        .preview_batch(batch(vec![lead(7, "seven", &[("71", "1")])]), dt(1, 1))
+        .preview_batch(
+            prepare(batch(vec![lead(7, "seven", &[("71", "1")])])),
+            dt(1, 1),
+        )
         .await
         .unwrap();
     assert_eq!(preview.leads_inserted, 1);

@@ -86,7 +86,7 @@ pub async fn sync_into(
     opts: &SyncOptions,
 ) -> Result<RunSummary, RunError> {
     let client = client_for(sim, CancellationToken::new());
-    let sink = SqliteSink::open(db).unwrap();
+    let sink = SqliteSink::open(db).unwrap().into_stores();
     run::sync(&client, &sink, opts, CancellationToken::new()).await
 }
 
