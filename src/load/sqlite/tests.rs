@@ -716,6 +716,15 @@ async fn lookups_by_lead_id_use_the_unique_index() {
 #[tokio::test]
 async fn state_values_round_trip() {
     let f = fixture();
+    // A read never creates the schema (a dry run changes nothing): it says what to run.
+    let err = f.sink.read_state_value("watermark").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Schema(m) if m.contains("run `b24sync init-db` first")),
+        "{err:?}"
+    );
+    let n: Vec<i64> = f.rows("SELECT count(*) FROM sqlite_master");
+    assert_eq!(n, vec![0], "the read created nothing");
+    f.sink.init_schema().await.unwrap();
     assert_eq!(f.sink.read_state_value("watermark").await.unwrap(), None);
     f.sink
         .write_state_value("watermark", "2024-03-01 00:00:00")
