@@ -251,28 +251,43 @@ impl SqliteSink {
 /// Every migration this build knows is applied (reads only), else the error that says to
 /// run `b24sync init-db`.
 fn check_ready(conn: &Connection, target: &str) -> Result<(), StoreError> {
-    let context = "reading b24sync_migrations";
+    let missing = match pending_migrations(conn)? {
+        Some(missing) => missing,
+        None => schema::known_migrations()
+            .map(|(v, name)| migration_name(v, name))
+            .collect(),
+    };
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(super::not_prepared(target, &missing))
+    }
+}
+
+/// The migrations of this build not applied yet; `None` when b24sync never prepared the file
+/// (no `b24sync_migrations`). Reads only.
+fn pending_migrations(conn: &Connection) -> Result<Option<Vec<String>>, StoreError> {
     let recorded: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'b24sync_migrations')",
             [],
             |r| r.get(0),
         )
-        .map_err(db_err(context))?;
-    let applied = if recorded {
-        schema::applied_versions(conn)?
-    } else {
-        Default::default()
-    };
-    let missing: Vec<String> = schema::known_migrations()
-        .filter(|(v, _)| !applied.contains(v))
-        .map(|(v, name)| format!("{v:04} {name}"))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(super::not_prepared(target, &missing))
+        .map_err(db_err("reading b24sync_migrations"))?;
+    if !recorded {
+        return Ok(None);
     }
+    let applied = schema::applied_versions(conn)?;
+    Ok(Some(
+        schema::known_migrations()
+            .filter(|(v, _)| !applied.contains(v))
+            .map(|(v, name)| migration_name(v, name))
+            .collect(),
+    ))
+}
+
+fn migration_name(version: i64, name: &str) -> String {
+    format!("{version:04} {name}")
 }
 
 fn unreachable(path: &Path, reason: String) -> StoreError {

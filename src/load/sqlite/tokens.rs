@@ -22,7 +22,9 @@ use chrono::NaiveDateTime;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::lock::lock_file;
-use super::{db_err, lock_ignoring_poison, sql, SqliteSink, DATETIME_FORMAT};
+use super::{
+    check_ready, db_err, lock_ignoring_poison, pending_migrations, sql, SqliteSink, DATETIME_FORMAT,
+};
 use crate::load::oauth_row::{app_extra, app_from_row, state_key, OAuthRow};
 use crate::model::oauth::StoredApp;
 use crate::store::{StoreError, TokenLock, TokenStore};
@@ -50,10 +52,21 @@ impl TokenStore for SqliteSink {
         SqliteSink::describe(self)
     }
 
+    /// Reads only, like every read of this sink; a file b24sync never prepared holds no app
+    /// (`b24sync auth` prepares it and stores one), one prepared by an older version is
+    /// refused naming `b24sync init-db`.
     async fn load_app(&self, client_id: &str) -> Result<Option<StoredApp>, StoreError> {
         let client_id = client_id.to_string();
-        self.with_ready("reading bitrix_oauth", move |conn| {
-            read_app(conn, &client_id)
+        let target = self.describe();
+        self.with_db("reading bitrix_oauth", move |db| {
+            if !db.schema_ready {
+                if pending_migrations(&db.conn)?.is_none() {
+                    return Ok(None);
+                }
+                check_ready(&db.conn, &target)?;
+                db.schema_ready = true;
+            }
+            read_app(&db.conn, &client_id)
         })
         .await
     }
