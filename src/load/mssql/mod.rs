@@ -20,6 +20,7 @@
 
 mod admin;
 mod conn;
+mod connect;
 mod lock;
 mod lookup;
 mod ops;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bb8::{ManageConnection, Pool, PooledConnection};
-use conn::Manager as ConnectionManager;
+use connect::Manager as ConnectionManager;
 use tiberius::{Row, TokenRow};
 
 use crate::load::held::HeldBy;
@@ -265,7 +266,7 @@ impl From<tiberius::error::Error> for TxError {
 /// Say once per process and server what the connection string chose about TLS: trusting
 /// any certificate is the DBA's choice, so it is information (INFO), not a warning; data
 /// without TLS (`Encrypt=false`, `DANGER_PLAINTEXT`) is a warning. (tiberius's own WARN on every connection is not forwarded, see
-/// `conn::Manager`.)
+/// `connect::Manager`.)
 fn say_tls_choice(target: &conn::Target) {
     static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let key = target.describe();
