@@ -699,7 +699,7 @@ async fn bench_lookup_1m_contact_values() {
         raw.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(found, vec![i64::from(*id)], "{caller}");
     }
-    // 2. End to end through the library: normalise the caller, then Sink::lookup_caller
+    // 2. End to end through the library: normalise the caller, then CallerLookup::lookup_caller
     //    (the blocking pool hop included), as `b24sync lookup` does minus process start.
     let mut full = Vec::with_capacity(LOOKUPS);
     for (caller, id) in &callers {
@@ -716,5 +716,5 @@ async fn bench_lookup_1m_contact_values() {
         "database: {LEADS} leads, {values} contact values, {phones} normalised phones, {size_mb:.0} MB, built in {build_secs:.1} s"
     );
     report("query only (prepared statement)", raw);
-    report("normalise + Sink::lookup_caller", full);
+    report("normalise + CallerLookup::lookup_caller", full);
 }
