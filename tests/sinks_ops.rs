@@ -212,30 +212,17 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
 #[tokio::test]
 async fn preview_on_a_new_file_leaves_no_lead_behind() {
     let f = fixture();
+    let seven = || prepare(batch(vec![lead(7, "seven", &[("71", "1")])]));
     // A dry run changes nothing, not even the schema: on a new file (as on a SQL Server
     // database init-db has not prepared) the preview says what to run instead.
-    let err = f
-        .sink
-        .preview_batch(
-            prepare(batch(vec![lead(7, "seven", &[("71", "1")])])),
-            dt(1, 1),
-        )
-        .await
-        .unwrap_err();
+    let err = f.sink.preview_batch(seven(), dt(1, 1)).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Schema(m) if m.contains("run `b24sync init-db` first")),
         "{err:?}"
     );
     assert!(dump_all(&f.path).is_empty(), "the preview created tables");
     f.sink.init_schema().await.unwrap();
-    let preview = f
-        .sink
-        .preview_batch(
-            prepare(batch(vec![lead(7, "seven", &[("71", "1")])])),
-            dt(1, 1),
-        )
-        .await
-        .unwrap();
+    let preview = f.sink.preview_batch(seven(), dt(1, 1)).await.unwrap();
     assert_eq!(preview.leads_inserted, 1);
     for (table, rows) in dump_all(&f.path) {
         if table.starts_with("bitrix_") {

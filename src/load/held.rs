@@ -67,3 +67,97 @@ impl<H: HeldLock + 'static> HeldLock for Shared<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts how often the lock was taken, released explicitly, and dropped.
+    #[derive(Default)]
+    struct Counts {
+        taken: AtomicUsize,
+        released: AtomicUsize,
+        dropped: AtomicUsize,
+    }
+
+    struct Fake(Arc<Counts>);
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl HeldLock for Fake {
+        async fn release(self: Box<Self>) -> Result<(), StoreError> {
+            self.0.released.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    async fn take(held: &HeldBy<Fake>, counts: &Arc<Counts>) -> RunLockGuard {
+        let counts = Arc::clone(counts);
+        held.guard(async move {
+            counts.taken.fetch_add(1, Ordering::SeqCst);
+            Ok(Fake(counts))
+        })
+        .await
+        .unwrap()
+    }
+
+    fn seen(c: &Counts) -> (usize, usize, usize) {
+        let n = |a: &AtomicUsize| a.load(Ordering::SeqCst);
+        (n(&c.taken), n(&c.released), n(&c.dropped))
+    }
+
+    #[tokio::test]
+    async fn guards_of_one_sink_share_the_hold_and_the_last_one_releases() {
+        let (held, counts) = (HeldBy::default(), Arc::new(Counts::default()));
+        let first = take(&held, &counts).await;
+        let second = take(&held, &counts).await;
+        assert_eq!(seen(&counts), (1, 0, 0), "taken once");
+        first.release().await.unwrap();
+        assert_eq!(seen(&counts), (1, 0, 0), "the second guard still holds it");
+        assert!(held.current().is_some());
+        second.release().await.unwrap();
+        assert_eq!(seen(&counts), (1, 1, 1));
+        assert!(held.current().is_none());
+        let _again = take(&held, &counts).await;
+        assert_eq!(seen(&counts), (2, 1, 1), "taken anew once it was released");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_guards_drops_the_lock_without_release() {
+        let (held, counts) = (HeldBy::default(), Arc::new(Counts::default()));
+        let first = take(&held, &counts).await;
+        let second = take(&held, &counts).await;
+        drop(first);
+        assert_eq!(seen(&counts), (1, 0, 0));
+        drop(second);
+        assert_eq!(
+            seen(&counts),
+            (1, 0, 1),
+            "dropped, never released by a task"
+        );
+        assert!(held.current().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_take_leaves_nothing_held() {
+        let held: HeldBy<Fake> = HeldBy::default();
+        let err = held
+            .guard(async {
+                Err(StoreError::LockBusy {
+                    target: "db".into(),
+                    waited_secs: 0,
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LockBusy { .. }), "{err:?}");
+        assert!(held.current().is_none());
+    }
+}

@@ -242,13 +242,7 @@ impl BatchWriter for MssqlSink {
         batch: PreparedBatch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
-        let mut pooled = self.ready_conn().await?;
-        let c: &mut Client = &mut pooled;
-        let batch = stage::prepare(batch.into_batch());
-        if batch.is_empty() {
-            return Ok(BatchOutcome::default());
-        }
-        self.load_isolating(c, batch, now, true).await
+        self.write(batch, now, true).await
     }
 
     /// The same staging, upsert and bisection as `load_batch`, each attempt rolled back.
@@ -257,12 +251,24 @@ impl BatchWriter for MssqlSink {
         batch: PreparedBatch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
+        self.write(batch, now, false).await
+    }
+}
+
+impl MssqlSink {
+    /// A load (`commit`) or a preview of one batch, on one pooled connection.
+    async fn write(
+        &self,
+        batch: PreparedBatch,
+        now: NaiveDateTime,
+        commit: bool,
+    ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         let batch = stage::prepare(batch.into_batch());
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        self.load_isolating(c, batch, now, false).await
+        self.load_isolating(c, batch, now, commit).await
     }
 }

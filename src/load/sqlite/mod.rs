@@ -210,22 +210,14 @@ impl SqliteSink {
             })?
     }
 
-    /// Like [`Self::with_db`], after making sure the schema exists.
+    /// Like [`Self::with_db`], for a write: the schema is created first if it is not
+    /// complete (an embedded file has no DBA to run `init-db`).
     async fn with_schema<T, F>(&self, context: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let target = self.describe();
-        self.with_db(context, move |db| {
-            if !db.schema_ready {
-                let report = schema::migrate(&mut db.conn, &target)?;
-                log_report(&target, &report);
-                db.schema_ready = true;
-            }
-            f(&mut db.conn)
-        })
-        .await
+        self.with_tables(context, true, f).await
     }
 
     /// Like [`Self::with_db`], for a read: never migrates (a dry run changes nothing, not
@@ -236,10 +228,29 @@ impl SqliteSink {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.with_tables(context, false, f).await
+    }
+
+    /// Run `f` once the schema is known complete: made so (`migrate`) or checked.
+    async fn with_tables<T, F>(
+        &self,
+        context: &'static str,
+        migrate: bool,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let target = self.describe();
         self.with_db(context, move |db| {
             if !db.schema_ready {
-                check_ready(&db.conn, &target)?;
+                if migrate {
+                    let report = schema::migrate(&mut db.conn, &target)?;
+                    log_report(&target, &report);
+                } else {
+                    check_ready(&db.conn, &target)?;
+                }
                 db.schema_ready = true;
             }
             f(&mut db.conn)
