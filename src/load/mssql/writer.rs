@@ -15,7 +15,7 @@ use crate::prepare::PreparedBatch;
 use crate::store::{BatchOutcome, BatchWriter, StoreError};
 
 impl MssqlSink {
-    /// Stage and upsert one batch, isolating leads the server rejects (see [`Self::load_batch`]).
+    /// Stage and upsert one batch, isolating leads the server rejects (see `BatchWriter::load_batch`).
     ///
     /// With `commit` false (a dry-run preview) every attempt is rolled back instead of
     /// committed; the bisection works the same, so the counts are what a load would report.
