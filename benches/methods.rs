@@ -23,14 +23,13 @@
 //! extrapolated with the formulas printed under the table.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use b24sync::extract::client::{Bitrix24Client, ClientConfig, SubResult};
 use b24sync::extract::paging::{BATCH_SIZE, PAGE_SIZE};
 use b24sync::extract::{query, Webhook};
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::Sink;
+use b24sync::prepare::prepare;
 use b24sync::run::{self, SyncOptions};
 use b24sync::simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use b24sync::transform::{self, TimePolicy, TransformContext};
@@ -584,7 +583,9 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         cancel.clone(),
     )
     .expect("client");
-    let sink = Arc::new(SqliteSink::open(std::path::Path::new(&spec.db)).expect("sqlite"));
+    let sink = SqliteSink::open(std::path::Path::new(&spec.db))
+        .expect("sqlite")
+        .into_stores();
     let started = Instant::now();
     let mut report = ChildReport::default();
     if spec.method == Method::D {
@@ -592,8 +593,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
             solution_field: Some(SOLUTION.into()),
             ..SyncOptions::default()
         };
-        let stores = SqliteSink::open(std::path::Path::new(&spec.db)).expect("sqlite");
-        let summary = run::sync(&client, &(&stores.into_stores()).into(), &opts, cancel)
+        let summary = run::sync(&client, &(&sink).into(), &opts, cancel)
             .await
             .expect("sync");
         report.wall_secs = started.elapsed().as_secs_f64();
@@ -603,7 +603,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         return report;
     }
 
-    sink.init_schema().await.expect("schema");
+    sink.schema.init_schema().await.expect("schema");
     let labels = run::fetch_solution_labels(&client, SOLUTION)
         .await
         .expect("labels");
@@ -626,11 +626,15 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
                 pending.rejected.extend(batch.rejected);
                 if pending.records.len() + pending.rejected.len() >= LOAD_BATCH {
                     let full = std::mem::take(&mut pending);
-                    sink.load_batch(full, run::local_now()).await.expect("load");
+                    sink.batches
+                        .load_batch(prepare(full), run::local_now())
+                        .await
+                        .expect("load");
                 }
             }
             if !pending.is_empty() {
-                sink.load_batch(pending, run::local_now())
+                sink.batches
+                    .load_batch(prepare(pending), run::local_now())
                     .await
                     .expect("load");
             }

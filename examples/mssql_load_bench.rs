@@ -13,8 +13,9 @@ mod mssql_support;
 use std::time::{Duration, Instant};
 
 use b24sync::load::mssql::{MssqlOptions, MssqlSink};
-use b24sync::load::{BatchOutcome, Sink};
 use b24sync::model::{Batch, Cell, LeadRecord};
+use b24sync::prepare::prepare;
+use b24sync::store::{BatchOutcome, BatchWriter, SchemaAdmin};
 use mssql_support::*;
 use tiberius::ToSql;
 
@@ -43,7 +44,7 @@ async fn bulk_pass(
         };
         total.add(
             &sink
-                .load_batch(b, dt(2024, 6, 1, 0, 0, 0))
+                .load_batch(prepare(b), dt(2024, 6, 1, 0, 0, 0))
                 .await
                 .expect("load_batch"),
         );

@@ -14,7 +14,6 @@ use b24sync::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use b24sync::extract::paging::{self, Paging, BATCH_SIZE, PAGE_SIZE};
 use b24sync::extract::query;
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::Sink;
 use b24sync::run::{self, RunError, RunSummary, SyncOptions};
 use b24sync::simulator::{OperatingLimit, PageFault, PageFaultKind, Simulator, SimulatorConfig};
 use common::*;
@@ -460,8 +459,8 @@ async fn a_truncated_page_in_the_middle_of_a_batch_loses_nothing() {
 /// go, and leaves the watermark and the "full sync completed" state unset.
 async fn assert_incomplete_run(sim: &Simulator, opts: &SyncOptions, client: &Bitrix24Client) {
     let db = test_db();
-    let sink = SqliteSink::open(&db.path).unwrap();
-    let stores = run::RunStores::from(&SqliteSink::open(&db.path).unwrap().into_stores());
+    let sink = SqliteSink::open(&db.path).unwrap().into_stores();
+    let stores = run::RunStores::from(&sink);
     let err = run::sync(client, &stores, opts, CancellationToken::new())
         .await
         .expect_err("an export that cannot get past an empty page fails");
@@ -489,7 +488,7 @@ async fn assert_incomplete_run(sim: &Simulator, opts: &SyncOptions, client: &Bit
     );
     for key in [run::state_keys::WATERMARK, run::state_keys::FULL_RUN_LEADS] {
         assert_eq!(
-            sink.read_state(key).await.unwrap(),
+            sink.state.read_state(key).await.unwrap(),
             None,
             "{key} was written"
         );

@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use b24sync::load::sqlite::{SqliteSink, LOOKUP_CALLER_SQL};
-use b24sync::load::Sink;
 use b24sync::model::caller::{CallerMatch, CallerQuery};
+use b24sync::prepare::prepare;
 use b24sync::run::{RunSummary, SyncOptions};
 use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync::store::{BatchWriter, CallerLookup, StateStore};
 use b24sync::transform::phone::DefaultRegion;
 use common::*;
 use serde_json::{json, Map, Value};
@@ -626,10 +627,10 @@ async fn bench_lookup_1m_contact_values() {
             .collect();
         next += 2500;
         sink.load_batch(
-            Batch {
+            prepare(Batch {
                 records,
                 rejected: vec![],
-            },
+            }),
             base,
         )
         .await
@@ -698,7 +699,7 @@ async fn bench_lookup_1m_contact_values() {
         raw.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(found, vec![i64::from(*id)], "{caller}");
     }
-    // 2. End to end through the library: normalise the caller, then Sink::lookup_caller
+    // 2. End to end through the library: normalise the caller, then CallerLookup::lookup_caller
     //    (the blocking pool hop included), as `b24sync lookup` does minus process start.
     let mut full = Vec::with_capacity(LOOKUPS);
     for (caller, id) in &callers {
@@ -715,5 +716,5 @@ async fn bench_lookup_1m_contact_values() {
         "database: {LEADS} leads, {values} contact values, {phones} normalised phones, {size_mb:.0} MB, built in {build_secs:.1} s"
     );
     report("query only (prepared statement)", raw);
-    report("normalise + Sink::lookup_caller", full);
+    report("normalise + CallerLookup::lookup_caller", full);
 }

@@ -980,7 +980,7 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
     assert_ne!(snapshot(&mut c).await, before);
 }
 
-fn find<'a>(report: &'a [b24sync::load::Diagnosis], check: &str) -> &'a b24sync::load::Diagnosis {
+fn find<'a>(report: &'a [b24sync::store::Diagnosis], check: &str) -> &'a b24sync::store::Diagnosis {
     report
         .iter()
         .find(|d| d.check == check)

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use b24sync::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use b24sync::extract::limits::RateConfig;
-use b24sync::extract::oauth::{
-    OAuthError, OAuthServer, OAuthSession, Secret, StoredApp, TokenStore,
-};
+use b24sync::extract::oauth::{OAuthError, OAuthServer, OAuthSession};
 use b24sync::extract::paging::Paging;
 use b24sync::extract::ExtractError;
 use b24sync::load::sqlite::SqliteSink;
+use b24sync::model::oauth::{Secret, StoredApp};
 use b24sync::run::{self, RunError, SyncOptions};
 use b24sync::simulator::{OAuthApp, Simulator, SimulatorConfig};
+use b24sync::store::TokenStore;
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -532,10 +532,10 @@ async fn a_refused_run_records_what_it_did() {
 // 16.12: `status` says "running" while a run holds the lock, "unfinished" once none does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_tells_a_running_run_from_a_dead_one() {
-    use b24sync::load::Sink;
+    use b24sync::store::{RunHistory, RunLock};
     let db = test_db();
     let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).unwrap();
-    sink.run_started(&b24sync::load::RunRecord {
+    sink.run_started(&b24sync::store::RunRecord {
         started_at: Some(b24sync::run::local_now()),
         mode: "full".into(),
         status: "running".into(),
@@ -543,7 +543,7 @@ async fn status_tells_a_running_run_from_a_dead_one() {
     })
     .await
     .unwrap();
-    sink.lock_run(Duration::ZERO).await.unwrap();
+    let held = sink.lock_run(Duration::ZERO).await.unwrap();
     let status = || {
         let mut c = b24sync();
         c.args(["status", "--db"]).arg(&db.path);
@@ -553,7 +553,7 @@ async fn status_tells_a_running_run_from_a_dead_one() {
     let report = text(&out.stdout);
     assert!(report.contains(" running "), "{report}");
     assert!(!report.contains("unfinished"), "{report}");
-    sink.unlock_run().await.unwrap();
+    held.release().await.unwrap();
     let out = run_cmd(&mut status()).await;
     let report = text(&out.stdout);
     assert!(report.contains("unfinished"), "{report}");

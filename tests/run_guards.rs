@@ -11,9 +11,10 @@ use b24sync::exit;
 use b24sync::extract::client::{Bitrix24Client, ClientConfig};
 use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
-use b24sync::load::Sink;
+use b24sync::prepare::prepare;
 use b24sync::run::{self, RunError};
 use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync::store::{BatchWriter, StateStore};
 use b24sync::transform::{self, TransformContext};
 use common::*;
 use serde_json::{json, Value};
@@ -115,7 +116,9 @@ async fn seed(db: &std::path::Path, leads: &[Value]) {
         phone_region: Default::default(),
     };
     let batch = transform::transform_page(leads, &ctx);
-    sink.load_batch(batch, run::local_now()).await.unwrap();
+    sink.load_batch(prepare(batch), run::local_now())
+        .await
+        .unwrap();
 }
 
 fn table_dump(db: &std::path::Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {

@@ -35,16 +35,12 @@ use batches::*;
 use tables::*;
 
 /// `name: sqlite_name, mssql_name;` makes the two tests of the contract test `name`. A
-/// leading `#[waits = "..."]` ignores both for that reason, `#[sqlite_waits = "..."]` the
-/// SQLite one: a contract a backend does not meet yet, said where it shows.
+/// leading `#[waits = "..."]` ignores both for that reason: a contract the backends do not
+/// meet yet, said where it shows.
 macro_rules! contract {
     () => {};
     (#[waits = $why:literal] $name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
         contract!(@pair $why, $why, $name, $sqlite, $mssql);
-        contract!($($rest)*);
-    };
-    (#[sqlite_waits = $why:literal] $name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
-        contract!(@pair $why, "needs B24SYNC_TEST_MSSQL (an ADO.NET connection string)", $name, $sqlite, $mssql);
         contract!($($rest)*);
     };
     ($name:ident: $sqlite:ident, $mssql:ident; $($rest:tt)*) => {
@@ -81,7 +77,6 @@ contract! {
     // RunLock / RunLockGuard
     one_run_at_a_time: sqlite_one_run_at_a_time, mssql_one_run_at_a_time;
     closing_the_stores_releases_the_run_lock: sqlite_closing_the_stores_releases_the_run_lock, mssql_closing_the_stores_releases_the_run_lock;
-    #[waits = "waits for the backends' own RunLockGuard (helper stores): the TRANSITION bridge's guard does not release on drop"]
     dropping_the_guard_releases_the_run_lock: sqlite_dropping_the_guard_releases_the_run_lock, mssql_dropping_the_guard_releases_the_run_lock;
     // BatchWriter
     full_load_reads_back_exactly_and_reruns_change_nothing: sqlite_full_load_reads_back_exactly_and_reruns_change_nothing, mssql_full_load_reads_back_exactly_and_reruns_change_nothing;
@@ -108,7 +103,6 @@ contract! {
     caller_lookup_matches_any_spelling_newest_first: sqlite_caller_lookup_matches_any_spelling_newest_first, mssql_caller_lookup_matches_any_spelling_newest_first;
     // TokenStore / TokenLock
     token_store_locks_per_app_and_round_trips: sqlite_token_store_locks_per_app_and_round_trips, mssql_token_store_locks_per_app_and_round_trips;
-    #[sqlite_waits = "SQLite's OAuth refresh lock is one per database file (<db>.oauth.lock in src/load/sqlite/tokens.rs), not one per app"]
     token_locks_of_different_apps_are_independent: sqlite_token_locks_of_different_apps_are_independent, mssql_token_locks_of_different_apps_are_independent;
 }
 

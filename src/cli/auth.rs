@@ -26,9 +26,10 @@ use super::{DbArgs, DbOpen};
 use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::oauth::{
-    authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, Secret, StoredApp,
-    TokenStore, DEFAULT_OAUTH_SERVER,
+    authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, DEFAULT_OAUTH_SERVER,
 };
+use crate::model::oauth::{Secret, StoredApp};
+use crate::store::TokenStore;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
@@ -122,7 +123,7 @@ async fn open_store(db: &str, mode: DbOpen) -> Result<Arc<dyn TokenStore>, u8> {
             crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))
                 .map(|s| Arc::new(s) as Arc<dyn TokenStore>)
         } else {
-            crate::load::mssql::open_token_store(db).await
+            crate::load::open_token_store(db).await
         };
     store.map_err(|e| {
         super::ui::error(&e.to_string());

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{
-    exit, fail, open_sink, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs,
+    exit, fail, open_stores, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs,
 };
 use crate::model::caller::{CallerMatch, CallerQuery};
 
@@ -50,11 +50,11 @@ pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
     let matches = if query.is_empty() {
         Vec::new()
     } else {
-        let sink = match open_sink(&s).await {
+        let sink = match open_stores(&s).await {
             Ok(sink) => sink,
             Err(code) => return code,
         };
-        match sink.lookup_caller(&query).await {
+        match sink.lookup.lookup_caller(&query).await {
             Ok(m) => m,
             Err(e) => return run_error_code(&e.into()),
         }

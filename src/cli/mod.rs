@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use crate::extract::client::{Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::Webhook;
-use crate::load::Sink;
 use crate::run::{self, RunError, RunSummary, SyncOptions};
 use crate::simulator::{RateLimit, Simulator, SimulatorConfig};
 pub use settings::{FileSettings, Settings};
@@ -665,27 +664,13 @@ pub enum DbOpen {
     Create,
 }
 
-/// The sink behind `--db`, opened as the command's [`DbOpen`] allows. SQL Server databases
+/// The stores behind `--db`, opened as the command's [`DbOpen`] allows. SQL Server databases
 /// are never created by b24sync (a DBA makes them), so the mode only changes the file case.
-pub(crate) async fn open_db(
-    db: &str,
-    pool_size: u32,
-    mode: DbOpen,
-) -> Result<Box<dyn Sink>, crate::load::StoreError> {
-    if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
-        return Ok(Box::new(crate::load::sqlite::SqliteSink::open_existing(
-            std::path::Path::new(db),
-        )?));
-    }
-    crate::load::open(db, pool_size).await
-}
-
-/// The stores behind `--db`, opened as the command's [`DbOpen`] allows (as [`open_db`]).
 pub(crate) async fn open_stores_db(
     db: &str,
     pool_size: u32,
     mode: DbOpen,
-) -> Result<crate::load::Stores, crate::load::StoreError> {
+) -> Result<crate::load::Stores, crate::store::StoreError> {
     if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
         let sink = crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))?;
         return Ok(sink.into_stores());
@@ -700,13 +685,6 @@ pub(crate) async fn open_stores(s: &Settings) -> Result<crate::load::Stores, u8>
             ui::error(&e.to_string());
             exit::DATABASE
         })
-}
-
-pub(crate) async fn open_sink(s: &Settings) -> Result<Box<dyn Sink>, u8> {
-    open_db(&s.db, s.pool_size, s.db_open).await.map_err(|e| {
-        ui::error(&e.to_string());
-        exit::DATABASE
-    })
 }
 
 fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client, u8> {
@@ -815,11 +793,11 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                 Ok(s) => s,
                 Err(e) => return fail(exit::CONFIG, &e),
             };
-            let sink = match open_sink(&s).await {
+            let sink = match open_stores(&s).await {
                 Ok(sink) => sink,
                 Err(code) => return code,
             };
-            match sink.error_rows().await {
+            match sink.errors.error_rows().await {
                 Ok(rows) => {
                     // A row whose lead ID is not a number cannot be read again: say so on
                     // the row, and what clears it.
@@ -920,11 +898,11 @@ async fn errors_command(cmd: ErrorsCommand, file: &FileSettings) -> u8 {
                     ),
                 );
             };
-            let sink = match open_sink(&s).await {
+            let sink = match open_stores(&s).await {
                 Ok(sink) => sink,
                 Err(code) => return code,
             };
-            match sink.clear_errors(before).await {
+            match sink.errors.clear_errors(before).await {
                 Ok(n) => {
                     println!("deleted {n} rows of bitrix_import_lead_error dated before {before}");
                     exit::OK
@@ -987,11 +965,11 @@ fn finish(result: Result<RunSummary, RunError>) -> u8 {
 }
 
 async fn init_db_command(s: &Settings) -> u8 {
-    let sink = match open_sink(s).await {
+    let sink = match open_stores(s).await {
         Ok(sink) => sink,
         Err(code) => return code,
     };
-    match sink.init_schema().await {
+    match sink.schema.init_schema().await {
         Ok(report) => {
             // One line per migration applied (the objects each created are logged at -v);
             // with -q nothing, unless something needs a person (the warnings below).
@@ -1000,7 +978,7 @@ async fn init_db_command(s: &Settings) -> u8 {
                     println!("created {c}");
                 }
                 if report.created.is_empty() {
-                    println!("{}: schema up to date, nothing to create", sink.describe());
+                    println!("{}: schema up to date, nothing to create", sink.target);
                 }
             }
             for w in &report.warnings {
@@ -1024,6 +1002,8 @@ async fn demo_command(args: &DemoArgs) -> u8 {
         let paging = args.paging.parse().map_err(anyhow::Error::msg)?;
         let db = args.db.to_string_lossy().to_string();
         let stores = crate::load::open_stores(&db, 1).await?;
+        // Reads never create the schema: the demo's database is made here, as `init-db` would.
+        stores.schema.init_schema().await?;
         // A database bound to a loopback portal is an earlier demo's (the simulator's port
         // changes every run): re-bound freely. Anything else is a real portal's data.
         let rebind = match run::bound_portal(stores.state.as_ref()).await {

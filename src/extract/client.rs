@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{redact_url, Webhook, WebhookError};
 use super::limits::{unix_now, LeakyBucket, OperatingBudget, OperatingConfig, RateConfig};
-use super::oauth::{OAuthError, OAuthSession, Secret};
+use super::oauth::{OAuthError, OAuthSession};
+use crate::model::oauth::Secret;
 
 /// How the client paces and retries.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! Each part of the program takes only the roles it uses (`run::sync` never sees caller
 //! lookup; `b24sync lookup` never sees the batch writer), so each can be faked on its own
 //! in a test. Every backend (`load::sqlite`, `load::mssql`) implements all of them, and
-//! `load::open` hands them out together as one `load::Stores` value.
+//! `load::open_stores` hands them out together as one `load::Stores` value.
 //!
 //! | role | trait | used by |
 //! |---|---|---|

@@ -39,13 +39,28 @@ async fn fresh() -> (Backend, std::path::PathBuf) {
 #[tokio::test]
 async fn sqlite_only_preview_on_a_new_file_leaves_no_lead_behind() {
     let (b, _) = fresh().await;
+    let seven = || batch(vec![small_lead(7, "seven", &[("71", "1")])]);
+    // A dry run changes nothing, not even the schema: on a new file (as on a SQL Server
+    // database init-db has not prepared) the preview says what to run instead.
+    let err = b
+        .stores
+        .batches
+        .preview_batch(seven(), dt(2024, 3, 1, 1, 4, 5))
+        .await
+        .expect_err("a preview before init-db");
+    assert!(
+        err.to_string().contains("run `b24sync init-db` first"),
+        "{err}"
+    );
+    assert!(
+        b.table_names().await.is_empty(),
+        "the preview created tables"
+    );
+    b.stores.schema.init_schema().await.expect("init");
     let preview = b
         .stores
         .batches
-        .preview_batch(
-            batch(vec![small_lead(7, "seven", &[("71", "1")])]),
-            dt(2024, 3, 1, 1, 4, 5),
-        )
+        .preview_batch(seven(), dt(2024, 3, 1, 1, 4, 5))
         .await
         .expect("preview");
     assert_eq!(preview.leads_inserted, 1);

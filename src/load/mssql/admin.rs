@@ -10,8 +10,8 @@ use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
 use super::{bulk, check_lock, run, sql, Client, TxError};
-use crate::load::StoredError;
 use crate::model::LeadId;
+use crate::store::StoredError;
 
 pub(super) async fn read_state(c: &mut Client, name: &str) -> tiberius::Result<Option<String>> {
     let row = c.query(sql::STATE_READ, &[&name]).await?.into_row().await?;

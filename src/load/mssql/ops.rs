@@ -9,8 +9,8 @@ use chrono::{NaiveDateTime, Timelike};
 use tiberius::Row;
 
 use super::{conn::Target, run, server_text, sql, Client};
-use crate::load::{Diagnosis, RunRecord};
 use crate::model::{truncate_utf16, ColumnKind, LEAD_COLUMNS};
+use crate::store::{Diagnosis, RunRecord};
 
 /// Sizes of the run-history text columns: longer text would be an error, not a cut.
 const MODE_CHARS: usize = 40;

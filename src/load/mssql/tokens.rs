@@ -1,5 +1,5 @@
 //! The SQL Server sink as an OAuth [`TokenStore`], with the embedded database's semantics
-//! (`src/load/sqlite/tokens.rs`, whose row rules it shares): the app's row in
+//! (`src/load/sqlite/tokens.rs`; the row rules both use are in `src/load/oauth_row.rs`): the app's row in
 //! `dbo.bitrix_oauth` (one per `client_id`, updated in place), and beside it, in
 //! `dbo.b24sync_state` under `oauth:<client_id>`, the absolute expiry, the REST endpoint and
 //! the OAuth server, which the contract table has no column for.
@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
 use super::{admin, conn::Target, run, server_text, sql, Client, MssqlSink};
-use crate::extract::oauth::{StoredApp, TokenLock, TokenStore};
-use crate::load::sqlite::{app_extra, app_from_row, state_key, OAuthRow};
-use crate::load::StoreError;
+use crate::load::oauth_row::{app_extra, app_from_row, state_key, OAuthRow};
+use crate::model::oauth::StoredApp;
+use crate::store::{StoreError, TokenLock, TokenStore};
 
 /// How long `save_app` waits for a refresher of the same app.
 const SAVE_LOCK_WAIT: Duration = Duration::from_secs(60);

@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::{StoreError, StoredError};
 use crate::model::LeadId;
+use crate::store::{StoreError, StoredError};
 
 pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError> {
     let context = "reading the lead IDs";

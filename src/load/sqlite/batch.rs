@@ -8,8 +8,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::{BatchOutcome, StoreError};
 use crate::model::{Batch, Cell, ErrorRow, LeadId, LeadRecord, LEAD_COLUMNS};
+use crate::store::{BatchOutcome, StoreError};
 
 /// Binds a [`Cell`] without copying its text (COMMENTS can be large).
 struct SqlCell<'a>(&'a Cell);

@@ -6,9 +6,9 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::load::StoreError;
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
+use crate::store::StoreError;
 
 /// Stage the batch's normalised phones (called after the leads are staged).
 pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {

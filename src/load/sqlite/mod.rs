@@ -2,36 +2,36 @@
 //!
 //! Same tables and column names as on SQL Server, so the same SELECTs work on both;
 //! datetimes are stored as text `YYYY-MM-DD HH:MM:SS`, so they sort and compare as text.
-//! The schema is created by [`Sink::init_schema`] and also on first use by any other
-//! method: for an embedded file there is no DBA to run `init-db` first, and the
-//! migrations are idempotent. The run lock is an OS advisory lock on `<db path>.lock`.
-//! One connection is shared behind a mutex; every call runs on the blocking pool.
+//! The schema is created by `init_schema` (`SchemaAdmin`) and also on the first write by
+//! any other role: for an embedded file there is no DBA to run `init-db` first, and the
+//! migrations are idempotent. A read never migrates (a `sync --dry-run` changes nothing, not
+//! even the schema): on a file whose schema is not complete it refuses, naming
+//! `b24sync init-db`, as the SQL Server sink does. The run lock is an OS advisory lock on
+//! `<db path>.lock` (see [`lock`]). One connection is shared behind a mutex; every call runs
+//! on the blocking pool. The role traits are implemented in [`roles`], [`lock`] and
+//! [`tokens`].
 
 mod admin;
 mod batch;
+mod lock;
 mod lookup;
 mod ops;
+mod roles;
 mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
 mod tokens;
 
-// The OAuth row's reading and writing rules, shared with the SQL Server token store.
-pub(crate) use tokens::{app_extra, app_from_row, state_key, OAuthRow};
-
-use async_trait::async_trait;
-use chrono::NaiveDateTime;
 use rusqlite::{Connection, OptionalExtension};
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, Sink, StoreError, StoredError};
-use crate::model::caller::{CallerMatch, CallerQuery};
-use crate::model::{Batch, LeadId, Operator};
+use crate::load::held::HeldBy;
+use crate::load::Stores;
+use crate::store::{SchemaReport, StoreError};
 
 /// The caller lookup's SELECT (`sql/sqlite/lookup_caller.sql`), for people and for the
 /// test that checks its query plan.
@@ -51,12 +51,14 @@ struct Db {
     schema_ready: bool,
 }
 
-/// The SQLite sink. Cheap to share: all state is behind `Arc`s.
+/// The SQLite sink. Cheap to clone: all state is behind `Arc`s; the run lock is owned by
+/// the guards `lock_run` returns, not by the sink.
+#[derive(Clone)]
 pub struct SqliteSink {
     path: PathBuf,
     db: Arc<Mutex<Db>>,
-    /// The open lock file while this sink holds the run lock.
-    run_lock: Arc<Mutex<Option<File>>>,
+    /// The run lock while this sink's guards hold it.
+    run_lock: Arc<HeldBy<lock::SqliteRunLock>>,
 }
 
 impl std::fmt::Debug for SqliteSink {
@@ -69,9 +71,13 @@ impl std::fmt::Debug for SqliteSink {
 
 impl SqliteSink {
     /// This database's stores, by role (what the program passes around).
-    pub fn into_stores(self) -> crate::load::Stores {
-        let backend = std::sync::Arc::new(self);
-        crate::load::Stores::bridged(backend.clone(), backend)
+    pub fn into_stores(self) -> Stores {
+        Stores::of(self.describe(), Arc::new(self))
+    }
+
+    /// A name for messages: the file path.
+    pub fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 
     /// Open (creating if needed) the database file, in WAL mode. The schema is created
@@ -151,7 +157,7 @@ impl SqliteSink {
                 conn,
                 schema_ready: false,
             })),
-            run_lock: Arc::new(Mutex::new(None)),
+            run_lock: Arc::default(),
         })
     }
 
@@ -170,7 +176,7 @@ impl SqliteSink {
     /// A value of `b24sync_state` (watermarks and such), if set.
     pub async fn read_state_value(&self, name: &str) -> Result<Option<String>, StoreError> {
         let name = name.to_string();
-        self.with_schema("reading b24sync_state", move |conn| {
+        self.with_ready("reading b24sync_state", move |conn| {
             conn.query_row(sql::STATE_READ, [&name], |r| r.get(0))
                 .optional()
                 .map_err(db_err("reading b24sync_state"))
@@ -204,8 +210,34 @@ impl SqliteSink {
             })?
     }
 
-    /// Like [`Self::with_db`], after making sure the schema exists.
+    /// Like [`Self::with_db`], for a write: the schema is created first if it is not
+    /// complete (an embedded file has no DBA to run `init-db`).
     async fn with_schema<T, F>(&self, context: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_tables(context, true, f).await
+    }
+
+    /// Like [`Self::with_db`], for a read: never migrates (a dry run changes nothing, not
+    /// even the schema), and refuses a file whose schema is not complete, as the SQL Server
+    /// sink does.
+    async fn with_ready<T, F>(&self, context: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_tables(context, false, f).await
+    }
+
+    /// Run `f` once the schema is known complete: made so (`migrate`) or checked.
+    async fn with_tables<T, F>(
+        &self,
+        context: &'static str,
+        migrate: bool,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -213,14 +245,60 @@ impl SqliteSink {
         let target = self.describe();
         self.with_db(context, move |db| {
             if !db.schema_ready {
-                let report = schema::migrate(&mut db.conn, &target)?;
-                log_report(&target, &report);
+                if migrate {
+                    let report = schema::migrate(&mut db.conn, &target)?;
+                    log_report(&target, &report);
+                } else {
+                    check_ready(&db.conn, &target)?;
+                }
                 db.schema_ready = true;
             }
             f(&mut db.conn)
         })
         .await
     }
+}
+
+/// Every migration this build knows is applied (reads only), else the error that says to
+/// run `b24sync init-db`.
+fn check_ready(conn: &Connection, target: &str) -> Result<(), StoreError> {
+    let missing = match pending_migrations(conn)? {
+        Some(missing) => missing,
+        None => schema::known_migrations()
+            .map(|(v, name)| migration_name(v, name))
+            .collect(),
+    };
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(super::not_prepared(target, &missing))
+    }
+}
+
+/// The migrations of this build not applied yet; `None` when b24sync never prepared the file
+/// (no `b24sync_migrations`). Reads only.
+fn pending_migrations(conn: &Connection) -> Result<Option<Vec<String>>, StoreError> {
+    let recorded: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'b24sync_migrations')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err("reading b24sync_migrations"))?;
+    if !recorded {
+        return Ok(None);
+    }
+    let applied = schema::applied_versions(conn)?;
+    Ok(Some(
+        schema::known_migrations()
+            .filter(|(v, _)| !applied.contains(v))
+            .map(|(v, name)| migration_name(v, name))
+            .collect(),
+    ))
+}
+
+fn migration_name(version: i64, name: &str) -> String {
+    format!("{version:04} {name}")
 }
 
 fn unreachable(path: &Path, reason: String) -> StoreError {
@@ -272,218 +350,5 @@ fn db_err(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Database {
         context: context.to_string(),
         reason: e.to_string(),
-    }
-}
-
-/// One attempt at the run lock: `Ok(true)` when this sink holds it now.
-fn try_take_lock(held: &Mutex<Option<File>>, lock_path: &Path) -> Result<bool, StoreError> {
-    let mut held = lock_ignoring_poison(held);
-    if held.is_some() {
-        return Ok(true);
-    }
-    let lock_error = |reason: String| StoreError::Database {
-        context: format!("taking the run lock {}", lock_path.display()),
-        reason,
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path)
-        .map_err(|e| lock_error(e.to_string()))?;
-    match file.try_lock() {
-        Ok(()) => {
-            *held = Some(file);
-            Ok(true)
-        }
-        Err(TryLockError::WouldBlock) => Ok(false),
-        Err(TryLockError::Error(e)) => Err(lock_error(e.to_string())),
-    }
-}
-
-#[async_trait]
-impl Sink for SqliteSink {
-    fn describe(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    async fn init_schema(&self) -> Result<SchemaReport, StoreError> {
-        let target = self.describe();
-        self.with_db("creating the schema", move |db| {
-            let report = schema::migrate(&mut db.conn, &target)?;
-            db.schema_ready = true;
-            Ok(report)
-        })
-        .await
-    }
-
-    async fn lock_run(&self, wait: Duration) -> Result<(), StoreError> {
-        let started = Instant::now();
-        loop {
-            let held = Arc::clone(&self.run_lock);
-            let lock_path = self.lock_path();
-            let taken = tokio::task::spawn_blocking(move || try_take_lock(&held, &lock_path))
-                .await
-                .map_err(|e| StoreError::Database {
-                    context: "taking the run lock".to_string(),
-                    reason: format!("the lock task failed: {e}"),
-                })??;
-            if taken {
-                return Ok(());
-            }
-            let waited = started.elapsed();
-            if waited >= wait {
-                return Err(StoreError::LockBusy {
-                    target: self.describe(),
-                    waited_secs: waited.as_secs(),
-                });
-            }
-            tokio::time::sleep(LOCK_RETRY.min(wait - waited)).await;
-        }
-    }
-
-    async fn unlock_run(&self) -> Result<(), StoreError> {
-        let held = Arc::clone(&self.run_lock);
-        tokio::task::spawn_blocking(move || {
-            // Closing the file releases the OS lock; unlocking first just makes it explicit.
-            if let Some(file) = lock_ignoring_poison(&held).take() {
-                file.unlock().map_err(|e| StoreError::Database {
-                    context: "releasing the run lock".to_string(),
-                    reason: e.to_string(),
-                })?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::Database {
-            context: "releasing the run lock".to_string(),
-            reason: format!("the lock task failed: {e}"),
-        })?
-    }
-
-    async fn load_batch(
-        &self,
-        batch: Batch,
-        now: NaiveDateTime,
-    ) -> Result<BatchOutcome, StoreError> {
-        self.with_schema("loading a batch", move |conn| {
-            batch::load(conn, batch, now, true)
-        })
-        .await
-    }
-
-    async fn stamp_runtime(&self, finished: NaiveDateTime) -> Result<(), StoreError> {
-        let finished = finished.format(DATETIME_FORMAT).to_string();
-        self.with_schema("stamping bitrix_lead_runtime", move |conn| {
-            conn.execute(sql::RUNTIME_STAMP, [&finished])
-                .map(drop)
-                .map_err(db_err("stamping bitrix_lead_runtime"))
-        })
-        .await
-    }
-
-    async fn read_state(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.read_state_value(name).await
-    }
-
-    async fn write_state(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.write_state_value(name, value).await
-    }
-
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
-        self.with_schema("reading the lead IDs", admin::lead_ids)
-            .await
-    }
-
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
-        self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids))
-            .await
-    }
-
-    async fn error_rows(&self) -> Result<Vec<StoredError>, StoreError> {
-        self.with_schema("reading bitrix_import_lead_error", admin::error_rows)
-            .await
-    }
-
-    async fn clear_errors(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
-        self.with_schema("clearing bitrix_import_lead_error", move |conn| {
-            admin::clear_errors(conn, before)
-        })
-        .await
-    }
-
-    async fn delete_error_rows(&self, row_ids: Vec<i64>) -> Result<u64, StoreError> {
-        self.with_schema(
-            "deleting stale rows of bitrix_import_lead_error",
-            move |conn| admin::delete_error_rows(conn, row_ids),
-        )
-        .await
-    }
-
-    async fn operator_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.with_schema("reading b24sync_operators", lookup::operator_ids)
-            .await
-    }
-
-    async fn store_operators(&self, operators: Vec<Operator>) -> Result<(), StoreError> {
-        self.with_schema("writing b24sync_operators", move |conn| {
-            lookup::store_operators(conn, operators)
-        })
-        .await
-    }
-
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
-        let query = query.clone();
-        self.with_schema("looking up the caller", move |conn| {
-            lookup::lookup_caller(conn, &query)
-        })
-        .await
-    }
-
-    /// The same statements as `load_batch`, rolled back. The schema is created first if the
-    /// file is new, as for every call of this sink (an empty file has nothing to preview
-    /// against otherwise); no lead, contact, solution or error row is changed.
-    async fn preview_batch(
-        &self,
-        batch: Batch,
-        now: NaiveDateTime,
-    ) -> Result<BatchOutcome, StoreError> {
-        self.with_schema("previewing a batch", move |conn| {
-            batch::load(conn, batch, now, false)
-        })
-        .await
-    }
-
-    async fn run_started(&self, record: &RunRecord) -> Result<i64, StoreError> {
-        let record = record.clone();
-        self.with_schema("writing b24sync_runs", move |conn| {
-            ops::run_started(conn, &record)
-        })
-        .await
-    }
-
-    async fn run_finished(&self, record: &RunRecord) -> Result<(), StoreError> {
-        let record = record.clone();
-        self.with_schema("completing b24sync_runs", move |conn| {
-            ops::run_finished(conn, &record)
-        })
-        .await
-    }
-
-    async fn recent_runs(&self, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        self.with_schema("reading b24sync_runs", move |conn| {
-            ops::recent_runs(conn, limit)
-        })
-        .await
-    }
-
-    /// Reads only: no migration runs first (see [`ops`]).
-    async fn diagnose(&self) -> Result<Vec<Diagnosis>, StoreError> {
-        let path = self.path.clone();
-        self.with_db("checking the database", move |db| {
-            ops::diagnose(&db.conn, &path)
-        })
-        .await
     }
 }

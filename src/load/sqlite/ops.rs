@@ -11,8 +11,8 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, DatabaseName, OptionalExtension};
 
 use super::{db_err, schema, sql, DATETIME_FORMAT};
-use crate::load::{Diagnosis, RunRecord, StoreError};
 use crate::model::{truncate_utf16, ColumnKind, LEAD_COLUMNS};
+use crate::store::{Diagnosis, RunRecord, StoreError};
 
 /// The six Oktell tables, in the contract's order.
 pub(super) const CONTRACT_TABLES: [&str; 6] = [

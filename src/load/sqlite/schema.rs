@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeSet;
 
 use super::{db_err, sql};
-use crate::load::{SchemaReport, StoreError};
 use crate::model::LEAD_COLUMNS;
+use crate::store::{SchemaReport, StoreError};
 
 struct Migration {
     version: i64,

@@ -5,8 +5,12 @@ use crate::model::{
     lead_column_index, ContactRow, LeadRecord, LeadRow, Problem, ProblemKind, RejectedLead,
     LEAD_COLUMNS,
 };
+use crate::prepare::prepare;
+use crate::store::{BatchOutcome, BatchWriter, RunHistory, RunLock, SchemaAdmin};
 use chrono::NaiveDate;
+use chrono::NaiveDateTime;
 use rusqlite::types::{ToSql, Value};
+use std::time::Instant;
 use tempfile::TempDir;
 
 fn dt(d: u32, h: u32) -> NaiveDateTime {
@@ -59,7 +63,7 @@ fn batch(records: Vec<LeadRecord>) -> Batch {
     }
 }
 
-use crate::model::{Cell, LeadId};
+use crate::model::{Batch, Cell, LeadId};
 
 struct Fixture {
     _dir: TempDir,
@@ -117,7 +121,7 @@ impl Fixture {
     }
 
     async fn load(&self, b: Batch) -> BatchOutcome {
-        self.sink.load_batch(b, dt(2, 12)).await.unwrap()
+        self.sink.load_batch(prepare(b), dt(2, 12)).await.unwrap()
     }
 }
 
@@ -202,7 +206,7 @@ async fn identical_reload_touches_nothing() {
     assert_eq!(first.error_rows, 2);
     let before = f.dump_all();
 
-    let second = f.sink.load_batch(make(), dt(9, 9)).await.unwrap();
+    let second = f.sink.load_batch(prepare(make()), dt(9, 9)).await.unwrap();
     assert_eq!(
         second,
         BatchOutcome {
@@ -456,7 +460,11 @@ async fn error_rows_follow_the_current_problems() {
             rejected(None, "no ID"),
         ],
     };
-    let outcome = f.sink.load_batch(first.clone(), dt(1, 1)).await.unwrap();
+    let outcome = f
+        .sink
+        .load_batch(prepare(first.clone()), dt(1, 1))
+        .await
+        .unwrap();
     assert_eq!(outcome.error_rows, 4);
     let e1 = errors(&f);
     assert_eq!(e1.len(), 4);
@@ -468,7 +476,7 @@ async fn error_rows_follow_the_current_problems() {
     assert!(e1.iter().all(|e| e.4 == "2024-03-01 01:04:05"));
 
     // Same problems later: same rows, same first-seen dates.
-    f.sink.load_batch(first, dt(5, 5)).await.unwrap();
+    f.sink.load_batch(prepare(first), dt(5, 5)).await.unwrap();
     assert_eq!(errors(&f), e1);
 
     // Lead 1 loads clean, lead 2's JSON changed (same problem), abc has a new problem.
@@ -478,7 +486,7 @@ async fn error_rows_follow_the_current_problems() {
         records: vec![a, b.clone()],
         rejected: vec![rejected(Some("abc"), "still bad")],
     };
-    let outcome = f.sink.load_batch(third, dt(7, 7)).await.unwrap();
+    let outcome = f.sink.load_batch(prepare(third), dt(7, 7)).await.unwrap();
     assert_eq!(outcome.error_rows, 2);
     let e3 = errors(&f);
     assert_eq!(e3.len(), 3);
@@ -608,7 +616,7 @@ async fn duplicate_lead_rows_are_explained_with_the_fix() {
     // load_batch reports the same instead of failing obscurely.
     let err = f
         .sink
-        .load_batch(batch(vec![lead(5, "x")]), dt(1, 1))
+        .load_batch(prepare(batch(vec![lead(5, "x")])), dt(1, 1))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
@@ -658,8 +666,8 @@ async fn a_leads_table_without_sql_id_is_named_not_raw_sql() {
 #[tokio::test]
 async fn the_run_lock_excludes_a_second_sink_until_released() {
     let f = fixture();
-    f.sink.lock_run(Duration::ZERO).await.unwrap();
-    f.sink.lock_run(Duration::ZERO).await.unwrap(); // already ours
+    let held = f.sink.lock_run(Duration::ZERO).await.unwrap();
+    let again = f.sink.lock_run(Duration::ZERO).await.unwrap(); // already ours
     let other = SqliteSink::open(&f.path).unwrap();
     let started = Instant::now();
     let err = other
@@ -671,14 +679,18 @@ async fn the_run_lock_excludes_a_second_sink_until_released() {
         matches!(&err, StoreError::LockBusy { target, .. } if *target == f.path.display().to_string()),
         "{err:?}"
     );
-    f.sink.unlock_run().await.unwrap();
-    f.sink.unlock_run().await.unwrap(); // no-op when not held
-    other.lock_run(Duration::from_millis(300)).await.unwrap();
+    again.release().await.unwrap(); // `held` still holds it
+    assert!(matches!(
+        other.lock_run(Duration::ZERO).await,
+        Err(StoreError::LockBusy { .. })
+    ));
+    held.release().await.unwrap();
+    let held_other = other.lock_run(Duration::from_millis(300)).await.unwrap();
     assert!(matches!(
         f.sink.lock_run(Duration::ZERO).await,
         Err(StoreError::LockBusy { .. })
     ));
-    drop(other); // dropping the sink closes the file and so releases the lock
+    drop(held_other); // dropping the guard closes the file and so releases the lock
     f.sink.lock_run(Duration::ZERO).await.unwrap();
 }
 
@@ -704,6 +716,15 @@ async fn lookups_by_lead_id_use_the_unique_index() {
 #[tokio::test]
 async fn state_values_round_trip() {
     let f = fixture();
+    // A read never creates the schema (a dry run changes nothing): it says what to run.
+    let err = f.sink.read_state_value("watermark").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Schema(m) if m.contains("run `b24sync init-db` first")),
+        "{err:?}"
+    );
+    let n: Vec<i64> = f.rows("SELECT count(*) FROM sqlite_master");
+    assert_eq!(n, vec![0], "the read created nothing");
+    f.sink.init_schema().await.unwrap();
     assert_eq!(f.sink.read_state_value("watermark").await.unwrap(), None);
     f.sink
         .write_state_value("watermark", "2024-03-01 00:00:00")
