@@ -18,6 +18,7 @@ pub mod lookup;
 pub mod model;
 pub mod prepare;
 pub mod run;
+pub mod schema;
 pub mod simulator;
 pub mod store;
 pub mod transform;
