@@ -664,7 +664,7 @@ async fn stage_and_upsert(
 ) -> Result<BatchOutcome, TxError> {
     run(c, sql::STAGE_CREATE).await?;
     run(c, sql::LOOKUP_STAGE_CREATE).await?;
-    let errors = stage::error_rows(b);
+    let errors = b.error_rows();
     let staged = stage::build(b, &errors, now);
     bulk(c, sql::STAGE_LEADS, staged.leads).await?;
     bulk(c, sql::STAGE_CONTACTS, staged.contacts).await?;
@@ -887,7 +887,7 @@ impl Sink for MssqlSink {
     ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        let batch = stage::prepare(batch);
+        let batch = crate::prepare::prepare(batch).into_batch();
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
@@ -1068,7 +1068,7 @@ impl Sink for MssqlSink {
     ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        let batch = stage::prepare(batch);
+        let batch = crate::prepare::prepare(batch).into_batch();
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }

@@ -368,7 +368,7 @@ impl Sink for SqliteSink {
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
         self.with_schema("loading a batch", move |conn| {
-            batch::load(conn, batch, now, true)
+            batch::load(conn, crate::prepare::prepare(batch), now, true)
         })
         .await
     }
@@ -450,7 +450,7 @@ impl Sink for SqliteSink {
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
         self.with_schema("previewing a batch", move |conn| {
-            batch::load(conn, batch, now, false)
+            batch::load(conn, crate::prepare::prepare(batch), now, false)
         })
         .await
     }
