@@ -157,10 +157,12 @@ impl Column {
         self.only.is_none_or(|d| d == dialect)
     }
 
-    /// The declared type and nullability on SQLite.
+    /// The declared type and nullability on SQLite, as `PRAGMA table_info` reports them (the
+    /// rowid alias `INTEGER PRIMARY KEY` is not declared NOT NULL, though it never is NULL).
     pub fn sqlite_decl(&self) -> (String, bool) {
         match self.sqlite {
             Some(d) => (d.decl.to_string(), d.nullable),
+            None if self.kind == Kind::Key => (self.kind.sqlite_type(), true),
             None => (self.kind.sqlite_type(), self.nullable),
         }
     }
