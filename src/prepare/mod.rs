@@ -108,4 +108,6 @@ fn rejected_key(r: &RejectedLead) -> (Option<String>, String, Option<String>) {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -4,22 +4,10 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use super::*;
 use crate::model::{
-    lead_column_index, Cell, ContactRow, LeadRecord, LeadRow, PhoneRow, Problem, ProblemKind,
-    LEAD_COLUMNS,
+    lead_column_index, Cell, ContactRow, LeadRecord, PhoneRow, Problem, ProblemKind,
 };
 
-fn record(id: i32, title: &str) -> LeadRecord {
-    let mut cells = vec![Cell::Null; LEAD_COLUMNS.len()];
-    cells[idx("TITLE")] = Cell::Text(title.to_string());
-    LeadRecord {
-        lead: LeadRow { id, cells },
-        contacts: vec![],
-        phones: vec![],
-        solution: None,
-        problems: vec![],
-        raw_json: format!("{{\"ID\":\"{id}\",\"TITLE\":{title:?}}}"),
-    }
-}
+use super::fixtures::lead as record;
 
 fn idx(field: &str) -> usize {
     lead_column_index(field).unwrap()

@@ -130,21 +130,12 @@ fn text(s: Option<&str>) -> ColumnData<'_> {
 mod tests {
     use super::*;
     use crate::model::{
-        lead_column_index, ContactRow, LeadRecord, LeadRow, Problem, ProblemKind, RejectedLead,
+        lead_column_index, ContactRow, LeadRecord, Problem, ProblemKind, RejectedLead,
     };
     use crate::prepare::prepare;
 
     fn record(id: i32) -> LeadRecord {
-        let mut cells = vec![Cell::Null; LEAD_COLUMNS.len()];
-        cells[lead_column_index("TITLE").unwrap()] = Cell::Text(format!("Lead {id}"));
-        LeadRecord {
-            lead: LeadRow { id, cells },
-            contacts: vec![],
-            phones: vec![],
-            solution: None,
-            problems: vec![],
-            raw_json: format!("{{\"ID\":\"{id}\"}}"),
-        }
+        crate::prepare::fixtures::lead(id, &format!("Lead {id}"))
     }
 
     fn contact(lead: i32, id: &str, value: &str) -> ContactRow {
