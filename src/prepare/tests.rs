@@ -553,3 +553,47 @@ fn every_size_prepare_enforces_comes_from_the_description() {
     assert_eq!(s.value, Some(crate::model::SMALL_TEXT_CHARS));
     assert_eq!(s.e164, Some(16));
 }
+
+#[test]
+fn the_awkward_batch_both_backends_load() {
+    // The backends' tests load this batch and compare their tables with `expected_rows`;
+    // here, what those rows are.
+    let b = prepare(fixtures::awkward_batch());
+    let (leads, contacts, errors) = fixtures::expected_rows(&b);
+    assert_eq!(
+        leads,
+        [
+            (7, Some("я".repeat(4000)), None),
+            (8, Some("eight".to_string()), None)
+        ]
+    );
+    assert_eq!(
+        contacts,
+        [
+            (
+                7,
+                Some("1".to_string()),
+                Some("+7 900 000-00-01".to_string())
+            ),
+            (
+                7,
+                Some("2".to_string()),
+                Some("+7 900 000-00-03".to_string())
+            ),
+        ]
+    );
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].0.as_deref(), Some("7"));
+    assert_eq!(
+        errors[0].1,
+        "loaded with changes: BIRTHDATE: 1700-01-01 00:00:00 is before 1753-01-01, the earliest \
+         date SQL Server's datetime holds: stored NULL; TITLE: 4,001 characters; the column \
+         holds 4,000: stored the first 4,000; PHONE: value (ID 1) is listed again in this lead: \
+         kept the first, skipped \"+7 900 000-00-02\""
+    );
+    assert_eq!(errors[1].0.as_deref(), Some("abc"));
+    assert_eq!(
+        errors[1].2, "{\"ID\":\"abc\",\"later\":1}",
+        "the later JSON"
+    );
+}

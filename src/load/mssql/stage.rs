@@ -243,4 +243,51 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_awkward_batch_is_staged_as_exactly_the_prepared_rows() {
+        // The same batch and the same expectation as the embedded database's load test
+        // (load/sqlite/batch.rs), so both backends get the same rows.
+        let prepared = prepare(crate::prepare::fixtures::awkward_batch());
+        let expected = crate::prepare::fixtures::expected_rows(&prepared);
+        let errors = prepared.error_rows();
+        let b = prepared.into_batch();
+        let staged = build(&b, &errors, NaiveDateTime::default());
+        let text = |row: &TokenRow<'_>, i: usize| match row.get(i) {
+            Some(ColumnData::String(Some(s))) => Some(s.to_string()),
+            _ => None,
+        };
+        let int = |row: &TokenRow<'_>, i: usize| match row.get(i) {
+            Some(ColumnData::I32(Some(n))) => *n,
+            other => panic!("{other:?}"),
+        };
+        let when = |row: &TokenRow<'_>, i: usize| match row.get(i) {
+            // The batch holds no date that survives; a staged one would not match.
+            Some(ColumnData::DateTime2(Some(_))) => Some("a date".to_string()),
+            _ => None,
+        };
+        let (title, birthdate) = (
+            1 + lead_column_index("TITLE").unwrap(),
+            1 + lead_column_index("BIRTHDATE").unwrap(),
+        );
+        let mut leads: Vec<_> = staged
+            .leads
+            .iter()
+            .map(|r| (int(r, 0), text(r, title), when(r, birthdate)))
+            .collect();
+        let mut contacts: Vec<_> = staged
+            .contacts
+            .iter()
+            .map(|r| (int(r, 1), text(r, 2), text(r, 4)))
+            .collect();
+        let mut errors: Vec<_> = staged
+            .errors
+            .iter()
+            .map(|r| (text(r, 1), text(r, 2).unwrap(), text(r, 3).unwrap()))
+            .collect();
+        leads.sort();
+        contacts.sort();
+        errors.sort();
+        assert_eq!((leads, contacts, errors), expected);
+    }
 }

@@ -155,3 +155,58 @@ fn stage_errors(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepare::{fixtures, prepare};
+
+    #[test]
+    fn the_awkward_batch_leaves_exactly_the_prepared_rows() {
+        // The same batch and the same expectation as the SQL Server staging test
+        // (load/mssql/stage.rs), so both backends get the same rows.
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, "test").unwrap();
+        let prepared = prepare(fixtures::awkward_batch());
+        let expected = fixtures::expected_rows(&prepared);
+        load(&mut conn, prepared, NaiveDateTime::default(), true).unwrap();
+        let rows = |q: &str| -> Vec<(
+            rusqlite::types::Value,
+            rusqlite::types::Value,
+            rusqlite::types::Value,
+        )> {
+            let mut stmt = conn.prepare(q).unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        use rusqlite::types::Value as V;
+        let text = |v: &V| match v {
+            V::Text(s) => Some(s.clone()),
+            _ => None,
+        };
+        let int = |v: &V| match v {
+            V::Integer(i) => i32::try_from(*i).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let leads: Vec<_> =
+            rows("SELECT sql_ID, sql_TITLE, sql_BIRTHDATE FROM bitrix_leads ORDER BY 1, 2, 3")
+                .iter()
+                .map(|(a, b, c)| (int(a), text(b), text(c)))
+                .collect();
+        let contacts: Vec<_> = rows(
+            "SELECT sql_LEAD_ID, sql_CONTACT_ID, sql_VALUE FROM bitrix_lead_contacts ORDER BY 1, 2, 3",
+        )
+        .iter()
+        .map(|(a, b, c)| (int(a), text(b), text(c)))
+        .collect();
+        let errors: Vec<_> = rows(
+            "SELECT sql_ID, sql_error, sql_full_lead_info FROM bitrix_import_lead_error ORDER BY 1, 2, 3",
+        )
+        .iter()
+        .map(|(a, b, c)| (text(a), text(b).unwrap(), text(c).unwrap()))
+        .collect();
+        assert_eq!((leads, contacts, errors), expected);
+    }
+}
