@@ -122,7 +122,8 @@ fn cells(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
                     "a date"
                 };
                 let detail = format!(
-                    "{got} for a {kind:?} column (a bug in b24sync's transform): stored NULL"
+                    "{got} in a column of type {} (a bug in b24sync's transform): stored NULL",
+                    schema::Kind::from(kind).mssql_type()
                 );
                 problem(problems, col.field, ProblemKind::WrongType, detail);
                 *cell = Cell::Null;

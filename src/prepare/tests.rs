@@ -349,7 +349,7 @@ fn values_are_fitted_to_their_columns_and_each_cut_is_reported() {
             field: "TITLE",
             cell: Cell::DateTime(at(2020, 1, 1)),
             stored: Cell::Null,
-            problem: Some((ProblemKind::WrongType, "a date for a Text { max_chars: 4000 } column (a bug in b24sync's transform): stored NULL")),
+            problem: Some((ProblemKind::WrongType, "a date in a column of type nvarchar(4000) (a bug in b24sync's transform): stored NULL")),
         },
     ];
     for c in cases {
