@@ -371,6 +371,23 @@ fn ddl_declares_every_described_table_as_described() {
 }
 
 #[test]
+fn init_db_names_the_described_tables_oktell_tables_sql_creates() {
+    // sql::SCHEMA_TABLES is what init-db reports as created: exactly the tables
+    // oktell_tables.sql creates, each one described.
+    let mut created: Vec<String> = created_tables(sql::OKTELL_TABLES)
+        .into_keys()
+        .map(|n| n.trim_start_matches("dbo.").to_string())
+        .collect();
+    let mut listed: Vec<String> = sql::SCHEMA_TABLES.iter().map(|t| t.to_string()).collect();
+    created.sort();
+    listed.sort();
+    assert_eq!(listed, created);
+    for t in sql::SCHEMA_TABLES {
+        assert!(schema::table(t).is_some(), "{t} is described");
+    }
+}
+
+#[test]
 fn ddl_matches_the_oktell_contract() {
     let found = created_tables(sql::OKTELL_TABLES);
     let expected = expected_tables();

@@ -158,6 +158,15 @@ fn judge_permissions(p: &Perms, setup_needed: bool) -> Diagnosis {
 mod tests {
     use super::*;
 
+    #[test]
+    fn rights_are_asked_for_exactly_the_described_tables() {
+        let mut listed: Vec<&str> = SYNC_RIGHTS.iter().map(|(t, _)| *t).collect();
+        let mut described: Vec<&str> = crate::schema::tables().iter().map(|t| t.name).collect();
+        listed.sort();
+        described.sort();
+        assert_eq!(listed, described);
+    }
+
     fn all_granted() -> Perms {
         // Exactly the rights a sync needs, no ALTER anywhere.
         let tables: Vec<(String, [bool; 5])> = SYNC_RIGHTS
