@@ -597,3 +597,79 @@ fn the_awkward_batch_both_backends_load() {
         "the later JSON"
     );
 }
+
+// The two tests below are the SQL Server staging tests (load/mssql/stage.rs) whose rules
+// moved here, with their assertions as they were.
+
+#[test]
+fn the_later_copy_of_a_lead_wins() {
+    let mut second = record(7, "Lead 7");
+    second.solution = Some("later".into());
+    let b = prepare(Batch {
+        records: vec![record(7, "Lead 7"), record(8, "Lead 8"), second],
+        rejected: vec![],
+    })
+    .into_batch();
+    let ids: Vec<_> = b.records.iter().map(|r| r.lead.id).collect();
+    assert_eq!(ids, vec![8, 7]);
+    assert_eq!(b.records[1].solution.as_deref(), Some("later"));
+}
+
+#[test]
+fn error_rows_are_unique_and_fit_the_table() {
+    let rej = |id: Option<&str>, json: &str| rejected(id, "no ID", json);
+    let long_id = "1".repeat(3000);
+    let b = prepare(Batch {
+        records: vec![],
+        rejected: vec![
+            rej(Some("5"), "{}"),
+            rej(Some("5"), "{\"a\":1}"),
+            rej(None, "{}"),
+            rej(None, "{\"b\":2}"),
+            rej(Some(&long_id), "{}"),
+        ],
+    });
+    let rows = b.error_rows();
+    assert_eq!(rows.len(), 4);
+    // Cut to what the index on sql_ID can hold (migration 0007), not the column's 2,000.
+    assert_eq!(
+        rows[3].lead_id.as_ref().map(|s| s.len()),
+        Some(schema::ERROR_ID_CHARS)
+    );
+}
+
+/// Was `oversized_values_and_old_dates_become_error_rows` in load/mssql/stage.rs, where SQL
+/// Server refused such leads ("not loaded: ...") while SQLite stored them whole. Now both
+/// load them cut or NULL, reported, as the transform does with what it reads: the same input,
+/// the one rule.
+#[test]
+fn oversized_values_and_old_dates_become_error_rows() {
+    let mut long_title = record(1, "x");
+    long_title.lead.cells[idx("TITLE")] = Cell::Text("я".repeat(4001));
+    let mut old = record(2, "x");
+    old.lead.cells[idx("BIRTHDATE")] = Cell::DateTime(at(1700, 1, 1));
+    let mut long_phone = record(3, "x");
+    long_phone
+        .contacts
+        .push(contact(Some("1"), "PHONE", &"9".repeat(2001), Some("WORK")));
+    let mut fine = record(4, "x");
+    fine.lead.cells[idx("TITLE")] = Cell::Text("😀".repeat(2000)); // 4,000 units
+    let b = prepare(Batch {
+        records: vec![long_title, old, long_phone, fine],
+        rejected: vec![],
+    });
+    assert_eq!(b.batch().records.len(), 4, "all loaded");
+    assert!(b.batch().rejected.is_empty());
+    let rows = b.error_rows();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[0]
+            .reason
+            .contains("TITLE: 4,001 characters; the column holds 4,000"),
+        "{}",
+        rows[0].reason
+    );
+    assert!(rows[1].reason.contains("BIRTHDATE"));
+    assert!(rows[2].reason.contains("PHONE: value (ID 1) VALUE"));
+    assert_eq!(rows[0].lead_id.as_deref(), Some("1"));
+}
