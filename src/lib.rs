@@ -17,6 +17,7 @@ pub mod load;
 pub mod model;
 pub mod prepare;
 pub mod run;
+pub mod schema;
 pub mod simulator;
 pub mod store;
 pub mod transform;

@@ -83,7 +83,6 @@ contract! {
     removed_and_changed_contact_values_are_replaced: sqlite_removed_and_changed_contact_values_are_replaced, mssql_removed_and_changed_contact_values_are_replaced;
     error_rows_follow_the_contract: sqlite_error_rows_follow_the_contract, mssql_error_rows_follow_the_contract;
     preview_reports_what_the_load_then_does_and_changes_nothing: sqlite_preview_reports_what_the_load_then_does_and_changes_nothing, mssql_preview_reports_what_the_load_then_does_and_changes_nothing;
-    #[waits = "waits for prepare (helper prepare)"]
     an_awkward_batch_gives_the_same_rows_and_error_rows: sqlite_an_awkward_batch_gives_the_same_rows_and_error_rows, mssql_an_awkward_batch_gives_the_same_rows_and_error_rows;
     // DeletionStore
     lead_ids_lists_every_stored_lead: sqlite_lead_ids_lists_every_stored_lead, mssql_lead_ids_lists_every_stored_lead;

@@ -2,13 +2,19 @@
 //!
 //! `extract` yields raw lead JSON; `transform` turns each lead into a [`LeadRecord`]
 //! (or a [`RejectedLead`] when it cannot be keyed at all); `load` writes [`Batch`]es of
-//! them. Column names and sizes of the Oktell contract live here, once, so the transform,
-//! both sinks and the schema tests agree on them.
+//! them. Column names, kinds and sizes live in [`crate::schema`] (re-exported here).
 
 pub mod caller;
 pub mod oauth;
 
 use chrono::NaiveDateTime;
+
+// The table descriptions live in `schema`; the names the rest of the crate imports from
+// here stay valid.
+pub use crate::schema::{
+    lead_column_index, truncate_utf16, utf16_len, ColumnKind, LeadColumn, CONTACT_TYPES,
+    LEAD_COLUMNS, LEAD_ID_FIELD, LEAD_TEXT_CHARS, LEAD_TITLE_CHARS, SMALL_TEXT_CHARS,
+};
 
 /// A Bitrix24 lead ID as stored in `bitrix_leads.sql_ID` (`int NOT NULL`).
 pub type LeadId = i32;
@@ -18,100 +24,6 @@ pub type LeadId = i32;
 pub fn parse_lead_id(text: &str) -> Option<LeadId> {
     text.trim().parse::<LeadId>().ok().filter(|id| *id > 0)
 }
-
-/// How a `bitrix_leads` column stores its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
-    /// `nvarchar(N)`: text of at most `max_chars` UTF-16 code units.
-    Text { max_chars: usize },
-    /// `ntext`: text of any length.
-    LongText,
-    /// `datetime`: a wall-clock date and time (see `transform::TimePolicy`).
-    DateTime,
-    /// `datetime` holding a calendar date at midnight (BIRTHDATE).
-    Date,
-}
-
-/// One data column of `bitrix_leads`: the Bitrix24 field and how it is stored.
-/// The SQL column is the field name with the prefix `sql_`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeadColumn {
-    pub field: &'static str,
-    pub kind: ColumnKind,
-}
-
-impl LeadColumn {
-    /// The column's name in SQL (`sql_TITLE` for `TITLE`).
-    pub fn sql_name(&self) -> String {
-        format!("sql_{}", self.field)
-    }
-}
-
-const fn text(field: &'static str, max_chars: usize) -> LeadColumn {
-    LeadColumn {
-        field,
-        kind: ColumnKind::Text { max_chars },
-    }
-}
-const fn col(field: &'static str, kind: ColumnKind) -> LeadColumn {
-    LeadColumn { field, kind }
-}
-
-/// Size of most `bitrix_leads` text columns (`nvarchar(3000)`).
-pub const LEAD_TEXT_CHARS: usize = 3000;
-/// Size of `sql_TITLE` and `sql_COMPANY_TITLE` (`nvarchar(4000)`).
-pub const LEAD_TITLE_CHARS: usize = 4000;
-/// Size of every text column of the other Oktell tables (`nvarchar(2000)`).
-pub const SMALL_TEXT_CHARS: usize = 2000;
-
-/// The Bitrix24 field that keys a lead (`sql_ID int NOT NULL`).
-pub const LEAD_ID_FIELD: &str = "ID";
-
-/// The 33 data columns of `bitrix_leads` besides `sql_ID`, in the contract's order.
-/// Together with `sql_ID` they are the 34 columns of `docs/oktell-schema.md`.
-pub const LEAD_COLUMNS: [LeadColumn; 33] = [
-    text("ADDRESS", LEAD_TEXT_CHARS),
-    text("ADDRESS_2", LEAD_TEXT_CHARS),
-    text("ADDRESS_CITY", LEAD_TEXT_CHARS),
-    text("ADDRESS_COUNTRY", LEAD_TEXT_CHARS),
-    text("ADDRESS_COUNTRY_CODE", LEAD_TEXT_CHARS),
-    text("ADDRESS_POSTAL_CODE", LEAD_TEXT_CHARS),
-    text("ADDRESS_PROVINCE", LEAD_TEXT_CHARS),
-    text("ADDRESS_REGION", LEAD_TEXT_CHARS),
-    text("ASSIGNED_BY_ID", LEAD_TEXT_CHARS),
-    col("BIRTHDATE", ColumnKind::Date),
-    col("COMMENTS", ColumnKind::LongText),
-    text("COMPANY_ID", LEAD_TEXT_CHARS),
-    text("COMPANY_TITLE", LEAD_TITLE_CHARS),
-    text("CONTACT_ID", LEAD_TEXT_CHARS),
-    text("CREATED_BY_ID", LEAD_TEXT_CHARS),
-    text("CURRENCY_ID", LEAD_TEXT_CHARS),
-    col("DATE_CLOSED", ColumnKind::DateTime),
-    col("DATE_CREATE", ColumnKind::DateTime),
-    col("DATE_MODIFY", ColumnKind::DateTime),
-    text("LAST_NAME", LEAD_TEXT_CHARS),
-    text("MODIFY_BY_ID", LEAD_TEXT_CHARS),
-    text("NAME", LEAD_TEXT_CHARS),
-    text("OPENED", LEAD_TEXT_CHARS),
-    text("OPPORTUNITY", LEAD_TEXT_CHARS),
-    text("ORIGIN_ID", LEAD_TEXT_CHARS),
-    text("ORIGINATOR_ID", LEAD_TEXT_CHARS),
-    text("POST", LEAD_TEXT_CHARS),
-    text("SECOND_NAME", LEAD_TEXT_CHARS),
-    text("SOURCE_DESCRIPTION", LEAD_TEXT_CHARS),
-    text("SOURCE_ID", LEAD_TEXT_CHARS),
-    text("STATUS_DESCRIPTION", LEAD_TEXT_CHARS),
-    text("STATUS_ID", LEAD_TEXT_CHARS),
-    text("TITLE", LEAD_TITLE_CHARS),
-];
-
-/// Index of a field in [`LEAD_COLUMNS`] (and so in [`LeadRow::cells`]).
-pub fn lead_column_index(field: &str) -> Option<usize> {
-    LEAD_COLUMNS.iter().position(|c| c.field == field)
-}
-
-/// The multi-field types copied into `bitrix_lead_contacts` (`sql_TYPE_ID`).
-pub const CONTACT_TYPES: [&str; 4] = ["PHONE", "EMAIL", "WEB", "IM"];
 
 /// One value of a `bitrix_leads` column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,46 +235,9 @@ pub fn clip_reason(reason: &str) -> String {
     out
 }
 
-/// Length as SQL Server's nvarchar counts it: UTF-16 code units (an emoji counts 2).
-pub fn utf16_len(s: &str) -> usize {
-    s.chars().map(char::len_utf16).sum()
-}
-
-/// The longest prefix of `s` that fits in `max` UTF-16 code units, never splitting a character.
-pub fn truncate_utf16(s: &str, max: usize) -> &str {
-    let mut used = 0;
-    for (i, c) in s.char_indices() {
-        used += c.len_utf16();
-        if used > max {
-            return &s[..i];
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contract_has_34_columns_with_their_sizes() {
-        assert_eq!(LEAD_COLUMNS.len() + 1, 34);
-        let title = &LEAD_COLUMNS[lead_column_index("TITLE").unwrap()];
-        assert_eq!(title.kind, ColumnKind::Text { max_chars: 4000 });
-        assert_eq!(title.sql_name(), "sql_TITLE");
-        let mut names: Vec<_> = LEAD_COLUMNS.iter().map(|c| c.field).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), 33, "no column twice");
-    }
-
-    #[test]
-    fn utf16_truncation_keeps_whole_characters() {
-        assert_eq!(utf16_len("a😀"), 3);
-        assert_eq!(truncate_utf16("a😀b", 2), "a");
-        assert_eq!(truncate_utf16("a😀b", 3), "a😀");
-        assert_eq!(truncate_utf16("абв", 10), "абв");
-    }
 
     #[test]
     fn long_reasons_are_cut_to_the_column_and_say_so() {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::text::{describe, quote};
 use super::TimePolicy;
 use crate::model::{Problem, ProblemKind};
+use crate::schema::limits;
 
 const EXPECTED: &str = "expected YYYY-MM-DDThh:mm:ss+hh:mm";
 
@@ -176,31 +177,12 @@ pub fn apply_policy(p: ParsedDateTime, policy: &TimePolicy) -> Option<NaiveDateT
     }
 }
 
-/// SQL Server `datetime`: 1753-01-01 00:00:00 to 9999-12-31 23:59:59.997.
-fn datetime_min() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(1753, 1, 1)
-        .unwrap_or(NaiveDate::MIN)
-        .and_time(NaiveTime::MIN)
-}
-fn datetime_max() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(9999, 12, 31)
-        .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 997))
-        .unwrap_or(NaiveDateTime::MAX)
-}
-
+/// The range rule is `schema::limits::datetime_range`; here it is applied where the value
+/// as Bitrix24 sent it can be quoted.
 fn out_of_range(shown: &str, stored: Option<NaiveDateTime>) -> Option<String> {
-    match stored {
-        Some(d) if d < datetime_min() => Some(format!(
-            "{shown} is before 1753-01-01, the earliest date SQL Server's datetime holds"
-        )),
-        Some(d) if d > datetime_max() => Some(format!(
-            "{shown} is after 9999-12-31, the latest date SQL Server's datetime holds"
-        )),
-        Some(_) => None,
-        None => Some(format!(
-            "{shown} is outside the range SQL Server's datetime holds"
-        )),
-    }
+    limits::datetime_range(stored)
+        .err()
+        .map(|why| why.describe(shown))
 }
 
 fn problem(field: &str, kind: ProblemKind, detail: String, problems: &mut Vec<Problem>) {

@@ -1,6 +1,7 @@
 //! The transform stage: pure functions from one raw Bitrix24 lead (JSON) to rows.
 //!
-//! No I/O here. Column sizes come from [`crate::model`]. Each kind of value has its own file:
+//! No I/O here. Column sizes and the `datetime` range come from [`crate::schema`]; the
+//! batch's duplicates are resolved after this, by [`crate::prepare`]. Each kind of value has its own file:
 //! `text` (nvarchar/ntext cells and problem wording), `dates` (datetime/date cells and the
 //! [`TimePolicy`]), `contacts` (PHONE/EMAIL/WEB/IM rows), `solution` (the list field and its
 //! labels). Nothing here rejects a lead except a missing or unusable ID.
@@ -221,23 +222,13 @@ fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
     }
 }
 
-/// Transform one page of leads. Pages can overlap when rows shift during paging, so a lead
-/// ID seen twice is kept once, from its last occurrence (the freshest copy).
+/// Transform one page of leads, in their order. Pages can overlap when rows shift during
+/// paging, so a lead may come twice: `prepare::prepare` keeps its later copy.
 pub fn transform_page(leads: &[Value], ctx: &TransformContext) -> Batch {
-    let results: Vec<Transformed> = leads.iter().map(|l| transform_lead(l, ctx)).collect();
-    let mut last: HashMap<LeadId, usize> = HashMap::new();
-    for (i, r) in results.iter().enumerate() {
-        if let Transformed::Record(rec) = r {
-            last.insert(rec.lead.id, i);
-        }
-    }
     let mut batch = Batch::default();
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Transformed::Record(rec) if last.get(&rec.lead.id) == Some(&i) => {
-                batch.records.push(rec)
-            }
-            Transformed::Record(_) => {}
+    for lead in leads {
+        match transform_lead(lead, ctx) {
+            Transformed::Record(rec) => batch.records.push(rec),
             Transformed::Rejected(rej) => batch.rejected.push(rej),
         }
     }

@@ -10,9 +10,10 @@ use std::collections::HashSet;
 use super::phone::{self, DefaultRegion, PhoneError};
 use crate::model::{truncate_utf16, ContactRow, PhoneRow, PHONE_TAIL_DIGITS};
 
-/// Longest reason stored (`b24sync_lead_phones.reason`); the normaliser's reasons quote at
-/// most 40 characters of the value, so this only guards against a future wordier one.
-pub const REASON_CHARS: usize = 400;
+/// Longest reason stored (`b24sync_lead_phones.reason`, sized in the schema description); the
+/// normaliser's reasons quote at most 40 characters of the value, so this only guards against
+/// a future wordier one.
+pub const REASON_CHARS: usize = crate::schema::PHONE_REASON_CHARS;
 
 /// The phone rows of one lead's contact rows, in their order, each (contact ID, value) once.
 pub fn phone_rows(contacts: &[ContactRow], region: &DefaultRegion) -> Vec<PhoneRow> {

@@ -429,7 +429,8 @@ fn pages_keep_the_last_copy_of_a_lead() {
         json!({"ID": "3", "TITLE": "three"}),
         json!({"ID": "2", "TITLE": "two again"}),
     ];
-    let batch = transform_page(&page, &ctx());
+    // The later copy of a lead wins, in `prepare` (the one place that resolves duplicates).
+    let batch = crate::prepare::prepare(transform_page(&page, &ctx())).into_batch();
     let got: Vec<_> = batch
         .records
         .iter()

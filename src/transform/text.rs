@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::model::{truncate_utf16, utf16_len, Problem, ProblemKind};
+use crate::schema::limits;
 
 /// A JSON value as a DBA would name it in a sentence ("an object", "a boolean (true)").
 pub(crate) fn describe(v: &Value) -> String {
@@ -28,18 +29,7 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
-/// `5123` → `"5,123"`: sizes in messages read like the model's examples.
-pub(crate) fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub(crate) use crate::schema::limits::thousands;
 
 /// The text of a JSON value that may stand for text: strings as they are, numbers as
 /// received (the legacy API sends numbers as strings, `crm.item.*` as JSON numbers).
@@ -63,22 +53,15 @@ pub(crate) fn fit(
     what: &str,
     problems: &mut Vec<Problem>,
 ) -> String {
-    let len = utf16_len(&s);
-    if len <= max {
+    let Some(cut) = limits::cut(&s, max) else {
         return s;
-    }
-    let kept = truncate_utf16(&s, max).to_string();
+    };
     problems.push(Problem {
         field: field.to_string(),
         kind: ProblemKind::Truncated,
-        detail: format!(
-            "{what}{} characters; the column holds {}: stored the first {}",
-            thousands(len),
-            thousands(max),
-            thousands(utf16_len(&kept)),
-        ),
+        detail: format!("{what}{}", cut.describe()),
     });
-    kept
+    cut.kept
 }
 
 /// A text column's value: `None` = NULL. `max` = None for `ntext` (never cut).

@@ -14,6 +14,7 @@ use sqlparser::parser::Parser;
 
 use super::sql;
 use crate::model::{ColumnKind, LEAD_COLUMNS};
+use crate::schema::{self, Dialect, Kind, Table};
 
 /// Statements that are valid T-SQL (checked on a real engine by
 /// tests/mssql_live.rs) but that sqlparser 0.64's MsSqlDialect rejects.
@@ -205,40 +206,31 @@ fn describe_table(t: &CreateTable) -> (String, Vec<Col>, Vec<String>) {
     (name, cols, constraints)
 }
 
-fn contract_type(kind: ColumnKind) -> String {
-    match kind {
-        ColumnKind::Text { max_chars } => format!("nvarchar({max_chars})"),
-        ColumnKind::LongText => "ntext".to_string(),
-        ColumnKind::DateTime | ColumnKind::Date => "datetime".to_string(),
-    }
+/// A described table as the DDL should declare it on SQL Server.
+fn described(t: &Table) -> Vec<Col> {
+    t.columns_on(Dialect::Mssql)
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.kind.mssql_type(),
+                c.nullable,
+                c.kind == Kind::Key,
+            )
+        })
+        .collect()
 }
 
-/// The contract, written out from docs/oktell-schema.md (not derived from the DDL).
+/// The six contract tables per the schema description, by their `dbo.` names.
 fn expected_tables() -> BTreeMap<String, Vec<Col>> {
-    let id = || ("Id".to_string(), "int".to_string(), false, true);
-    let col = |n: &str, t: &str| (n.to_string(), t.to_string(), true, false);
-    let mut m = BTreeMap::new();
+    schema::contract_tables()
+        .map(|t| (format!("dbo.{}", t.name), described(t)))
+        .collect()
+}
 
-    let mut oauth = vec![id()];
-    for n in [
-        "access_token",
-        "expires_in",
-        "scope",
-        "user_id",
-        "refresh_token",
-        "domain",
-        "member_id",
-        "redirect_uri",
-        "client_id",
-        "client_secret",
-        "code",
-    ] {
-        oauth.push(col(n, "nvarchar(2000)"));
-    }
-    oauth.push(col("dateexec", "datetime"));
-    m.insert("dbo.bitrix_oauth".to_string(), oauth);
-
-    // bitrix_leads per the document's grouping; checked against model::LEAD_COLUMNS below.
+#[test]
+fn the_description_says_what_the_document_says() {
+    // docs/oktell-schema.md's grouping of bitrix_leads, written out from the document (not
+    // from the description), so a changed size in the description fails here.
     let text3000 = [
         "ADDRESS",
         "ADDRESS_2",
@@ -280,67 +272,52 @@ fn expected_tables() -> BTreeMap<String, Vec<Col>> {
             panic!("{field} is not in oktell-schema.md")
         }
     };
-    let mut leads = vec![
-        id(),
-        ("sql_ID".to_string(), "int".to_string(), false, false),
-    ];
     for c in LEAD_COLUMNS.iter() {
         assert_eq!(
-            contract_type(c.kind),
+            Kind::from(c.kind).mssql_type(),
             doc_type(c.field),
-            "model::LEAD_COLUMNS disagrees with the document on {}",
+            "the schema description disagrees with the document on {}",
             c.field
         );
-        leads.push(col(&c.sql_name(), doc_type(c.field)));
     }
+    let leads = &expected_tables()["dbo.bitrix_leads"];
     assert_eq!(leads.len(), 1 + 34, "Id + 34 data columns");
-    m.insert("dbo.bitrix_leads".to_string(), leads);
-
-    let mut contacts = vec![id(), col("sql_LEAD_ID", "int")];
-    for n in [
-        "sql_CONTACT_ID",
-        "sql_VALUE_TYPE",
-        "sql_VALUE",
-        "sql_TYPE_ID",
-    ] {
-        contacts.push(col(n, "nvarchar(2000)"));
+    // The other five tables: every text column nvarchar(2000), the rest as the document says.
+    let doc = include_str!("../../../docs/oktell-schema.md");
+    for (name, cols) in expected_tables() {
+        assert!(
+            doc.contains(&format!("### {name} ")),
+            "{name} in the document"
+        );
+        for (col, ty, nullable, identity) in cols {
+            if name == "dbo.bitrix_leads" || col == "Id" {
+                assert!(identity == (col == "Id"), "{name}.{col}");
+                continue;
+            }
+            assert!(
+                ty == "nvarchar(2000)" || ["int", "ntext", "datetime"].contains(&ty.as_str()),
+                "{name}.{col} is {ty}"
+            );
+            assert!(nullable, "{name}.{col}: NULL in the original layout");
+            assert!(
+                doc.contains(&format!("`{col}`")),
+                "{name}.{col} in the document"
+            );
+        }
     }
-    m.insert("dbo.bitrix_lead_contacts".to_string(), contacts);
-    m.insert(
-        "dbo.bitrix_lead_solution".to_string(),
-        vec![
-            id(),
-            col("sql_LEAD_ID", "int"),
-            col("sql_solution", "nvarchar(2000)"),
-        ],
-    );
-    m.insert(
-        "dbo.bitrix_import_lead_error".to_string(),
-        vec![
-            id(),
-            col("sql_ID", "nvarchar(2000)"),
-            col("sql_error", "nvarchar(2000)"),
-            col("sql_full_lead_info", "ntext"),
-            col("sql_date_error", "datetime"),
-        ],
-    );
-    m.insert(
-        "dbo.bitrix_lead_runtime".to_string(),
-        vec![
-            id(),
-            col("lead_get_by_id_dt", "datetime"),
-            col("lead_list_dt", "datetime"),
-        ],
-    );
-    m
 }
 
-#[test]
-fn ddl_matches_the_oktell_contract() {
-    let statements = parse(sql::OKTELL_TABLES).expect("parses");
+/// Every CREATE TABLE in `text`, by name.
+fn created_tables(text: &str) -> BTreeMap<String, (Vec<Col>, Vec<String>)> {
     let mut tables = Vec::new();
-    create_tables(&statements, &mut tables);
-    let mut found: BTreeMap<String, (Vec<Col>, Vec<String>)> = BTreeMap::new();
+    for batch in batches(text) {
+        // Batches the parser refuses (the allowlist above) create no table.
+        match parse(&batch) {
+            Ok(statements) => create_tables(&statements, &mut tables),
+            Err(e) => assert!(!batch.contains("CREATE TABLE"), "{e}"),
+        }
+    }
+    let mut found = BTreeMap::new();
     for t in &tables {
         let (name, cols, constraints) = describe_table(t);
         assert!(
@@ -348,6 +325,71 @@ fn ddl_matches_the_oktell_contract() {
             "{name} created twice"
         );
     }
+    found
+}
+
+#[test]
+fn ddl_declares_every_described_table_as_described() {
+    // oktell_tables.sql and the migrations together create every table of the description,
+    // each column with its type, size and nullability, IDENTITY on the row number, and the
+    // described primary key; and nothing the description does not know.
+    let mut found = created_tables(sql::OKTELL_TABLES);
+    for m in sql::MIGRATIONS {
+        for (name, t) in created_tables(m.sql) {
+            assert!(
+                found.insert(name.clone(), t).is_none(),
+                "{name} created twice"
+            );
+        }
+    }
+    for t in schema::tables() {
+        let name = format!("dbo.{}", t.name);
+        let (got, constraints) = found
+            .remove(&name)
+            .unwrap_or_else(|| panic!("{name} is not created"));
+        assert_eq!(
+            got,
+            described(t),
+            "{name}: columns differ from the description"
+        );
+        let pks = constraints.iter().filter(|c| c.contains("PRIMARY KEY"));
+        assert_eq!(pks.count(), 1, "{name}: one primary key");
+        let pk = format!("PRIMARY KEY CLUSTERED ({})", t.key.join(", "));
+        let all_sql: String = std::iter::once(sql::OKTELL_TABLES)
+            .chain(sql::MIGRATIONS.iter().map(|m| m.sql))
+            .collect();
+        assert!(
+            all_sql.contains(&format!("CONSTRAINT PK_{} {pk}", t.name)),
+            "{name}: {pk}"
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "tables the description does not know: {:?}",
+        found.keys()
+    );
+}
+
+#[test]
+fn init_db_names_the_described_tables_oktell_tables_sql_creates() {
+    // sql::SCHEMA_TABLES is what init-db reports as created: exactly the tables
+    // oktell_tables.sql creates, each one described.
+    let mut created: Vec<String> = created_tables(sql::OKTELL_TABLES)
+        .into_keys()
+        .map(|n| n.trim_start_matches("dbo.").to_string())
+        .collect();
+    let mut listed: Vec<String> = sql::SCHEMA_TABLES.iter().map(|t| t.to_string()).collect();
+    created.sort();
+    listed.sort();
+    assert_eq!(listed, created);
+    for t in sql::SCHEMA_TABLES {
+        assert!(schema::table(t).is_some(), "{t} is described");
+    }
+}
+
+#[test]
+fn ddl_matches_the_oktell_contract() {
+    let found = created_tables(sql::OKTELL_TABLES);
     let expected = expected_tables();
     for (name, cols) in &expected {
         let (got, constraints) = found
@@ -405,8 +447,8 @@ fn ddl_matches_the_oktell_contract() {
         .collect();
     assert_eq!(extra, vec!["dbo.b24sync_migrations"]);
     let (cols, _) = &found["dbo.b24sync_migrations"];
-    let names: Vec<_> = cols.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["version", "name", "checksum", "applied_at"]);
+    let described = described(schema::table("b24sync_migrations").expect("described"));
+    assert_eq!(cols, &described);
 }
 
 fn columns_of_create(text: &str, table: &str) -> Vec<(String, String)> {
@@ -451,26 +493,20 @@ fn staging_tables_are_in_bulk_order_with_bulk_friendly_types() {
             .map(|c| c.0)
             .collect::<Vec<_>>()
     };
+    // A sequence number, then the table's columns after Id, in the table's order.
+    let staged_as = |table: &str| {
+        let mut cols = vec!["seq".to_string()];
+        let t = schema::table(table).expect("described");
+        cols.extend(t.columns[1..].iter().map(|c| c.name.to_string()));
+        cols
+    };
     assert_eq!(
         names(sql::STAGE_CONTACTS),
-        [
-            "seq",
-            "sql_LEAD_ID",
-            "sql_CONTACT_ID",
-            "sql_VALUE_TYPE",
-            "sql_VALUE",
-            "sql_TYPE_ID"
-        ]
+        staged_as("bitrix_lead_contacts")
     );
     assert_eq!(
         names(sql::STAGE_ERRORS),
-        [
-            "seq",
-            "sql_ID",
-            "sql_error",
-            "sql_full_lead_info",
-            "sql_date_error"
-        ]
+        staged_as("bitrix_import_lead_error")
     );
     for t in [sql::STAGE_LEADS, sql::STAGE_CONTACTS, sql::STAGE_ERRORS] {
         for (c, ty) in columns_of_create(sql::STAGE_CREATE, t) {
@@ -809,36 +845,30 @@ fn error_rows_selects_what_admin_reads() {
 }
 
 #[test]
-fn doctor_contract_is_the_documented_contract() {
-    // ops::contract_columns is what `diagnose` compares the server's columns with; it must
-    // say exactly what the contract above says (identity aside: INFORMATION_SCHEMA does not
-    // show it, and the original layout has it on every Id).
-    let expected = expected_tables();
-    let ours = super::ops::contract_columns();
-    assert_eq!(ours.len(), expected.len());
-    for (table, cols) in ours {
-        let want = &expected[&format!("dbo.{table}")];
-        let got: Vec<(String, String, bool)> = cols
-            .iter()
-            .map(|c| {
-                let ty = match c.max_length {
-                    Some(n) => format!("{}({n})", c.data_type),
-                    None => c.data_type.to_string(),
-                };
-                (c.name.clone(), ty, c.nullable)
-            })
-            .collect();
-        let want: Vec<(String, String, bool)> = want
-            .iter()
-            .map(|(n, t, null, _)| (n.clone(), t.clone(), *null))
-            .collect();
-        assert_eq!(got, want, "{table}");
+fn doctor_compares_what_the_ddl_declares() {
+    // `diagnose` compares INFORMATION_SCHEMA's DATA_TYPE and CHARACTER_MAXIMUM_LENGTH with
+    // the description's catalog form; it must be the type the DDL writes (identity aside:
+    // INFORMATION_SCHEMA does not show it).
+    let found = created_tables(sql::OKTELL_TABLES);
+    for t in schema::contract_tables() {
+        let (cols, _) = &found[&format!("dbo.{}", t.name)];
+        for (c, (name, ty, nullable, _)) in t.columns.iter().zip(cols) {
+            let catalog = match c.kind.mssql_catalog() {
+                (data_type, Some(n)) => format!("{data_type}({n})"),
+                (data_type, None) => data_type.to_string(),
+            };
+            assert_eq!(
+                (c.name.as_ref(), catalog.as_str(), c.nullable),
+                (name.as_str(), ty.as_str(), *nullable)
+            );
+        }
     }
     // contract_columns.sql lists the same six tables.
-    for table in super::ops::CONTRACT_TABLES {
+    for t in schema::contract_tables() {
         assert!(
-            sql::CONTRACT_COLUMNS.contains(&format!("N'{table}'")),
-            "{table}"
+            sql::CONTRACT_COLUMNS.contains(&format!("N'{}'", t.name)),
+            "{}",
+            t.name
         );
     }
 }
@@ -854,25 +884,18 @@ fn run_history_table_has_plain_types_and_the_embedded_databases_columns() {
         "SQL Server migration 0005 is the run history"
     );
     let cols = columns_of_create(migration.sql, "dbo.b24sync_runs");
-    let expected = [
-        ("Id", "int"),
-        ("started_at", "datetime2(0)"),
-        ("finished_at", "datetime2(0)"),
-        ("mode", "nvarchar(40)"),
-        ("status", "nvarchar(20)"),
-        ("leads_read", "bigint"),
-        ("leads_upserted", "bigint"),
-        ("leads_deleted", "bigint"),
-        ("contact_values", "bigint"),
-        ("error_rows", "bigint"),
-        ("requests", "bigint"),
-        ("server_seconds", "float"),
-        ("seconds", "float"),
-        ("exit_code", "int"),
-        ("message", "nvarchar(2000)"),
-    ];
-    let got: Vec<(&str, &str)> = cols.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let runs = schema::table("b24sync_runs").expect("described");
+    let expected: Vec<(&str, String)> = runs
+        .columns
+        .iter()
+        .map(|c| (c.name.as_ref(), c.kind.mssql_type()))
+        .collect();
+    let got: Vec<(&str, String)> = cols.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     assert_eq!(got, expected);
+    // Plain types only (no ntext, no datetime's odd rounding).
+    assert!(expected
+        .iter()
+        .all(|(_, t)| t != "ntext" && t != "datetime"));
     assert!(migration
         .sql
         .contains("CONSTRAINT PK_b24sync_runs PRIMARY KEY CLUSTERED (Id)"));
@@ -882,7 +905,7 @@ fn run_history_table_has_plain_types_and_the_embedded_databases_columns() {
         .contains("IF OBJECT_ID(N'dbo.b24sync_runs', N'U') IS NULL"));
     // Same names in the embedded database, so the same queries work on both.
     let sqlite = include_str!("../../../sql/sqlite/0002_run_history.sql");
-    for (name, _) in expected {
+    for (name, _) in &expected {
         assert!(
             sqlite.contains(&format!("\n    {name} ")),
             "{name} in the SQLite table"

@@ -195,7 +195,7 @@ async fn stage_and_upsert(
 ) -> Result<BatchOutcome, TxError> {
     run(c, sql::STAGE_CREATE).await?;
     run(c, sql::LOOKUP_STAGE_CREATE).await?;
-    let errors = stage::error_rows(b);
+    let errors = b.error_rows();
     let staged = stage::build(b, &errors, now);
     bulk(c, sql::STAGE_LEADS, staged.leads).await?;
     bulk(c, sql::STAGE_CONTACTS, staged.contacts).await?;
@@ -265,7 +265,9 @@ impl MssqlSink {
     ) -> Result<BatchOutcome, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        let batch = stage::prepare(batch.into_batch());
+        // Prepared once, for both backends; the bisection below splits it into parts that
+        // are still prepared (prepare's rules hold for every subset of a batch).
+        let batch = batch.into_batch();
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }

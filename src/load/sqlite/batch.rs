@@ -1,14 +1,14 @@
-//! `load_batch`: stage the batch in temp tables with prepared statements (SQLite's bulk
-//! load), then bring the real tables in line with a few set-based statements, all in one
-//! transaction.
+//! `load_batch`: stage the prepared batch in temp tables with prepared statements (SQLite's
+//! bulk load), then bring the real tables in line with a few set-based statements, all in
+//! one transaction. Duplicates, sizes and ranges were settled by `prepare`.
 
 use chrono::NaiveDateTime;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::collections::{HashMap, HashSet};
 
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::model::{Batch, Cell, ErrorRow, LeadId, LeadRecord, LEAD_COLUMNS};
+use crate::model::{Batch, Cell, ErrorRow};
+use crate::prepare::PreparedBatch;
 use crate::store::{BatchOutcome, StoreError};
 
 /// Binds a [`Cell`] without copying its text (COMMENTS can be large).
@@ -30,12 +30,12 @@ impl ToSql for SqlCell<'_> {
 /// statements against the same rows.
 pub(super) fn load(
     conn: &mut Connection,
-    mut batch: Batch,
+    batch: PreparedBatch,
     now: NaiveDateTime,
     commit: bool,
 ) -> Result<BatchOutcome, StoreError> {
-    keep_last_record_per_lead(&mut batch.records);
-    let errors = distinct_error_rows(batch.error_rows());
+    let errors = batch.error_rows();
+    let batch = batch.into_batch();
 
     // IMMEDIATE takes the write lock up front, so a concurrent reader cannot make the
     // later upgrade fail with SQLITE_BUSY halfway through.
@@ -95,40 +95,6 @@ pub(super) fn load(
     })
 }
 
-/// A batch should not repeat a lead; if it does, the later record is the newer one.
-fn keep_last_record_per_lead(records: &mut Vec<LeadRecord>) {
-    let last: HashMap<LeadId, usize> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.lead.id, i))
-        .collect();
-    let mut index = 0;
-    records.retain(|r| {
-        let keep = last.get(&r.lead.id) == Some(&index);
-        index += 1;
-        keep
-    });
-}
-
-/// One row per (lead, problem) (the last JSON wins); rows without a lead ID are matched
-/// by (problem, JSON), as `errors_insert.sql` does.
-fn distinct_error_rows(rows: Vec<ErrorRow>) -> Vec<ErrorRow> {
-    let mut out: Vec<ErrorRow> = Vec::with_capacity(rows.len());
-    let mut seen: HashMap<(Option<String>, String, Option<String>), usize> = HashMap::new();
-    for row in rows {
-        let json_key = row.lead_id.is_none().then(|| row.lead_json.clone());
-        let key = (row.lead_id.clone(), row.reason.clone(), json_key);
-        match seen.get(&key) {
-            Some(&i) => out[i].lead_json = row.lead_json,
-            None => {
-                seen.insert(key, out.len());
-                out.push(row);
-            }
-        }
-    }
-    out
-}
-
 fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
     let mut lead_stmt = tx
         .prepare_cached(sql::STAGE_LEAD)
@@ -138,16 +104,6 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> 
         .map_err(db_err("preparing to stage contact values"))?;
     for record in &batch.records {
         let lead = &record.lead;
-        if lead.cells.len() != LEAD_COLUMNS.len() {
-            return Err(StoreError::Database {
-                context: format!("staging lead {}", lead.id),
-                reason: format!(
-                    "the row has {} cells; bitrix_leads has {} data columns besides sql_ID",
-                    lead.cells.len(),
-                    LEAD_COLUMNS.len()
-                ),
-            });
-        }
         let cells: Vec<SqlCell<'_>> = lead.cells.iter().map(SqlCell).collect();
         let mut params: Vec<&dyn ToSql> = Vec::with_capacity(cells.len() + 2);
         params.push(&lead.id);
@@ -157,30 +113,16 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> 
             .execute(params.as_slice())
             .map_err(db_err("staging a lead"))?;
 
-        // The record owns its contact set, so the record's lead ID is the one that counts.
-        // A value listed twice is staged once (the first), so matching stays one-to-one.
-        let mut keyed: HashSet<&str> = HashSet::new();
-        let mut unkeyed: HashSet<(&str, Option<&str>, Option<&str>)> = HashSet::new();
         for c in &record.contacts {
-            let first = match &c.contact_id {
-                Some(id) => keyed.insert(id.as_str()),
-                None => unkeyed.insert((
-                    c.type_id.as_str(),
-                    c.value.as_deref(),
-                    c.value_type.as_deref(),
-                )),
-            };
-            if first {
-                contact_stmt
-                    .execute(rusqlite::params![
-                        lead.id,
-                        c.contact_id,
-                        c.value_type,
-                        c.value,
-                        c.type_id
-                    ])
-                    .map_err(db_err("staging a contact value"))?;
-            }
+            contact_stmt
+                .execute(rusqlite::params![
+                    lead.id,
+                    c.contact_id,
+                    c.value_type,
+                    c.value,
+                    c.type_id
+                ])
+                .map_err(db_err("staging a contact value"))?;
         }
     }
     Ok(())
@@ -212,4 +154,59 @@ fn stage_errors(
             .map_err(db_err("staging a lead error"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepare::{fixtures, prepare};
+
+    #[test]
+    fn the_awkward_batch_leaves_exactly_the_prepared_rows() {
+        // The same batch and the same expectation as the SQL Server staging test
+        // (load/mssql/stage.rs), so both backends get the same rows.
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, "test").unwrap();
+        let prepared = prepare(fixtures::awkward_batch());
+        let expected = fixtures::expected_rows(&prepared);
+        load(&mut conn, prepared, NaiveDateTime::default(), true).unwrap();
+        let rows = |q: &str| -> Vec<(
+            rusqlite::types::Value,
+            rusqlite::types::Value,
+            rusqlite::types::Value,
+        )> {
+            let mut stmt = conn.prepare(q).unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        use rusqlite::types::Value as V;
+        let text = |v: &V| match v {
+            V::Text(s) => Some(s.clone()),
+            _ => None,
+        };
+        let int = |v: &V| match v {
+            V::Integer(i) => i32::try_from(*i).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let leads: Vec<_> =
+            rows("SELECT sql_ID, sql_TITLE, sql_BIRTHDATE FROM bitrix_leads ORDER BY 1, 2, 3")
+                .iter()
+                .map(|(a, b, c)| (int(a), text(b), text(c)))
+                .collect();
+        let contacts: Vec<_> = rows(
+            "SELECT sql_LEAD_ID, sql_CONTACT_ID, sql_VALUE FROM bitrix_lead_contacts ORDER BY 1, 2, 3",
+        )
+        .iter()
+        .map(|(a, b, c)| (int(a), text(b), text(c)))
+        .collect();
+        let errors: Vec<_> = rows(
+            "SELECT sql_ID, sql_error, sql_full_lead_info FROM bitrix_import_lead_error ORDER BY 1, 2, 3",
+        )
+        .iter()
+        .map(|(a, b, c)| (text(a), text(b).unwrap(), text(c).unwrap()))
+        .collect();
+        assert_eq!((leads, contacts, errors), expected);
+    }
 }

@@ -11,18 +11,11 @@ use chrono::NaiveDateTime;
 use rusqlite::{Connection, DatabaseName, OptionalExtension};
 
 use super::{db_err, schema, sql, DATETIME_FORMAT};
-use crate::model::{truncate_utf16, ColumnKind, LEAD_COLUMNS};
+use crate::model::truncate_utf16;
+use crate::schema::{
+    contract_tables, Dialect, RUN_MESSAGE_CHARS, RUN_MODE_CHARS, RUN_STATUS_CHARS,
+};
 use crate::store::{Diagnosis, RunRecord, StoreError};
-
-/// The six Oktell tables, in the contract's order.
-pub(super) const CONTRACT_TABLES: [&str; 6] = [
-    "bitrix_oauth",
-    "bitrix_leads",
-    "bitrix_lead_contacts",
-    "bitrix_lead_solution",
-    "bitrix_import_lead_error",
-    "bitrix_lead_runtime",
-];
 
 /// The indexes migration 1 creates; the loader's upsert and replace statements rely on them.
 const LOADER_INDEXES: [&str; 4] = [
@@ -32,10 +25,11 @@ const LOADER_INDEXES: [&str; 4] = [
     "ix_bitrix_import_lead_error_sql_ID",
 ];
 
-/// Sizes of the run-history text columns (as on SQL Server, where longer text is an error).
-const MODE_CHARS: usize = 40;
-const STATUS_CHARS: usize = 20;
-const MESSAGE_CHARS: usize = 2000;
+/// Sizes of the run-history text columns (the schema description's; on SQL Server longer
+/// text is an error).
+const MODE_CHARS: usize = RUN_MODE_CHARS;
+const STATUS_CHARS: usize = RUN_STATUS_CHARS;
+const MESSAGE_CHARS: usize = RUN_MESSAGE_CHARS;
 
 fn now_local() -> NaiveDateTime {
     chrono::Local::now().naive_local()
@@ -133,72 +127,23 @@ struct Expected {
     not_null: bool,
 }
 
-/// The contract's columns per table, in SQLite's declared types (`0001_contract_tables.sql`).
-fn contract_columns() -> Vec<(&'static str, Vec<Expected>)> {
-    let col = |name: &str, decl: &str, not_null: bool| Expected {
-        name: name.to_string(),
-        decl: decl.to_string(),
-        not_null,
-    };
-    let id = || col("Id", "INTEGER", false);
-    let texts = |names: &[&str]| -> Vec<Expected> {
-        names
-            .iter()
-            .map(|n| col(n, "NVARCHAR(2000)", false))
-            .collect()
-    };
-    let mut oauth = vec![id()];
-    oauth.extend(texts(&[
-        "access_token",
-        "expires_in",
-        "scope",
-        "user_id",
-        "refresh_token",
-        "domain",
-        "member_id",
-        "redirect_uri",
-        "client_id",
-        "client_secret",
-        "code",
-    ]));
-    oauth.push(col("dateexec", "DATETIME", false));
-
-    let mut leads = vec![id(), col("sql_ID", "INTEGER", true)];
-    leads.extend(LEAD_COLUMNS.iter().map(|c| {
-        let decl = match c.kind {
-            ColumnKind::Text { max_chars } => format!("NVARCHAR({max_chars})"),
-            ColumnKind::LongText => "NTEXT".to_string(),
-            ColumnKind::DateTime | ColumnKind::Date => "DATETIME".to_string(),
-        };
-        col(&c.sql_name(), &decl, false)
-    }));
-
-    let mut contacts = vec![id(), col("sql_LEAD_ID", "INTEGER", false)];
-    contacts.extend(texts(&[
-        "sql_CONTACT_ID",
-        "sql_VALUE_TYPE",
-        "sql_VALUE",
-        "sql_TYPE_ID",
-    ]));
-    let mut solution = vec![id(), col("sql_LEAD_ID", "INTEGER", false)];
-    solution.extend(texts(&["sql_solution"]));
-    let mut errors = vec![id()];
-    errors.extend(texts(&["sql_ID", "sql_error"]));
-    errors.push(col("sql_full_lead_info", "NTEXT", false));
-    errors.push(col("sql_date_error", "DATETIME", false));
-    let runtime = vec![
-        id(),
-        col("lead_get_by_id_dt", "DATETIME", false),
-        col("lead_list_dt", "DATETIME", false),
-    ];
-    vec![
-        ("bitrix_oauth", oauth),
-        ("bitrix_leads", leads),
-        ("bitrix_lead_contacts", contacts),
-        ("bitrix_lead_solution", solution),
-        ("bitrix_import_lead_error", errors),
-        ("bitrix_lead_runtime", runtime),
-    ]
+/// The contract's columns per table, in SQLite's declared types, from the schema
+/// description (`0001_contract_tables.sql` is tested against the same description).
+fn contract_columns() -> impl Iterator<Item = (&'static str, Vec<Expected>)> {
+    contract_tables().map(|t| {
+        let cols = t
+            .columns_on(Dialect::Sqlite)
+            .map(|c| {
+                let (decl, nullable) = c.sqlite_decl();
+                Expected {
+                    name: c.name.to_string(),
+                    decl,
+                    not_null: !nullable,
+                }
+            })
+            .collect();
+        (t.name, cols)
+    })
 }
 
 /// (name, declared type, NOT NULL, primary-key position) of a table's columns.
@@ -263,9 +208,8 @@ fn fail(check: &str, detail: String, fix: String) -> Diagnosis {
 pub(super) fn diagnose(conn: &Connection, path: &Path) -> Result<Vec<Diagnosis>, StoreError> {
     let objects = schema::objects_of(conn)?;
     let has = |kind: &str, name: &str| objects.contains(&(kind.to_string(), name.to_string()));
-    let missing_tables: Vec<&str> = CONTRACT_TABLES
-        .iter()
-        .copied()
+    let missing_tables: Vec<&str> = contract_tables()
+        .map(|t| t.name)
         .filter(|t| !has("table", t))
         .collect();
 
@@ -328,7 +272,7 @@ fn check_columns(conn: &Connection, missing_tables: &[&str]) -> Result<Diagnosis
             ));
         }
     }
-    let checked = CONTRACT_TABLES.len() - missing_tables.len();
+    let checked = contract_tables().count() - missing_tables.len();
     Ok(if problems.is_empty() {
         ok(
             "columns",

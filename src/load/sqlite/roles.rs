@@ -43,7 +43,6 @@ impl BatchWriter for SqliteSink {
         batch: PreparedBatch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
-        let batch = batch.into_batch();
         self.with_schema("loading a batch", move |conn| {
             batch::load(conn, batch, now, true)
         })
@@ -57,7 +56,6 @@ impl BatchWriter for SqliteSink {
         batch: PreparedBatch,
         now: NaiveDateTime,
     ) -> Result<BatchOutcome, StoreError> {
-        let batch = batch.into_batch();
         self.with_ready("previewing a batch", move |conn| {
             batch::load(conn, batch, now, false)
         })

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::collections::BTreeSet;
 
 use super::{db_err, sql};
-use crate::model::LEAD_COLUMNS;
+use crate::schema::{self, Dialect};
 use crate::store::{SchemaReport, StoreError};
 
 struct Migration {
@@ -37,43 +37,19 @@ pub(super) fn known_migrations() -> impl Iterator<Item = (i64, &'static str)> {
     MIGRATIONS.iter().map(|m| (m.version, m.name))
 }
 
-/// The columns the loader reads or writes, per table (the contract's names).
+/// The columns the loader reads or writes, per table (the contract's names, from the schema
+/// description). `bitrix_oauth` is the token store's, used only with an OAuth application.
 fn required_columns() -> Vec<(&'static str, Vec<String>)> {
-    let mut leads = vec!["Id".to_string(), "sql_ID".to_string()];
-    leads.extend(LEAD_COLUMNS.iter().map(|c| c.sql_name()));
-    let owned = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-    vec![
-        ("bitrix_leads", leads),
-        (
-            "bitrix_lead_contacts",
-            owned(&[
-                "Id",
-                "sql_LEAD_ID",
-                "sql_CONTACT_ID",
-                "sql_VALUE_TYPE",
-                "sql_VALUE",
-                "sql_TYPE_ID",
-            ]),
-        ),
-        (
-            "bitrix_lead_solution",
-            owned(&["Id", "sql_LEAD_ID", "sql_solution"]),
-        ),
-        (
-            "bitrix_import_lead_error",
-            owned(&[
-                "Id",
-                "sql_ID",
-                "sql_error",
-                "sql_full_lead_info",
-                "sql_date_error",
-            ]),
-        ),
-        (
-            "bitrix_lead_runtime",
-            owned(&["Id", "lead_get_by_id_dt", "lead_list_dt"]),
-        ),
-    ]
+    schema::contract_tables()
+        .filter(|t| t.name != "bitrix_oauth")
+        .map(|t| {
+            let cols = t
+                .columns_on(Dialect::Sqlite)
+                .map(|c| c.name.to_string())
+                .collect();
+            (t.name, cols)
+        })
+        .collect()
 }
 
 /// Apply the pending migrations and check the tables the loader needs.
@@ -240,5 +216,66 @@ fn check_columns(conn: &Connection, target: &str, existing_only: bool) -> Result
              add the columns (see docs/oktell-schema.md) or start from a new file",
             problems.join("; ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, declared type, nullable, primary-key position) as SQLite reports a table.
+    fn declared(conn: &Connection, table: &str) -> Vec<(String, String, bool, i64)> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)? == 0,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn ddl_declares_every_described_table_as_described() {
+        // The hand-written migrations under sql/sqlite/, applied to a new database, give
+        // every table of the schema description with each column's type, size and
+        // nullability, the described primary key, and no table it does not know.
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "test").unwrap();
+        for t in schema::tables() {
+            let got = declared(&conn, t.name);
+            let want: Vec<(String, String, bool)> = t
+                .columns_on(Dialect::Sqlite)
+                .map(|c| {
+                    let (decl, nullable) = c.sqlite_decl();
+                    (c.name.to_string(), decl, nullable)
+                })
+                .collect();
+            let got_cols: Vec<_> = got
+                .iter()
+                .map(|g| (g.0.clone(), g.1.clone(), g.2))
+                .collect();
+            assert_eq!(got_cols, want, "{}", t.name);
+            let mut key: Vec<_> = got.iter().filter(|g| g.3 > 0).collect();
+            key.sort_by_key(|g| g.3);
+            let key: Vec<&str> = key.iter().map(|g| g.0.as_str()).collect();
+            assert_eq!(key, t.key, "{}: primary key", t.name);
+        }
+        let objects = objects_of(&conn).unwrap();
+        let unknown: Vec<_> = objects
+            .iter()
+            .filter(|(kind, name)| kind == "table" && name != "sqlite_sequence")
+            .filter(|(_, name)| schema::table(name).is_none())
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "tables the description does not know: {unknown:?}"
+        );
     }
 }
