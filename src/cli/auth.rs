@@ -21,14 +21,16 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::exit;
+use super::open::{open_db_stores, DbOpen};
 use super::settings::{FileSettings, Settings};
-use super::{DbArgs, DbOpen};
+use super::DbArgs;
 use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::oauth::{
-    authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, Secret, StoredApp,
-    TokenStore, DEFAULT_OAUTH_SERVER,
+    authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, DEFAULT_OAUTH_SERVER,
 };
+use crate::model::oauth::{Secret, StoredApp};
+use crate::store::TokenStore;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
@@ -117,17 +119,15 @@ fn db_of(args: &DbArgs, file: &FileSettings) -> String {
 /// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file
 /// (created only when `mode` allows: `auth` and `sync`, not `token status|refresh`).
 async fn open_store(db: &str, mode: DbOpen) -> Result<Arc<dyn TokenStore>, u8> {
-    let store: Result<Arc<dyn TokenStore>, _> =
-        if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
-            crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))
-                .map(|s| Arc::new(s) as Arc<dyn TokenStore>)
-        } else {
-            crate::load::mssql::open_token_store(db).await
-        };
-    store.map_err(|e| {
-        super::ui::error(&e.to_string());
-        exit::DATABASE
-    })
+    // The refresh lock takes a dedicated connection besides this pool.
+    const POOL_SIZE: u32 = 2;
+    match open_db_stores(db, POOL_SIZE, mode).await {
+        Ok(stores) => Ok(stores.tokens),
+        Err(e) => {
+            super::ui::error(&e.to_string());
+            Err(exit::DATABASE)
+        }
+    }
 }
 
 fn show_time(unix: i64) -> String {
