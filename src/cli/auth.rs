@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::exit;
+use super::groups::DbArgs;
 use super::open::{open_db_stores, DbOpen};
 use super::settings::{FileSettings, Settings};
-use super::DbArgs;
 use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::oauth::{

@@ -3,8 +3,10 @@
 
 use clap::Args;
 
+use super::groups::{DbArgs, LoadArgs, SyncArgs};
 use super::open::open_stores;
-use super::{exit, fail, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs};
+use super::settings::{FileSettings, Settings};
+use super::{exit, fail, run_error_code};
 use crate::model::caller::{CallerMatch, CallerQuery};
 
 #[derive(Debug, Args)]

@@ -32,16 +32,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::run::RunError;
-pub use args::{
-    Cli, Command, ConfigCommand, DemoArgs, DoctorArgs, ErrorsCommand, RetryArgs, RunArgs,
-    SimulatorArgs,
-};
+use args::{Cli, Command, ConfigCommand};
+use groups::SyncArgs;
+use settings::Settings;
+// For `ops.rs`. TRANSITION: it opens the database through `open_db` until it takes stores
+// by role.
 pub(crate) use client::client_with;
-pub use groups::{DbArgs, LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
-pub use open::DbOpen;
-// TRANSITION: `ops.rs` opens the database through `open_db` until it takes stores by role.
 pub(crate) use open::open_db;
-pub use settings::{FileSettings, Settings};
+pub use open::DbOpen;
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
@@ -166,6 +164,8 @@ pub fn run_error_code(e: &RunError) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use settings::FileSettings;
+
     #[test]
     fn negative_numbers_reach_validation() {
         let cli = Cli::try_parse_from(["b24sync", "sync", "--rate", "-1"]).unwrap();

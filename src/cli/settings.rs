@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::{DbOpen, LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
+use super::groups::{LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
+use super::open::DbOpen;
 use crate::extract::paging::Paging;
 use crate::lookup::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
 use crate::model::PHONE_TAIL_DIGITS;
@@ -365,7 +366,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::SyncArgs;
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
