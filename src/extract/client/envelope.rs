@@ -1,6 +1,7 @@
-//! Bitrix24's error envelope (`{"error", "error_description"}`) sorted into what to do:
-//! retry, retry once the operating window moves, refresh the token, or fail with a typed
-//! [`ExtractError`] that says who must act.
+//! What came back, sorted into what to do: a result; Bitrix24's error envelope
+//! (`{"error", "error_description"}`) as a retry, a retry once the operating window moves,
+//! a token refresh, or a typed [`ExtractError`] that says who must act; anything else (a
+//! proxy's page, a cut-off body) as no answer from Bitrix24 at all.
 
 use std::time::Duration;
 

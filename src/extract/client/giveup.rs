@@ -96,7 +96,9 @@ mod tests {
         let mut s = Silence::new(Duration::from_secs(10));
         assert!(!s.exhausted());
         assert_eq!(s.cap(Duration::from_secs(60)), Duration::from_secs(60));
-        let long_ago = Instant::now() - Duration::from_secs(11);
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(11))
+            .expect("the clock has run for 11 s");
         s.observe(true, long_ago);
         assert!(s.exhausted());
         assert_eq!(s.cap(Duration::from_secs(60)), Duration::ZERO);
