@@ -102,8 +102,18 @@ impl Settings {
     ) -> anyhow::Result<Settings> {
         let args = &args.to_sync_args();
         let (portal, load, read) = (&args.portal, &args.load, &args.read);
-        let time_policy = time_policy(load, file)?;
-        let paging = paging(read, file)?;
+        let time_policy: TimePolicy = parsed(
+            "--time-zone / B24SYNC_TIME_ZONE",
+            load.time_zone.as_ref(),
+            file.time_zone.as_ref(),
+            "portal",
+        )?;
+        let paging: Paging = parsed(
+            "--paging / B24SYNC_PAGING",
+            read.paging.as_ref(),
+            file.paging.as_ref(),
+            "batch",
+        )?;
         let (rate, burst) = pace(portal, file)?;
         let batch_size = load.batch_size.or(file.batch_size).unwrap_or(2500);
         if batch_size == 0 {
@@ -177,28 +187,19 @@ impl Settings {
     }
 }
 
-fn time_policy(load: &LoadArgs, file: &FileSettings) -> anyhow::Result<TimePolicy> {
-    let time_zone = load
-        .time_zone
-        .clone()
-        .or_else(|| file.time_zone.clone())
-        .unwrap_or_else(|| "portal".into());
-    let time_policy: TimePolicy = time_zone
+/// A setting read from text (flag or environment, else the file, else `default`); a value
+/// that does not parse is reported under `name`.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    name: &str,
+    given: Option<&String>,
+    file: Option<&String>,
+    default: &str,
+) -> anyhow::Result<T> {
+    given
+        .or(file)
+        .map_or(default, String::as_str)
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
-    Ok(time_policy)
-}
-
-fn paging(read: &ReadArgs, file: &FileSettings) -> anyhow::Result<Paging> {
-    let paging_text = read
-        .paging
-        .clone()
-        .or_else(|| file.paging.clone())
-        .unwrap_or_else(|| "batch".into());
-    let paging: Paging = paging_text
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
-    Ok(paging)
+        .map_err(|e: String| anyhow::anyhow!("{name}: {e}"))
 }
 
 /// The request rate and burst the portal allows.
@@ -252,14 +253,12 @@ fn credentials(
 
 /// How numbers without a country code are read, and the lookup's fallback tail length.
 fn phone(args: &SyncArgs, file: &FileSettings) -> anyhow::Result<(DefaultRegion, usize)> {
-    let load = &args.load;
-    let phone_region: DefaultRegion = load
-        .phone_region
-        .clone()
-        .or_else(|| file.phone_region.clone())
-        .unwrap_or_else(|| "RU".into())
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--phone-region / B24SYNC_PHONE_REGION: {e}"))?;
+    let phone_region: DefaultRegion = parsed(
+        "--phone-region / B24SYNC_PHONE_REGION",
+        args.load.phone_region.as_ref(),
+        file.phone_region.as_ref(),
+        "RU",
+    )?;
     let tail_digits = args
         .tail_digits
         .or(file.tail_digits)
