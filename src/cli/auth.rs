@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::exit;
+use super::groups::DbArgs;
+use super::open::{open_db_stores, DbOpen};
 use super::settings::{FileSettings, Settings};
-use super::{DbArgs, DbOpen};
 use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
 use crate::extract::limits::RateConfig;
 use crate::extract::oauth::{
@@ -118,17 +119,15 @@ fn db_of(args: &DbArgs, file: &FileSettings) -> String {
 /// The token store behind `--db`: `bitrix_oauth` in SQL Server or in the embedded file
 /// (created only when `mode` allows: `auth` and `sync`, not `token status|refresh`).
 async fn open_store(db: &str, mode: DbOpen) -> Result<Arc<dyn TokenStore>, u8> {
-    let store: Result<Arc<dyn TokenStore>, _> =
-        if mode == DbOpen::MustExist && !crate::load::mssql::is_connection_string(db) {
-            crate::load::sqlite::SqliteSink::open_existing(std::path::Path::new(db))
-                .map(|s| Arc::new(s) as Arc<dyn TokenStore>)
-        } else {
-            crate::load::open_token_store(db).await
-        };
-    store.map_err(|e| {
-        super::ui::error(&e.to_string());
-        exit::DATABASE
-    })
+    // The refresh lock takes a dedicated connection besides this pool.
+    const POOL_SIZE: u32 = 2;
+    match open_db_stores(db, POOL_SIZE, mode).await {
+        Ok(stores) => Ok(stores.tokens),
+        Err(e) => {
+            super::ui::error(&e.to_string());
+            Err(exit::DATABASE)
+        }
+    }
 }
 
 fn show_time(unix: i64) -> String {
@@ -169,52 +168,10 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
     let redirect_uri = format!("http://127.0.0.1:{}/", args.port);
     let code = match &args.code {
         Some(c) => Secret::new(c.trim()),
-        None => {
-            let state: String = {
-                let mut rng = rand::thread_rng();
-                (0..24)
-                    .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-                    .collect()
-            };
-            let listener = match TcpListener::bind(("127.0.0.1", args.port)).await {
-                Ok(l) => l,
-                Err(e) => {
-                    return config_error(&format!(
-                        "cannot listen on 127.0.0.1:{} for the browser's redirect ({e}); choose another --port \
-                         (and the same in the app's redirect URI) or pass --code",
-                        args.port
-                    ))
-                }
-            };
-            let url = authorize_url(&portal, &args.client_id, &state);
-            println!(
-                "Open this address in a browser logged in to Bitrix24 as a portal administrator:"
-            );
-            println!("{url}");
-            println!(
-                "Waiting up to {} s for Bitrix24 to redirect the browser to {redirect_uri} (the app's redirect URI must be exactly that) ...",
-                args.wait
-            );
-            match tokio::time::timeout(
-                Duration::from_secs(args.wait),
-                wait_for_code(&listener, &state),
-            )
-            .await
-            {
-                Ok(Ok(code)) => code,
-                Ok(Err(msg)) => {
-                    super::ui::error(&msg);
-                    return exit::BITRIX_REFUSED;
-                }
-                Err(_) => {
-                    eprintln!(
-                        "error: no redirect from Bitrix24 within {} s; run `b24sync auth` again (or pass --code)",
-                        args.wait
-                    );
-                    return exit::BITRIX_UNREACHABLE;
-                }
-            }
-        }
+        None => match code_from_browser(args, &portal, &redirect_uri).await {
+            Ok(code) => code,
+            Err(exit_code) => return exit_code,
+        },
     };
     let endpoint = format!("{}/rest/", portal.as_str().trim_end_matches('/'));
     let secret = Secret::new(args.client_secret.trim());
@@ -250,6 +207,57 @@ pub async fn auth_command(args: &AuthArgs, file: &FileSettings) -> u8 {
         store.describe()
     );
     exit::OK
+}
+
+/// The authorization code, from the browser's redirect to `redirect_uri` (a loopback
+/// listener on `--port`) after the administrator approves the app.
+async fn code_from_browser(
+    args: &AuthArgs,
+    portal: &Url,
+    redirect_uri: &str,
+) -> Result<Secret, u8> {
+    let state: String = {
+        let mut rng = rand::thread_rng();
+        (0..24)
+            .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+            .collect()
+    };
+    let listener = match TcpListener::bind(("127.0.0.1", args.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(config_error(&format!(
+                "cannot listen on 127.0.0.1:{} for the browser's redirect ({e}); choose another --port \
+                 (and the same in the app's redirect URI) or pass --code",
+                args.port
+            )))
+        }
+    };
+    let url = authorize_url(portal, &args.client_id, &state);
+    println!("Open this address in a browser logged in to Bitrix24 as a portal administrator:");
+    println!("{url}");
+    println!(
+        "Waiting up to {} s for Bitrix24 to redirect the browser to {redirect_uri} (the app's redirect URI must be exactly that) ...",
+        args.wait
+    );
+    match tokio::time::timeout(
+        Duration::from_secs(args.wait),
+        wait_for_code(&listener, &state),
+    )
+    .await
+    {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(msg)) => {
+            super::ui::error(&msg);
+            Err(exit::BITRIX_REFUSED)
+        }
+        Err(_) => {
+            eprintln!(
+                "error: no redirect from Bitrix24 within {} s; run `b24sync auth` again (or pass --code)",
+                args.wait
+            );
+            Err(exit::BITRIX_UNREACHABLE)
+        }
+    }
 }
 
 /// Serves the loopback redirect until a request carries `code` with our `state`.
@@ -353,64 +361,69 @@ pub async fn token_command(command: &TokenCommand, file: &FileSettings) -> u8 {
         .clone()
         .or_else(|| file.oauth_server.clone());
     match command {
-        TokenCommand::Refresh(_) => {
-            let session =
-                match OAuthSession::open(store.clone(), &client_id, server.as_deref()).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(&e),
-                };
-            match session.refresh_now().await {
-                Ok(t) => {
-                    println!(
-                        "refreshed: app {client_id} on portal {}; new access token stored in bitrix_oauth of {}, valid until {}",
-                        t.domain,
-                        store.describe(),
-                        show_time(t.expires_at)
-                    );
-                    exit::OK
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        TokenCommand::Status(_) => {
-            let app = match store.load_app(&client_id).await {
-                Ok(Some(app)) => app,
-                Ok(None) => {
-                    eprintln!(
-                        "error: {} holds no authorization for app {client_id}: run `b24sync auth --client-id {client_id} --portal PORTAL`",
-                        store.describe()
-                    );
-                    return exit::REAUTHORIZE;
-                }
-                Err(e) => {
-                    super::ui::error(&e.to_string());
-                    return exit::DATABASE;
-                }
-            };
-            let t = &app.tokens;
-            let now = Utc::now().timestamp();
-            let left = t.expires_at - now;
-            let state = if left > 0 {
-                format!("valid for {} min", left / 60)
-            } else {
-                "expired; the next sync or `b24sync token refresh` renews it".to_string()
-            };
-            println!("app (client_id): {}", app.client_id);
-            println!("portal:          {}", t.domain);
-            println!("scope:           {}", t.scope);
-            println!("member_id:       {}", t.member_id);
-            println!("obtained:        {}", show_time(t.obtained_at.timestamp()));
-            println!("expires:         {} ({state})", show_time(t.expires_at));
+        TokenCommand::Refresh(_) => token_refresh(store, &client_id, server.as_deref()).await,
+        TokenCommand::Status(_) => token_status(store.as_ref(), &client_id, server).await,
+    }
+}
+
+/// `token refresh`: a new access token now, stored.
+async fn token_refresh(store: Arc<dyn TokenStore>, client_id: &str, server: Option<&str>) -> u8 {
+    let session = match OAuthSession::open(store.clone(), client_id, server).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match session.refresh_now().await {
+        Ok(t) => {
             println!(
-                "OAuth server:    {}",
-                server
-                    .or(app.oauth_server.clone())
-                    .unwrap_or_else(|| DEFAULT_OAUTH_SERVER.to_string())
+                "refreshed: app {client_id} on portal {}; new access token stored in bitrix_oauth of {}, valid until {}",
+                t.domain,
+                store.describe(),
+                show_time(t.expires_at)
             );
-            println!("database:        {}", store.describe());
             exit::OK
         }
+        Err(e) => fail(&e),
     }
+}
+
+/// `token status`: what is stored, never the tokens.
+async fn token_status(store: &dyn TokenStore, client_id: &str, server: Option<String>) -> u8 {
+    let app = match store.load_app(client_id).await {
+        Ok(Some(app)) => app,
+        Ok(None) => {
+            eprintln!(
+                "error: {} holds no authorization for app {client_id}: run `b24sync auth --client-id {client_id} --portal PORTAL`",
+                store.describe()
+            );
+            return exit::REAUTHORIZE;
+        }
+        Err(e) => {
+            super::ui::error(&e.to_string());
+            return exit::DATABASE;
+        }
+    };
+    let t = &app.tokens;
+    let now = Utc::now().timestamp();
+    let left = t.expires_at - now;
+    let state = if left > 0 {
+        format!("valid for {} min", left / 60)
+    } else {
+        "expired; the next sync or `b24sync token refresh` renews it".to_string()
+    };
+    println!("app (client_id): {}", app.client_id);
+    println!("portal:          {}", t.domain);
+    println!("scope:           {}", t.scope);
+    println!("member_id:       {}", t.member_id);
+    println!("obtained:        {}", show_time(t.obtained_at.timestamp()));
+    println!("expires:         {} ({state})", show_time(t.expires_at));
+    println!(
+        "OAuth server:    {}",
+        server
+            .or(app.oauth_server.clone())
+            .unwrap_or_else(|| DEFAULT_OAUTH_SERVER.to_string())
+    );
+    println!("database:        {}", store.describe());
+    exit::OK
 }
 
 /// `sync` in OAuth mode: a client whose requests carry the app's stored access token.

@@ -3,9 +3,10 @@
 
 use clap::Args;
 
-use super::{
-    exit, fail, open_stores, run_error_code, DbArgs, FileSettings, LoadArgs, Settings, SyncArgs,
-};
+use super::groups::{DbArgs, LoadArgs, SyncArgs};
+use super::open::open_stores;
+use super::settings::{FileSettings, Settings};
+use super::{exit, fail, run_error_code};
 use crate::model::caller::{CallerMatch, CallerQuery};
 
 #[derive(Debug, Args)]
@@ -50,11 +51,11 @@ pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
     let matches = if query.is_empty() {
         Vec::new()
     } else {
-        let sink = match open_stores(&s).await {
-            Ok(sink) => sink,
+        let stores = match open_stores(&s).await {
+            Ok(stores) => stores,
             Err(code) => return code,
         };
-        match sink.lookup.lookup_caller(&query).await {
+        match stores.lookup.lookup_caller(&query).await {
             Ok(m) => m,
             Err(e) => return run_error_code(&e.into()),
         }

@@ -175,7 +175,7 @@ pub async fn doctor_command(s: &Settings, client: Option<Result<Bitrix24Client, 
         )),
         Some(Ok(client)) => bitrix_checks(&client, s, &mut verdicts).await,
     }
-    match super::open_stores_db(&s.db, s.pool_size, super::DbOpen::MustExist).await {
+    match super::open_db_stores(&s.db, s.pool_size, super::DbOpen::MustExist).await {
         Err(e) => verdicts.push(Verdict::fail(
             "database",
             e.to_string(),

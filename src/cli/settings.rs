@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::{DbOpen, ToSyncArgs};
+use super::groups::{LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
+use super::open::DbOpen;
 use crate::extract::paging::Paging;
 use crate::model::PHONE_TAIL_DIGITS;
 use crate::run::{DeletionPolicy, SyncMode, SyncOptions};
@@ -101,90 +102,27 @@ impl Settings {
     ) -> anyhow::Result<Settings> {
         let args = &args.to_sync_args();
         let (portal, load, read) = (&args.portal, &args.load, &args.read);
-        let time_zone = load
-            .time_zone
-            .clone()
-            .or_else(|| file.time_zone.clone())
-            .unwrap_or_else(|| "portal".into());
-        let time_policy: TimePolicy = time_zone
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--time-zone / B24SYNC_TIME_ZONE: {e}"))?;
-        let paging_text = read
-            .paging
-            .clone()
-            .or_else(|| file.paging.clone())
-            .unwrap_or_else(|| "batch".into());
-        let paging: Paging = paging_text
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--paging / B24SYNC_PAGING: {e}"))?;
-        let rate = portal.rate.or(file.rate).unwrap_or(2.0);
-        if !(rate > 0.0 && rate <= 1000.0) {
-            bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 and at most 1000 (2 for most plans, 5 for Enterprise); got {rate}");
-        }
-        let burst = portal.burst.or(file.burst).unwrap_or(50);
-        if burst == 0 {
-            bail!("--burst / B24SYNC_BURST must be at least 1 (50 for most plans, 250 for Enterprise)");
-        }
+        let time_policy: TimePolicy = parsed(
+            "--time-zone / B24SYNC_TIME_ZONE",
+            load.time_zone.as_ref(),
+            file.time_zone.as_ref(),
+            "portal",
+        )?;
+        let paging: Paging = parsed(
+            "--paging / B24SYNC_PAGING",
+            read.paging.as_ref(),
+            file.paging.as_ref(),
+            "batch",
+        )?;
+        let (rate, burst) = pace(portal, file)?;
         let batch_size = load.batch_size.or(file.batch_size).unwrap_or(2500);
         if batch_size == 0 {
             bail!("--batch-size / B24SYNC_BATCH_SIZE must be at least 1 lead");
         }
-        let solution_field = load
-            .solution_field
-            .clone()
-            .or_else(|| file.solution_field.clone())
-            .filter(|f| !f.trim().is_empty());
-        if let Some(f) = &solution_field {
-            if !f.starts_with("UF_") {
-                bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
-            }
-        }
-        let webhook = portal
-            .webhook
-            .clone()
-            .or_else(|| file.webhook.clone())
-            .filter(|w| !w.trim().is_empty());
-        let client_id = portal
-            .client_id
-            .clone()
-            .or_else(|| file.client_id.clone())
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty());
-        if webhook.is_some() && client_id.is_some() {
-            bail!("both a webhook (--webhook / B24SYNC_WEBHOOK / webhook) and an OAuth application (--client-id / B24SYNC_CLIENT_ID / client_id) are set: keep exactly one");
-        }
-        let phone_region: DefaultRegion = load
-            .phone_region
-            .clone()
-            .or_else(|| file.phone_region.clone())
-            .unwrap_or_else(|| "RU".into())
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--phone-region / B24SYNC_PHONE_REGION: {e}"))?;
-        let tail_digits = args
-            .tail_digits
-            .or(file.tail_digits)
-            .unwrap_or(DEFAULT_TAIL_DIGITS);
-        if !(MIN_TAIL_DIGITS..=PHONE_TAIL_DIGITS).contains(&tail_digits) {
-            bail!(
-                "--tail-digits / B24SYNC_TAIL_DIGITS must be between {MIN_TAIL_DIGITS} and \
-                 {PHONE_TAIL_DIGITS} (10 matches a national number in RU and KZ); got {tail_digits}"
-            );
-        }
-        let give_up_after = match portal
-            .give_up_after
-            .as_ref()
-            .or(file.give_up_after.as_ref())
-        {
-            None => None,
-            Some(v) => {
-                let d = parse_duration(v)
-                    .map_err(|e| anyhow::anyhow!("--give-up-after / B24SYNC_GIVE_UP_AFTER: {e}"))?;
-                if d.is_zero() {
-                    bail!("--give-up-after / B24SYNC_GIVE_UP_AFTER must be longer than 0 (e.g. 2m); got {v:?}");
-                }
-                Some(d)
-            }
-        };
+        let solution_field = solution_field(load, file)?;
+        let (webhook, client_id) = credentials(portal, file)?;
+        let (phone_region, tail_digits) = phone(args, file)?;
+        let give_up_after = give_up_after(portal, file)?;
         Ok(Settings {
             db_open: DbOpen::MustExist,
             rebind_portal: args.rebind_portal,
@@ -213,28 +151,13 @@ impl Settings {
             batch_size,
             lock_wait: Duration::from_secs(load.lock_wait.or(file.lock_wait).unwrap_or(60)),
             dry_run: args.dry_run,
-            mode: match (args.full, &args.since) {
-                (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
-                (true, None) => SyncMode::Full,
-                (false, Some(since)) => SyncMode::Since(since.clone()),
-                (false, None) => SyncMode::Auto,
-            },
-            overlap: duration_setting("--overlap / B24SYNC_OVERLAP", read.overlap.as_ref().or(file.overlap.as_ref()), 300)?,
-            deletion: {
-                let max_share = load.max_delete_share.or(file.max_delete_share).unwrap_or(0.2);
-                if !(0.0..=1.0).contains(&max_share) {
-                    bail!("--max-delete-share / B24SYNC_MAX_DELETE_SHARE must be between 0 and 1 (0.2 = at most 20% of the leads in one check); got {max_share}");
-                }
-                DeletionPolicy {
-                    every_runs: read.deletion_check_runs.or(file.deletion_check_runs).unwrap_or(12),
-                    every: duration_setting(
-                        "--deletion-check-every / B24SYNC_DELETION_CHECK_EVERY",
-                        read.deletion_check_every.as_ref().or(file.deletion_check_every.as_ref()),
-                        3600,
-                    )?,
-                    max_share,
-                }
-            },
+            mode: mode(args)?,
+            overlap: duration_setting(
+                "--overlap / B24SYNC_OVERLAP",
+                read.overlap.as_ref().or(file.overlap.as_ref()),
+                300,
+            )?,
+            deletion: deletion(load, read, file)?,
         })
     }
 
@@ -262,6 +185,148 @@ impl Settings {
             rebind_portal: self.rebind_portal,
         }
     }
+}
+
+/// A setting read from text (flag or environment, else the file, else `default`); a value
+/// that does not parse is reported under `name`.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    name: &str,
+    given: Option<&String>,
+    file: Option<&String>,
+    default: &str,
+) -> anyhow::Result<T> {
+    given
+        .or(file)
+        .map_or(default, String::as_str)
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// The request rate and burst the portal allows.
+fn pace(portal: &PortalArgs, file: &FileSettings) -> anyhow::Result<(f64, u32)> {
+    let rate = portal.rate.or(file.rate).unwrap_or(2.0);
+    if !(rate > 0.0 && rate <= 1000.0) {
+        bail!("--rate / B24SYNC_RATE must be a number of requests per second above 0 and at most 1000 (2 for most plans, 5 for Enterprise); got {rate}");
+    }
+    let burst = portal.burst.or(file.burst).unwrap_or(50);
+    if burst == 0 {
+        bail!("--burst / B24SYNC_BURST must be at least 1 (50 for most plans, 250 for Enterprise)");
+    }
+    Ok((rate, burst))
+}
+
+fn solution_field(load: &LoadArgs, file: &FileSettings) -> anyhow::Result<Option<String>> {
+    let solution_field = load
+        .solution_field
+        .clone()
+        .or_else(|| file.solution_field.clone())
+        .filter(|f| !f.trim().is_empty());
+    if let Some(f) = &solution_field {
+        if !f.starts_with("UF_") {
+            bail!("--solution-field / B24SYNC_SOLUTION_FIELD must be a lead user field code like UF_CRM_1712345678; got {f:?}");
+        }
+    }
+    Ok(solution_field)
+}
+
+/// The webhook, or the OAuth application's client_id: at most one of them.
+fn credentials(
+    portal: &PortalArgs,
+    file: &FileSettings,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let webhook = portal
+        .webhook
+        .clone()
+        .or_else(|| file.webhook.clone())
+        .filter(|w| !w.trim().is_empty());
+    let client_id = portal
+        .client_id
+        .clone()
+        .or_else(|| file.client_id.clone())
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    if webhook.is_some() && client_id.is_some() {
+        bail!("both a webhook (--webhook / B24SYNC_WEBHOOK / webhook) and an OAuth application (--client-id / B24SYNC_CLIENT_ID / client_id) are set: keep exactly one");
+    }
+    Ok((webhook, client_id))
+}
+
+/// How numbers without a country code are read, and the lookup's fallback tail length.
+fn phone(args: &SyncArgs, file: &FileSettings) -> anyhow::Result<(DefaultRegion, usize)> {
+    let phone_region: DefaultRegion = parsed(
+        "--phone-region / B24SYNC_PHONE_REGION",
+        args.load.phone_region.as_ref(),
+        file.phone_region.as_ref(),
+        "RU",
+    )?;
+    let tail_digits = args
+        .tail_digits
+        .or(file.tail_digits)
+        .unwrap_or(DEFAULT_TAIL_DIGITS);
+    if !(MIN_TAIL_DIGITS..=PHONE_TAIL_DIGITS).contains(&tail_digits) {
+        bail!(
+            "--tail-digits / B24SYNC_TAIL_DIGITS must be between {MIN_TAIL_DIGITS} and \
+             {PHONE_TAIL_DIGITS} (10 matches a national number in RU and KZ); got {tail_digits}"
+        );
+    }
+    Ok((phone_region, tail_digits))
+}
+
+fn give_up_after(portal: &PortalArgs, file: &FileSettings) -> anyhow::Result<Option<Duration>> {
+    let give_up_after = match portal
+        .give_up_after
+        .as_ref()
+        .or(file.give_up_after.as_ref())
+    {
+        None => None,
+        Some(v) => {
+            let d = parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("--give-up-after / B24SYNC_GIVE_UP_AFTER: {e}"))?;
+            if d.is_zero() {
+                bail!("--give-up-after / B24SYNC_GIVE_UP_AFTER must be longer than 0 (e.g. 2m); got {v:?}");
+            }
+            Some(d)
+        }
+    };
+    Ok(give_up_after)
+}
+
+fn mode(args: &SyncArgs) -> anyhow::Result<SyncMode> {
+    Ok(match (args.full, &args.since) {
+        (true, Some(_)) => bail!("--full and --since exclude each other: --full reads every lead, --since only recent ones"),
+        (true, None) => SyncMode::Full,
+        (false, Some(since)) => SyncMode::Since(since.clone()),
+        (false, None) => SyncMode::Auto,
+    })
+}
+
+/// When the deletion check runs, and how much it may delete.
+fn deletion(
+    load: &LoadArgs,
+    read: &ReadArgs,
+    file: &FileSettings,
+) -> anyhow::Result<DeletionPolicy> {
+    let max_share = load
+        .max_delete_share
+        .or(file.max_delete_share)
+        .unwrap_or(0.2);
+    if !(0.0..=1.0).contains(&max_share) {
+        bail!("--max-delete-share / B24SYNC_MAX_DELETE_SHARE must be between 0 and 1 (0.2 = at most 20% of the leads in one check); got {max_share}");
+    }
+    Ok(DeletionPolicy {
+        every_runs: read
+            .deletion_check_runs
+            .or(file.deletion_check_runs)
+            .unwrap_or(12),
+        every: duration_setting(
+            "--deletion-check-every / B24SYNC_DELETION_CHECK_EVERY",
+            read.deletion_check_every
+                .as_ref()
+                .or(file.deletion_check_every.as_ref()),
+            3600,
+        )?,
+        max_share,
+    })
 }
 
 fn duration_setting(
@@ -300,7 +365,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::SyncArgs;
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
