@@ -32,8 +32,8 @@ use b24sync::extract::{query, Webhook};
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::load::Sink;
 use b24sync::run::{self, SyncOptions};
-use b24sync::simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use b24sync::transform::{self, TimePolicy, TransformContext};
+use b24sync_simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -238,7 +238,7 @@ async fn measure(
     method: Method,
     limit: Option<usize>,
     dir: &std::path::Path,
-) -> (ChildReport, b24sync::simulator::RequestStats) {
+) -> (ChildReport, b24sync_simulator::RequestStats) {
     let n = config.leads;
     let sim = Simulator::start(config).await.expect("simulator");
     let db = dir.join(format!("{method:?}-{n}-{}.db", rand_suffix()));
@@ -349,7 +349,7 @@ fn to_row(
     method: Method,
     limit: Option<usize>,
     r: &ChildReport,
-    st: &b24sync::simulator::RequestStats,
+    st: &b24sync_simulator::RequestStats,
     scale: f64,
 ) -> Row {
     let sampled = limit.filter(|l| *l < n);

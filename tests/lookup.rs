@@ -11,8 +11,8 @@ use b24sync::load::sqlite::{SqliteSink, LOOKUP_CALLER_SQL};
 use b24sync::load::Sink;
 use b24sync::model::caller::{CallerMatch, CallerQuery};
 use b24sync::run::{RunSummary, SyncOptions};
-use b24sync::simulator::{Simulator, SimulatorConfig};
 use b24sync::transform::phone::DefaultRegion;
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map, Value};
 

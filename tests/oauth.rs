@@ -16,7 +16,7 @@ use b24sync::extract::paging::Paging;
 use b24sync::extract::ExtractError;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::run::{self, RunError, SyncOptions};
-use b24sync::simulator::{OAuthApp, Simulator, SimulatorConfig};
+use b24sync_simulator::{OAuthApp, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
