@@ -15,7 +15,7 @@
 //!                        │      ─► limits.rs   (leaky bucket, per-method operating time)
 //!                        ▼
 //!                    methods.rs  (crm.lead.list/get/fields, userfield.list, user.get,
-//!                        │        server.time; `batch` is in server.rs)
+//!                        │        server.time; `batch` is in server/batch.rs)
 //!                        ▼
 //!                    data.rs     Portal: BTreeMap<i64, Lead> behind a Mutex + clock
 //!                        │
