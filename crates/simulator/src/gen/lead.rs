@@ -7,9 +7,12 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::super::fields::{SOLUTION_ITEMS, UF_BUDGET, UF_PROMO};
-use super::words::*;
+use super::words::{
+    pick, COMPANIES, EMAIL_DOMAINS, EMAIL_USERS, FEMALE, MALE, PATRONYMIC_ROOTS, PLACES, PRODUCTS,
+    SOURCES, STATUSES, STREETS, SURNAMES, SURNAMES_FIXED,
+};
 use super::{fmt_date, fmt_dt, rng_for, USERS};
+use crate::fields::{SOLUTION_ITEMS, UF_BUDGET, UF_PROMO};
 
 fn digits(rng: &mut SmallRng, n: usize) -> String {
     (0..n)

@@ -7,9 +7,9 @@ use std::ops::Bound;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use serde_json::{Map, Value};
 
-use super::super::data::Lead;
-use super::super::fields;
 use super::{as_int, as_text, list_values, Ctx};
+use crate::data::Lead;
+use crate::fields;
 
 /// Parses a filter date the way PHP `strtotime` would for the formats clients send;
 /// no offset means the portal's zone. Anything else is unusable (the filter is dropped).

@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::super::data::Lead;
-use super::super::fields::userfield_rows;
 use super::filter::{id_range, parse_filter};
 use super::select::{parse_order, weight, Selection, SortKey};
 use super::{as_int, as_text, param, CallErr, CallOk, CallResult, Ctx, PAGE};
+use crate::data::Lead;
+use crate::fields::userfield_rows;
 
 pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResult {
     let portal = ctx.portal;

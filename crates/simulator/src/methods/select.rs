@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::super::fields;
-use super::super::limits::CostModel;
 use super::{as_text, list_values, Ctx};
+use crate::fields;
+use crate::limits::CostModel;
 
 /// Which fields a `select` asks for.
 pub struct Selection {

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::super::methods::{CallErr, METHODS};
-use super::super::query::parse_str;
 use super::{error_body, normalize_method, Reply, Shared};
+use crate::methods::{CallErr, METHODS};
+use crate::query::parse_str;
 
 impl Shared {
     pub(super) fn run_batch(&self, params: &Map<String, Value>) -> (Reply, f64) {

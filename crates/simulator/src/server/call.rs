@@ -4,10 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::super::faults::PageFaultKind;
-use super::super::limits::OperatingState;
-use super::super::methods::{self, CallErr, CallOk};
 use super::{lock, Shared};
+use crate::faults::PageFaultKind;
+use crate::limits::OperatingState;
+use crate::methods::{self, CallErr, CallOk};
 
 impl Shared {
     pub(super) fn operating_state(&self, method: &str) -> OperatingState {
