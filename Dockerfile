@@ -5,20 +5,25 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so editing the sources does not rebuild every crate. Cargo reads the
-# whole manifest even for `--bin b24sync`, so every target it declares needs a file: the
-# library, the binary and the [[bench]] get empty stand-ins here (examples/ and tests/ are
-# not copied, so nothing is discovered there). A target added to Cargo.toml needs its line
-# here too; `.ci/dockerfile-replay` (run by `.ci/run`) replays these steps and fails if not.
+# whole workspace (the root package and crates/simulator) even for `--bin b24sync`, so every
+# target either manifest declares needs a file: the library, the binary, the [[bench]] and
+# the simulator's library get empty stand-ins here (examples/ and tests/ are not copied, so
+# nothing is discovered there). A target or workspace member added to a Cargo.toml needs its
+# line here too; `.ci/dockerfile-replay` (run by `.ci/run`) replays these steps and fails if not.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY crates/simulator/Cargo.toml ./crates/simulator/
+RUN mkdir -p src benches crates/simulator/src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/methods.rs \
+    && touch crates/simulator/src/lib.rs \
     && cargo build --release --locked --bin b24sync \
-    && rm -rf src
+    && rm -rf src crates/simulator/src
 COPY src ./src
+COPY crates ./crates
 COPY sql ./sql
-# The dummy build above left a stale b24sync; make sure the real sources are compiled.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin b24sync
+# The dummy build above left stale crates; make sure the real sources are compiled.
+RUN touch src/main.rs src/lib.rs crates/simulator/src/lib.rs \
+    && cargo build --release --locked --bin b24sync
 
 FROM debian:bookworm-slim
 # CA certificates: TLS to SQL Server (when its certificate is CA-signed) and to Bitrix24.

@@ -31,8 +31,8 @@ use b24sync::extract::{query, Webhook};
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::prepare::prepare;
 use b24sync::run::{self, SyncOptions};
-use b24sync::simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use b24sync::transform::{self, TimePolicy, TransformContext};
+use b24sync_simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -237,7 +237,7 @@ async fn measure(
     method: Method,
     limit: Option<usize>,
     dir: &std::path::Path,
-) -> (ChildReport, b24sync::simulator::RequestStats) {
+) -> (ChildReport, b24sync_simulator::RequestStats) {
     let n = config.leads;
     let sim = Simulator::start(config).await.expect("simulator");
     let db = dir.join(format!("{method:?}-{n}-{}.db", rand_suffix()));
@@ -348,7 +348,7 @@ fn to_row(
     method: Method,
     limit: Option<usize>,
     r: &ChildReport,
-    st: &b24sync::simulator::RequestStats,
+    st: &b24sync_simulator::RequestStats,
     scale: f64,
 ) -> Row {
     let sampled = limit.filter(|l| *l < n);

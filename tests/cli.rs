@@ -5,7 +5,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::json;
 

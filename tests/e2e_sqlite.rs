@@ -10,7 +10,7 @@ use b24sync::extract::paging::Paging;
 use b24sync::model::ColumnKind;
 use b24sync::model::LEAD_COLUMNS;
 use b24sync::run::SyncOptions;
-use b24sync::simulator::{Fault, FaultKind};
+use b24sync_simulator::{Fault, FaultKind};
 use common::*;
 use serde_json::{json, Value};
 
@@ -37,7 +37,7 @@ fn expected_cell(lead: &Value, field: &str, kind: ColumnKind) -> Option<String> 
     })
 }
 
-fn assert_matches_simulator(sim: &b24sync::simulator::Simulator, db: &std::path::Path) {
+fn assert_matches_simulator(sim: &b24sync_simulator::Simulator, db: &std::path::Path) {
     let leads = sim.portal().leads();
     let labels: HashMap<String, String> = sim.portal().solution_items().into_iter().collect();
     let columns: Vec<String> = LEAD_COLUMNS.iter().map(|c| c.sql_name()).collect();
@@ -408,7 +408,7 @@ async fn broken_answers_are_retried_and_never_shorten_the_export() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_commits_the_batch_in_flight_and_stops() {
-    let sim = b24sync::simulator::Simulator::start(b24sync::simulator::SimulatorConfig {
+    let sim = b24sync_simulator::Simulator::start(b24sync_simulator::SimulatorConfig {
         leads: 2000,
         latency: Duration::from_millis(150),
         ..Default::default()

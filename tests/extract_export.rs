@@ -15,7 +15,7 @@ use b24sync::extract::paging::{self, Paging, BATCH_SIZE, PAGE_SIZE};
 use b24sync::extract::query;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::run::{self, RunError, RunSummary, SyncOptions};
-use b24sync::simulator::{OperatingLimit, PageFault, PageFaultKind, Simulator, SimulatorConfig};
+use b24sync_simulator::{OperatingLimit, PageFault, PageFaultKind, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map};
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ fn expected_batches(n: usize) -> u64 {
 
 /// The run helper's follow-up read (issue 11.6): the leads that got an error row (the
 /// simulator seeds a few) are read again whole with crm.lead.get, 50 per batch request.
-fn full_lead_rereads(stats: &b24sync::simulator::RequestStats) -> u64 {
+fn full_lead_rereads(stats: &b24sync_simulator::RequestStats) -> u64 {
     stats
         .by_method
         .get("crm.lead.get")

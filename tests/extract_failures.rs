@@ -12,7 +12,7 @@ use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError};
 use b24sync::extract::limits::RateConfig;
 use b24sync::extract::Webhook;
 use b24sync::run::RunError;
-use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
+use b24sync_simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

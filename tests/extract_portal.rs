@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use b24sync::extract::client::SubResult;
 use b24sync::extract::paging::select_fields;
 use b24sync::extract::portal::fetch_full_leads;
-use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
+use b24sync_simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use serde_json::Value;
 
 const SOLUTION: &str = "UF_CRM_SOLUTION";

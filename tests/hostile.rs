@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use b24sync::model::{ColumnKind, LEAD_COLUMNS};
-use b24sync::simulator::{PageFault, PageFaultKind, Portal, Simulator, SimulatorConfig};
+use b24sync_simulator::{PageFault, PageFaultKind, Portal, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map, Value};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use b24sync::run::{self, DeletionPolicy, RunError, SyncMode, SyncOptions};
-use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;

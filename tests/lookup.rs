@@ -11,9 +11,9 @@ use b24sync::load::sqlite::{SqliteSink, LOOKUP_CALLER_SQL};
 use b24sync::model::caller::{CallerMatch, CallerQuery};
 use b24sync::prepare::prepare;
 use b24sync::run::{RunSummary, SyncOptions};
-use b24sync::simulator::{Simulator, SimulatorConfig};
 use b24sync::store::{BatchWriter, CallerLookup, StateStore};
 use b24sync::transform::phone::DefaultRegion;
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map, Value};
 

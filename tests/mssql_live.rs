@@ -1117,7 +1117,7 @@ async fn permissions_statement_sees_a_limited_user() {
 async fn a_login_with_only_dml_rights_runs_a_full_sync() {
     use b24sync::extract::client::{Bitrix24Client, ClientConfig};
     use b24sync::extract::Webhook;
-    use b24sync::simulator::{Simulator, SimulatorConfig};
+    use b24sync_simulator::{Simulator, SimulatorConfig};
     use tokio_util::sync::CancellationToken;
 
     let server = require_server();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
+use b24sync_simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Value};
 

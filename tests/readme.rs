@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};

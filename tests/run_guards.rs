@@ -13,9 +13,9 @@ use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::prepare::prepare;
 use b24sync::run::{self, RunError};
-use b24sync::simulator::{Simulator, SimulatorConfig};
 use b24sync::store::{BatchWriter, StateStore};
 use b24sync::transform::{self, TransformContext};
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use common::*;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -245,7 +245,7 @@ fn state(db: &std::path::Path, key: &str) -> Option<String> {
     .and_then(|r| r[0].clone())
 }
 
-fn host_of(sim: &b24sync::simulator::Simulator) -> String {
+fn host_of(sim: &b24sync_simulator::Simulator) -> String {
     sim.base_url().trim_start_matches("http://").to_string()
 }
 

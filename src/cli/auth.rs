@@ -24,13 +24,13 @@ use super::exit;
 use super::groups::DbArgs;
 use super::open::{open_db_stores, DbOpen};
 use super::settings::{FileSettings, Settings};
-use crate::extract::client::{Auth, Bitrix24Client, ClientConfig};
-use crate::extract::limits::RateConfig;
-use crate::extract::oauth::{
+use b24sync::extract::client::{Auth, Bitrix24Client, ClientConfig};
+use b24sync::extract::limits::RateConfig;
+use b24sync::extract::oauth::{
     authorize_url, parse_base_url, OAuthError, OAuthServer, OAuthSession, DEFAULT_OAUTH_SERVER,
 };
-use crate::model::oauth::{Secret, StoredApp};
-use crate::store::TokenStore;
+use b24sync::model::oauth::{Secret, StoredApp};
+use b24sync::store::TokenStore;
 
 #[derive(Debug, Args)]
 pub struct AuthArgs {
@@ -442,7 +442,7 @@ pub async fn oauth_client(s: &Settings, cancel: CancellationToken) -> Result<Bit
         },
         give_up_after: s
             .give_up_after
-            .unwrap_or(crate::extract::client::DEFAULT_GIVE_UP_AFTER),
+            .unwrap_or(b24sync::extract::client::DEFAULT_GIVE_UP_AFTER),
         ..ClientConfig::default()
     };
     Bitrix24Client::with_auth(Auth::OAuth(Arc::new(session)), config, cancel)

@@ -4,9 +4,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::settings::Settings;
 use super::{exit, run_error_code, ui};
-use crate::extract::client::{Bitrix24Client, ClientConfig};
-use crate::extract::limits::RateConfig;
-use crate::extract::Webhook;
+use b24sync::extract::client::{Bitrix24Client, ClientConfig};
+use b24sync::extract::limits::RateConfig;
+use b24sync::extract::Webhook;
 
 pub(super) fn client_for(s: &Settings, cancel: CancellationToken) -> Result<Bitrix24Client, u8> {
     let config = ClientConfig {

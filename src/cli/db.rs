@@ -8,8 +8,8 @@ use super::open::open_stores;
 use super::settings::{FileSettings, Settings};
 use super::signals::interrupt_token;
 use super::{exit, fail, ops, run_error_code, ui};
-use crate::run;
-use crate::store::StoredError;
+use b24sync::run;
+use b24sync::store::StoredError;
 
 /// `init-db`: create what is missing of the schema.
 pub(super) async fn init_db_command(s: &Settings) -> u8 {

@@ -7,10 +7,10 @@ use super::args::{DemoArgs, SimulatorArgs};
 use super::open::{open_db_stores, DbOpen};
 use super::signals::{interrupt_token, Signals};
 use super::{exit, fail, run_error_code};
-use crate::extract::client::{Bitrix24Client, ClientConfig};
-use crate::extract::Webhook;
-use crate::run::{self, RunError, SyncOptions};
-use crate::simulator::{RateLimit, Simulator, SimulatorConfig};
+use b24sync::extract::client::{Bitrix24Client, ClientConfig};
+use b24sync::extract::Webhook;
+use b24sync::run::{self, RunError, SyncOptions};
+use b24sync_simulator::{RateLimit, Simulator, SimulatorConfig};
 
 /// The six Oktell tables, as the demo names them.
 const OKTELL_TABLES: &str = "bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, \
@@ -73,7 +73,7 @@ pub(super) async fn demo_command(args: &DemoArgs) -> u8 {
             Ok(s) => s,
             Err(e) => return Ok(run_error_code(&e)),
         };
-        println!("{}", crate::run::summary_line(&summary));
+        println!("{}", b24sync::run::summary_line(&summary));
         println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
         // What the table holds now, not only what this run added: a second demo keeps the
         // first one's rows (they are the same problems).

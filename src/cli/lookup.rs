@@ -7,7 +7,7 @@ use super::groups::{DbArgs, LoadArgs, SyncArgs};
 use super::open::open_stores;
 use super::settings::{FileSettings, Settings};
 use super::{exit, fail, run_error_code};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use b24sync::model::caller::{CallerMatch, CallerQuery};
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
@@ -80,7 +80,7 @@ pub async fn lookup_command(args: &LookupArgs, file: &FileSettings) -> u8 {
             eprintln!(
                 "{:?} has too few digits to look up (at least {} are needed)",
                 args.number,
-                crate::transform::caller::MIN_TAIL_DIGITS
+                b24sync::transform::caller::MIN_TAIL_DIGITS
             );
             return exit::OK;
         }

@@ -25,14 +25,14 @@ mod signals;
 mod sync;
 pub mod ui;
 
-pub use crate::exit;
+pub use b24sync::exit;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::run::RunError;
 use args::{Cli, Command, ConfigCommand};
+use b24sync::run::RunError;
 use groups::SyncArgs;
 use settings::Settings;
 // For `ops.rs`.

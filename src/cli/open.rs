@@ -4,9 +4,9 @@ use std::path::Path;
 
 use super::settings::Settings;
 use super::{exit, ui};
-use crate::load::sqlite::SqliteSink;
-use crate::load::{mssql, Stores};
-use crate::store::StoreError;
+use b24sync::load::sqlite::SqliteSink;
+use b24sync::load::{mssql, Stores};
+use b24sync::store::StoreError;
 
 /// Whether a command may create the embedded database it is pointed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,7 +31,7 @@ pub(crate) async fn open_db_stores(
     if mode == DbOpen::MustExist && !mssql::is_connection_string(db) {
         return Ok(SqliteSink::open_existing(Path::new(db))?.into_stores());
     }
-    crate::load::open_stores(db, pool_size).await
+    b24sync::load::open_stores(db, pool_size).await
 }
 
 /// [`open_db_stores`] for a command's settings; a failure is printed and becomes exit 6.

@@ -7,11 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::settings::Settings;
 use super::{exit, ui};
-use crate::extract::client::{Bitrix24Client, ExtractError};
-use crate::extract::portal::{self, SolutionFieldCheck};
-use crate::load::Stores;
-use crate::run::state_keys;
-use crate::store::{RunLock, RunRecord, StoreError};
+use b24sync::extract::client::{Bitrix24Client, ExtractError};
+use b24sync::extract::portal::{self, SolutionFieldCheck};
+use b24sync::load::Stores;
+use b24sync::run::state_keys;
+use b24sync::store::{RunLock, RunRecord, StoreError};
 
 /// `b24sync status`: the watermark and the last runs.
 pub async fn status_command(stores: &Stores, limit: u32, json_out: bool) -> u8 {
@@ -400,7 +400,7 @@ pub async fn doctor_client(s: &Settings) -> Option<Result<Bitrix24Client, u8>> {
         return None;
     }
     let cancel = CancellationToken::new();
-    let config = crate::extract::client::ClientConfig {
+    let config = b24sync::extract::client::ClientConfig {
         max_attempts: 2,
         request_timeout: Duration::from_secs(20),
         ..Default::default()

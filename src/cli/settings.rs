@@ -9,12 +9,12 @@ use serde::Deserialize;
 
 use super::groups::{LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
 use super::open::DbOpen;
-use crate::extract::paging::Paging;
-use crate::model::PHONE_TAIL_DIGITS;
-use crate::run::{DeletionPolicy, SyncMode, SyncOptions};
-use crate::transform::caller::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
-use crate::transform::phone::DefaultRegion;
-use crate::transform::TimePolicy;
+use b24sync::extract::paging::Paging;
+use b24sync::model::PHONE_TAIL_DIGITS;
+use b24sync::run::{DeletionPolicy, SyncMode, SyncOptions};
+use b24sync::transform::caller::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
+use b24sync::transform::phone::DefaultRegion;
+use b24sync::transform::TimePolicy;
 
 /// The TOML file. Unknown keys are an error naming the key (a typo must not be ignored).
 #[derive(Debug, Default, Deserialize, PartialEq)]

@@ -8,7 +8,7 @@ use super::open::open_stores;
 use super::settings::Settings;
 use super::signals::interrupt_token;
 use super::{auth, exit, ui};
-use crate::run::{self, RunError, RunSummary, SyncOptions};
+use b24sync::run::{self, RunError, RunSummary, SyncOptions};
 
 pub(super) async fn sync_command(s: &Settings) -> u8 {
     let cancel = interrupt_token();

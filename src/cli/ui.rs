@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::run::{summary_line, Progress, RunSummary};
+use b24sync::run::{summary_line, Progress, RunSummary};
 
 /// How output is shaped, set once at start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub fn summary(s: &RunSummary, exit_code: u8) {
             )
         };
     }
-    if exit_code == crate::exit::OK {
+    if exit_code == b24sync::exit::OK {
         emit!(tracing::Level::INFO);
     } else {
         emit!(tracing::Level::WARN);
@@ -94,12 +94,12 @@ pub fn failure(msg: &str, exit_code: u8) {
 }
 
 /// A progress bar on an interactive terminal, nothing otherwise.
-pub fn progress() -> Option<crate::run::ProgressHandle> {
+pub fn progress() -> Option<b24sync::run::ProgressHandle> {
     let ui = get();
     if ui.quiet || ui.json || !std::io::stderr().is_terminal() {
         return None;
     }
-    Some(crate::run::ProgressHandle(std::sync::Arc::new(
+    Some(b24sync::run::ProgressHandle(std::sync::Arc::new(
         TerminalProgress {
             bar: ProgressBar::hidden(),
         },

@@ -9,7 +9,7 @@ use b24sync::extract::limits::RateConfig;
 use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::run::{self, RunError, RunSummary, SyncOptions};
-use b24sync::simulator::{Simulator, SimulatorConfig};
+use b24sync_simulator::{Simulator, SimulatorConfig};
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

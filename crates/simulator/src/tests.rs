@@ -770,7 +770,7 @@ async fn big_portal_generates_fast_and_pages_by_keyset() {
     assert!(deep["time"]["processing"].as_f64().expect("processing") > 2.0);
 }
 
-/// Run by hand: `cargo test --lib simulator::tests::million -- --ignored --nocapture`.
+/// Run by hand: `cargo test -p b24sync-simulator --lib tests::million -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "slow: a million leads"]
 async fn million_leads_fit_in_memory() {

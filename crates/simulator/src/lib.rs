@@ -3,6 +3,11 @@
 //! injectable faults. Used by `b24sync demo`, `b24sync simulator`, the tests and the
 //! benchmarks. Where the docs are unsure, the simulator is the strict side.
 //!
+//! It is its own crate (see README.md next to Cargo.toml) so that the b24sync library does
+//! not carry it; it does not depend on that library either. To run it on its own:
+//! `cargo run --release -- simulator` at the top of the repository (the `b24sync
+//! simulator` command) prints a webhook URL and serves until Ctrl-C.
+//!
 //! # The model
 //!
 //! ```text
@@ -10,7 +15,7 @@
 //!                        │      ─► limits.rs   (leaky bucket, per-method operating time)
 //!                        ▼
 //!                    methods.rs  (crm.lead.list/get/fields, userfield.list, user.get,
-//!                        │        server.time; `batch` is in server.rs)
+//!                        │        server.time; `batch` is in server/batch.rs)
 //!                        ▼
 //!                    data.rs     Portal: BTreeMap<i64, Lead> behind a Mutex + clock
 //!                        │
@@ -37,7 +42,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use b24sync::simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
+//! use b24sync_simulator::{Fault, FaultKind, Simulator, SimulatorConfig};
 //! let sim = Simulator::start(SimulatorConfig { leads: 500, rate_limit: None, ..Default::default() }).await?;
 //! let url = format!("{}crm.lead.list", sim.webhook_url()); // POST JSON, GET or form
 //! sim.inject(Fault { method: Some("crm.lead.list".into()), kind: FaultKind::Internal, times: 1 });
