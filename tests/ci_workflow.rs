@@ -16,7 +16,7 @@ fn the_workflow_runs_the_live_tests_against_a_sql_server_container() {
         "run: cargo fmt --check",
         "run: cargo clippy --all-targets --locked -- -D warnings",
         "run: cargo test --locked\n",
-        "run: cargo test --locked --test mssql_live -- --include-ignored --test-threads=2",
+        "run: cargo test --locked --test mssql_live --test stores -- --include-ignored --test-threads=2",
         "target: x86_64-unknown-linux-gnu",
         "target: x86_64-pc-windows-msvc",
         "os: windows-latest",
@@ -29,7 +29,7 @@ fn the_workflow_runs_the_live_tests_against_a_sql_server_container() {
     // .ci/run runs the same live-test command when the variable is set.
     let ci_run = include_str!("../.ci/run");
     assert!(ci_run
-        .contains("cargo test --locked --test mssql_live -- --include-ignored --test-threads=2"));
+        .contains("cargo test --locked --test mssql_live --test stores -- --include-ignored --test-threads=2"));
 }
 
 #[test]
