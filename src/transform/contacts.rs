@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::text::{describe, fit, quote, text_of};
+use super::text::{describe, fit, text_of};
 use crate::model::{ContactRow, LeadId, Problem, ProblemKind, CONTACT_TYPES, SMALL_TEXT_CHARS};
 
 fn wrong_type(field: &str, detail: String, problems: &mut Vec<Problem>) {
@@ -90,18 +90,8 @@ pub(crate) fn contacts(
                     continue;
                 }
             };
-            if let Some(id) = &contact_id {
-                // Across types too: the table's logical key is (sql_LEAD_ID, sql_CONTACT_ID).
-                let dup = rows.iter().any(|r| r.contact_id.as_ref() == Some(id));
-                if dup {
-                    let detail = format!(
-                        "{label} repeats an ID already seen in this lead: kept the first, skipped {}",
-                        quote(&value)
-                    );
-                    wrong_type(field, detail, problems);
-                    continue;
-                }
-            }
+            // A value listed twice is kept here: `prepare` keeps each value once, for every
+            // batch whatever built it (src/prepare/fit.rs).
             let value = fit(
                 value,
                 SMALL_TEXT_CHARS,
@@ -290,29 +280,21 @@ mod tests {
                 rows: vec![row(Some("8"), None, "a@b.ru", "EMAIL")],
                 problems: vec![],
             },
+            // Duplicates are read as they come; prepare keeps the first (src/prepare/tests.rs
+            // asserts that rule on the same shapes).
             Case {
-                name: "duplicate IDs keep the first",
+                name: "duplicate IDs are read as they come",
                 lead: json!({"PHONE": [
                     {"ID": "5", "VALUE": "+7 first"},
                     {"ID": 5, "VALUE": "+7 second"},
                     {"ID": "6", "VALUE": "+7 third"},
                 ]}),
-                rows: vec![row(Some("5"), None, "+7 first", "PHONE"), row(Some("6"), None, "+7 third", "PHONE")],
-                problems: vec![(
-                    "PHONE",
-                    ProblemKind::WrongType,
-                    "value #2 (ID 5) repeats an ID already seen in this lead: kept the first, skipped \"+7 second\"",
-                )],
-            },
-            Case {
-                name: "duplicate IDs across types",
-                lead: json!({"PHONE": [{"ID": "5", "VALUE": "+7"}], "EMAIL": [{"ID": "5", "VALUE": "a@b.ru"}]}),
-                rows: vec![row(Some("5"), None, "+7", "PHONE")],
-                problems: vec![(
-                    "EMAIL",
-                    ProblemKind::WrongType,
-                    "value #1 (ID 5) repeats an ID already seen in this lead: kept the first, skipped \"a@b.ru\"",
-                )],
+                rows: vec![
+                    row(Some("5"), None, "+7 first", "PHONE"),
+                    row(Some("5"), None, "+7 second", "PHONE"),
+                    row(Some("6"), None, "+7 third", "PHONE"),
+                ],
+                problems: vec![],
             },
             Case {
                 name: "values without an ID are all kept",
