@@ -592,6 +592,12 @@ impl Bitrix24Client {
         }
     }
 
+    /// Server seconds `method` may still spend in its operating window before this client
+    /// starts waiting for the window (see [`OperatingBudget::headroom`]).
+    pub fn operating_headroom(&self, method: &str) -> f64 {
+        self.budget.headroom(method)
+    }
+
     /// Sleep unless the run is cancelled.
     pub async fn pause(&self, d: Duration) -> Result<(), ExtractError> {
         self.sleep(d).await
