@@ -242,11 +242,17 @@ mod tests {
         let d = b.delay_for("crm.lead.list").as_secs_f64();
         assert!((28.0..=30.0).contains(&d), "{d}");
         assert_eq!(b.delay_for("batch"), Duration::ZERO, "per method");
-        assert!((b.headroom("crm.lead.list") - 0.0).abs() < 1e-9, "over the share");
+        assert!(
+            (b.headroom("crm.lead.list") - 0.0).abs() < 1e-9,
+            "over the share"
+        );
         b.record("crm.lead.list", Some(3.0), None);
         assert!((b.headroom("crm.lead.list") - 5.0).abs() < 1e-9);
         b.clear("crm.lead.list");
         assert_eq!(b.delay_for("crm.lead.list"), Duration::ZERO);
-        assert!((b.headroom("crm.lead.list") - 8.0).abs() < 1e-9, "nothing reported");
+        assert!(
+            (b.headroom("crm.lead.list") - 8.0).abs() < 1e-9,
+            "nothing reported"
+        );
     }
 }

@@ -27,7 +27,10 @@ pub(super) async fn export_next(
     let mut rereading = false;
     loop {
         let resp = client
-            .call("crm.lead.list", &list_params(filter, json!(cursor), 0, None))
+            .call(
+                "crm.lead.list",
+                &list_params(filter, json!(cursor), 0, None),
+            )
             .await?;
         let rows = rows_of(resp.result).map_err(|detail| protocol(client, detail))?;
         let full = rows.len() >= PAGE_SIZE;

@@ -19,8 +19,8 @@
 //! - **Work stealing**: the probe sees only the 50 highest IDs, so the first plan is as
 //!   good as the portal is even. A chain that has nothing left waits; a chain that
 //!   finished a full batch and still has two or more chains' worth of leads ahead (by
-//!   the density it has read, not by ID width) hands the upper part of its range, in
-//!   whole chains, to the waiting ones. It does so between its own batches, so no lead
+//!   the density it has read, not by ID width) keeps one chain's worth, hands one each
+//!   to all but one of the waiting chains and the rest of its range to the last. It does so between its own batches, so no lead
 //!   is ever in flight for two chains. A cluster of 100,000 IDs in a row under a sparse
 //!   tail starts as one range (the tail sets the estimate) and is split as soon as its
 //!   first batch shows how dense it is.
@@ -102,7 +102,14 @@ fn plan(extent: &Extent, workers: usize) -> Vec<Range> {
         count: None,
         gap: extent.gap.max(1.0),
     };
-    split_chains(&top, 0, extent.max_id, top.gap, chains, workers.clamp(1, chains))
+    split_chains(
+        &top,
+        0,
+        extent.max_id,
+        top.gap,
+        chains,
+        workers.clamp(1, chains),
+    )
 }
 
 /// Cut (`after`, `end`] of `range` into `parts` ranges of whole chains (`chains` in all,
@@ -128,6 +135,38 @@ fn split_chains(
             (after + (taken as f64 * LEADS_PER_CHAIN * gap).round() as i64).min(end - 1)
         };
         if upper <= from {
+            continue;
+        }
+        out.push(Range {
+            after: from,
+            upper: Some(upper),
+            bounded: if last { range.bounded } else { true },
+            count: None,
+            gap,
+        });
+        from = upper;
+    }
+    out
+}
+
+/// Cut (`after`, `end`] of `range` into `parts` ranges: one chain each (IDs about `gap`
+/// apart) right above `after`, the rest of the range to the last. The density read just
+/// below `after` holds best just above it, and a long rest is split again when the chain
+/// that takes it has read its first batch: a dense cluster under a sparse tail is shared
+/// out chain by chain instead of being left whole to one range sized by a density that
+/// holds only for its start.
+fn front_chains(range: &Range, after: i64, end: i64, gap: f64, parts: usize) -> Vec<Range> {
+    let step = (LEADS_PER_CHAIN * gap).round().max(1.0) as i64;
+    let mut out = Vec::with_capacity(parts);
+    let mut from = after;
+    for i in 1..=parts {
+        let last = i == parts;
+        let upper = if last {
+            end
+        } else {
+            after.saturating_add(step.saturating_mul(i as i64))
+        };
+        if upper <= from || (!last && upper >= end) {
             continue;
         }
         out.push(Range {
@@ -175,18 +214,17 @@ impl Coordinator for Chains<'_> {
             let gap = gap.max(1.0);
             let left = (limit - cursor).max(0) as f64 / gap;
             let chains = (left / LEADS_PER_CHAIN).ceil();
-            if chains < 2.0 || self.client.operating_headroom(METHOD) < chains * CHAIN_SECS {
+            if chains < 2.0 {
                 return None;
             }
-            let chains = chains as usize;
-            let mut pieces = split_chains(
-                range,
-                cursor,
-                limit,
-                gap,
-                chains,
-                (s.idle + 1).min(chains),
-            );
+            let parts = (s.idle + 1).min(chains as usize);
+            // The estimate from a range's start can be far off for the rest of it (a
+            // cluster under a sparse tail), so only the chains about to run at once are
+            // weighed against the budget left, not the whole range.
+            if self.client.operating_headroom(METHOD) < parts as f64 * CHAIN_SECS {
+                return None;
+            }
+            let mut pieces = front_chains(range, cursor, limit, gap, parts);
             if pieces.len() < 2 {
                 return None;
             }
@@ -333,7 +371,11 @@ mod tests {
         // One lead over a multiple: its own small top range.
         assert_eq!(
             bounds(&plan(&extent(5_001, 1.0), 4)),
-            vec![(0, 2_500, true), (2_500, 5_000, true), (5_000, 5_001, false)]
+            vec![
+                (0, 2_500, true),
+                (2_500, 5_000, true),
+                (5_000, 5_001, false)
+            ]
         );
         assert_eq!(bounds(&plan(&extent(800, 9.0), 4)), vec![(0, 800, false)]);
     }
@@ -347,14 +389,27 @@ mod tests {
             count: None,
             gap: 1.0,
         };
-        let pieces = split_chains(&top, 2_500, 100_000, 1.0, 39, 4);
+        let pieces = front_chains(&top, 2_500, 100_000, 1.0, 4);
         assert_eq!(
             bounds(&pieces),
             vec![
-                (2_500, 27_500, true),
-                (27_500, 52_500, true),
-                (52_500, 77_500, true),
-                (77_500, 100_000, false)
+                (2_500, 5_000, true),
+                (5_000, 7_500, true),
+                (7_500, 10_000, true),
+                (10_000, 100_000, false)
+            ]
+        );
+        // IDs 7 apart: one chain is 17,500 IDs; a bounded range stays bounded.
+        let inner = Range {
+            bounded: true,
+            ..top
+        };
+        assert_eq!(
+            bounds(&front_chains(&inner, 7, 40_000, 7.0, 3)),
+            vec![
+                (7, 17_507, true),
+                (17_507, 35_007, true),
+                (35_007, 40_000, true)
             ]
         );
     }
