@@ -1,10 +1,10 @@
-//! Four ways to copy every Bitrix24 lead into the embedded database, side by side,
+//! Six ways to copy every Bitrix24 lead into the embedded database, side by side,
 //! against the simulator with the portal's limits on (see BENCHMARKS.md).
 //!
 //! ```text
 //! cargo bench --bench methods -- [--leads 10000,100000] [--memory 100000,1000000]
-//!     [--scale 0.1] [--sample-a 250] [--sample-b 7500] [--full-b-max 10000]
-//!     [--sparse-step 7] [--methods a,b,c,d]
+//!     [--scale 0.1] [--latency-ms 150] [--sample-a 250] [--sample-b 7500]
+//!     [--full-b-max 10000] [--full-f-max 25000] [--sparse-step 7] [--methods a,b,c,d,p,f]
 //! ```
 //!
 //! - (a) Oktell: `crm.lead.list` by `next` (counted, `select *`), then `crm.lead.get` per lead.
@@ -12,7 +12,12 @@
 //! - (c) the PHP SDK's `Batch::getTraversableList`: one counted first page, one counted
 //!   last page (reverse order) for the highest ID, then ID-range pages (`>=ID`, `<ID`,
 //!   `start=-1`) 50 to a `batch`, wide `select`.
-//! - (d) ours: `run::sync` with `Paging::Batch`.
+//! - (d) ours: `run::sync` with `Paging::Batch`: one keyset chain at a time.
+//! - (p) ours: `paging::export` with `PagingOptions::default()`: up to 4 keyset chains at
+//!   once over disjoint ID ranges, after the run's labels call and highest-ID probe.
+//! - (f) fast_bitrix24's `get_all`: one counted page for `total`, then every other page by
+//!   offset (`start` = 50, 100, …, counted), 50 to a `batch`, all batches in flight at once
+//!   as far as the leaky bucket lets them.
 //!
 //! The simulator runs in this (parent) process; every method runs in a child process (this
 //! binary again, with a hidden `--child SPEC`) so that the child's peak RSS (`VmHWM`) is the
@@ -27,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use b24sync::extract::client::{Bitrix24Client, ClientConfig, SubResult};
-use b24sync::extract::paging::{BATCH_SIZE, PAGE_SIZE};
+use b24sync::extract::paging::{self, BATCH_SIZE, PAGE_SIZE};
 use b24sync::extract::{query, Webhook};
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::load::Sink;
@@ -54,6 +59,8 @@ enum Method {
     B,
     C,
     D,
+    P,
+    F,
 }
 
 impl Method {
@@ -63,6 +70,8 @@ impl Method {
             "b" => Some(Method::B),
             "c" => Some(Method::C),
             "d" => Some(Method::D),
+            "p" => Some(Method::P),
+            "f" => Some(Method::F),
             _ => None,
         }
     }
@@ -75,6 +84,10 @@ impl Method {
                 "(c) PHP SDK `getTraversableList` (2 counted calls + ID ranges in `batch`)"
             }
             Method::D => "(d) b24sync: 50 chained `>ID` pages per `batch`, `start=-1`",
+            Method::P => "(p) b24sync: up to 4 such chains at once over disjoint ID ranges",
+            Method::F => {
+                "(f) fast_bitrix24 `get_all`: counted offset pages, 50 per `batch`, batches in parallel"
+            }
         }
     }
 }
@@ -131,6 +144,11 @@ struct Options {
     sample_a: usize,
     sample_b: usize,
     full_b_max: usize,
+    /// (f) runs up to this many leads: above ≈ 33,000 its counted pages need more than one
+    /// operating window (480 s of server time per 600 s), i.e. tens of minutes.
+    full_f_max: usize,
+    /// Added by the simulator to every answer (a realistic round trip to the portal).
+    latency_ms: u64,
     sparse_step: u32,
     methods: Vec<Method>,
 }
@@ -144,8 +162,17 @@ impl Options {
             sample_a: 250,
             sample_b: 7_500,
             full_b_max: 10_000,
+            full_f_max: 25_000,
+            latency_ms: 150,
             sparse_step: 7,
-            methods: vec![Method::A, Method::B, Method::C, Method::D],
+            methods: vec![
+                Method::A,
+                Method::B,
+                Method::C,
+                Method::D,
+                Method::P,
+                Method::F,
+            ],
         };
         let list = |v: &str| -> Vec<usize> {
             v.split(',')
@@ -163,11 +190,13 @@ impl Options {
                 "--sample-a" => o.sample_a = value().parse().expect("--sample-a"),
                 "--sample-b" => o.sample_b = value().parse().expect("--sample-b"),
                 "--full-b-max" => o.full_b_max = value().parse().expect("--full-b-max"),
+                "--full-f-max" => o.full_f_max = value().parse().expect("--full-f-max"),
+                "--latency-ms" => o.latency_ms = value().parse().expect("--latency-ms"),
                 "--sparse-step" => o.sparse_step = value().parse().expect("--sparse-step"),
                 "--methods" => {
                     o.methods = value()
                         .split(',')
-                        .map(|m| Method::parse(m).expect("methods are a, b, c, d"))
+                        .map(|m| Method::parse(m).expect("methods are a, b, c, d, p, f"))
                         .collect()
                 }
                 // `cargo bench` passes `--bench`; anything else is a filter we do not use.
@@ -204,10 +233,11 @@ fn cost_model(scale: f64) -> CostModel {
     }
 }
 
-fn limited_config(n: usize, id_step: u32, scale: f64) -> SimulatorConfig {
+fn limited_config(n: usize, id_step: u32, scale: f64, latency_ms: u64) -> SimulatorConfig {
     SimulatorConfig {
         leads: n,
         id_step,
+        latency: std::time::Duration::from_millis(latency_ms),
         rate_limit: Some(RateLimit::STANDARD),
         operating_limit: Some(OperatingLimit::default()),
         cost: cost_model(scale),
@@ -284,6 +314,10 @@ async fn parent(o: Options) {
     let mut rows = Vec::new();
     for &n in &o.leads {
         for &method in &o.methods {
+            if method == Method::F && n > o.full_f_max {
+                eprintln!("  {n} leads, F: skipped (above --full-f-max)");
+                continue;
+            }
             let limit = match method {
                 Method::A => Some(o.sample_a.min(n)),
                 Method::B if n > o.full_b_max => Some(o.sample_b.min(n)),
@@ -295,7 +329,8 @@ async fn parent(o: Options) {
                     .map(|l| format!(" (sample of {l})"))
                     .unwrap_or_default()
             );
-            let (r, st) = measure(limited_config(n, 1, o.scale), method, limit, dir.path()).await;
+            let config = limited_config(n, 1, o.scale, o.latency_ms);
+            let (r, st) = measure(config, method, limit, dir.path()).await;
             rows.push(to_row(n, 1, method, limit, &r, &st, o.scale));
             eprintln!("    -> {:?}", rows.last().unwrap());
         }
@@ -306,15 +341,16 @@ async fn parent(o: Options) {
             // The SDK's ID ranges cost one sub-call per 50 IDs, not per 50 leads: at 100,000
             // sparse leads that is ≈ 14,000 pages and a wait for the operating window, so
             // (c) runs sparse at the smallest size only.
+            // (f) pages by offset, blind to ID gaps: its sparse run would repeat the dense one.
             let methods: &[Method] = if i == 0 {
-                &[Method::C, Method::D]
+                &[Method::C, Method::D, Method::P]
             } else {
-                &[Method::D]
+                &[Method::D, Method::P]
             };
             for &method in methods.iter().filter(|m| o.methods.contains(m)) {
                 eprintln!("  {n} sparse leads (ID step {}), {method:?}", o.sparse_step);
                 let (r, st) = measure(
-                    limited_config(n, o.sparse_step, o.scale),
+                    limited_config(n, o.sparse_step, o.scale, o.latency_ms),
                     method,
                     None,
                     dir.path(),
@@ -369,7 +405,12 @@ fn to_row(
             rate_limited: st.rate_limited,
             operating_limited: st.operating_limited,
             rss_kib: r.vm_hwm_kib,
-            real_floor_secs: real_floor(st.http_requests, st.server_time_secs, list_secs),
+            real_floor_secs: if matches!(method, Method::P | Method::F) {
+                // Parallel requests overlap their server time: no sequential floor.
+                f64::NAN
+            } else {
+                real_floor(st.http_requests, st.server_time_secs, list_secs)
+            },
             sampled: None,
         };
     };
@@ -414,7 +455,9 @@ fn to_row(
 }
 
 fn secs(s: f64) -> String {
-    if s >= 7200.0 {
+    if s.is_nan() {
+        "—".to_string()
+    } else if s >= 7200.0 {
         format!("{:.1} h", s / 3600.0)
     } else if s >= 120.0 {
         format!("{:.1} min", s / 60.0)
@@ -475,8 +518,8 @@ fn print_table(rows: &[Row], with_step: bool) {
 fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[Row]) {
     println!();
     println!(
-        "### Methods (rate limit 2/s burst 50, operating budget 480 s / 600 s, sleep_scale {})",
-        o.scale
+        "### Methods (rate limit 2/s burst 50, operating budget 480 s / 600 s, sleep_scale {}, latency {} ms)",
+        o.scale, o.latency_ms
     );
     println!();
     print_table(rows, false);
@@ -492,6 +535,46 @@ fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[Row]) {
             if r.requests <= floor { "at the floor" } else { "ABOVE THE FLOOR" },
             thousands(r.leads),
         );
+    }
+    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::P) {
+        // The labels call and the probe batch; no `user.get` (that is the run's).
+        let floor = (r.n as u64).div_ceil((BATCH_SIZE * PAGE_SIZE) as u64) + 2;
+        println!(
+            "- (p) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
+            thousands(r.n as u64),
+            r.id_step,
+            r.requests,
+            floor,
+            if r.requests <= floor { "at the floor" } else { "ABOVE THE FLOOR" },
+            thousands(r.leads),
+        );
+    }
+    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::P) {
+        let same = |m: Method| {
+            rows.iter()
+                .chain(sparse)
+                .find(|x| x.method == m && x.n == r.n && x.id_step == r.id_step)
+        };
+        if let Some(d) = same(Method::D) {
+            println!(
+                "- {} leads (ID step {}): (p) against (d): wall {:.2}×, server time {:+.1} %, requests {:+}.",
+                thousands(r.n as u64),
+                r.id_step,
+                r.wall_secs / d.wall_secs.max(1e-9),
+                (r.server_secs / d.server_secs.max(1e-9) - 1.0) * 100.0,
+                r.requests as i64 - d.requests as i64,
+            );
+        }
+        if let Some(f) = same(Method::F) {
+            println!(
+                "- {} leads (ID step {}): (p) against (f): wall {:.2}×, server time {:.3}×, requests {:+}.",
+                thousands(r.n as u64),
+                r.id_step,
+                r.wall_secs / f.wall_secs.max(1e-9),
+                r.server_secs / f.server_secs.max(1e-9),
+                r.requests as i64 - f.requests as i64,
+            );
+        }
     }
     for &n in &o.leads {
         let here: Vec<&Row> = rows.iter().filter(|r| r.n == n).collect();
@@ -640,6 +723,8 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         Method::A => oktell(&client, limit, &tx, &mut report).await,
         Method::B => by_next_wide(&client, limit, &tx, &mut report).await,
         Method::C => sdk_traversable_list(&client, &tx, &mut report).await,
+        Method::P => parallel_chains(&client, &tx).await,
+        Method::F => fast_bitrix24_get_all(&client, &tx, &mut report).await,
         Method::D => unreachable!(),
     }
     drop(tx);
@@ -811,5 +896,94 @@ async fn sdk_traversable_list(
         }
     }
     // Sub-call server time: the simulator's total is the authority; see the parent.
+    report.list_secs = client.stats().server_secs - report.other_secs;
+}
+
+/// (p) Ours with parallel chains: the highest-ID probe (one `batch`, as the run asks it),
+/// then `paging::export` with the default options (up to 4 chains at once).
+async fn parallel_chains(client: &Bitrix24Client, tx: &mpsc::Sender<Vec<Value>>) {
+    let filter = paging::ExportFilter {
+        modified_since: None,
+        select: paging::select_fields(&[SOLUTION.to_string()]),
+    };
+    let probe = client
+        .batch(&[("probe".into(), paging::probe_command(&filter))])
+        .await
+        .expect("probe");
+    let extent = paging::extent_of(probe.get("probe")).expect("extent");
+    let options = paging::PagingOptions::default();
+    eprintln!(
+        "    (p) {} chains planned",
+        paging::planned_chains(client, options.max_chains, &extent)
+    );
+    paging::export(client, options, &filter, Some(extent), tx.clone())
+        .await
+        .expect("export");
+}
+
+/// Batches of (f) in flight at once: fast_bitrix24's `request_pool_size`; the client's
+/// leaky bucket paces them as fast_bitrix24's own does (2/s after a burst).
+const F_POOL: usize = 50;
+
+/// (f) Mirrors fast_bitrix24's `get_all` (`fast_bitrix24/bitrix.py`, `srh.py`): one counted
+/// first page for `total`, then a sub-call per remaining page by offset (`start` = 50,
+/// 100, …; every one counted), 50 sub-calls per `batch`, every batch sent at once and
+/// paced only by the leaky bucket. Sub-calls the operating limit refuses are sent again
+/// after the window moves, as the library retries them. Our exact `select` and
+/// `order[ID]=ASC`, so that only the paging strategy differs from ours.
+async fn fast_bitrix24_get_all(
+    client: &Bitrix24Client,
+    tx: &mpsc::Sender<Vec<Value>>,
+    report: &mut ChildReport,
+) {
+    use futures::StreamExt;
+    let select = paging::select_fields(&[SOLUTION.to_string()]);
+    let order = json!({"ID": "ASC"});
+    let first = client
+        .call(
+            "crm.lead.list",
+            &json!({"order": order, "select": select, "start": 0}),
+        )
+        .await
+        .expect("first page");
+    let total = first.total.unwrap_or(0);
+    tx.send(rows(first.result)).await.expect("loader alive");
+    let commands: Vec<(String, String)> = (PAGE_SIZE as u64..total)
+        .step_by(PAGE_SIZE)
+        .map(|start| {
+            let params = json!({"order": order, "select": select, "start": start});
+            (
+                format!("s{start}"),
+                format!("crm.lead.list?{}", query::build(&params)),
+            )
+        })
+        .collect();
+    let batches: Vec<Vec<(String, String)>> =
+        commands.chunks(BATCH_SIZE).map(<[_]>::to_vec).collect();
+    futures::stream::iter(batches)
+        .map(|mut chunk| async move {
+            while !chunk.is_empty() {
+                let mut results = client.batch(&chunk).await.expect("batch");
+                let mut failed = Vec::new();
+                for (name, command) in chunk {
+                    match results.remove(&name) {
+                        Some(SubResult::Ok { result, .. }) => {
+                            tx.send(rows(result)).await.expect("loader alive");
+                        }
+                        Some(SubResult::Err { code, .. }) => {
+                            if let Some(wait) = client.sub_error_wait("crm.lead.list", &code) {
+                                client.pause(wait).await.expect("pause");
+                            }
+                            failed.push((name, command));
+                        }
+                        _ => failed.push((name, command)),
+                    }
+                }
+                chunk = failed;
+            }
+        })
+        .buffer_unordered(F_POOL)
+        .collect::<Vec<()>>()
+        .await;
     report.list_secs = client.stats().server_secs - report.other_secs;
 }
