@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError};
+use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError, SubResult};
 use b24sync::extract::limits::{OperatingConfig, RateConfig};
 use b24sync::extract::paging::{
-    self, ExportFilter, ExportStats, Paging, PagingOptions, BATCH_SIZE, PAGE_SIZE,
+    self, ExportFilter, ExportStats, Extent, Paging, PagingOptions, BATCH_SIZE, PAGE_SIZE,
 };
 use b24sync::extract::Webhook;
 use b24sync::simulator::{
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 const PER_BATCH: usize = BATCH_SIZE * PAGE_SIZE;
 /// Added to every answer, so that requests in flight at the same time are visible in the
 /// simulator's arrival times.
-const LATENCY: Duration = Duration::from_millis(120);
+const LATENCY: Duration = Duration::from_millis(300);
 const CHAINS: usize = 4;
 
 async fn start(leads: usize, id_step: u32) -> Simulator {
@@ -119,17 +119,31 @@ fn floor(n: usize) -> u64 {
     n.div_ceil(PER_BATCH) as u64
 }
 
-/// Probe the extent like a run does (one request), then export with up to `max_chains`.
-async fn export(sim: &Simulator, client: &Bitrix24Client, max_chains: usize) -> Outcome {
-    let filter = ExportFilter {
+fn filter() -> ExportFilter {
+    ExportFilter {
         modified_since: None,
         select: paging::select_fields(&[]),
-    };
+    }
+}
+
+/// Probe the extent like a run does (one batch request), then export with up to
+/// `max_chains`.
+async fn export(sim: &Simulator, client: &Bitrix24Client, max_chains: usize) -> Outcome {
     let probe = client
-        .batch(&[("probe".into(), paging::probe_command(&filter))])
+        .batch(&[("probe".into(), paging::probe_command(&filter()))])
         .await
         .unwrap();
     let extent = paging::extent_of(probe.get("probe")).unwrap();
+    export_from(sim, client, extent, max_chains).await
+}
+
+/// Export `extent` with up to `max_chains`, counting from here.
+async fn export_from(
+    sim: &Simulator,
+    client: &Bitrix24Client,
+    extent: Extent,
+    max_chains: usize,
+) -> Outcome {
     let chains = paging::planned_chains(client, max_chains, &extent);
     sim.reset_stats();
     let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
@@ -144,10 +158,9 @@ async fn export(sim: &Simulator, client: &Bitrix24Client, max_chains: usize) -> 
         paging: Paging::Batch,
         max_chains,
     };
-    let result = paging::export(client, options, &filter, Some(extent), tx).await;
-    let leads = collect.await.unwrap();
+    let result = paging::export(client, options, &filter(), Some(extent), tx).await;
     Outcome {
-        leads,
+        leads: collect.await.unwrap(),
         chains,
         stats: sim.stats(),
         result,
@@ -302,14 +315,9 @@ async fn a_503_and_a_429_in_one_range_are_retried_and_nothing_is_lost() {
     );
 }
 
-/// [`export`], but the faults queued before are kept for the export's own batches.
+/// [`export`], but the probe is a `crm.lead.list` call of its own, so that the `batch`
+/// faults queued before wait for the chains.
 async fn export_after_probe(sim: &Simulator, client: &Bitrix24Client) -> Outcome {
-    // The probe goes through `crm.lead.list` on its own (not a batch), so the batch
-    // faults wait for the chains.
-    let filter = ExportFilter {
-        modified_since: None,
-        select: paging::select_fields(&[]),
-    };
     let resp = client
         .call(
             "crm.lead.list",
@@ -317,33 +325,13 @@ async fn export_after_probe(sim: &Simulator, client: &Bitrix24Client) -> Outcome
         )
         .await
         .unwrap();
-    let extent = paging::extent_of(Some(&b24sync::extract::client::SubResult::Ok {
+    let extent = paging::extent_of(Some(&SubResult::Ok {
         result: resp.result,
         total: None,
         next: None,
     }))
     .unwrap();
-    let chains = paging::planned_chains(client, CHAINS, &extent);
-    sim.reset_stats();
-    let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
-    let collect = tokio::spawn(async move {
-        let mut leads = Vec::new();
-        while let Some(page) = rx.recv().await {
-            leads.extend(page);
-        }
-        leads
-    });
-    let options = PagingOptions {
-        paging: Paging::Batch,
-        max_chains: CHAINS,
-    };
-    let result = paging::export(client, options, &filter, Some(extent), tx).await;
-    Outcome {
-        leads: collect.await.unwrap(),
-        chains,
-        stats: sim.stats(),
-        result,
-    }
+    export_from(sim, client, extent, CHAINS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

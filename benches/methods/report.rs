@@ -74,23 +74,17 @@ pub(super) fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[
     println!();
     print_table(rows, false);
     println!();
-    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::D) {
+    // (d): the run's question batch and its `user.get`; (p): the labels call and the probe
+    // batch. Either way two requests besides the lead batches.
+    for r in rows
+        .iter()
+        .chain(sparse)
+        .filter(|r| matches!(r.method, Method::D | Method::P))
+    {
         let floor = (r.n as u64).div_ceil((BATCH_SIZE * PAGE_SIZE) as u64) + 2;
         println!(
-            "- (d) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
-            thousands(r.n as u64),
-            r.id_step,
-            r.requests,
-            floor,
-            if r.requests <= floor { "at the floor" } else { "ABOVE THE FLOOR" },
-            thousands(r.leads),
-        );
-    }
-    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::P) {
-        // The labels call and the probe batch; no `user.get` (that is the run's).
-        let floor = (r.n as u64).div_ceil((BATCH_SIZE * PAGE_SIZE) as u64) + 2;
-        println!(
-            "- (p) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
+            "- ({}) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
+            if r.method == Method::D { "d" } else { "p" },
             thousands(r.n as u64),
             r.id_step,
             r.requests,
@@ -105,24 +99,16 @@ pub(super) fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[
                 .chain(sparse)
                 .find(|x| x.method == m && x.n == r.n && x.id_step == r.id_step)
         };
-        if let Some(d) = same(Method::D) {
+        for (m, name) in [(Method::D, "d"), (Method::F, "f")] {
+            let Some(o) = same(m) else { continue };
             println!(
-                "- {} leads (ID step {}): (p) against (d): wall {:.2}×, server time {:+.1} %, requests {:+}.",
+                "- {} leads (ID step {}): (p) against ({name}): wall {:.2}×, server time {:.3}× ({:+.1} %), requests {:+}.",
                 thousands(r.n as u64),
                 r.id_step,
-                r.wall_secs / d.wall_secs.max(1e-9),
-                (r.server_secs / d.server_secs.max(1e-9) - 1.0) * 100.0,
-                r.requests as i64 - d.requests as i64,
-            );
-        }
-        if let Some(f) = same(Method::F) {
-            println!(
-                "- {} leads (ID step {}): (p) against (f): wall {:.2}×, server time {:.3}×, requests {:+}.",
-                thousands(r.n as u64),
-                r.id_step,
-                r.wall_secs / f.wall_secs.max(1e-9),
-                r.server_secs / f.server_secs.max(1e-9),
-                r.requests as i64 - f.requests as i64,
+                r.wall_secs / o.wall_secs.max(1e-9),
+                r.server_secs / o.server_secs.max(1e-9),
+                (r.server_secs / o.server_secs.max(1e-9) - 1.0) * 100.0,
+                r.requests as i64 - o.requests as i64,
             );
         }
     }

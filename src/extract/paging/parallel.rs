@@ -113,8 +113,7 @@ fn plan(extent: &Extent, workers: usize) -> Vec<Range> {
 }
 
 /// Cut (`after`, `end`] of `range` into `parts` ranges of whole chains (`chains` in all,
-/// IDs about `gap` apart), the lower ones taking the odd chains. The last keeps the
-/// range's end and boundedness; the others are bounded.
+/// IDs about `gap` apart), the lower ones taking the odd chains.
 fn split_chains(
     range: &Range,
     after: i64,
@@ -123,30 +122,12 @@ fn split_chains(
     chains: usize,
     parts: usize,
 ) -> Vec<Range> {
-    let mut out = Vec::with_capacity(parts);
-    let mut from = after;
     let mut taken = 0usize;
-    for i in 0..parts {
+    let inner = (0..parts.saturating_sub(1)).map(|i| {
         taken += chains / parts + usize::from(i < chains % parts);
-        let last = i + 1 == parts;
-        let upper = if last {
-            end
-        } else {
-            (after + (taken as f64 * LEADS_PER_CHAIN * gap).round() as i64).min(end - 1)
-        };
-        if upper <= from {
-            continue;
-        }
-        out.push(Range {
-            after: from,
-            upper: Some(upper),
-            bounded: if last { range.bounded } else { true },
-            count: None,
-            gap,
-        });
-        from = upper;
-    }
-    out
+        after + (taken as f64 * LEADS_PER_CHAIN * gap).round() as i64
+    });
+    cut(range, after, inner, end, gap)
 }
 
 /// Cut (`after`, `end`] of `range` into `parts` ranges: one chain each (IDs about `gap`
@@ -157,22 +138,32 @@ fn split_chains(
 /// holds only for its start.
 fn front_chains(range: &Range, after: i64, end: i64, gap: f64, parts: usize) -> Vec<Range> {
     let step = (LEADS_PER_CHAIN * gap).round().max(1.0) as i64;
-    let mut out = Vec::with_capacity(parts);
+    let inner = (1..parts as i64).map(|i| after.saturating_add(step.saturating_mul(i)));
+    cut(range, after, inner, end, gap)
+}
+
+/// The ranges between `after`, the `inner` bounds (ascending; those at or past `end` are
+/// dropped) and `end`. The last keeps `range`'s boundedness; the others are bounded.
+fn cut(
+    range: &Range,
+    after: i64,
+    inner: impl Iterator<Item = i64>,
+    end: i64,
+    gap: f64,
+) -> Vec<Range> {
+    let mut uppers: Vec<i64> = inner.filter(|u| *u < end).collect();
+    uppers.push(end);
+    let mut out = Vec::with_capacity(uppers.len());
     let mut from = after;
-    for i in 1..=parts {
-        let last = i == parts;
-        let upper = if last {
-            end
-        } else {
-            after.saturating_add(step.saturating_mul(i as i64))
-        };
-        if upper <= from || (!last && upper >= end) {
+    let last = uppers.len() - 1;
+    for (i, upper) in uppers.into_iter().enumerate() {
+        if upper <= from {
             continue;
         }
         out.push(Range {
             after: from,
             upper: Some(upper),
-            bounded: if last { range.bounded } else { true },
+            bounded: if i == last { range.bounded } else { true },
             count: None,
             gap,
         });
