@@ -10,16 +10,16 @@
 //!   `batch` request, each page's filter referring to the previous page's 50th ID
 //!   (`$result[p0][49][ID]`), without counting (`start=-1`): up to 2,500 leads per HTTP
 //!   request. Pages after a short or failed page are ignored (their reference could not
-//!   resolve) and re-read from the cursor ([`chain`]). With [`PagingOptions::max_chains`]
+//!   resolve) and re-read from the cursor (`chain.rs`). With [`PagingOptions::max_chains`]
 //!   above 1, several such chains run at the same time over disjoint ID ranges
-//!   ([`parallel`]).
+//!   (`parallel.rs`).
 //! - [`Paging::Next`] (one page per request, the documented shape): `crm.lead.list`
 //!   with counting, continuing while Bitrix24 returns `next`. The cursor still moves by ID
-//!   ([`next`]).
+//!   (`next.rs`).
 //!
 //! Before reading, a run asks (in one small `batch`, with its other one-off questions) for
 //! the highest IDs of the leads to read: an uncounted `order[ID]=DESC`, `select[]=ID`
-//! page, the [`Extent`] ([`extent`]). It sizes every chain so that no page is chained past
+//! page, the [`Extent`] (`extent.rs`). It sizes every chain so that no page is chained past
 //! the end: a page after the last one would refer to an element that does not exist, and
 //! how the portal answers that is not documented (the simulator re-reads from the start,
 //! which costs server time for nothing). It also lets an incremental run on an unchanged
@@ -41,7 +41,7 @@
 //! after it sizes the rest (50 leads 1,000 IDs apart above 1,500 dense ones: one request
 //! over the floor). A re-read after a short page (below) costs one request each.
 //! Parallel chains keep the floor where the estimate is right (their ranges hold whole
-//! chains, see [`parallel`]) and cost at most about one request more per range where it
+//! chains, see `parallel.rs`) and cost at most about one request more per range where it
 //! is not.
 //!
 //! # When the listing has ended

@@ -4,7 +4,7 @@
 //! server time of every batch added up. Chains over disjoint ranges can run at the same
 //! time: the same requests and the same server time, spread over fewer seconds.
 //!
-//! - **How many** ([`planned_chains`]): at most [`PagingOptions::max_chains`]; one when
+//! - **How many** ([`planned_chains`]): at most [`PagingOptions::max_chains`](super::PagingOptions::max_chains); one when
 //!   the probe saw every lead, when the IDs are dense and one chain holds them all, or
 //!   when the operating budget left for `crm.lead.list` is smaller than what the whole
 //!   export is expected to cost (the chains would only run into the budget sooner: a
@@ -29,6 +29,18 @@
 //!   [`ExtractError::Incomplete`] after [`super::MAX_REREADS`] empty re-reads. The other
 //!   chains finish their ranges; the export then reports the failure with the lowest
 //!   cursor. Any other error stops every chain at its next batch.
+//!
+//! # What a wrong estimate costs
+//!
+//! Where the IDs are even (dense, or evenly spaced) the ranges' bounds are lead IDs and
+//! every chain is full: the floor holds (the tests and BENCHMARKS.md). Where they are not,
+//! each range pays for it at most about two requests: a bounded range whose upper bound
+//! is not a lead ends with a short page, so its last batch is followed by a re-read with
+//! the check (+1); a range with no leads at all costs its batch and that re-read (+2; a
+//! lone lead far above dense ones makes the probe plan ranges up to it); a piece handed
+//! over by the density read at a range's start, where the rest is sparser, costs the
+//! same. One chain pays none of this, which is why a bare [`super::Paging`] stays one
+//! chain and parallel chains are asked for with [`PagingOptions::max_chains`](super::PagingOptions::max_chains).
 //!
 //! # Order of the pages
 //!
