@@ -1,10 +1,10 @@
-//! Four ways to copy every Bitrix24 lead into the embedded database, side by side,
+//! Six ways to copy every Bitrix24 lead into the embedded database, side by side,
 //! against the simulator with the portal's limits on (see BENCHMARKS.md).
 //!
 //! ```text
 //! cargo bench --bench methods -- [--leads 10000,100000] [--memory 100000,1000000]
-//!     [--scale 0.1] [--sample-a 250] [--sample-b 7500] [--full-b-max 10000]
-//!     [--sparse-step 7] [--methods a,b,c,d]
+//!     [--scale 0.1] [--latency-ms 150] [--sample-a 250] [--sample-b 7500]
+//!     [--full-b-max 10000] [--full-f-max 25000] [--sparse-step 7] [--methods a,b,c,d,p,f]
 //! ```
 //!
 //! - (a) Oktell: `crm.lead.list` by `next` (counted, `select *`), then `crm.lead.get` per lead.
@@ -12,7 +12,12 @@
 //! - (c) the PHP SDK's `Batch::getTraversableList`: one counted first page, one counted
 //!   last page (reverse order) for the highest ID, then ID-range pages (`>=ID`, `<ID`,
 //!   `start=-1`) 50 to a `batch`, wide `select`.
-//! - (d) ours: `run::sync` with `Paging::Batch`.
+//! - (d) ours: `run::sync` with `Paging::Batch`: one keyset chain at a time.
+//! - (p) ours: `paging::export` with `PagingOptions::default()`: up to 4 keyset chains at
+//!   once over disjoint ID ranges, after the run's labels call and highest-ID probe.
+//! - (f) fast_bitrix24's `get_all`: one counted page for `total`, then every other page by
+//!   offset (`start` = 50, 100, …, counted), 50 to a `batch`, all batches in flight at once
+//!   as far as the leaky bucket lets them.
 //!
 //! The simulator runs in this (parent) process; every method runs in a child process (this
 //! binary again, with a hidden `--child SPEC`) so that the child's peak RSS (`VmHWM`) is the
@@ -22,21 +27,29 @@
 //! portal time at 100,000 leads): they run on a sample of the first leads and are
 //! extrapolated with the formulas printed under the table.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, SubResult};
-use b24sync::extract::paging::{BATCH_SIZE, PAGE_SIZE};
-use b24sync::extract::{query, Webhook};
+use b24sync::extract::client::{Bitrix24Client, ClientConfig};
+use b24sync::extract::paging::PAGE_SIZE;
+use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::prepare::prepare;
 use b24sync::run::{self, SyncOptions};
 use b24sync::transform::{self, TimePolicy, TransformContext};
 use b24sync_simulator::{CostModel, OperatingLimit, RateLimit, Simulator, SimulatorConfig};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+#[path = "methods/report.rs"]
+mod report;
+#[path = "methods/strategies.rs"]
+mod strategies;
+use report::print_report;
+use strategies::{
+    by_next_wide, fast_bitrix24_get_all, oktell, parallel_chains, sdk_traversable_list,
+};
 
 const SOLUTION: &str = "UF_CRM_SOLUTION";
 /// What "most integrations" and the SDK ask for: everything, by masks and names.
@@ -53,6 +66,8 @@ enum Method {
     B,
     C,
     D,
+    P,
+    F,
 }
 
 impl Method {
@@ -62,6 +77,8 @@ impl Method {
             "b" => Some(Method::B),
             "c" => Some(Method::C),
             "d" => Some(Method::D),
+            "p" => Some(Method::P),
+            "f" => Some(Method::F),
             _ => None,
         }
     }
@@ -74,6 +91,10 @@ impl Method {
                 "(c) PHP SDK `getTraversableList` (2 counted calls + ID ranges in `batch`)"
             }
             Method::D => "(d) b24sync: 50 chained `>ID` pages per `batch`, `start=-1`",
+            Method::P => "(p) b24sync: up to 4 such chains at once over disjoint ID ranges",
+            Method::F => {
+                "(f) fast_bitrix24 `get_all`: counted offset pages, 50 per `batch`, batches in parallel"
+            }
         }
     }
 }
@@ -130,6 +151,11 @@ struct Options {
     sample_a: usize,
     sample_b: usize,
     full_b_max: usize,
+    /// (f) runs up to this many leads: above ≈ 33,000 its counted pages need more than one
+    /// operating window (480 s of server time per 600 s), i.e. tens of minutes.
+    full_f_max: usize,
+    /// Added by the simulator to every answer (a realistic round trip to the portal).
+    latency_ms: u64,
     sparse_step: u32,
     methods: Vec<Method>,
 }
@@ -143,8 +169,17 @@ impl Options {
             sample_a: 250,
             sample_b: 7_500,
             full_b_max: 10_000,
+            full_f_max: 25_000,
+            latency_ms: 150,
             sparse_step: 7,
-            methods: vec![Method::A, Method::B, Method::C, Method::D],
+            methods: vec![
+                Method::A,
+                Method::B,
+                Method::C,
+                Method::D,
+                Method::P,
+                Method::F,
+            ],
         };
         let list = |v: &str| -> Vec<usize> {
             v.split(',')
@@ -162,11 +197,13 @@ impl Options {
                 "--sample-a" => o.sample_a = value().parse().expect("--sample-a"),
                 "--sample-b" => o.sample_b = value().parse().expect("--sample-b"),
                 "--full-b-max" => o.full_b_max = value().parse().expect("--full-b-max"),
+                "--full-f-max" => o.full_f_max = value().parse().expect("--full-f-max"),
+                "--latency-ms" => o.latency_ms = value().parse().expect("--latency-ms"),
                 "--sparse-step" => o.sparse_step = value().parse().expect("--sparse-step"),
                 "--methods" => {
                     o.methods = value()
                         .split(',')
-                        .map(|m| Method::parse(m).expect("methods are a, b, c, d"))
+                        .map(|m| Method::parse(m).expect("methods are a, b, c, d, p, f"))
                         .collect()
                 }
                 // `cargo bench` passes `--bench`; anything else is a filter we do not use.
@@ -203,10 +240,11 @@ fn cost_model(scale: f64) -> CostModel {
     }
 }
 
-fn limited_config(n: usize, id_step: u32, scale: f64) -> SimulatorConfig {
+fn limited_config(n: usize, id_step: u32, scale: f64, latency_ms: u64) -> SimulatorConfig {
     SimulatorConfig {
         leads: n,
         id_step,
+        latency: std::time::Duration::from_millis(latency_ms),
         rate_limit: Some(RateLimit::STANDARD),
         operating_limit: Some(OperatingLimit::default()),
         cost: cost_model(scale),
@@ -283,6 +321,10 @@ async fn parent(o: Options) {
     let mut rows = Vec::new();
     for &n in &o.leads {
         for &method in &o.methods {
+            if method == Method::F && n > o.full_f_max {
+                eprintln!("  {n} leads, F: skipped (above --full-f-max)");
+                continue;
+            }
             let limit = match method {
                 Method::A => Some(o.sample_a.min(n)),
                 Method::B if n > o.full_b_max => Some(o.sample_b.min(n)),
@@ -294,7 +336,8 @@ async fn parent(o: Options) {
                     .map(|l| format!(" (sample of {l})"))
                     .unwrap_or_default()
             );
-            let (r, st) = measure(limited_config(n, 1, o.scale), method, limit, dir.path()).await;
+            let config = limited_config(n, 1, o.scale, o.latency_ms);
+            let (r, st) = measure(config, method, limit, dir.path()).await;
             rows.push(to_row(n, 1, method, limit, &r, &st, o.scale));
             eprintln!("    -> {:?}", rows.last().unwrap());
         }
@@ -305,15 +348,16 @@ async fn parent(o: Options) {
             // The SDK's ID ranges cost one sub-call per 50 IDs, not per 50 leads: at 100,000
             // sparse leads that is ≈ 14,000 pages and a wait for the operating window, so
             // (c) runs sparse at the smallest size only.
+            // (f) pages by offset, blind to ID gaps: its sparse run would repeat the dense one.
             let methods: &[Method] = if i == 0 {
-                &[Method::C, Method::D]
+                &[Method::C, Method::D, Method::P]
             } else {
-                &[Method::D]
+                &[Method::D, Method::P]
             };
             for &method in methods.iter().filter(|m| o.methods.contains(m)) {
                 eprintln!("  {n} sparse leads (ID step {}), {method:?}", o.sparse_step);
                 let (r, st) = measure(
-                    limited_config(n, o.sparse_step, o.scale),
+                    limited_config(n, o.sparse_step, o.scale, o.latency_ms),
                     method,
                     None,
                     dir.path(),
@@ -368,7 +412,12 @@ fn to_row(
             rate_limited: st.rate_limited,
             operating_limited: st.operating_limited,
             rss_kib: r.vm_hwm_kib,
-            real_floor_secs: real_floor(st.http_requests, st.server_time_secs, list_secs),
+            real_floor_secs: if matches!(method, Method::P | Method::F) {
+                // Parallel requests overlap their server time: no sequential floor.
+                f64::NAN
+            } else {
+                real_floor(st.http_requests, st.server_time_secs, list_secs)
+            },
             sampled: None,
         };
     };
@@ -409,129 +458,6 @@ fn to_row(
         rss_kib: r.vm_hwm_kib,
         real_floor_secs: floor,
         sampled: Some(sample),
-    }
-}
-
-fn secs(s: f64) -> String {
-    if s >= 7200.0 {
-        format!("{:.1} h", s / 3600.0)
-    } else if s >= 120.0 {
-        format!("{:.1} min", s / 60.0)
-    } else {
-        format!("{s:.1} s")
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn print_table(rows: &[Row], with_step: bool) {
-    println!(
-        "| leads |{} method | requests | server time | wall | leads/s | 503 / 429 | peak RSS | real-portal floor |",
-        if with_step { " ID step |" } else { "" }
-    );
-    println!(
-        "|---:|{}---|---:|---:|---:|---:|---:|---:|---:|",
-        if with_step { "---:|" } else { "" }
-    );
-    for r in rows {
-        let mark = if r.sampled.is_some() { "≈ " } else { "" };
-        let label = match r.sampled {
-            Some(s) => format!(
-                "{} — *extrapolated from the first {} leads*",
-                r.method.label(),
-                thousands(s as u64)
-            ),
-            None => r.method.label().to_string(),
-        };
-        println!(
-            "| {} |{} {} | {mark}{} | {mark}{} | {mark}{} | {mark}{:.0} | {} / {} | {:.1} MiB{} | {mark}{} |",
-            thousands(r.n as u64),
-            if with_step { format!(" {} |", r.id_step) } else { String::new() },
-            label,
-            thousands(r.requests),
-            secs(r.server_secs),
-            secs(r.wall_secs),
-            r.leads as f64 / r.wall_secs.max(1e-9),
-            r.rate_limited,
-            r.operating_limited,
-            r.rss_kib as f64 / 1024.0,
-            if r.sampled.is_some() { " (sample)" } else { "" },
-            secs(r.real_floor_secs),
-        );
-    }
-}
-
-fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[Row]) {
-    println!();
-    println!(
-        "### Methods (rate limit 2/s burst 50, operating budget 480 s / 600 s, sleep_scale {})",
-        o.scale
-    );
-    println!();
-    print_table(rows, false);
-    println!();
-    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::D) {
-        let floor = (r.n as u64).div_ceil((BATCH_SIZE * PAGE_SIZE) as u64) + 2;
-        println!(
-            "- (d) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
-            thousands(r.n as u64),
-            r.id_step,
-            r.requests,
-            floor,
-            if r.requests <= floor { "at the floor" } else { "ABOVE THE FLOOR" },
-            thousands(r.leads),
-        );
-    }
-    for &n in &o.leads {
-        let here: Vec<&Row> = rows.iter().filter(|r| r.n == n).collect();
-        let Some(d) = here.iter().find(|r| r.method == Method::D) else {
-            continue;
-        };
-        let lowest_server = here
-            .iter()
-            .all(|r| r.method == Method::D || r.server_secs > d.server_secs);
-        let lowest_wall = here
-            .iter()
-            .all(|r| r.method == Method::D || r.wall_secs > d.wall_secs);
-        println!(
-            "- {} leads: (d) lowest server time: {}; lowest wall time: {}.",
-            thousands(n as u64),
-            if lowest_server { "yes" } else { "NO" },
-            if lowest_wall { "yes" } else { "NO" },
-        );
-    }
-    if !sparse.is_empty() {
-        println!();
-        println!("### Sparse IDs (same limits)");
-        println!();
-        print_table(sparse, true);
-    }
-    if !memory.is_empty() {
-        println!();
-        println!("### Peak memory of (d) (limits off, no server sleep)");
-        println!();
-        println!("| leads | requests | wall | leads/s | peak RSS |");
-        println!("|---:|---:|---:|---:|---:|");
-        for r in memory {
-            println!(
-                "| {} | {} | {} | {:.0} | {:.1} MiB |",
-                thousands(r.n as u64),
-                thousands(r.requests),
-                secs(r.wall_secs),
-                r.leads as f64 / r.wall_secs.max(1e-9),
-                r.rss_kib as f64 / 1024.0
-            );
-        }
     }
 }
 
@@ -617,7 +543,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
     // The same shape as run::sync: pages → transform → batches of 2,500 → one transaction each.
     let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
     let loader = tokio::spawn({
-        let sink = sink.clone();
+        let batches = sink.batches.clone();
         async move {
             let mut pending = b24sync::model::Batch::default();
             while let Some(page) = rx.recv().await {
@@ -626,14 +552,14 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
                 pending.rejected.extend(batch.rejected);
                 if pending.records.len() + pending.rejected.len() >= LOAD_BATCH {
                     let full = std::mem::take(&mut pending);
-                    sink.batches
+                    batches
                         .load_batch(prepare(full), run::local_now())
                         .await
                         .expect("load");
                 }
             }
             if !pending.is_empty() {
-                sink.batches
+                batches
                     .load_batch(prepare(pending), run::local_now())
                     .await
                     .expect("load");
@@ -645,6 +571,8 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         Method::A => oktell(&client, limit, &tx, &mut report).await,
         Method::B => by_next_wide(&client, limit, &tx, &mut report).await,
         Method::C => sdk_traversable_list(&client, &tx, &mut report).await,
+        Method::P => parallel_chains(&client, &tx).await,
+        Method::F => fast_bitrix24_get_all(&client, &tx, &mut report).await,
         Method::D => unreachable!(),
     }
     drop(tx);
@@ -654,167 +582,4 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
     report.requests = stats.requests;
     report.retries = stats.retries;
     report
-}
-
-fn wide_select() -> Vec<Value> {
-    WIDE_SELECT.iter().map(|s| json!(s)).collect()
-}
-
-fn rows(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a,
-        _ => Vec::new(),
-    }
-}
-
-/// (a) As the old Oktell import did: page through `crm.lead.list` by `next` with `select *`
-/// (counted, offset `start`), then fetch each lead with `crm.lead.get` for its phones.
-async fn oktell(
-    client: &Bitrix24Client,
-    limit: usize,
-    tx: &mpsc::Sender<Vec<Value>>,
-    report: &mut ChildReport,
-) {
-    let mut start = 0u64;
-    let mut read = 0usize;
-    loop {
-        let resp = client
-            .call("crm.lead.list", &json!({"select": ["*"], "start": start}))
-            .await
-            .expect("crm.lead.list");
-        report.list_pages += 1;
-        report.list_secs += resp.time.server_secs();
-        let mut full = Vec::new();
-        for lead in rows(resp.result) {
-            let id = lead.get("ID").cloned().unwrap_or(Value::Null);
-            let got = client
-                .call("crm.lead.get", &json!({ "id": id }))
-                .await
-                .expect("crm.lead.get");
-            report.get_calls += 1;
-            report.get_secs += got.time.server_secs();
-            full.push(got.result);
-        }
-        read += full.len();
-        tx.send(full).await.expect("loader alive");
-        match resp.next {
-            Some(next) if read < limit => start = next,
-            _ => return,
-        }
-    }
-}
-
-/// (b) Page by `next` with everything selected: counted, offset `start`.
-async fn by_next_wide(
-    client: &Bitrix24Client,
-    limit: usize,
-    tx: &mpsc::Sender<Vec<Value>>,
-    report: &mut ChildReport,
-) {
-    let mut start = 0u64;
-    let mut read = 0usize;
-    loop {
-        let resp = client
-            .call(
-                "crm.lead.list",
-                &json!({"order": {"ID": "ASC"}, "select": wide_select(), "start": start}),
-            )
-            .await
-            .expect("crm.lead.list");
-        report.list_pages += 1;
-        report.list_secs += resp.time.server_secs();
-        let page = rows(resp.result);
-        read += page.len();
-        tx.send(page).await.expect("loader alive");
-        match resp.next {
-            Some(next) if read < limit => start = next,
-            _ => return,
-        }
-    }
-}
-
-fn id_of(lead: &Value) -> Option<i64> {
-    match lead.get("ID")? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
-    }
-}
-
-/// (c) Mirrors `bitrix24/b24phpsdk` `src/Core/Batch.php` `getTraversableList`: a counted
-/// first page (`start=0`) for `total` and its last ID; when `total > 50` a counted page in
-/// reverse order for the highest ID; then one `>=ID`/`<ID` range of 50 *IDs* per sub-call
-/// (`<=ID` on the last), `start=-1`, 50 sub-calls per `batch`. (The SDK itself halts on
-/// errors; nothing fails here, so `halt` makes no difference.)
-async fn sdk_traversable_list(
-    client: &Bitrix24Client,
-    tx: &mpsc::Sender<Vec<Value>>,
-    report: &mut ChildReport,
-) {
-    let order = json!({"ID": "ASC"});
-    let first = client
-        .call(
-            "crm.lead.list",
-            &json!({"order": order, "filter": {}, "select": wide_select(), "start": 0}),
-        )
-        .await
-        .expect("first page");
-    report.list_pages += 1;
-    report.list_secs += first.time.server_secs();
-    let total = first.total.unwrap_or(0);
-    let page = rows(first.result);
-    let last_in_first = page.iter().filter_map(id_of).max();
-    tx.send(page).await.expect("loader alive");
-    let Some(last_in_first) = last_in_first.filter(|_| total > PAGE_SIZE as u64) else {
-        return;
-    };
-    let last = client
-        .call(
-            "crm.lead.list",
-            &json!({"order": {"ID": "DESC"}, "filter": {}, "select": wide_select(), "start": 0}),
-        )
-        .await
-        .expect("last page");
-    report.list_pages += 1;
-    report.list_secs += last.time.server_secs();
-    let last_id = rows(last.result)
-        .first()
-        .and_then(id_of)
-        .expect("a last ID");
-
-    let mut commands = Vec::new();
-    let mut start_id = last_in_first + 1;
-    while start_id <= last_id {
-        let filter = if last_id - start_id > PAGE_SIZE as i64 {
-            json!({">=ID": start_id, "<ID": start_id + PAGE_SIZE as i64})
-        } else {
-            json!({">=ID": start_id, "<=ID": last_id})
-        };
-        let params =
-            json!({"order": order, "filter": filter, "select": wide_select(), "start": -1});
-        commands.push((
-            format!("c{}", commands.len()),
-            format!("crm.lead.list?{}", query::build(&params)),
-        ));
-        start_id += PAGE_SIZE as i64;
-    }
-    for chunk in commands.chunks(BATCH_SIZE) {
-        let mut results: HashMap<String, SubResult> = client
-            .batch(chunk)
-            .await
-            .expect("batch")
-            .into_iter()
-            .collect();
-        for (name, _) in chunk {
-            report.list_pages += 1;
-            match results.remove(name) {
-                Some(SubResult::Ok { result, .. }) => {
-                    tx.send(rows(result)).await.expect("loader alive");
-                }
-                other => panic!("sub-call {name} failed: {other:?}"),
-            }
-        }
-    }
-    // Sub-call server time: the simulator's total is the authority; see the parent.
-    report.list_secs = client.stats().server_secs - report.other_secs;
 }

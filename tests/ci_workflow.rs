@@ -28,8 +28,9 @@ fn the_workflow_runs_the_live_tests_against_a_sql_server_container() {
     assert!(WORKFLOW.matches(password).count() >= 4);
     // .ci/run runs the same live-test command when the variable is set.
     let ci_run = include_str!("../.ci/run");
-    assert!(ci_run
-        .contains("cargo test --locked --test mssql_live --test stores -- --include-ignored --test-threads=2"));
+    assert!(ci_run.contains(
+        "cargo test --locked --test mssql_live --test stores -- --include-ignored --test-threads=2"
+    ));
 }
 
 #[test]

@@ -176,6 +176,15 @@ impl OperatingBudget {
         }
     }
 
+    /// Server seconds `method` may still spend before calls to it start waiting for the
+    /// window to move (the slow-down share of the budget minus the last reported spend;
+    /// the whole share when nothing was reported). The export sizes its parallel chains
+    /// by it.
+    pub fn headroom(&self, method: &str) -> f64 {
+        let spent = lock(&self.spend).get(method).map_or(0.0, |s| s.operating);
+        (self.config.budget_secs * self.config.slow_down_at - spent).max(0.0)
+    }
+
     /// Forget a method's spend once we have waited for its window to move.
     pub fn clear(&self, method: &str) {
         lock(&self.spend).remove(method);
@@ -233,7 +242,17 @@ mod tests {
         let d = b.delay_for("crm.lead.list").as_secs_f64();
         assert!((28.0..=30.0).contains(&d), "{d}");
         assert_eq!(b.delay_for("batch"), Duration::ZERO, "per method");
+        assert!(
+            (b.headroom("crm.lead.list") - 0.0).abs() < 1e-9,
+            "over the share"
+        );
+        b.record("crm.lead.list", Some(3.0), None);
+        assert!((b.headroom("crm.lead.list") - 5.0).abs() < 1e-9);
         b.clear("crm.lead.list");
         assert_eq!(b.delay_for("crm.lead.list"), Duration::ZERO);
+        assert!(
+            (b.headroom("crm.lead.list") - 8.0).abs() < 1e-9,
+            "nothing reported"
+        );
     }
 }

@@ -204,38 +204,77 @@ mod tests {
             problems: Vec<(&'static str, ProblemKind, &'static str)>,
         }
         let cases = vec![
-            Case { name: "absent", lead: json!({}), rows: vec![], problems: vec![] },
-            Case { name: "null", lead: json!({"PHONE": null}), rows: vec![], problems: vec![] },
-            Case { name: "empty list", lead: json!({"PHONE": [], "EMAIL": ""}), rows: vec![], problems: vec![] },
+            Case {
+                name: "absent",
+                lead: json!({}),
+                rows: vec![],
+                problems: vec![],
+            },
+            Case {
+                name: "null",
+                lead: json!({"PHONE": null}),
+                rows: vec![],
+                problems: vec![],
+            },
+            Case {
+                name: "empty list",
+                lead: json!({"PHONE": [], "EMAIL": ""}),
+                rows: vec![],
+                problems: vec![],
+            },
             Case {
                 name: "not an array",
                 lead: json!({"PHONE": {"ID": "1", "VALUE": "123"}, "EMAIL": "a@b.ru"}),
                 rows: vec![],
                 problems: vec![
-                    ("PHONE", ProblemKind::WrongType, "expected a list of values, got an object: no PHONE values stored"),
-                    ("EMAIL", ProblemKind::WrongType, "expected a list of values, got a string: no EMAIL values stored"),
+                    (
+                        "PHONE",
+                        ProblemKind::WrongType,
+                        "expected a list of values, got an object: no PHONE values stored",
+                    ),
+                    (
+                        "EMAIL",
+                        ProblemKind::WrongType,
+                        "expected a list of values, got a string: no EMAIL values stored",
+                    ),
                 ],
             },
             Case {
                 name: "element not an object",
                 lead: json!({"PHONE": ["+7900", {"ID": "2", "VALUE": "+7901"}]}),
                 rows: vec![row(Some("2"), None, "+7901", "PHONE")],
-                problems: vec![("PHONE", ProblemKind::WrongType, "value #1 is a string, not an object: skipped")],
+                problems: vec![(
+                    "PHONE",
+                    ProblemKind::WrongType,
+                    "value #1 is a string, not an object: skipped",
+                )],
             },
             Case {
                 name: "element without VALUE",
                 lead: json!({"PHONE": [{"ID": "1", "VALUE_TYPE": "WORK"}, {"ID": "2", "VALUE": null}, {"ID": "3", "VALUE": "+7"}]}),
                 rows: vec![row(Some("3"), None, "+7", "PHONE")],
                 problems: vec![
-                    ("PHONE", ProblemKind::WrongType, "value #1 (ID 1) has no VALUE: skipped"),
-                    ("PHONE", ProblemKind::WrongType, "value #2 (ID 2) has no VALUE: skipped"),
+                    (
+                        "PHONE",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 1) has no VALUE: skipped",
+                    ),
+                    (
+                        "PHONE",
+                        ProblemKind::WrongType,
+                        "value #2 (ID 2) has no VALUE: skipped",
+                    ),
                 ],
             },
             Case {
                 name: "VALUE of the wrong type",
                 lead: json!({"EMAIL": [{"ID": "1", "VALUE": ["a@b.ru"]}]}),
                 rows: vec![],
-                problems: vec![("EMAIL", ProblemKind::WrongType, "value #1 (ID 1) has VALUE an array, not text: skipped")],
+                problems: vec![(
+                    "EMAIL",
+                    ProblemKind::WrongType,
+                    "value #1 (ID 1) has VALUE an array, not text: skipped",
+                )],
             },
             // An empty value: no row, and a problem naming the field and the value's ID,
             // the same for every multi-field type.
@@ -243,7 +282,11 @@ mod tests {
                 name: "empty PHONE VALUE is reported",
                 lead: json!({"PHONE": [{"ID": "1", "VALUE": ""}, {"ID": "2", "VALUE": "+7"}]}),
                 rows: vec![row(Some("2"), None, "+7", "PHONE")],
-                problems: vec![("PHONE", ProblemKind::WrongType, "value #1 (ID 1) has an empty VALUE: no PHONE row stored")],
+                problems: vec![(
+                    "PHONE",
+                    ProblemKind::WrongType,
+                    "value #1 (ID 1) has an empty VALUE: no PHONE row stored",
+                )],
             },
             Case {
                 name: "empty EMAIL, WEB and IM VALUEs are reported",
@@ -254,9 +297,21 @@ mod tests {
                 }),
                 rows: vec![],
                 problems: vec![
-                    ("EMAIL", ProblemKind::WrongType, "value #1 (ID 3) has an empty VALUE: no EMAIL row stored"),
-                    ("WEB", ProblemKind::WrongType, "value #1 (ID 4) has an empty VALUE: no WEB row stored"),
-                    ("IM", ProblemKind::WrongType, "value #1 has an empty VALUE: no IM row stored"),
+                    (
+                        "EMAIL",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 3) has an empty VALUE: no EMAIL row stored",
+                    ),
+                    (
+                        "WEB",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 4) has an empty VALUE: no WEB row stored",
+                    ),
+                    (
+                        "IM",
+                        ProblemKind::WrongType,
+                        "value #1 has an empty VALUE: no IM row stored",
+                    ),
                 ],
             },
             Case {
@@ -268,9 +323,21 @@ mod tests {
                 }),
                 rows: vec![],
                 problems: vec![
-                    ("EMAIL", ProblemKind::WrongType, "value #1 (ID 7) has no VALUE: skipped"),
-                    ("WEB", ProblemKind::WrongType, "value #1 (ID 5) has no VALUE: skipped"),
-                    ("IM", ProblemKind::WrongType, "value #1 (ID 6) has VALUE an object, not text: skipped"),
+                    (
+                        "EMAIL",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 7) has no VALUE: skipped",
+                    ),
+                    (
+                        "WEB",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 5) has no VALUE: skipped",
+                    ),
+                    (
+                        "IM",
+                        ProblemKind::WrongType,
+                        "value #1 (ID 6) has VALUE an object, not text: skipped",
+                    ),
                 ],
             },
             // A missing TYPE_ID is no loss: the multi-field names the type.
@@ -299,20 +366,31 @@ mod tests {
             Case {
                 name: "values without an ID are all kept",
                 lead: json!({"PHONE": [{"VALUE": "+7 a"}, {"ID": "", "VALUE": "+7 b"}]}),
-                rows: vec![row(None, None, "+7 a", "PHONE"), row(None, None, "+7 b", "PHONE")],
+                rows: vec![
+                    row(None, None, "+7 a", "PHONE"),
+                    row(None, None, "+7 b", "PHONE"),
+                ],
                 problems: vec![],
             },
             Case {
                 name: "ID of the wrong type",
                 lead: json!({"PHONE": [{"ID": {"x": 1}, "VALUE": "+7"}]}),
                 rows: vec![row(None, None, "+7", "PHONE")],
-                problems: vec![("PHONE", ProblemKind::WrongType, "value #1 has ID an object: stored without an ID")],
+                problems: vec![(
+                    "PHONE",
+                    ProblemKind::WrongType,
+                    "value #1 has ID an object: stored without an ID",
+                )],
             },
             Case {
                 name: "VALUE_TYPE of the wrong type",
                 lead: json!({"IM": [{"ID": "9", "VALUE_TYPE": true, "VALUE": "@me"}]}),
                 rows: vec![row(Some("9"), None, "@me", "IM")],
-                problems: vec![("IM", ProblemKind::WrongType, "value #1 (ID 9) has VALUE_TYPE a boolean (true): stored NULL")],
+                problems: vec![(
+                    "IM",
+                    ProblemKind::WrongType,
+                    "value #1 (ID 9) has VALUE_TYPE a boolean (true): stored NULL",
+                )],
             },
         ];
         for c in cases {

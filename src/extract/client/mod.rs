@@ -157,6 +157,12 @@ impl Bitrix24Client {
             Auth::OAuth(s) => format!("OAuth app {} at {}", s.client_id(), s.portal()),
         }
     }
+
+    /// Server seconds `method` may still spend in its operating window before this client
+    /// starts waiting for the window (see [`OperatingBudget::headroom`]).
+    pub fn operating_headroom(&self, method: &str) -> f64 {
+        self.budget.headroom(method)
+    }
 }
 
 fn auth_portal(auth: &Auth) -> String {
