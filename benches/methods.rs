@@ -56,7 +56,7 @@ const SOLUTION: &str = "UF_CRM_SOLUTION";
 const WIDE_SELECT: &[&str] = &["*", "UF_*", "PHONE", "EMAIL", "WEB", "IM"];
 /// Leads per load transaction, as `run::sync` uses.
 const LOAD_BATCH: usize = 2500;
-/// The portal's operating-time budget and window (fact sheet §6).
+/// The portal's operating-time budget and window (docs/bitrix24-api.md §4).
 const OPERATING_BUDGET: f64 = 480.0;
 const OPERATING_WINDOW: f64 = 600.0;
 
