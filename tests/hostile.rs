@@ -936,3 +936,85 @@ async fn a_short_page_among_the_changed_leads_of_an_incremental_run() {
     assert_no_duplicates(&db.path, "incremental");
     assert_no_secret_in_tables(&db.path);
 }
+
+// ---- 4. Parallel chains (--max-chains) ----
+
+/// An export read by several chains at once gives the same tables as one chain: a full run
+/// over sparse IDs, then edits, additions and deletions read back by an incremental run
+/// with its deletion check, and a short page in one of the ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_chains_give_the_tables_one_chain_gives() {
+    let sim = sparse_simulator(hostile_config(12_000, 4), 5).await;
+    let portal = sim.portal();
+    let db = test_db();
+    let args = [
+        "sync",
+        "--solution-field",
+        SOLUTION,
+        "--max-chains",
+        "4",
+        "--deletion-check-runs",
+        "1",
+    ];
+    let verbose: Vec<&str> = ["-v"].into_iter().chain(args).collect();
+    let out = b24(&verbose, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("9600 leads read, 9600 loaded"),
+        "{}",
+        out.describe()
+    );
+    // The export did run its chains side by side (the debug log says how many).
+    assert!(
+        out.stderr.contains("parallel export") && out.stderr.contains("workers=4"),
+        "{}",
+        out.describe()
+    );
+    assert_no_duplicates(&db.path, "parallel full run");
+    assert_no_orphans(&db.path, "parallel full run");
+    assert_equals_portal(&db.path, &sim, "parallel full run");
+
+    let mut rng = Rng(0x5eed_0012);
+    let edits = edit_portal(&portal, &mut rng, 1);
+    let ids = portal.lead_ids();
+    // A short page somewhere in the upper half of the IDs: whichever range reads it re-reads.
+    sim.inject_page_fault(PageFault {
+        from_id: ids[ids.len() * 3 / 4],
+        chained_only: false,
+        kind: PageFaultKind::Truncated { keep: 7 },
+        times: 1,
+    });
+    let full: Vec<&str> = args.iter().copied().chain(["--full"]).collect();
+    let out = b24(&full, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "after {edits}: {}", out.describe());
+    assert_eq!(sim.stats().faults_served, 1, "the short page was served");
+    assert_no_duplicates(&db.path, "parallel run with a short page");
+    assert_equals_portal(&db.path, &sim, "parallel run with a short page");
+
+    let edits = edit_portal(&portal, &mut rng, 2);
+    let out = b24(&args, &db.path, &sim, None).await;
+    assert!(out.says_complete(), "after {edits}: {}", out.describe());
+    assert_equals_portal(&db.path, &sim, "parallel incremental run");
+}
+
+#[tokio::test]
+async fn max_chains_out_of_range_is_refused_naming_the_value() {
+    let sim = Simulator::start(hostile_config(10, 1))
+        .await
+        .expect("simulator starts");
+    let db = test_db();
+    for bad in ["0", "17", "-3"] {
+        let out = b24(&["sync", "--max-chains", bad], &db.path, &sim, None).await;
+        assert_eq!(out.code, Some(2), "{}", out.describe());
+        assert!(
+            out.stderr.contains("--max-chains") && out.stderr.contains(&format!("got {bad}")),
+            "{}",
+            out.describe()
+        );
+    }
+    assert_eq!(
+        sim.stats().http_requests,
+        0,
+        "nothing was asked of Bitrix24"
+    );
+}

@@ -110,6 +110,16 @@ pub struct ReadArgs {
     /// How to page: "batch" (50 pages per request, fastest) or "next" (one page per request) [default: batch]
     #[arg(long, env = "B24SYNC_PAGING", value_name = "MODE")]
     pub paging: Option<String>,
+    /// Read with up to N `batch` chains at the same time, each over its own ID range; fewer
+    /// when the portal holds fewer leads or the operating budget is tight, and the leaky
+    /// bucket still paces every request (1: one chain at a time) [default: 1]
+    #[arg(
+        long,
+        env = "B24SYNC_MAX_CHAINS",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub max_chains: Option<i64>,
     /// How far before the last run's start an incremental run re-reads (e.g. 5m) [default: 5m]
     #[arg(long, env = "B24SYNC_OVERLAP", value_name = "DURATION")]
     pub overlap: Option<String>,

@@ -29,6 +29,7 @@ pub struct FileSettings {
     pub solution_field: Option<String>,
     pub time_zone: Option<String>,
     pub paging: Option<String>,
+    pub max_chains: Option<i64>,
     pub rate: Option<f64>,
     pub burst: Option<u32>,
     pub batch_size: Option<usize>,
@@ -57,6 +58,8 @@ pub struct Settings {
     pub solution_field: Option<String>,
     pub time_policy: TimePolicy,
     pub paging: Paging,
+    /// The most keyset chains an export runs at once (`--max-chains`).
+    pub max_chains: usize,
     pub rate: f64,
     pub burst: u32,
     pub batch_size: usize,
@@ -114,6 +117,7 @@ impl Settings {
             file.paging.as_ref(),
             "batch",
         )?;
+        let max_chains = max_chains(read.max_chains.or(file.max_chains))?;
         let (rate, burst) = pace(portal, file)?;
         let batch_size = load.batch_size.or(file.batch_size).unwrap_or(2500);
         if batch_size == 0 {
@@ -146,6 +150,7 @@ impl Settings {
             solution_field,
             time_policy,
             paging,
+            max_chains,
             rate,
             burst,
             batch_size,
@@ -172,6 +177,7 @@ impl Settings {
     pub fn sync_options(&self) -> SyncOptions {
         SyncOptions {
             paging: self.paging,
+            max_chains: self.max_chains,
             time_policy: self.time_policy.clone(),
             solution_field: self.solution_field.clone(),
             batch_leads: self.batch_size,
@@ -200,6 +206,22 @@ fn parsed<T: std::str::FromStr<Err = String>>(
         .map_or(default, String::as_str)
         .parse()
         .map_err(|e: String| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// Most parallel chains worth asking for: each needs its own share of the leaky bucket's
+/// burst (50 on most plans), so beyond this the chains only wait for each other.
+const MAX_CHAINS_CAP: i64 = 16;
+
+/// `--max-chains`: how many keyset chains an export may run at once.
+fn max_chains(given: Option<i64>) -> anyhow::Result<usize> {
+    let n = given.unwrap_or(1);
+    if !(1..=MAX_CHAINS_CAP).contains(&n) {
+        bail!(
+            "--max-chains / B24SYNC_MAX_CHAINS must be a whole number from 1 (one chain at a \
+             time) to {MAX_CHAINS_CAP}; got {n}"
+        );
+    }
+    Ok(usize::try_from(n).unwrap_or(1))
 }
 
 /// The request rate and burst the portal allows.

@@ -24,7 +24,7 @@ pub(super) async fn delete_missing(
     // listing. (A lead deleted after it was read stays until the next check.)
     let listed = match read_ids {
         Some(ids) => ids,
-        None => paging::list_ids(client, opts.paging, Some(extent)).await?,
+        None => paging::list_ids(client, opts.paging_options(), Some(extent)).await?,
     };
     let on_portal = listed;
     let in_table = stores.deletions.lead_ids().await?;

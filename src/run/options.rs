@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::extract::paging::Paging;
+use crate::extract::paging::{Paging, PagingOptions};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 
@@ -84,6 +84,8 @@ impl Default for DeletionPolicy {
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     pub paging: Paging,
+    /// The most keyset chains the export runs at once (`extract::paging::PagingOptions`).
+    pub max_chains: usize,
     pub time_policy: TimePolicy,
     /// The list-type user field copied into `bitrix_lead_solution`.
     pub solution_field: Option<String>,
@@ -106,10 +108,21 @@ pub struct SyncOptions {
     pub rebind_portal: bool,
 }
 
+impl SyncOptions {
+    /// How the export pages: the strategy and the most chains at once.
+    pub fn paging_options(&self) -> PagingOptions {
+        PagingOptions {
+            paging: self.paging,
+            max_chains: self.max_chains,
+        }
+    }
+}
+
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             paging: Paging::Batch,
+            max_chains: 1,
             time_policy: TimePolicy::Portal,
             solution_field: None,
             batch_leads: 2500,

@@ -47,7 +47,7 @@ pub(super) async fn read_and_load(
     let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
     let extractor = {
-        let (client, paging) = (client.clone(), opts.paging);
+        let (client, paging) = (client.clone(), opts.paging_options());
         tokio::spawn(async move {
             paging::export(&client, paging, &filter, Some(extent), page_tx).await
         })
