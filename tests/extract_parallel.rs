@@ -4,22 +4,22 @@
 //! where the IDs are uneven), chains that really overlap, and one chain when the
 //! operating budget is tight. Counts come from the simulator's own counters.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24sync::extract::client::{Bitrix24Client, ClientConfig, ExtractError, SubResult};
-use b24sync::extract::limits::{OperatingConfig, RateConfig};
+use b24sync::extract::client::{Bitrix24Client, ExtractError, SubResult};
+use b24sync::extract::limits::OperatingConfig;
 use b24sync::extract::paging::{
     self, ExportFilter, ExportStats, Extent, Paging, PagingOptions, BATCH_SIZE, PAGE_SIZE,
 };
-use b24sync::extract::Webhook;
 use b24sync_simulator::{
     Fault, FaultKind, PageFault, PageFaultKind, RequestStats, Simulator, SimulatorConfig,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Leads per batch request: 50 pages of 50.
 const PER_BATCH: usize = BATCH_SIZE * PAGE_SIZE;
@@ -41,25 +41,13 @@ async fn start(leads: usize, id_step: u32) -> Simulator {
 }
 
 fn client(sim: &Simulator, budget_secs: f64) -> Bitrix24Client {
-    let config = ClientConfig {
-        rate: RateConfig {
-            per_second: 10_000.0,
-            burst: 10_000,
-        },
-        operating: OperatingConfig {
+    common::fast_client_with(
+        sim,
+        OperatingConfig {
             budget_secs,
             ..OperatingConfig::default()
         },
-        backoff_base: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..ClientConfig::default()
-    };
-    Bitrix24Client::new(
-        Webhook::parse(&sim.webhook_url()).unwrap(),
-        config,
-        CancellationToken::new(),
     )
-    .unwrap()
 }
 
 /// What one export did.

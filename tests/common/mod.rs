@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use b24sync::extract::client::{Bitrix24Client, ClientConfig};
-use b24sync::extract::limits::RateConfig;
+use b24sync::extract::limits::{OperatingConfig, RateConfig};
 use b24sync::extract::Webhook;
 use b24sync::load::sqlite::SqliteSink;
 use b24sync::run::{self, RunError, RunSummary, SyncOptions};
@@ -45,11 +45,18 @@ pub fn client_for(sim: &Simulator, cancel: CancellationToken) -> Bitrix24Client 
 /// A client without pacing worth mentioning and with short backoffs, for simulators whose
 /// rate limit is off or whose tests make only a few requests.
 pub fn fast_client(sim: &Simulator) -> Bitrix24Client {
+    fast_client_with(sim, OperatingConfig::default())
+}
+
+/// [`fast_client`] with its own operating budget (how many server seconds per method the
+/// client lets itself spend per window).
+pub fn fast_client_with(sim: &Simulator, operating: OperatingConfig) -> Bitrix24Client {
     let config = ClientConfig {
         rate: RateConfig {
             per_second: 10_000.0,
             burst: 10_000,
         },
+        operating,
         backoff_base: std::time::Duration::from_millis(20),
         backoff_max: std::time::Duration::from_millis(200),
         ..ClientConfig::default()
