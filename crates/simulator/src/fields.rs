@@ -14,7 +14,12 @@ pub struct StdField {
     pub status_type: Option<&'static str>,
 }
 
-const fn f(name: &'static str, ty: &'static str, read_only: bool, title: &'static str) -> StdField {
+pub(crate) const fn f(
+    name: &'static str,
+    ty: &'static str,
+    read_only: bool,
+    title: &'static str,
+) -> StdField {
     StdField {
         name,
         ty,
@@ -23,7 +28,7 @@ const fn f(name: &'static str, ty: &'static str, read_only: bool, title: &'stati
         status_type: None,
     }
 }
-const fn st(name: &'static str, status: &'static str, title: &'static str) -> StdField {
+pub(crate) const fn st(name: &'static str, status: &'static str, title: &'static str) -> StdField {
     StdField {
         name,
         ty: "crm_status",
@@ -137,10 +142,6 @@ pub const MULTI_FIELDS: &[(&str, &str)] = &[
     ("LINK", "Ссылка"),
 ];
 
-pub fn is_standard(name: &str) -> bool {
-    STANDARD_FIELDS.iter().any(|f| f.name == name)
-}
-
 pub fn is_multi(name: &str) -> bool {
     MULTI_FIELDS.iter().any(|(n, _)| *n == name)
 }
@@ -155,6 +156,7 @@ pub fn is_datetime(name: &str) -> bool {
             | "DATE_CLOSED"
             | "LAST_ACTIVITY_TIME"
             | "BIRTHDATE"
+            | "LAST_COMMUNICATION_TIME"
     )
 }
 
@@ -220,13 +222,13 @@ pub fn user_fields(solution_field: &str) -> Vec<UserField> {
     ]
 }
 
-/// `crm.lead.fields`.
-pub fn fields_description(ufs: &[UserField]) -> Value {
+/// `crm.lead.fields` (and, with their tables, `crm.contact.fields` / `crm.company.fields`).
+pub fn fields_description(std: &[StdField], required: &[&str], ufs: &[UserField]) -> Value {
     let mut m = Map::new();
-    for sf in STANDARD_FIELDS {
+    for sf in std {
         let mut d = json!({
             "type": sf.ty,
-            "isRequired": sf.name == "TITLE",
+            "isRequired": required.contains(&sf.name),
             "isReadOnly": sf.read_only,
             "isImmutable": false,
             "isMultiple": false,
@@ -282,7 +284,7 @@ pub fn fields_description(ufs: &[UserField]) -> Value {
 
 /// `crm.lead.userfield.list` rows. With `lang` the labels are plain strings, otherwise
 /// objects keyed by language, as the docs describe.
-pub fn userfield_rows(ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
+pub fn userfield_rows(entity_id: &str, ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
     ufs.iter()
         .map(|uf| {
             let label = match lang {
@@ -292,7 +294,7 @@ pub fn userfield_rows(ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
             };
             let mut row = json!({
                 "ID": uf.id.to_string(),
-                "ENTITY_ID": "CRM_LEAD",
+                "ENTITY_ID": entity_id,
                 "FIELD_NAME": uf.name,
                 "USER_TYPE_ID": uf.user_type,
                 "XML_ID": null,

@@ -58,7 +58,10 @@
 //! Generated data lives between 2023-11 and 2026-11-01 (fixed, so a seed always gives
 //! the same portal); changes through [`Portal`] are stamped with the portal's real now.
 
+#[cfg(test)]
+mod crm_tests;
 mod data;
+mod entity;
 mod faults;
 mod fields;
 mod gen;
@@ -112,6 +115,11 @@ pub struct SimulatorConfig {
     pub port: u16,
     /// How many leads to generate (IDs 1..=leads unless `id_step` spreads them).
     pub leads: usize,
+    /// How many contacts and companies to generate (IDs spread by `id_step` as leads').
+    /// Default 0: a portal of leads only, as before. With them, some leads link to
+    /// contacts and companies and share a phone with a contact (see `gen/crm.rs`).
+    pub contacts: usize,
+    pub companies: usize,
     /// Seed of the generator: the same seed gives the same portal.
     pub seed: u64,
     /// Distance between consecutive generated IDs (1 = dense).
@@ -149,6 +157,8 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             port: 0,
             leads: 1000,
+            contacts: 0,
+            companies: 0,
             seed: 1,
             id_step: 1,
             webhook_user: 1,

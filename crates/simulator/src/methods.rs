@@ -18,7 +18,7 @@ mod users;
 use serde_json::{json, Map, Value};
 
 use super::data::Portal;
-use super::fields;
+use super::entity::Entity;
 use super::limits::CostModel;
 
 /// Rows per page of every list method; there is no page-size parameter.
@@ -58,6 +58,14 @@ pub const METHODS: &[&str] = &[
     "crm.lead.get",
     "crm.lead.fields",
     "crm.lead.userfield.list",
+    "crm.contact.list",
+    "crm.contact.get",
+    "crm.contact.fields",
+    "crm.contact.userfield.list",
+    "crm.company.list",
+    "crm.company.get",
+    "crm.company.fields",
+    "crm.company.userfield.list",
     "server.time",
     "user.get",
     "batch",
@@ -80,14 +88,13 @@ pub fn call(ctx: &Ctx<'_>, method: &str, params: &Map<String, Value>) -> CallRes
             next: None,
         })
     };
+    // crm.lead.* / crm.contact.* / crm.company.*: one implementation over the entity.
+    if let Some(res) =
+        Entity::from_method(method).and_then(|(entity, op)| leads::call(ctx, entity, op, params))
+    {
+        return res;
+    }
     match method {
-        "crm.lead.list" => leads::lead_list(ctx, params),
-        "crm.lead.get" => leads::lead_get(ctx, params),
-        "crm.lead.fields" => (
-            ok(fields::fields_description(&ctx.portal.inner.user_fields)),
-            base,
-        ),
-        "crm.lead.userfield.list" => (leads::userfield_list(ctx, params), base),
         "server.time" => (
             ok(json!(ctx
                 .portal

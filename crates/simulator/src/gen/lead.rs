@@ -14,14 +14,14 @@ use super::words::{
 use super::{fmt_date, fmt_dt, rng_for, USERS};
 use crate::fields::{SOLUTION_ITEMS, UF_BUDGET, UF_PROMO};
 
-fn digits(rng: &mut SmallRng, n: usize) -> String {
+pub(super) fn digits(rng: &mut SmallRng, n: usize) -> String {
     (0..n)
         .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
         .collect()
 }
 
 /// A phone number in one of the formats people actually type into a CRM.
-fn phone(rng: &mut SmallRng) -> String {
+pub(super) fn phone(rng: &mut SmallRng) -> String {
     let op = format!("9{}", digits(rng, 2));
     let a = digits(rng, 3);
     let b = digits(rng, 2);
@@ -40,11 +40,11 @@ fn phone(rng: &mut SmallRng) -> String {
     }
 }
 
-fn multi(id: i64, ty: &str, value_type: &str, value: String) -> Value {
+pub(super) fn multi(id: i64, ty: &str, value_type: &str, value: String) -> Value {
     json!({"ID": id.to_string(), "VALUE_TYPE": value_type, "VALUE": value, "TYPE_ID": ty})
 }
 
-fn long_comment(rng: &mut SmallRng) -> String {
+pub(super) fn long_comment(rng: &mut SmallRng) -> String {
     // A pasted e-mail thread: quoted replies, CRLFs, HTML remnants, signature with quotes.
     let mut s = String::from("-----Original Message-----\r\nFrom: \"Иванов Пётр\" <ivanov.p@mail.ru>\r\nSubject: RE: Коммерческое предложение №");
     s.push_str(&digits(rng, 5));
