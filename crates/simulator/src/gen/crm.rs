@@ -41,7 +41,7 @@ impl Links {
 
     /// The lead contact `j` was converted from.
     fn contact_lead(self, j: usize) -> Option<usize> {
-        (j % 4 == 0 && 2 * j + 1 < self.leads).then_some(2 * j + 1)
+        (j.is_multiple_of(4) && 2 * j + 1 < self.leads).then_some(2 * j + 1)
     }
 
     fn lead_contact(self, i: usize) -> Option<usize> {
@@ -49,7 +49,7 @@ impl Links {
     }
 
     fn contact_company(self, j: usize) -> Option<usize> {
-        (self.companies > 0 && j % 3 == 0).then(|| (j / 3) % self.companies)
+        (self.companies > 0 && j.is_multiple_of(3)).then(|| (j / 3) % self.companies)
     }
 
     fn lead_company(self, i: usize) -> Option<usize> {
@@ -210,7 +210,7 @@ pub fn generate_contact(
         let lead_id = links.id(i);
         let times = lead_times(seed, lead_id, i, links.leads);
         let l = generate_lead(seed, lead_id, times, offset, "");
-        if let Some(v) = l["PHONE"][0]["VALUE"].as_str() {
+        if let Some(v) = l.get("PHONE").and_then(|p| p[0]["VALUE"].as_str()) {
             phones.push(multi(fm(), "PHONE", "MOBILE", v.to_string()));
         }
     }
