@@ -9,9 +9,13 @@
 //! `list` returns it (the docs send callers to `crm.contact.company.items.get`), so it is
 //! not a stored field here: strict side.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Value};
 
-use crate::fields::{self, f, st, StdField, UserField, STANDARD_FIELDS};
+use crate::fields::{
+    self, f, st, StdField, UserField, ADDRESS_FIELDS, STANDARD_FIELDS, UTM_FIELDS,
+};
 
 /// The contact's user field (a string, so `UF_*` returns it).
 pub const UF_CONTACT_CARD: &str = "UF_CRM_CLIENT_CARD";
@@ -41,9 +45,9 @@ impl Entity {
 
     pub fn standard_fields(self) -> &'static [StdField] {
         match self {
-            Entity::Lead => STANDARD_FIELDS,
-            Entity::Contact => CONTACT_FIELDS,
-            Entity::Company => COMPANY_FIELDS,
+            Entity::Lead => &STANDARD_FIELDS,
+            Entity::Contact => &CONTACT_FIELDS,
+            Entity::Company => &COMPANY_FIELDS,
         }
     }
 
@@ -106,7 +110,10 @@ impl Entity {
 }
 
 /// Contact fields in the order `crm.contact.get` writes them.
-pub const CONTACT_FIELDS: &[StdField] = &[
+pub static CONTACT_FIELDS: LazyLock<Vec<StdField>> =
+    LazyLock::new(|| [CONTACT_HEAD, ADDRESS_FIELDS, UTM_FIELDS, CONTACT_TAIL].concat());
+
+const CONTACT_HEAD: &[StdField] = &[
     f("ID", "integer", true, "ID"),
     f("POST", "string", false, "Должность"),
     f("COMMENTS", "string", false, "Комментарий"),
@@ -151,40 +158,28 @@ pub const CONTACT_FIELDS: &[StdField] = &[
         true,
         "Последняя активность",
     ),
-    f("ADDRESS", "string", false, "Адрес"),
-    f("ADDRESS_2", "string", false, "Адрес (стр. 2)"),
-    f("ADDRESS_CITY", "string", false, "Город"),
-    f("ADDRESS_POSTAL_CODE", "string", false, "Почтовый индекс"),
-    f("ADDRESS_REGION", "string", false, "Район"),
-    f("ADDRESS_PROVINCE", "string", false, "Область"),
-    f("ADDRESS_COUNTRY", "string", false, "Страна"),
-    f("ADDRESS_COUNTRY_CODE", "string", false, "Код страны"),
-    f(
-        "ADDRESS_LOC_ADDR_ID",
-        "integer",
-        false,
-        "ID адреса местоположения",
-    ),
-    f("UTM_SOURCE", "string", false, "Рекламная система"),
-    f("UTM_MEDIUM", "string", false, "Тип трафика"),
-    f(
-        "UTM_CAMPAIGN",
-        "string",
-        false,
-        "Обозначение рекламной кампании",
-    ),
-    f("UTM_CONTENT", "string", false, "Содержание кампании"),
-    f("UTM_TERM", "string", false, "Условие поиска кампании"),
-    f(
-        "LAST_ACTIVITY_BY",
-        "user",
-        true,
-        "Последняя активность (кто)",
-    ),
 ];
 
+const CONTACT_TAIL: &[StdField] = &[f(
+    "LAST_ACTIVITY_BY",
+    "user",
+    true,
+    "Последняя активность (кто)",
+)];
+
 /// Company fields in the order `crm.company.get` writes them.
-pub const COMPANY_FIELDS: &[StdField] = &[
+pub static COMPANY_FIELDS: LazyLock<Vec<StdField>> = LazyLock::new(|| {
+    [
+        COMPANY_HEAD,
+        ADDRESS_FIELDS,
+        COMPANY_REG,
+        UTM_FIELDS,
+        COMPANY_TAIL,
+    ]
+    .concat()
+});
+
+const COMPANY_HEAD: &[StdField] = &[
     f("ID", "integer", true, "ID"),
     st("COMPANY_TYPE", "COMPANY_TYPE", "Тип компании"),
     f("TITLE", "string", false, "Название компании"),
@@ -214,20 +209,9 @@ pub const COMPANY_FIELDS: &[StdField] = &[
         "Идентификатор во внешнем источнике",
     ),
     f("ORIGIN_VERSION", "string", false, "Версия оригинала"),
-    f("ADDRESS", "string", false, "Фактический адрес"),
-    f("ADDRESS_2", "string", false, "Адрес (стр. 2)"),
-    f("ADDRESS_CITY", "string", false, "Город"),
-    f("ADDRESS_POSTAL_CODE", "string", false, "Почтовый индекс"),
-    f("ADDRESS_REGION", "string", false, "Район"),
-    f("ADDRESS_PROVINCE", "string", false, "Область"),
-    f("ADDRESS_COUNTRY", "string", false, "Страна"),
-    f("ADDRESS_COUNTRY_CODE", "string", false, "Код страны"),
-    f(
-        "ADDRESS_LOC_ADDR_ID",
-        "integer",
-        false,
-        "ID адреса местоположения",
-    ),
+];
+
+const COMPANY_REG: &[StdField] = &[
     f("ADDRESS_LEGAL", "string", false, "Юридический адрес"),
     f("REG_ADDRESS", "string", false, "Юридический адрес"),
     f(
@@ -258,16 +242,9 @@ pub const COMPANY_FIELDS: &[StdField] = &[
         false,
         "ID юридического адреса",
     ),
-    f("UTM_SOURCE", "string", false, "Рекламная система"),
-    f("UTM_MEDIUM", "string", false, "Тип трафика"),
-    f(
-        "UTM_CAMPAIGN",
-        "string",
-        false,
-        "Обозначение рекламной кампании",
-    ),
-    f("UTM_CONTENT", "string", false, "Содержание кампании"),
-    f("UTM_TERM", "string", false, "Условие поиска кампании"),
+];
+
+const COMPANY_TAIL: &[StdField] = &[
     f(
         "LAST_ACTIVITY_BY",
         "user",

@@ -2,9 +2,12 @@
 //! portal's user fields. One table drives `crm.lead.fields`, `select` and the order
 //! in which a lead's keys are written.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Map, Value};
 
 /// How a standard field is typed in `crm.lead.fields`.
+#[derive(Clone, Copy)]
 pub struct StdField {
     pub name: &'static str,
     pub ty: &'static str,
@@ -39,7 +42,10 @@ pub(crate) const fn st(name: &'static str, status: &'static str, title: &'static
 }
 
 /// Standard fields in the order the real `crm.lead.get` writes them.
-pub const STANDARD_FIELDS: &[StdField] = &[
+pub static STANDARD_FIELDS: LazyLock<Vec<StdField>> =
+    LazyLock::new(|| [LEAD_HEAD, ADDRESS_FIELDS, UTM_FIELDS, LEAD_TAIL].concat());
+
+const LEAD_HEAD: &[StdField] = &[
     f("ID", "integer", true, "ID"),
     f("TITLE", "string", false, "Название лида"),
     st("HONORIFIC", "HONORIFIC", "Обращение"),
@@ -95,6 +101,10 @@ pub const STANDARD_FIELDS: &[StdField] = &[
         false,
         "Идентификатор элемента во внешнем источнике",
     ),
+];
+
+/// The legacy address block, as leads, contacts and companies write it.
+pub const ADDRESS_FIELDS: &[StdField] = &[
     f("ADDRESS", "string", false, "Адрес"),
     f("ADDRESS_2", "string", false, "Адрес (стр. 2)"),
     f("ADDRESS_CITY", "string", false, "Город"),
@@ -109,6 +119,10 @@ pub const STANDARD_FIELDS: &[StdField] = &[
         false,
         "ID адреса местоположения",
     ),
+];
+
+/// The UTM block, the same on leads, contacts and companies.
+pub const UTM_FIELDS: &[StdField] = &[
     f("UTM_SOURCE", "string", false, "Рекламная система"),
     f("UTM_MEDIUM", "string", false, "Тип трафика"),
     f(
@@ -119,6 +133,9 @@ pub const STANDARD_FIELDS: &[StdField] = &[
     ),
     f("UTM_CONTENT", "string", false, "Содержание кампании"),
     f("UTM_TERM", "string", false, "Условие поиска кампании"),
+];
+
+const LEAD_TAIL: &[StdField] = &[
     f(
         "LAST_ACTIVITY_BY",
         "user",

@@ -13,13 +13,10 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::lead::{digits, long_comment, multi};
-use super::words::{
-    pick, COMPANIES, EMAIL_DOMAINS, EMAIL_USERS, FEMALE, MALE, PATRONYMIC_ROOTS, PLACES, SOURCES,
-    STREETS, SURNAMES, SURNAMES_FIXED,
-};
+use super::lead::{digits, long_comment, multi, person};
+use super::words::{pick, COMPANIES, EMAIL_DOMAINS, EMAIL_USERS, PLACES, SOURCES, STREETS};
 use super::{fmt_date, fmt_dt, generate_lead, lead_times, rng_for, USERS};
-use crate::entity::{UF_COMPANY_INN, UF_CONTACT_CARD};
+use crate::entity::{Entity, UF_COMPANY_INN, UF_CONTACT_CARD};
 
 /// How many of each entity were generated, and their ID step: enough to follow a link.
 #[derive(Debug, Clone, Copy, Default)]
@@ -176,23 +173,7 @@ pub fn generate_contact(
 ) -> Map<String, Value> {
     let mut rng = rng_for(seed, id, 12);
     let (create, modify) = times;
-    let female = rng.gen_bool(0.5);
-    let first = *pick(&mut rng, if female { FEMALE } else { MALE });
-    let last = if rng.gen_bool(0.85) {
-        let s = *pick(&mut rng, SURNAMES);
-        if female {
-            format!("{s}а")
-        } else {
-            s.to_string()
-        }
-    } else {
-        pick(&mut rng, SURNAMES_FIXED).to_string()
-    };
-    let second = format!(
-        "{}{}",
-        pick(&mut rng, PATRONYMIC_ROOTS),
-        if female { "на" } else { "ич" }
-    );
+    let (female, first, last, second) = person(&mut rng);
     let j = links.index(id);
     let lead = j.and_then(|j| links.contact_lead(j));
     let company = j.and_then(|j| links.contact_company(j));
@@ -332,7 +313,7 @@ pub fn generate_contact(
         ("IM", ims),
     ];
     ordered(
-        crate::entity::CONTACT_FIELDS,
+        Entity::Contact.standard_fields(),
         m,
         &[(UF_CONTACT_CARD, card)],
         multis,
@@ -486,7 +467,7 @@ pub fn generate_company(
         ("IM", vec![]),
     ];
     ordered(
-        crate::entity::COMPANY_FIELDS,
+        Entity::Company.standard_fields(),
         m,
         &[(UF_COMPANY_INN, inn)],
         multis,

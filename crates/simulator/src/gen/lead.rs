@@ -58,6 +58,28 @@ pub(super) fn long_comment(rng: &mut SmallRng) -> String {
     s
 }
 
+/// (female, first name, surname, patronymic), drawn in this order from `rng`.
+pub(super) fn person(rng: &mut SmallRng) -> (bool, &'static str, String, String) {
+    let female = rng.gen_bool(0.5);
+    let first = *pick(rng, if female { FEMALE } else { MALE });
+    let last = if rng.gen_bool(0.85) {
+        let s = *pick(rng, SURNAMES);
+        if female {
+            format!("{s}а")
+        } else {
+            s.to_string()
+        }
+    } else {
+        pick(rng, SURNAMES_FIXED).to_string()
+    };
+    let patronymic = format!(
+        "{}{}",
+        pick(rng, PATRONYMIC_ROOTS),
+        if female { "на" } else { "ич" }
+    );
+    (female, first, last, patronymic)
+}
+
 /// All fields of generated lead `id`, in `crm.lead.get` order (standard, UF, multi).
 pub fn generate_lead(
     seed: u64,
@@ -68,27 +90,7 @@ pub fn generate_lead(
 ) -> Map<String, Value> {
     let mut rng = rng_for(seed, id, 2);
     let (create, modify) = times;
-    let female = rng.gen_bool(0.5);
-    let first = if female {
-        *pick(&mut rng, FEMALE)
-    } else {
-        *pick(&mut rng, MALE)
-    };
-    let last = if rng.gen_bool(0.85) {
-        let s = *pick(&mut rng, SURNAMES);
-        if female {
-            format!("{s}а")
-        } else {
-            s.to_string()
-        }
-    } else {
-        pick(&mut rng, SURNAMES_FIXED).to_string()
-    };
-    let patronymic = format!(
-        "{}{}",
-        pick(&mut rng, PATRONYMIC_ROOTS),
-        if female { "на" } else { "ич" }
-    );
+    let (female, first, last, patronymic) = person(&mut rng);
     let has_name = rng.gen_bool(0.9);
     let has_second = rng.gen_bool(0.3);
     let company = rng
