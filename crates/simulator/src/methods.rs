@@ -2,13 +2,14 @@
 //! simulated server time out. No HTTP here; `server.rs` wraps these in envelopes,
 //! limits and faults.
 //!
-//! `crm.lead.list` is the one that matters. Filters on ID, DATE_CREATE and DATE_MODIFY
+//! `crm.lead.list` is the one that matters; contacts and companies go through the same
+//! code (`leads.rs`, parametrised by [`Entity`]). Filters on ID, DATE_CREATE and DATE_MODIFY
 //! use the compact stored form (ID filters even narrow the B-tree range, so keyset paging
 //! over a million leads stays cheap); any other filter renders the lead to compare.
 //!
 //! Here: the call's types and the dispatch, and the parameter readers every method uses.
 //! `filter.rs` parses and evaluates `filter`, `select.rs` reads `select` and `order`,
-//! `leads.rs` runs the lead methods, `users.rs` runs `user.get`.
+//! `leads.rs` runs the CRM entity methods, `users.rs` runs `user.get`.
 
 mod filter;
 mod leads;
