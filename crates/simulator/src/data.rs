@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 
-use super::fields::{self, UserField, STANDARD_FIELDS};
+use super::entity::Entity;
+use super::fields::{self, UserField};
 use super::gen;
 use super::SimulatorConfig;
+
+mod crm;
 
 /// One lead as stored.
 #[derive(Clone, Debug)]
@@ -32,8 +35,28 @@ pub(crate) struct Lead {
 
 pub(crate) struct PortalState {
     pub leads: BTreeMap<i64, Lead>,
+    pub contacts: BTreeMap<i64, Lead>,
+    pub companies: BTreeMap<i64, Lead>,
     /// Next multi-field value ID for values added through the Portal API.
     next_fm_id: i64,
+}
+
+impl PortalState {
+    pub fn store(&self, e: Entity) -> &BTreeMap<i64, Lead> {
+        match e {
+            Entity::Lead => &self.leads,
+            Entity::Contact => &self.contacts,
+            Entity::Company => &self.companies,
+        }
+    }
+
+    pub fn store_mut(&mut self, e: Entity) -> &mut BTreeMap<i64, Lead> {
+        match e {
+            Entity::Lead => &mut self.leads,
+            Entity::Contact => &mut self.contacts,
+            Entity::Company => &mut self.companies,
+        }
+    }
 }
 
 pub(crate) struct PortalInner {
@@ -42,11 +65,25 @@ pub(crate) struct PortalInner {
     pub id_step: i64,
     pub solution_field: String,
     pub user_fields: Vec<UserField>,
+    pub contact_user_fields: Vec<UserField>,
+    pub company_user_fields: Vec<UserField>,
+    /// The generated counts, which the links between entities follow.
+    links: gen::Links,
     pub users: Vec<Value>,
     state: Mutex<PortalState>,
     started: Instant,
     /// How far `advance_clock` moved the portal clock, in milliseconds.
     advance_ms: AtomicI64,
+}
+
+impl PortalInner {
+    pub fn user_fields_of(&self, e: Entity) -> &[UserField] {
+        match e {
+            Entity::Lead => &self.user_fields,
+            Entity::Contact => &self.contact_user_fields,
+            Entity::Company => &self.company_user_fields,
+        }
+    }
 }
 
 /// A cheap handle to the portal's data and clock, for tests and the demo.
@@ -61,19 +98,22 @@ impl Portal {
             .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"));
         let step = i64::from(config.id_step.max(1));
         let n = config.leads;
-        let mut leads = BTreeMap::new();
-        for i in 0..n {
-            let id = (i as i64 + 1) * step;
-            let (c, m) = gen::lead_times(config.seed, id, i, n);
-            leads.insert(
-                id,
-                Lead {
-                    date_create: Some(c),
-                    date_modify: Some(m),
-                    custom: None,
-                },
-            );
-        }
+        let generated = |n: usize, stream: u64| {
+            (0..n)
+                .map(|i| {
+                    let id = (i as i64 + 1) * step;
+                    let (c, m) = gen::record_times(config.seed, id, i, n, stream);
+                    let rec = Lead {
+                        date_create: Some(c),
+                        date_modify: Some(m),
+                        custom: None,
+                    };
+                    (id, rec)
+                })
+                .collect::<BTreeMap<i64, Lead>>()
+        };
+        // Stream 1 is the leads' own (`gen::lead_times`), so leads do not change.
+        let leads = generated(n, 1);
         let max_id = (n as i64) * step;
         Portal {
             inner: Arc::new(PortalInner {
@@ -82,9 +122,19 @@ impl Portal {
                 id_step: step,
                 solution_field: config.solution_field.clone(),
                 user_fields: fields::user_fields(&config.solution_field),
+                contact_user_fields: Entity::Contact.own_user_fields(),
+                company_user_fields: Entity::Company.own_user_fields(),
+                links: gen::Links {
+                    step,
+                    leads: n,
+                    contacts: config.contacts,
+                    companies: config.companies,
+                },
                 users: gen::users(),
                 state: Mutex::new(PortalState {
                     leads,
+                    contacts: generated(config.contacts, 11),
+                    companies: generated(config.companies, 21),
                     next_fm_id: (max_id + 1) * 8 + 1_000_000,
                 }),
                 started: Instant::now(),
@@ -98,8 +148,8 @@ impl Portal {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Renders a stored lead as `crm.lead.get` returns it.
-    pub(crate) fn render(&self, id: i64, lead: &Lead) -> Map<String, Value> {
+    /// Renders a stored record as `crm.{entity}.get` returns it.
+    pub(crate) fn render(&self, entity: Entity, id: i64, lead: &Lead) -> Map<String, Value> {
         match &lead.custom {
             Some(m) => {
                 let mut out = (**m).clone();
@@ -109,85 +159,132 @@ impl Portal {
                 });
                 out
             }
-            None => gen::generate_lead(
-                self.inner.seed,
-                id,
-                (lead.date_create.unwrap_or(0), lead.date_modify.unwrap_or(0)),
-                self.inner.offset,
-                &self.inner.solution_field,
-            ),
+            None => {
+                let (seed, offset) = (self.inner.seed, self.inner.offset);
+                let times = (lead.date_create.unwrap_or(0), lead.date_modify.unwrap_or(0));
+                match entity {
+                    Entity::Lead => {
+                        let mut m =
+                            gen::generate_lead(seed, id, times, offset, &self.inner.solution_field);
+                        gen::link_lead(&mut m, id, self.inner.links);
+                        m
+                    }
+                    Entity::Contact => {
+                        gen::generate_contact(seed, id, times, offset, self.inner.links)
+                    }
+                    Entity::Company => gen::generate_company(seed, id, times, offset),
+                }
+            }
         }
     }
 
     /// Every lead as `crm.lead.get` returns it, ordered by ID.
     pub fn leads(&self) -> Vec<Value> {
-        let snapshot: Vec<(i64, Lead)> = self
-            .lock()
-            .leads
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        snapshot
-            .iter()
-            .map(|(id, l)| Value::Object(self.render(*id, l)))
-            .collect()
+        self.records(Entity::Lead)
     }
 
     pub fn lead(&self, id: i64) -> Option<Value> {
-        let lead = self.lock().leads.get(&id).cloned()?;
-        Some(Value::Object(self.render(id, &lead)))
+        self.record(Entity::Lead, id)
     }
 
     pub fn lead_ids(&self) -> Vec<i64> {
-        self.lock().leads.keys().copied().collect()
+        self.record_ids(Entity::Lead)
     }
 
     /// Edits a lead; DATE_MODIFY becomes the portal's now unless `f` set it itself.
     /// HAS_PHONE/HAS_EMAIL/HAS_IMOL follow the multi-fields, new multi-field values get IDs.
     pub fn update_lead(&self, id: i64, f: impl FnOnce(&mut Map<String, Value>)) -> bool {
+        self.update_record(Entity::Lead, id, f)
+    }
+
+    /// Adds a lead (ID = max ID + id_step); missing standard fields get their empty values.
+    pub fn add_lead(&self, fields: Map<String, Value>) -> i64 {
+        self.add_record(Entity::Lead, fields)
+    }
+
+    /// Adds a lead with this ID (false if one exists), e.g. a far-off ID among dense ones,
+    /// as an import or a restored backup leaves behind.
+    pub fn add_lead_with_id(&self, id: i64, fields: Map<String, Value>) -> bool {
+        self.add_record_with_id(Entity::Lead, id, fields)
+    }
+
+    pub fn delete_lead(&self, id: i64) -> bool {
+        self.delete_record(Entity::Lead, id)
+    }
+
+    pub(crate) fn records(&self, e: Entity) -> Vec<Value> {
+        let snapshot: Vec<(i64, Lead)> = self
+            .lock()
+            .store(e)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        snapshot
+            .iter()
+            .map(|(id, l)| Value::Object(self.render(e, *id, l)))
+            .collect()
+    }
+
+    pub(crate) fn record(&self, e: Entity, id: i64) -> Option<Value> {
+        let lead = self.lock().store(e).get(&id).cloned()?;
+        Some(Value::Object(self.render(e, id, &lead)))
+    }
+
+    pub(crate) fn record_ids(&self, e: Entity) -> Vec<i64> {
+        self.lock().store(e).keys().copied().collect()
+    }
+
+    pub(crate) fn update_record(
+        &self,
+        e: Entity,
+        id: i64,
+        f: impl FnOnce(&mut Map<String, Value>),
+    ) -> bool {
         let now = self.now_string();
-        let Some(lead) = self.lock().leads.get(&id).cloned() else {
+        let Some(lead) = self.lock().store(e).get(&id).cloned() else {
             return false;
         };
         // `f` runs without the lock, so it may read the portal itself.
-        let mut map = self.render(id, &lead);
+        let mut map = self.render(e, id, &lead);
         let before = map.get("DATE_MODIFY").cloned();
         f(&mut map);
         if map.get("DATE_MODIFY") == before.as_ref() {
             map.insert("DATE_MODIFY".into(), json!(now));
         }
         let mut st = self.lock();
-        if !st.leads.contains_key(&id) {
+        if !st.store(e).contains_key(&id) {
             return false; // deleted meanwhile
         }
         Self::fix_multi(&mut st.next_fm_id, &mut map);
-        st.leads.insert(id, Self::custom_lead(map));
+        st.store_mut(e).insert(id, Self::custom_lead(map));
         true
     }
 
-    /// Adds a lead (ID = max ID + id_step); missing standard fields get their empty values.
-    pub fn add_lead(&self, fields: Map<String, Value>) -> i64 {
+    pub(crate) fn add_record(&self, e: Entity, fields: Map<String, Value>) -> i64 {
         let mut st = self.lock();
-        let id = st.leads.keys().next_back().copied().unwrap_or(0) + self.inner.id_step;
-        self.insert_new(&mut st, id, fields);
+        let id = st.store(e).keys().next_back().copied().unwrap_or(0) + self.inner.id_step;
+        self.insert_new(&mut st, e, id, fields);
         id
     }
 
-    /// Adds a lead with this ID (false if one exists), e.g. a far-off ID among dense ones,
-    /// as an import or a restored backup leaves behind.
-    pub fn add_lead_with_id(&self, id: i64, fields: Map<String, Value>) -> bool {
+    pub(crate) fn add_record_with_id(
+        &self,
+        e: Entity,
+        id: i64,
+        fields: Map<String, Value>,
+    ) -> bool {
         let mut st = self.lock();
-        if id <= 0 || st.leads.contains_key(&id) {
+        if id <= 0 || st.store(e).contains_key(&id) {
             return false;
         }
-        self.insert_new(&mut st, id, fields);
+        self.insert_new(&mut st, e, id, fields);
         true
     }
 
-    fn insert_new(&self, st: &mut PortalState, id: i64, fields: Map<String, Value>) {
+    fn insert_new(&self, st: &mut PortalState, e: Entity, id: i64, fields: Map<String, Value>) {
         let now = self.now_string();
         let mut map = Map::new();
-        for sf in STANDARD_FIELDS {
+        for sf in e.standard_fields() {
             let empty = match (sf.ty, sf.name) {
                 (_, "ID") => json!(id.to_string()),
                 (_, "DATE_CREATE" | "DATE_MODIFY" | "MOVED_TIME") => json!(now),
@@ -196,7 +293,11 @@ impl Portal {
                 (_, "STATUS_SEMANTIC_ID") => json!("P"),
                 (_, "CURRENCY_ID") => json!("RUB"),
                 (_, "OPPORTUNITY") => json!("0.00"),
-                (_, "COMPANY_ID") => json!("0"),
+                (_, "REVENUE") => json!("0"),
+                (_, "TYPE_ID") => json!("CLIENT"),
+                (_, "COMPANY_TYPE") => json!("CUSTOMER"),
+                // A lead's empty company is "0"; a contact's is null.
+                (_, "COMPANY_ID") if e == Entity::Lead => json!("0"),
                 (_, "ASSIGNED_BY_ID" | "CREATED_BY_ID" | "MODIFY_BY_ID" | "MOVED_BY_ID") => {
                     json!("1")
                 }
@@ -205,7 +306,7 @@ impl Portal {
             };
             map.insert(sf.name.to_string(), empty);
         }
-        for uf in &self.inner.user_fields {
+        for uf in self.inner.user_fields_of(e) {
             map.insert(
                 uf.name.clone(),
                 if uf.multiple { json!([]) } else { Value::Null },
@@ -216,11 +317,11 @@ impl Portal {
         }
         map.insert("ID".into(), json!(id.to_string()));
         Self::fix_multi(&mut st.next_fm_id, &mut map);
-        st.leads.insert(id, Self::custom_lead(map));
+        st.store_mut(e).insert(id, Self::custom_lead(map));
     }
 
-    pub fn delete_lead(&self, id: i64) -> bool {
-        self.lock().leads.remove(&id).is_some()
+    pub(crate) fn delete_record(&self, e: Entity, id: i64) -> bool {
+        self.lock().store_mut(e).remove(&id).is_some()
     }
 
     /// Writes one field as is, without touching DATE_MODIFY (for bad-input tests).
@@ -229,7 +330,7 @@ impl Portal {
         let Some(lead) = st.leads.get(&id).cloned() else {
             return false;
         };
-        let mut map = self.render(id, &lead);
+        let mut map = self.render(Entity::Lead, id, &lead);
         map.insert(field.to_string(), value);
         st.leads.insert(id, Self::custom_lead(map));
         true

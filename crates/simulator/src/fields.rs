@@ -2,9 +2,12 @@
 //! portal's user fields. One table drives `crm.lead.fields`, `select` and the order
 //! in which a lead's keys are written.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Map, Value};
 
 /// How a standard field is typed in `crm.lead.fields`.
+#[derive(Clone, Copy)]
 pub struct StdField {
     pub name: &'static str,
     pub ty: &'static str,
@@ -14,7 +17,12 @@ pub struct StdField {
     pub status_type: Option<&'static str>,
 }
 
-const fn f(name: &'static str, ty: &'static str, read_only: bool, title: &'static str) -> StdField {
+pub(crate) const fn f(
+    name: &'static str,
+    ty: &'static str,
+    read_only: bool,
+    title: &'static str,
+) -> StdField {
     StdField {
         name,
         ty,
@@ -23,7 +31,7 @@ const fn f(name: &'static str, ty: &'static str, read_only: bool, title: &'stati
         status_type: None,
     }
 }
-const fn st(name: &'static str, status: &'static str, title: &'static str) -> StdField {
+pub(crate) const fn st(name: &'static str, status: &'static str, title: &'static str) -> StdField {
     StdField {
         name,
         ty: "crm_status",
@@ -34,7 +42,10 @@ const fn st(name: &'static str, status: &'static str, title: &'static str) -> St
 }
 
 /// Standard fields in the order the real `crm.lead.get` writes them.
-pub const STANDARD_FIELDS: &[StdField] = &[
+pub static STANDARD_FIELDS: LazyLock<Vec<StdField>> =
+    LazyLock::new(|| [LEAD_HEAD, ADDRESS_FIELDS, UTM_FIELDS, LEAD_TAIL].concat());
+
+const LEAD_HEAD: &[StdField] = &[
     f("ID", "integer", true, "ID"),
     f("TITLE", "string", false, "Название лида"),
     st("HONORIFIC", "HONORIFIC", "Обращение"),
@@ -90,6 +101,10 @@ pub const STANDARD_FIELDS: &[StdField] = &[
         false,
         "Идентификатор элемента во внешнем источнике",
     ),
+];
+
+/// The legacy address block, as leads, contacts and companies write it.
+pub const ADDRESS_FIELDS: &[StdField] = &[
     f("ADDRESS", "string", false, "Адрес"),
     f("ADDRESS_2", "string", false, "Адрес (стр. 2)"),
     f("ADDRESS_CITY", "string", false, "Город"),
@@ -104,6 +119,10 @@ pub const STANDARD_FIELDS: &[StdField] = &[
         false,
         "ID адреса местоположения",
     ),
+];
+
+/// The UTM block, the same on leads, contacts and companies.
+pub const UTM_FIELDS: &[StdField] = &[
     f("UTM_SOURCE", "string", false, "Рекламная система"),
     f("UTM_MEDIUM", "string", false, "Тип трафика"),
     f(
@@ -114,6 +133,9 @@ pub const STANDARD_FIELDS: &[StdField] = &[
     ),
     f("UTM_CONTENT", "string", false, "Содержание кампании"),
     f("UTM_TERM", "string", false, "Условие поиска кампании"),
+];
+
+const LEAD_TAIL: &[StdField] = &[
     f(
         "LAST_ACTIVITY_BY",
         "user",
@@ -137,10 +159,6 @@ pub const MULTI_FIELDS: &[(&str, &str)] = &[
     ("LINK", "Ссылка"),
 ];
 
-pub fn is_standard(name: &str) -> bool {
-    STANDARD_FIELDS.iter().any(|f| f.name == name)
-}
-
 pub fn is_multi(name: &str) -> bool {
     MULTI_FIELDS.iter().any(|(n, _)| *n == name)
 }
@@ -155,6 +173,7 @@ pub fn is_datetime(name: &str) -> bool {
             | "DATE_CLOSED"
             | "LAST_ACTIVITY_TIME"
             | "BIRTHDATE"
+            | "LAST_COMMUNICATION_TIME"
     )
 }
 
@@ -220,13 +239,13 @@ pub fn user_fields(solution_field: &str) -> Vec<UserField> {
     ]
 }
 
-/// `crm.lead.fields`.
-pub fn fields_description(ufs: &[UserField]) -> Value {
+/// `crm.lead.fields` (and, with their tables, `crm.contact.fields` / `crm.company.fields`).
+pub fn fields_description(std: &[StdField], required: &[&str], ufs: &[UserField]) -> Value {
     let mut m = Map::new();
-    for sf in STANDARD_FIELDS {
+    for sf in std {
         let mut d = json!({
             "type": sf.ty,
-            "isRequired": sf.name == "TITLE",
+            "isRequired": required.contains(&sf.name),
             "isReadOnly": sf.read_only,
             "isImmutable": false,
             "isMultiple": false,
@@ -282,7 +301,7 @@ pub fn fields_description(ufs: &[UserField]) -> Value {
 
 /// `crm.lead.userfield.list` rows. With `lang` the labels are plain strings, otherwise
 /// objects keyed by language, as the docs describe.
-pub fn userfield_rows(ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
+pub fn userfield_rows(entity_id: &str, ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
     ufs.iter()
         .map(|uf| {
             let label = match lang {
@@ -292,7 +311,7 @@ pub fn userfield_rows(ufs: &[UserField], lang: Option<&str>) -> Vec<Value> {
             };
             let mut row = json!({
                 "ID": uf.id.to_string(),
-                "ENTITY_ID": "CRM_LEAD",
+                "ENTITY_ID": entity_id,
                 "FIELD_NAME": uf.name,
                 "USER_TYPE_ID": uf.user_type,
                 "XML_ID": null,

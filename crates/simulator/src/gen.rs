@@ -12,6 +12,7 @@
 //! `gen/lead.rs` renders a lead, `gen/words.rs` holds the names, places and words it
 //! draws from.
 
+mod crm;
 mod lead;
 mod words;
 
@@ -20,6 +21,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+pub use crm::{generate_company, generate_contact, link_lead, Links};
 pub use lead::generate_lead;
 use words::USER_NAMES;
 
@@ -47,7 +49,12 @@ pub fn rng_for(seed: u64, id: i64, stream: u64) -> SmallRng {
 /// (DATE_CREATE, DATE_MODIFY) as unix seconds for the `index`-th of `n` generated leads.
 /// IDs grow with creation time, as on a real portal.
 pub fn lead_times(seed: u64, id: i64, index: usize, n: usize) -> (i64, i64) {
-    let mut rng = rng_for(seed, id, 1);
+    record_times(seed, id, index, n, 1)
+}
+
+/// The same for any entity, from its own RNG stream (contacts and companies use others).
+pub fn record_times(seed: u64, id: i64, index: usize, n: usize, stream: u64) -> (i64, i64) {
+    let mut rng = rng_for(seed, id, stream);
     let start = DATA_END_UNIX - DATA_SPAN_SECS;
     let n = n.max(1) as i64;
     let gap = (DATA_SPAN_SECS / n).max(1);

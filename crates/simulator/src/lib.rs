@@ -14,12 +14,13 @@
 //!  reqwest ──HTTP──► server.rs ─► faults.rs   (queued failures, first match wins)
 //!                        │      ─► limits.rs   (leaky bucket, per-method operating time)
 //!                        ▼
-//!                    methods.rs  (crm.lead.list/get/fields, userfield.list, user.get,
-//!                        │        server.time; `batch` is in server/batch.rs)
+//!                    methods.rs  (crm.{lead,contact,company}.list/get/fields/userfield.list
+//!                        │        over one Entity (entity.rs), user.get, server.time;
+//!                        │        `batch` is in server/batch.rs)
 //!                        ▼
-//!                    data.rs     Portal: BTreeMap<i64, Lead> behind a Mutex + clock
+//!                    data.rs     Portal: a BTreeMap<i64, record> per entity behind a Mutex + clock
 //!                        │
-//!                    gen.rs      seeded lead content, rendered on demand
+//!                    gen.rs      seeded leads, contacts and companies, rendered on demand
 //! ```
 //!
 //! - [`Simulator::start`] binds `127.0.0.1:config.port` (0 = any free port) and serves
@@ -31,8 +32,11 @@
 //! - Parameters: query string, then a JSON or form body on top; query and form go through
 //!   a faithful PHP `parse_str` ([`query::parse_str`]), which reproduces the real traps
 //!   (raw `=` in `>=`, raw `+` in offsets).
-//! - [`Portal`] is the test's handle on the data: read leads as the API returns them,
-//!   mutate them (DATE_MODIFY follows), move the clock.
+//! - [`Portal`] is the test's handle on the data: read leads, contacts and companies as
+//!   the API returns them, mutate them (DATE_MODIFY follows), move the clock.
+//! - Contacts and companies (`SimulatorConfig::contacts` / `companies`, default 0) are
+//!   served with the lead's paging, select, filters, costs and limits; their links to
+//!   leads and each other are described in `gen/crm.rs`.
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
 //!   `sparse_time` leaves `operating` / `operating_reset_at` out, as some answers do.
@@ -58,7 +62,10 @@
 //! Generated data lives between 2023-11 and 2026-11-01 (fixed, so a seed always gives
 //! the same portal); changes through [`Portal`] are stamped with the portal's real now.
 
+#[cfg(test)]
+mod crm_tests;
 mod data;
+mod entity;
 mod faults;
 mod fields;
 mod gen;
@@ -112,6 +119,11 @@ pub struct SimulatorConfig {
     pub port: u16,
     /// How many leads to generate (IDs 1..=leads unless `id_step` spreads them).
     pub leads: usize,
+    /// How many contacts and companies to generate (IDs spread by `id_step` as leads').
+    /// Default 0: a portal of leads only, as before. With them, some leads link to
+    /// contacts and companies and share a phone with a contact (see `gen/crm.rs`).
+    pub contacts: usize,
+    pub companies: usize,
     /// Seed of the generator: the same seed gives the same portal.
     pub seed: u64,
     /// Distance between consecutive generated IDs (1 = dense).
@@ -149,6 +161,8 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             port: 0,
             leads: 1000,
+            contacts: 0,
+            companies: 0,
             seed: 1,
             id_step: 1,
             webhook_user: 1,

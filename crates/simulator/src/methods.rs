@@ -2,13 +2,14 @@
 //! simulated server time out. No HTTP here; `server.rs` wraps these in envelopes,
 //! limits and faults.
 //!
-//! `crm.lead.list` is the one that matters. Filters on ID, DATE_CREATE and DATE_MODIFY
+//! `crm.lead.list` is the one that matters; contacts and companies go through the same
+//! code (`leads.rs`, parametrised by [`Entity`]). Filters on ID, DATE_CREATE and DATE_MODIFY
 //! use the compact stored form (ID filters even narrow the B-tree range, so keyset paging
 //! over a million leads stays cheap); any other filter renders the lead to compare.
 //!
 //! Here: the call's types and the dispatch, and the parameter readers every method uses.
 //! `filter.rs` parses and evaluates `filter`, `select.rs` reads `select` and `order`,
-//! `leads.rs` runs the lead methods, `users.rs` runs `user.get`.
+//! `leads.rs` runs the CRM entity methods, `users.rs` runs `user.get`.
 
 mod filter;
 mod leads;
@@ -18,7 +19,7 @@ mod users;
 use serde_json::{json, Map, Value};
 
 use super::data::Portal;
-use super::fields;
+use super::entity::Entity;
 use super::limits::CostModel;
 
 /// Rows per page of every list method; there is no page-size parameter.
@@ -58,6 +59,14 @@ pub const METHODS: &[&str] = &[
     "crm.lead.get",
     "crm.lead.fields",
     "crm.lead.userfield.list",
+    "crm.contact.list",
+    "crm.contact.get",
+    "crm.contact.fields",
+    "crm.contact.userfield.list",
+    "crm.company.list",
+    "crm.company.get",
+    "crm.company.fields",
+    "crm.company.userfield.list",
     "server.time",
     "user.get",
     "batch",
@@ -80,14 +89,13 @@ pub fn call(ctx: &Ctx<'_>, method: &str, params: &Map<String, Value>) -> CallRes
             next: None,
         })
     };
+    // crm.lead.* / crm.contact.* / crm.company.*: one implementation over the entity.
+    if let Some(res) =
+        Entity::from_method(method).and_then(|(entity, op)| leads::call(ctx, entity, op, params))
+    {
+        return res;
+    }
     match method {
-        "crm.lead.list" => leads::lead_list(ctx, params),
-        "crm.lead.get" => leads::lead_get(ctx, params),
-        "crm.lead.fields" => (
-            ok(fields::fields_description(&ctx.portal.inner.user_fields)),
-            base,
-        ),
-        "crm.lead.userfield.list" => (leads::userfield_list(ctx, params), base),
         "server.time" => (
             ok(json!(ctx
                 .portal

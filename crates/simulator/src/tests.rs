@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 
-fn config(leads: usize) -> SimulatorConfig {
+pub(super) fn config(leads: usize) -> SimulatorConfig {
     SimulatorConfig {
         leads,
         rate_limit: None,
@@ -15,12 +15,12 @@ fn config(leads: usize) -> SimulatorConfig {
     }
 }
 
-async fn start(cfg: SimulatorConfig) -> Simulator {
+pub(super) async fn start(cfg: SimulatorConfig) -> Simulator {
     Simulator::start(cfg).await.expect("simulator starts")
 }
 
 /// POSTs a JSON body; returns (status, body as JSON).
-async fn call(sim: &Simulator, method: &str, params: Value) -> (u16, Value) {
+pub(super) async fn call(sim: &Simulator, method: &str, params: Value) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}{}", sim.webhook_url(), method))
         .json(&params)
@@ -32,7 +32,7 @@ async fn call(sim: &Simulator, method: &str, params: Value) -> (u16, Value) {
 }
 
 /// GETs with a raw (already encoded, or deliberately not) query string.
-async fn get(sim: &Simulator, method: &str, query: &str) -> (u16, Value) {
+pub(super) async fn get(sim: &Simulator, method: &str, query: &str) -> (u16, Value) {
     let resp = reqwest::get(format!("{}{}?{}", sim.webhook_url(), method, query))
         .await
         .expect("request");
@@ -40,7 +40,7 @@ async fn get(sim: &Simulator, method: &str, query: &str) -> (u16, Value) {
     (status, resp.json().await.expect("JSON body"))
 }
 
-fn ids(rows: &Value) -> Vec<i64> {
+pub(super) fn ids(rows: &Value) -> Vec<i64> {
     rows.as_array()
         .expect("array")
         .iter()

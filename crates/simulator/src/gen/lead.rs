@@ -14,14 +14,14 @@ use super::words::{
 use super::{fmt_date, fmt_dt, rng_for, USERS};
 use crate::fields::{SOLUTION_ITEMS, UF_BUDGET, UF_PROMO};
 
-fn digits(rng: &mut SmallRng, n: usize) -> String {
+pub(super) fn digits(rng: &mut SmallRng, n: usize) -> String {
     (0..n)
         .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
         .collect()
 }
 
 /// A phone number in one of the formats people actually type into a CRM.
-fn phone(rng: &mut SmallRng) -> String {
+pub(super) fn phone(rng: &mut SmallRng) -> String {
     let op = format!("9{}", digits(rng, 2));
     let a = digits(rng, 3);
     let b = digits(rng, 2);
@@ -40,11 +40,11 @@ fn phone(rng: &mut SmallRng) -> String {
     }
 }
 
-fn multi(id: i64, ty: &str, value_type: &str, value: String) -> Value {
+pub(super) fn multi(id: i64, ty: &str, value_type: &str, value: String) -> Value {
     json!({"ID": id.to_string(), "VALUE_TYPE": value_type, "VALUE": value, "TYPE_ID": ty})
 }
 
-fn long_comment(rng: &mut SmallRng) -> String {
+pub(super) fn long_comment(rng: &mut SmallRng) -> String {
     // A pasted e-mail thread: quoted replies, CRLFs, HTML remnants, signature with quotes.
     let mut s = String::from("-----Original Message-----\r\nFrom: \"Иванов Пётр\" <ivanov.p@mail.ru>\r\nSubject: RE: Коммерческое предложение №");
     s.push_str(&digits(rng, 5));
@@ -58,6 +58,28 @@ fn long_comment(rng: &mut SmallRng) -> String {
     s
 }
 
+/// (female, first name, surname, patronymic), drawn in this order from `rng`.
+pub(super) fn person(rng: &mut SmallRng) -> (bool, &'static str, String, String) {
+    let female = rng.gen_bool(0.5);
+    let first = *pick(rng, if female { FEMALE } else { MALE });
+    let last = if rng.gen_bool(0.85) {
+        let s = *pick(rng, SURNAMES);
+        if female {
+            format!("{s}а")
+        } else {
+            s.to_string()
+        }
+    } else {
+        pick(rng, SURNAMES_FIXED).to_string()
+    };
+    let patronymic = format!(
+        "{}{}",
+        pick(rng, PATRONYMIC_ROOTS),
+        if female { "на" } else { "ич" }
+    );
+    (female, first, last, patronymic)
+}
+
 /// All fields of generated lead `id`, in `crm.lead.get` order (standard, UF, multi).
 pub fn generate_lead(
     seed: u64,
@@ -68,27 +90,7 @@ pub fn generate_lead(
 ) -> Map<String, Value> {
     let mut rng = rng_for(seed, id, 2);
     let (create, modify) = times;
-    let female = rng.gen_bool(0.5);
-    let first = if female {
-        *pick(&mut rng, FEMALE)
-    } else {
-        *pick(&mut rng, MALE)
-    };
-    let last = if rng.gen_bool(0.85) {
-        let s = *pick(&mut rng, SURNAMES);
-        if female {
-            format!("{s}а")
-        } else {
-            s.to_string()
-        }
-    } else {
-        pick(&mut rng, SURNAMES_FIXED).to_string()
-    };
-    let patronymic = format!(
-        "{}{}",
-        pick(&mut rng, PATRONYMIC_ROOTS),
-        if female { "на" } else { "ич" }
-    );
+    let (female, first, last, patronymic) = person(&mut rng);
     let has_name = rng.gen_bool(0.9);
     let has_second = rng.gen_bool(0.3);
     let company = rng

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{as_int, as_text, list_values, Ctx};
 use crate::data::Lead;
+use crate::entity::Entity;
 use crate::fields;
 
 /// Parses a filter date the way PHP `strtotime` would for the formats clients send;
@@ -99,15 +100,20 @@ const OPS: &[(&str, Op)] = &[
     ("%", Op::Like),
 ];
 
-fn known_field(ctx: &Ctx<'_>, name: &str) -> bool {
-    fields::is_standard(name)
+fn known_field(ctx: &Ctx<'_>, entity: Entity, name: &str) -> bool {
+    entity.is_standard(name)
         || fields::is_multi(name)
-        || ctx.portal.inner.user_fields.iter().any(|u| u.name == name)
+        || ctx
+            .portal
+            .inner
+            .user_fields_of(entity)
+            .iter()
+            .any(|u| u.name == name)
 }
 
 /// Builds the conditions; unknown fields and unusable values are dropped silently, as
 /// the real server does (a typo gives an unfiltered list).
-pub(super) fn parse_filter(ctx: &Ctx<'_>, filter: Option<&Value>) -> Vec<Cond> {
+pub(super) fn parse_filter(ctx: &Ctx<'_>, entity: Entity, filter: Option<&Value>) -> Vec<Cond> {
     let Some(Value::Object(filter)) = filter else {
         return vec![];
     };
@@ -120,7 +126,7 @@ pub(super) fn parse_filter(ctx: &Ctx<'_>, filter: Option<&Value>) -> Vec<Cond> {
             .unwrap_or((Op::Eq, key.as_str()));
         // Case-sensitive, like the server's field lookup: `>id` is an unknown key.
         let field = field.to_string();
-        if !known_field(ctx, &field) {
+        if !known_field(ctx, entity, &field) {
             continue;
         }
         let is_list = matches!(value, Value::Array(_) | Value::Object(_));

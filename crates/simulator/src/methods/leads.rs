@@ -1,5 +1,6 @@
-//! The lead methods: `crm.lead.list` (filter, select, order, paging and its cost),
-//! `crm.lead.get` and `crm.lead.userfield.list`.
+//! The CRM entity methods, one implementation for leads, contacts and companies:
+//! `crm.{entity}.list` (filter, select, order, paging and its cost), `.get`, `.fields`
+//! and `.userfield.list`.
 
 use serde_json::{Map, Value};
 
@@ -7,14 +8,40 @@ use super::filter::{id_range, parse_filter};
 use super::select::{parse_order, weight, Selection, SortKey};
 use super::{as_int, as_text, param, CallErr, CallOk, CallResult, Ctx, PAGE};
 use crate::data::Lead;
+use crate::entity::Entity;
 use crate::fields::userfield_rows;
 
-pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResult {
+/// Runs `crm.{entity}.{op}`; None for an operation the simulator does not serve.
+pub(super) fn call(
+    ctx: &Ctx<'_>,
+    entity: Entity,
+    op: &str,
+    params: &Map<String, Value>,
+) -> Option<CallResult> {
+    let base = ctx.cost.base;
+    let ufs = ctx.portal.inner.user_fields_of(entity);
+    Some(match op {
+        "list" => list(ctx, entity, params),
+        "get" => get(ctx, entity, params),
+        "fields" => (
+            Ok(CallOk {
+                result: entity.fields_description(ufs),
+                total: None,
+                next: None,
+            }),
+            base,
+        ),
+        "userfield.list" => (userfield_list(ctx, entity, params), base),
+        _ => return None,
+    })
+}
+
+fn list(ctx: &Ctx<'_>, entity: Entity, params: &Map<String, Value>) -> CallResult {
     let portal = ctx.portal;
     let offset = portal.offset();
-    let conds = parse_filter(ctx, param(params, "filter"));
+    let conds = parse_filter(ctx, entity, param(params, "filter"));
     let order = parse_order(param(params, "order"));
-    let sel = Selection::parse(param(params, "select"));
+    let sel = Selection::parse(entity, param(params, "select"));
     let start = param(params, "start").and_then(as_int).unwrap_or(0);
     let counting = start >= 0;
     let skip = start.max(0) as usize;
@@ -28,7 +55,7 @@ pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResul
         conds.iter().all(|c| match c.eval_compact(id, lead) {
             Some(b) => b,
             None => c.eval_rendered(
-                rendered.get_or_insert_with(|| portal.render(id, lead)),
+                rendered.get_or_insert_with(|| portal.render(entity, id, lead)),
                 offset,
             ),
         })
@@ -38,7 +65,7 @@ pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResul
     let mut page: Vec<(i64, Lead)> = Vec::with_capacity(PAGE);
     {
         let st = portal.lock();
-        let range = id_range.map(|bounds| st.leads.range(bounds));
+        let range = id_range.map(|bounds| st.store(entity).range(bounds));
         if let Some(range) = range {
             if by_id_only {
                 let iter: Box<dyn Iterator<Item = (&i64, &Lead)>> = if desc_id {
@@ -93,7 +120,7 @@ pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResul
     let rows: Vec<Value> = page
         .iter()
         .map(|(id, lead)| {
-            let full = portal.render(*id, lead);
+            let full = portal.render(entity, *id, lead);
             let mut row = Map::new();
             for (k, v) in full {
                 if sel.includes(ctx, &k) {
@@ -123,7 +150,7 @@ pub(super) fn lead_list(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResul
     )
 }
 
-pub(super) fn lead_get(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResult {
+fn get(ctx: &Ctx<'_>, entity: Entity, params: &Map<String, Value>) -> CallResult {
     let base = ctx.cost.base;
     let Some(id) = param(params, "id").and_then(as_int).filter(|id| *id > 0) else {
         return (
@@ -131,7 +158,7 @@ pub(super) fn lead_get(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResult
             base,
         );
     };
-    match ctx.portal.lead(id) {
+    match ctx.portal.record(entity, id) {
         Some(Value::Object(lead)) => {
             let w: f64 = lead.keys().map(|k| weight(ctx.cost, k)).sum();
             (
@@ -147,8 +174,9 @@ pub(super) fn lead_get(ctx: &Ctx<'_>, params: &Map<String, Value>) -> CallResult
     }
 }
 
-pub(super) fn userfield_list(
+fn userfield_list(
     ctx: &Ctx<'_>,
+    entity: Entity,
     params: &Map<String, Value>,
 ) -> Result<CallOk, CallErr> {
     let filter = match param(params, "filter") {
@@ -159,7 +187,8 @@ pub(super) fn userfield_list(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("LANG"))
         .and_then(|(_, v)| as_text(v));
-    let rows: Vec<Value> = userfield_rows(&ctx.portal.inner.user_fields, lang.as_deref())
+    let ufs = ctx.portal.inner.user_fields_of(entity);
+    let rows: Vec<Value> = userfield_rows(entity.uf_entity_id(), ufs, lang.as_deref())
         .into_iter()
         .filter(|row| {
             filter.iter().all(|(k, want)| {

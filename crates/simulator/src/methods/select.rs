@@ -6,18 +6,20 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::{as_text, list_values, Ctx};
+use crate::entity::Entity;
 use crate::fields;
 use crate::limits::CostModel;
 
 /// Which fields a `select` asks for.
 pub struct Selection {
+    entity: Entity,
     std_all: bool,
     uf_all: bool,
     names: HashSet<String>,
 }
 
 impl Selection {
-    pub(super) fn parse(select: Option<&Value>) -> Selection {
+    pub(super) fn parse(entity: Entity, select: Option<&Value>) -> Selection {
         let names: Vec<String> = select
             .map(list_values)
             .unwrap_or_default()
@@ -28,12 +30,14 @@ impl Selection {
             .collect();
         if names.is_empty() {
             return Selection {
+                entity,
                 std_all: true,
                 uf_all: false,
                 names: HashSet::new(),
             };
         }
         Selection {
+            entity,
             std_all: names.iter().any(|n| n == "*"),
             uf_all: names.iter().any(|n| n == "UF_*"),
             names: names.into_iter().collect(),
@@ -44,7 +48,7 @@ impl Selection {
         if key == "ID" || self.names.contains(key) {
             return true;
         }
-        if self.std_all && fields::is_standard(key) {
+        if self.std_all && self.entity.is_standard(key) {
             return true;
         }
         if self.uf_all {
@@ -52,7 +56,7 @@ impl Selection {
             return ctx
                 .portal
                 .inner
-                .user_fields
+                .user_fields_of(self.entity)
                 .iter()
                 .any(|u| u.name == key && (!u.multiple || ctx.uf_mask_includes_multiple));
         }
