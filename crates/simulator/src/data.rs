@@ -9,12 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 
+use super::changes::{Change, ChangeHook, ChangeKind, LEAD};
 use super::fields::{self, UserField, STANDARD_FIELDS};
 use super::gen;
 use super::SimulatorConfig;
@@ -47,6 +48,8 @@ pub(crate) struct PortalInner {
     started: Instant,
     /// How far `advance_clock` moved the portal clock, in milliseconds.
     advance_ms: AtomicI64,
+    /// Told of every change (events.rs); unset until the simulator starts serving.
+    pub(crate) on_change: OnceLock<ChangeHook>,
 }
 
 /// A cheap handle to the portal's data and clock, for tests and the demo.
@@ -89,6 +92,7 @@ impl Portal {
                 }),
                 started: Instant::now(),
                 advance_ms: AtomicI64::new(0),
+                on_change: OnceLock::new(),
             }),
         }
     }
@@ -162,6 +166,8 @@ impl Portal {
         }
         Self::fix_multi(&mut st.next_fm_id, &mut map);
         st.leads.insert(id, Self::custom_lead(map));
+        drop(st);
+        self.changed(LEAD, ChangeKind::Update, id);
         true
     }
 
@@ -170,6 +176,8 @@ impl Portal {
         let mut st = self.lock();
         let id = st.leads.keys().next_back().copied().unwrap_or(0) + self.inner.id_step;
         self.insert_new(&mut st, id, fields);
+        drop(st);
+        self.changed(LEAD, ChangeKind::Add, id);
         id
     }
 
@@ -181,6 +189,8 @@ impl Portal {
             return false;
         }
         self.insert_new(&mut st, id, fields);
+        drop(st);
+        self.changed(LEAD, ChangeKind::Add, id);
         true
     }
 
@@ -220,7 +230,18 @@ impl Portal {
     }
 
     pub fn delete_lead(&self, id: i64) -> bool {
-        self.lock().leads.remove(&id).is_some()
+        let removed = self.lock().leads.remove(&id).is_some();
+        if removed {
+            self.changed(LEAD, ChangeKind::Delete, id);
+        }
+        removed
+    }
+
+    /// Reports a change to the event system; call it after releasing the lock.
+    pub(crate) fn changed(&self, entity: &'static str, kind: ChangeKind, id: i64) {
+        if let Some(hook) = self.inner.on_change.get() {
+            hook(Change { entity, kind, id });
+        }
     }
 
     /// Writes one field as is, without touching DATE_MODIFY (for bad-input tests).
@@ -232,6 +253,8 @@ impl Portal {
         let mut map = self.render(id, &lead);
         map.insert(field.to_string(), value);
         st.leads.insert(id, Self::custom_lead(map));
+        drop(st);
+        self.changed(LEAD, ChangeKind::Update, id);
         true
     }
 

@@ -8,8 +8,10 @@
 //!
 //! Here: the call's types and the dispatch, and the parameter readers every method uses.
 //! `filter.rs` parses and evaluates `filter`, `select.rs` reads `select` and `order`,
-//! `leads.rs` runs the lead methods, `users.rs` runs `user.get`.
+//! `leads.rs` runs the lead methods, `users.rs` runs `user.get`, `events.rs` the
+//! `event.*` methods.
 
+mod events;
 mod filter;
 mod leads;
 mod select;
@@ -18,6 +20,7 @@ mod users;
 use serde_json::{json, Map, Value};
 
 use super::data::Portal;
+use super::events::EventHub;
 use super::fields;
 use super::limits::CostModel;
 
@@ -61,13 +64,29 @@ pub const METHODS: &[&str] = &[
     "server.time",
     "user.get",
     "batch",
+    "event.bind",
+    "event.get",
+    "event.unbind",
+    "event.offline.get",
+    "event.offline.clear",
+    "event.offline.error",
 ];
+
+/// Who is calling: the inbound webhook, or an OAuth application (some methods, such as
+/// `event.*`, answer only the latter).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Webhook,
+    App { client_id: String, scope: String },
+}
 
 pub struct Ctx<'a> {
     pub portal: &'a Portal,
     pub cost: &'a CostModel,
     pub uf_mask_includes_multiple: bool,
     pub user_scope: bool,
+    pub caller: &'a Caller,
+    pub events: &'a EventHub,
 }
 
 /// Runs one non-batch method.
@@ -97,6 +116,7 @@ pub fn call(ctx: &Ctx<'_>, method: &str, params: &Map<String, Value>) -> CallRes
             base / 10.0,
         ),
         "user.get" => (users::user_get(ctx, params), base),
+        m if m.starts_with("event.") => (events::call(ctx, m, params), base),
         _ => (
             Err(CallErr::new(
                 404,
