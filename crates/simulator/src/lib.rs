@@ -36,6 +36,11 @@
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
 //!   `sparse_time` leaves `operating` / `operating_reset_at` out, as some answers do.
+//! - Events (`events.rs`, methods in `methods/events.rs`): every change through
+//!   [`Portal`] posts `ONCRMLEADADD|UPDATE|DELETE` form-encoded to the handlers apps bound
+//!   with `event.bind` and to the outgoing webhooks of [`EventsConfig`], once, in the
+//!   background ([`Simulator::event_stats`] counts them), and queues offline events for
+//!   `event.offline.get`. `event.*` answers OAuth apps only (webhooks: 403 `WRONG_AUTH_TYPE`).
 //! - Faults: [`Fault`] for whole HTTP requests (errors, HTML pages, cut bodies, delays,
 //!   a 302 for a renamed portal); [`PageFault`] for single `crm.lead.list` pages that
 //!   come back empty or cut short in the middle of a listing.

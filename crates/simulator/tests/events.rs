@@ -155,6 +155,14 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// The post's fields, in order: the event's, then these `auth[...]` ones.
+fn assert_keys(post: &Map<String, Value>, auth: &[&str]) {
+    let keys: Vec<&str> = post.keys().map(String::as_str).collect();
+    let mut want = vec!["event", "event_handler_id", "data[FIELDS][ID]", "ts"];
+    want.extend_from_slice(auth);
+    assert_eq!(keys, want);
+}
+
 fn error_of(body: &Value) -> &str {
     body["error"].as_str().unwrap_or("")
 }
@@ -339,14 +347,9 @@ async fn handlers_get_the_documented_form_for_add_update_delete() {
     let now = sim.portal().now().timestamp();
     let mut handler_ids = std::collections::BTreeSet::new();
     for p in &posts {
-        let keys: Vec<&str> = p.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "event",
-                "event_handler_id",
-                "data[FIELDS][ID]",
-                "ts",
+        assert_keys(
+            p,
+            &[
                 "auth[access_token]",
                 "auth[expires_in]",
                 "auth[scope]",
@@ -356,7 +359,7 @@ async fn handlers_get_the_documented_form_for_add_update_delete() {
                 "auth[client_endpoint]",
                 "auth[member_id]",
                 "auth[application_token]",
-            ]
+            ],
         );
         handler_ids.insert(p["event_handler_id"].as_str().unwrap_or("").to_string());
         let ts: i64 = p["ts"].as_str().and_then(|t| t.parse().ok()).expect("ts");
@@ -406,20 +409,16 @@ async fn outgoing_webhooks_need_no_bind_and_carry_their_own_token() {
     assert_eq!(posts[0]["event"], json!("ONCRMLEADUPDATE"));
     assert_eq!(posts[1]["event"], json!("ONCRMLEADDELETE"));
     for p in &posts {
-        let keys: Vec<&str> = p.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "event",
-                "event_handler_id",
-                "data[FIELDS][ID]",
-                "ts",
+        // Outgoing webhooks get no tokens: only the portal's address and the app token.
+        assert_keys(
+            p,
+            &[
                 "auth[domain]",
                 "auth[server_endpoint]",
                 "auth[client_endpoint]",
                 "auth[member_id]",
                 "auth[application_token]",
-            ]
+            ],
         );
         assert_eq!(p["auth[application_token]"], json!("outgoing0token"));
         assert_eq!(p["data[FIELDS][ID]"], json!("2"));

@@ -145,6 +145,7 @@ impl Row {
             "TIMESTAMP_X": self.timestamp,
             "EVENT_NAME": self.event,
             "EVENT_DATA": self.data,
+            // The user who made the change; portal edits are made as user 1, the admin.
             "EVENT_ADDITIONAL": {"user_id": 1},
             "MESSAGE_ID": self.message_id,
         })
