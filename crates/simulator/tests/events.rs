@@ -684,3 +684,49 @@ async fn batch_runs_event_calls_with_the_callers_auth() {
         json!("WRONG_AUTH_TYPE")
     );
 }
+
+#[tokio::test]
+async fn unbound_handlers_get_nothing_and_each_connector_has_its_own_queue() {
+    let sim = Simulator::start(config()).await.expect("start");
+    let token = app_token(&sim, CLIENT_ID, "crm").await;
+    let h = handler(StatusCode::OK).await;
+    let online = json!({"event": "ONCRMLEADUPDATE", "handler": h.url});
+    app_call(&sim, &token, "event.bind", online.clone()).await;
+    sim.portal().update_lead(1, |_| {});
+    wait_until("one post", || sim.event_stats().sent == 1).await;
+    let (_, body) = app_call(&sim, &token, "event.unbind", online).await;
+    assert_eq!(body["result"], json!({"count": 1}));
+    sim.portal().update_lead(1, |_| {});
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.posts().len(), 1, "no post after unbind");
+    assert_eq!(sim.event_stats().pending, 0);
+
+    // Offline bindings with and without a connector fill separate queues.
+    for connector in ["", "erp"] {
+        let (st, _) = app_call(
+            &sim,
+            &token,
+            "event.bind",
+            json!({"event": "ONCRMLEADDELETE", "event_type": "offline", "auth_connector": connector}),
+        )
+        .await;
+        assert_eq!(st, 200);
+    }
+    sim.portal().delete_lead(7);
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 2);
+    let (_, plain) = app_call(&sim, &token, "event.offline.get", json!({})).await;
+    assert_eq!(plain["result"]["events"].as_array().map(Vec::len), Some(1));
+    let (_, erp) = app_call(
+        &sim,
+        &token,
+        "event.offline.get",
+        json!({"auth_connector": "erp"}),
+    )
+    .await;
+    assert_eq!(erp["result"]["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        erp["result"]["events"][0]["EVENT_NAME"],
+        json!("ONCRMLEADDELETE")
+    );
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 0);
+}
