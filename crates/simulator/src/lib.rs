@@ -269,9 +269,12 @@ impl Simulator {
         format!("{}/oauth/authorize/?{query}", self.base_url())
     }
 
-    /// Revokes every code and token of an app, as uninstalling it does.
+    /// Revokes every code and token of an app, as uninstalling it does; its event
+    /// bindings and offline queue go with them.
     pub fn revoke_oauth(&self, client_id: &str) {
         self.shared.oauth.revoke(client_id);
+        events::lock(&self.shared.events.bindings).remove_app(client_id);
+        events::lock(&self.shared.events.offline).remove_app(client_id);
     }
 
     /// Refresh tokens of the app that would still be accepted now.

@@ -729,4 +729,12 @@ async fn unbound_handlers_get_nothing_and_each_connector_has_its_own_queue() {
         json!("ONCRMLEADDELETE")
     );
     assert_eq!(sim.offline_queue_len(CLIENT_ID), 0);
+
+    // Uninstalling the app takes its bindings and queue with it.
+    sim.portal().delete_lead(8);
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 2);
+    sim.revoke_oauth(CLIENT_ID);
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 0);
+    sim.portal().delete_lead(9);
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 0);
 }

@@ -208,6 +208,11 @@ impl Bindings {
         Value::Array(rows)
     }
 
+    /// Forgets an app's bindings (uninstalled).
+    pub fn remove_app(&mut self, app: &str) {
+        self.list.retain(|b| b.app.as_deref() != Some(app));
+    }
+
     /// Bindings of one event, online and offline.
     pub fn of_event(&self, event: &str) -> Vec<Binding> {
         self.list

@@ -305,6 +305,11 @@ impl OfflineQueue {
         }
     }
 
+    /// Forgets an app's queue (uninstalled).
+    pub fn remove_app(&mut self, app: &str) {
+        self.rows.retain(|r| r.app != app);
+    }
+
     /// Rows queued for an app, reserved or not (for tests and diagnostics).
     pub fn len(&self, app: &str) -> usize {
         self.rows.iter().filter(|r| r.app == app).count()
