@@ -9,12 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 
+use super::changes::{Change, ChangeHook, ChangeKind};
 use super::entity::Entity;
 use super::fields::{self, UserField};
 use super::gen;
@@ -74,6 +75,8 @@ pub(crate) struct PortalInner {
     started: Instant,
     /// How far `advance_clock` moved the portal clock, in milliseconds.
     advance_ms: AtomicI64,
+    /// Told of every change (events.rs); unset until the simulator starts serving.
+    pub(crate) on_change: OnceLock<ChangeHook>,
 }
 
 impl PortalInner {
@@ -139,6 +142,7 @@ impl Portal {
                 }),
                 started: Instant::now(),
                 advance_ms: AtomicI64::new(0),
+                on_change: OnceLock::new(),
             }),
         }
     }
@@ -257,6 +261,8 @@ impl Portal {
         }
         Self::fix_multi(&mut st.next_fm_id, &mut map);
         st.store_mut(e).insert(id, Self::custom_lead(map));
+        drop(st);
+        self.changed(e, ChangeKind::Update, id);
         true
     }
 
@@ -264,6 +270,8 @@ impl Portal {
         let mut st = self.lock();
         let id = st.store(e).keys().next_back().copied().unwrap_or(0) + self.inner.id_step;
         self.insert_new(&mut st, e, id, fields);
+        drop(st);
+        self.changed(e, ChangeKind::Add, id);
         id
     }
 
@@ -278,6 +286,8 @@ impl Portal {
             return false;
         }
         self.insert_new(&mut st, e, id, fields);
+        drop(st);
+        self.changed(e, ChangeKind::Add, id);
         true
     }
 
@@ -321,7 +331,22 @@ impl Portal {
     }
 
     pub(crate) fn delete_record(&self, e: Entity, id: i64) -> bool {
-        self.lock().store_mut(e).remove(&id).is_some()
+        let removed = self.lock().store_mut(e).remove(&id).is_some();
+        if removed {
+            self.changed(e, ChangeKind::Delete, id);
+        }
+        removed
+    }
+
+    /// Reports a change to the event system; call it after releasing the lock.
+    pub(crate) fn changed(&self, e: Entity, kind: ChangeKind, id: i64) {
+        if let Some(hook) = self.inner.on_change.get() {
+            hook(Change {
+                entity: e.event_entity(),
+                kind,
+                id,
+            });
+        }
     }
 
     /// Writes one field as is, without touching DATE_MODIFY (for bad-input tests).
@@ -333,6 +358,8 @@ impl Portal {
         let mut map = self.render(Entity::Lead, id, &lead);
         map.insert(field.to_string(), value);
         st.leads.insert(id, Self::custom_lead(map));
+        drop(st);
+        self.changed(Entity::Lead, ChangeKind::Update, id);
         true
     }
 

@@ -55,6 +55,15 @@ impl Entity {
         self.standard_fields().iter().any(|f| f.name == name)
     }
 
+    /// The entity as event names spell it (`ONCRM` + this + `ADD`); see changes.rs.
+    pub fn event_entity(self) -> &'static str {
+        match self {
+            Entity::Lead => "LEAD",
+            Entity::Contact => "CONTACT",
+            Entity::Company => "COMPANY",
+        }
+    }
+
     /// `ENTITY_ID` of the entity's user fields (`crm.*.userfield.list`).
     pub fn uf_entity_id(self) -> &'static str {
         match self {

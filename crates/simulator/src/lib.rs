@@ -40,6 +40,11 @@
 //! - Simulated server time ([`CostModel`]) feeds the operating limit and the `time`
 //!   block; with `sleep_scale > 0` the server also really sleeps it.
 //!   `sparse_time` leaves `operating` / `operating_reset_at` out, as some answers do.
+//! - Events (`events.rs`, methods in `methods/events.rs`): every change through
+//!   [`Portal`] posts `ONCRMLEADADD|UPDATE|DELETE` form-encoded to the handlers apps bound
+//!   with `event.bind` and to the outgoing webhooks of [`EventsConfig`], once, in the
+//!   background ([`Simulator::event_stats`] counts them), and queues offline events for
+//!   `event.offline.get`. `event.*` answers OAuth apps only (webhooks: 403 `WRONG_AUTH_TYPE`).
 //! - Faults: [`Fault`] for whole HTTP requests (errors, HTML pages, cut bodies, delays,
 //!   a 302 for a renamed portal); [`PageFault`] for single `crm.lead.list` pages that
 //!   come back empty or cut short in the middle of a listing.
@@ -62,10 +67,12 @@
 //! Generated data lives between 2023-11 and 2026-11-01 (fixed, so a seed always gives
 //! the same portal); changes through [`Portal`] are stamped with the portal's real now.
 
+mod changes;
 #[cfg(test)]
 mod crm_tests;
 mod data;
 mod entity;
+mod events;
 mod faults;
 mod fields;
 mod gen;
@@ -85,6 +92,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use data::Portal;
+pub use events::{EventStats, EventsConfig, OutgoingWebhook};
 pub use faults::{Fault, FaultKind, PageFault, PageFaultKind};
 pub use limits::{CostModel, OperatingLimit, RequestStats};
 pub use oauth::OAuthApp;
@@ -143,6 +151,8 @@ pub struct SimulatorConfig {
     pub operating_limit: Option<OperatingLimit>,
     /// Simulated server time per call (see [`CostModel`] for the defaults' reasoning).
     pub cost: CostModel,
+    /// Outbound events: application token, outgoing webhooks, post delay (events.rs).
+    pub events: EventsConfig,
     /// Whether the webhook has the `user` scope; without it `user.get` answers 401
     /// `insufficient_scope`. Default true.
     pub user_scope: bool,
@@ -173,6 +183,7 @@ impl Default for SimulatorConfig {
             solution_field: "UF_CRM_SOLUTION".to_string(),
             operating_limit: Some(OperatingLimit::default()),
             cost: CostModel::default(),
+            events: EventsConfig::default(),
             user_scope: true,
             uf_mask_includes_multiple: false,
             sparse_time: false,
@@ -198,7 +209,14 @@ impl Simulator {
         let portal = tokio::task::spawn_blocking(move || Portal::generate(&cfg))
             .await
             .map_err(std::io::Error::other)?;
-        let shared = Arc::new(Shared::new(config, portal));
+        let shared = Arc::new(Shared::new(config, portal, addr));
+        // Weak: the portal (which holds the hook) lives inside `shared`.
+        let weak = Arc::downgrade(&shared);
+        let _ = shared.portal.inner.on_change.set(Arc::new(move |change| {
+            if let Some(sh) = weak.upgrade() {
+                sh.on_change(change);
+            }
+        }));
         let app = axum::Router::new()
             .fallback(server::handle)
             .with_state(shared.clone());
@@ -265,9 +283,12 @@ impl Simulator {
         format!("{}/oauth/authorize/?{query}", self.base_url())
     }
 
-    /// Revokes every code and token of an app, as uninstalling it does.
+    /// Revokes every code and token of an app, as uninstalling it does; its event
+    /// bindings and offline queue go with them.
     pub fn revoke_oauth(&self, client_id: &str) {
         self.shared.oauth.revoke(client_id);
+        events::lock(&self.shared.events.bindings).remove_app(client_id);
+        events::lock(&self.shared.events.offline).remove_app(client_id);
     }
 
     /// Refresh tokens of the app that would still be accepted now.
@@ -275,6 +296,21 @@ impl Simulator {
         self.shared
             .oauth
             .live_refresh_tokens(client_id, oauth::portal_unix(&self.shared.portal))
+    }
+
+    /// Online event posts so far: sent, failed (never retried) and still pending.
+    pub fn event_stats(&self) -> EventStats {
+        self.shared.events.stats()
+    }
+
+    /// The `auth[application_token]` of the posts to apps' handlers.
+    pub fn application_token(&self) -> String {
+        self.shared.events.application_token().to_string()
+    }
+
+    /// Offline-queue rows an app has, free, reserved or failed.
+    pub fn offline_queue_len(&self, client_id: &str) -> usize {
+        events::lock(&self.shared.events.offline).len(client_id)
     }
 
     /// Queues a fault for the next matching requests.

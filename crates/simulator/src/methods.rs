@@ -9,8 +9,10 @@
 //!
 //! Here: the call's types and the dispatch, and the parameter readers every method uses.
 //! `filter.rs` parses and evaluates `filter`, `select.rs` reads `select` and `order`,
-//! `leads.rs` runs the CRM entity methods, `users.rs` runs `user.get`.
+//! `leads.rs` runs the CRM entity methods, `users.rs` runs `user.get`, `events.rs` the
+//! `event.*` methods.
 
+mod events;
 mod filter;
 mod leads;
 mod select;
@@ -20,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::data::Portal;
 use super::entity::Entity;
+use super::events::EventHub;
 use super::limits::CostModel;
 
 /// Rows per page of every list method; there is no page-size parameter.
@@ -70,13 +73,29 @@ pub const METHODS: &[&str] = &[
     "server.time",
     "user.get",
     "batch",
+    "event.bind",
+    "event.get",
+    "event.unbind",
+    "event.offline.get",
+    "event.offline.clear",
+    "event.offline.error",
 ];
+
+/// Who is calling: the inbound webhook, or an OAuth application (some methods, such as
+/// `event.*`, answer only the latter).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Webhook,
+    App { client_id: String, scope: String },
+}
 
 pub struct Ctx<'a> {
     pub portal: &'a Portal,
     pub cost: &'a CostModel,
     pub uf_mask_includes_multiple: bool,
     pub user_scope: bool,
+    pub caller: &'a Caller,
+    pub events: &'a EventHub,
 }
 
 /// Runs one non-batch method.
@@ -105,6 +124,7 @@ pub fn call(ctx: &Ctx<'_>, method: &str, params: &Map<String, Value>) -> CallRes
             base / 10.0,
         ),
         "user.get" => (users::user_get(ctx, params), base),
+        m if m.starts_with("event.") => (events::call(ctx, m, params), base),
         _ => (
             Err(CallErr::new(
                 404,

@@ -136,17 +136,46 @@ impl OAuthServer {
             .count()
     }
 
-    /// Checks a REST call's `auth`.
-    pub fn check(&self, token: Option<&str>, now: i64) -> Result<(), TokenRejection> {
+    /// Checks a REST call's `auth`: the app's (client_id, scope).
+    pub fn check(&self, token: Option<&str>, now: i64) -> Result<(String, String), TokenRejection> {
         let token = match token {
             None | Some("") => return Err(TokenRejection::Missing),
             Some(t) => t,
         };
-        match lock(&self.state).access.get(token) {
-            Some(g) if g.expires_at > now => Ok(()),
+        let st = lock(&self.state);
+        match st.access.get(token) {
+            Some(g) if g.expires_at > now => {
+                let scope = st
+                    .apps
+                    .iter()
+                    .find(|a| a.client_id == g.client_id)
+                    .map(|a| a.scope.clone());
+                Ok((g.client_id.clone(), scope.unwrap_or_default()))
+            }
             Some(_) => Err(TokenRejection::Expired),
             None => Err(TokenRejection::Invalid),
         }
+    }
+
+    /// An access token for an app's event handler, as the portal puts into each post:
+    /// (access_token, expires_in, scope); None when the app is not installed.
+    pub fn issue_access(&self, client_id: &str, now: i64) -> Option<(String, i64, String)> {
+        let mut st = lock(&self.state);
+        let scope = st
+            .apps
+            .iter()
+            .find(|a| a.client_id == client_id)?
+            .scope
+            .clone();
+        let access = new_token();
+        st.access.insert(
+            access.clone(),
+            AccessGrant {
+                client_id: client_id.to_string(),
+                expires_at: now + ACCESS_TTL_SECS,
+            },
+        );
+        Some((access, ACCESS_TTL_SECS, scope))
     }
 
     /// `GET /oauth/authorize/`. `host` is the portal's address as the browser used it.
@@ -260,6 +289,11 @@ impl OAuthServer {
             }),
         )
     }
+}
+
+/// The portal's stable `member_id` (32 hex digits), derived from the seed.
+pub(crate) fn member_id(seed: u64) -> String {
+    format!("{:032x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// The portal clock as unix seconds.

@@ -22,11 +22,13 @@ use axum::http::{header, HeaderMap, Uri};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use super::changes::Change;
 use super::data::Portal;
+use super::events::{EventHub, EventsConfig, Site};
 use super::faults::{raw_response, truncated, FaultKind, FaultQueue, PageFaultQueue, HTML_502};
 use super::limits::{LeakyBucket, Operating, OperatingState, RequestStats};
-use super::methods::{Ctx, METHODS};
-use super::oauth::{portal_unix, OAuthReply, OAuthServer, TokenRejection};
+use super::methods::{Caller, Ctx, METHODS};
+use super::oauth::{member_id, portal_unix, OAuthReply, OAuthServer, TokenRejection};
 use super::query::parse_str;
 use super::SimulatorConfig;
 
@@ -41,6 +43,7 @@ pub(crate) struct Shared {
     pub faults: Mutex<FaultQueue>,
     pub page_faults: Mutex<PageFaultQueue>,
     pub oauth: OAuthServer,
+    pub events: EventHub,
     bucket: Option<Mutex<LeakyBucket>>,
     operating: Option<Mutex<Operating>>,
 }
@@ -61,8 +64,16 @@ fn error_body(code: &str, description: &str) -> Value {
 }
 
 impl Shared {
-    pub fn new(config: SimulatorConfig, portal: Portal) -> Shared {
+    /// Needs a tokio runtime (the event poster starts here); `addr` is where it serves.
+    pub fn new(config: SimulatorConfig, portal: Portal, addr: std::net::SocketAddr) -> Shared {
+        let site = Site {
+            domain: addr.to_string(),
+            endpoint: format!("http://{addr}/rest/"),
+            member_id: member_id(config.seed),
+        };
+        let events: EventsConfig = config.events.clone();
         Shared {
+            events: EventHub::start(events, site),
             bucket: config.rate_limit.map(|r| Mutex::new(LeakyBucket::new(r))),
             operating: config
                 .operating_limit
@@ -76,13 +87,22 @@ impl Shared {
         }
     }
 
-    fn ctx(&self) -> Ctx<'_> {
+    fn ctx<'a>(&'a self, caller: &'a Caller) -> Ctx<'a> {
         Ctx {
             portal: &self.portal,
             cost: &self.config.cost,
             uf_mask_includes_multiple: self.config.uf_mask_includes_multiple,
             user_scope: self.config.user_scope,
+            caller,
+            events: &self.events,
         }
+    }
+
+    /// A change to the portal's data: posts and offline rows for the bound handlers.
+    pub fn on_change(&self, change: Change) {
+        let now = self.portal.now();
+        let issue = |client_id: &str| self.oauth.issue_access(client_id, now.timestamp());
+        self.events.on_change(change, now, &issue);
     }
 }
 
@@ -124,13 +144,13 @@ fn read_params(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<Map<Strin
 }
 
 /// Checks a REST call's OAuth `auth` against the portal's token table.
-fn check_oauth_token(sh: &Shared, token: Option<&str>) -> Result<(), Reply> {
+fn check_oauth_token(sh: &Shared, token: Option<&str>) -> Result<Caller, Reply> {
     let reject = |code: &str, description: &str| Reply {
         status: 401,
         body: error_body(code, description),
     };
     match sh.oauth.check(token, portal_unix(&sh.portal)) {
-        Ok(()) => Ok(()),
+        Ok((client_id, scope)) => Ok(Caller::App { client_id, scope }),
         Err(TokenRejection::Missing) => Err(reject("NO_AUTH_FOUND", "Wrong authorization data")),
         Err(TokenRejection::Expired) => Err(reject(
             "expired_token",
@@ -151,10 +171,7 @@ fn handle_oauth(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Re
         .unwrap_or("127.0.0.1")
         .to_string();
     let base = format!("http://{host}");
-    let member_id = format!(
-        "{:032x}",
-        sh.config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    );
+    let member_id = member_id(sh.config.seed);
     let params = match read_params(uri, headers, body) {
         Ok(p) => p,
         Err(reply) => return json_response(&reply),
@@ -209,7 +226,7 @@ pub(crate) async fn handle(
     let mut truncate = false;
     let (reply, cost) = match prepare(&sh, &uri, &headers, &body) {
         Err(reply) => (reply, 0.0),
-        Ok((method, params)) => {
+        Ok((method, params, caller)) => {
             let fault = lock(&sh.faults).take(&method);
             if let Some(kind) = fault {
                 lock(&sh.stats).faults_served += 1;
@@ -219,7 +236,7 @@ pub(crate) async fn handle(
                     other => return fault_response(&sh, other),
                 }
             }
-            serve(&sh, &method, &params)
+            serve(&sh, &method, &params, &caller)
         }
     };
     let scale = sh.config.cost.sleep_scale;
@@ -238,7 +255,7 @@ fn prepare(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(String, Map<String, Value>), Reply> {
+) -> Result<(String, Map<String, Value>, Caller), Reply> {
     let not_found = || Reply {
         status: 404,
         body: error_body("ERROR_METHOD_NOT_FOUND", "Method not found!"),
@@ -246,7 +263,7 @@ fn prepare(
     let path = uri.path().strip_prefix("/rest/").ok_or_else(not_found)?;
     let segments: Vec<&str> = path.split('/').collect();
     // Webhook credentials are checked before the body is even parsed.
-    let (method, params) = match segments.as_slice() {
+    let (method, params, caller) = match segments.as_slice() {
         [user, secret, method] => {
             let user_ok = user.parse::<u32>().ok() == Some(sh.config.webhook_user);
             if !user_ok || *secret != sh.config.webhook_secret {
@@ -255,12 +272,12 @@ fn prepare(
                     body: error_body("NO_AUTH_FOUND", "Wrong authorization data"),
                 });
             }
-            (method, read_params(uri, headers, body)?)
+            (method, read_params(uri, headers, body)?, Caller::Webhook)
         }
         [method] => {
             let params = read_params(uri, headers, body)?;
-            check_oauth_token(sh, params.get("auth").and_then(Value::as_str))?;
-            (method, params)
+            let caller = check_oauth_token(sh, params.get("auth").and_then(Value::as_str))?;
+            (method, params, caller)
         }
         _ => return Err(not_found()),
     };
@@ -268,11 +285,11 @@ fn prepare(
     if method.is_empty() {
         return Err(not_found());
     }
-    Ok((method, params))
+    Ok((method, params, caller))
 }
 
 /// Rate limit, method lookup, operating limit, execution: (reply, simulated cost).
-fn serve(sh: &Shared, method: &str, params: &Map<String, Value>) -> (Reply, f64) {
+fn serve(sh: &Shared, method: &str, params: &Map<String, Value>, caller: &Caller) -> (Reply, f64) {
     if let Some(bucket) = &sh.bucket {
         if !lock(bucket).admit(sh.portal.mono_secs()) {
             lock(&sh.stats).rate_limited += 1;
@@ -291,9 +308,9 @@ fn serve(sh: &Shared, method: &str, params: &Map<String, Value>) -> (Reply, f64)
     }
     if method == "batch" {
         sh.count_served("batch");
-        return sh.run_batch(params);
+        return sh.run_batch(params, caller);
     }
-    let (res, time, cost) = sh.run_call(method, params, false);
+    let (res, time, cost) = sh.run_call(method, params, false, caller);
     let reply = match res {
         Ok(ok) => {
             let mut body = Map::new();

@@ -4,11 +4,11 @@
 use serde_json::{json, Map, Value};
 
 use super::{error_body, normalize_method, Reply, Shared};
-use crate::methods::{CallErr, METHODS};
+use crate::methods::{CallErr, Caller, METHODS};
 use crate::query::parse_str;
 
 impl Shared {
-    pub(super) fn run_batch(&self, params: &Map<String, Value>) -> (Reply, f64) {
+    pub(super) fn run_batch(&self, params: &Map<String, Value>, caller: &Caller) -> (Reply, f64) {
         let halt = params.get("halt").is_some_and(|h| match h {
             Value::Bool(b) => *b,
             Value::Number(n) => n.as_i64().unwrap_or(0) != 0,
@@ -61,7 +61,7 @@ impl Shared {
                 substitute(v, &refs);
             }
             let (res, time, cost) = if METHODS.contains(&method.as_str()) {
-                self.run_call(&method, &sub, chained)
+                self.run_call(&method, &sub, chained, caller)
             } else {
                 let e = CallErr::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
                 (

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::{lock, Shared};
 use crate::faults::PageFaultKind;
 use crate::limits::OperatingState;
-use crate::methods::{self, CallErr, CallOk};
+use crate::methods::{self, CallErr, CallOk, Caller};
 
 impl Shared {
     pub(super) fn operating_state(&self, method: &str) -> OperatingState {
@@ -100,6 +100,7 @@ impl Shared {
         method: &str,
         params: &Map<String, Value>,
         chained: bool,
+        caller: &Caller,
     ) -> (Result<CallOk, CallErr>, Value, f64) {
         let op = self.operating_state(method);
         if op.blocked {
@@ -107,7 +108,7 @@ impl Shared {
             return (Err(e), t, 0.0);
         }
         self.count_served(method);
-        let (mut res, cost) = methods::call(&self.ctx(), method, params);
+        let (mut res, cost) = methods::call(&self.ctx(caller), method, params);
         if let Ok(ok) = &mut res {
             self.apply_page_fault(method, params, chained, ok);
         }
