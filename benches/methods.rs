@@ -515,8 +515,10 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
     let started = Instant::now();
     let mut report = ChildReport::default();
     if spec.method == Method::D {
+        // Today's one chain at a time, as before parallel chains became the default.
         let opts = SyncOptions {
             solution_field: Some(SOLUTION.into()),
+            max_chains: 1,
             ..SyncOptions::default()
         };
         let summary = run::sync(&client, &(&sink).into(), &opts, cancel)

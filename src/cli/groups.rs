@@ -112,7 +112,8 @@ pub struct ReadArgs {
     pub paging: Option<String>,
     /// Read with up to N `batch` chains at the same time, each over its own ID range; fewer
     /// when the portal holds fewer leads or the operating budget is tight, and the leaky
-    /// bucket still paces every request (1: one chain at a time) [default: 1]
+    /// bucket still paces every request. Where IDs are uneven each range may cost a request
+    /// or two over the one chain's; 1 reads with one chain at a time [default: 4]
     #[arg(
         long,
         env = "B24SYNC_MAX_CHAINS",

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::groups::{LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
 use super::open::DbOpen;
-use b24sync::extract::paging::Paging;
+use b24sync::extract::paging::{Paging, DEFAULT_MAX_CHAINS};
 use b24sync::model::PHONE_TAIL_DIGITS;
 use b24sync::run::{DeletionPolicy, SyncMode, SyncOptions};
 use b24sync::transform::caller::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
@@ -214,7 +214,7 @@ const MAX_CHAINS_CAP: i64 = 16;
 
 /// `--max-chains`: how many keyset chains an export may run at once.
 fn max_chains(given: Option<i64>) -> anyhow::Result<usize> {
-    let n = given.unwrap_or(1);
+    let n = given.unwrap_or(DEFAULT_MAX_CHAINS as i64);
     if !(1..=MAX_CHAINS_CAP).contains(&n) {
         bail!(
             "--max-chains / B24SYNC_MAX_CHAINS must be a whole number from 1 (one chain at a \

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::extract::paging::{Paging, PagingOptions};
+use crate::extract::paging::{Paging, PagingOptions, DEFAULT_MAX_CHAINS};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 
@@ -122,7 +122,7 @@ impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             paging: Paging::Batch,
-            max_chains: 1,
+            max_chains: DEFAULT_MAX_CHAINS,
             time_policy: TimePolicy::Portal,
             solution_field: None,
             batch_leads: 2500,

@@ -206,6 +206,9 @@ pub(super) async fn read_range(
             }
         }
         let mut stopped_short = false;
+        // A batch of every page a request holds: only after one does the chain know its
+        // range's density well enough to hand part of it over (see `split`).
+        let whole_batch = page_count == available;
         for i in 0..page_count {
             match results
                 .remove(&format!("p{i}"))
@@ -283,9 +286,12 @@ pub(super) async fn read_range(
         }
         if progressed {
             verify = stopped_short;
-            if let (false, Some(end)) = (verify, limit) {
-                // A chain that ran its full course: idle chains may take over the part of
-                // the range this one would have reached last.
+            if let (false, true, Some(end)) = (verify, whole_batch, limit) {
+                // A chain that ran its full course (a whole batch of full pages): idle
+                // chains may take over the part of the range this one would have reached
+                // last. A shorter batch, sized from an estimate, says too little of the
+                // density: a split on it would hand out ranges that hold nothing, each
+                // costing a batch and a check (a lone far-off ID over a few dense leads).
                 let gap = observed_gap(read, cursor - range.after).unwrap_or(range.gap);
                 if let Some(split) = co.split(&range, cursor, end, gap) {
                     range.upper = Some(split);

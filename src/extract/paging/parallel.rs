@@ -304,6 +304,7 @@ pub(super) async fn export_parallel(
         out: &out,
         stats: &stats,
     };
+    let top = extent.max_id;
     let chains = Chains {
         client,
         sched: Mutex::new(Sched {
@@ -325,11 +326,18 @@ pub(super) async fn export_parallel(
     {
         return Err(errors.swap_remove(i));
     }
-    // Every range that could be read was: report where the lowest one stopped.
-    if let Some(e) = errors.into_iter().min_by_key(|e| match e {
+    // Every range that could be read was: report where the lowest one stopped, against
+    // the highest ID of the whole export (the range's own bound means nothing to a DBA).
+    if let Some(mut e) = errors.into_iter().min_by_key(|e| match e {
         ExtractError::Incomplete { cursor, .. } => *cursor,
         _ => i64::MAX,
     }) {
+        if let ExtractError::Incomplete {
+            extent: reported, ..
+        } = &mut e
+        {
+            *reported = (*reported).max(top);
+        }
         return Err(e);
     }
     Ok(stats.into_inner().unwrap_or_else(|e| e.into_inner()))
