@@ -23,6 +23,8 @@ mod backend;
 mod batches;
 #[path = "stores/build.rs"]
 mod build;
+#[path = "stores/fingerprints.rs"]
+mod fingerprints;
 #[path = "stores/sqlite_only.rs"]
 mod sqlite_only;
 #[path = "stores/tables.rs"]
@@ -32,6 +34,7 @@ use admin::*;
 use awkward::*;
 use backend::Kind;
 use batches::*;
+use fingerprints::*;
 use tables::*;
 
 /// `name: sqlite_name, mssql_name;` makes the two tests of the contract test `name`. A
@@ -88,6 +91,9 @@ contract! {
     lead_ids_lists_every_stored_lead: sqlite_lead_ids_lists_every_stored_lead, mssql_lead_ids_lists_every_stored_lead;
     delete_leads_removes_exactly_those_leads_and_their_rows: sqlite_delete_leads_removes_exactly_those_leads_and_their_rows, mssql_delete_leads_removes_exactly_those_leads_and_their_rows;
     delete_leads_is_one_transaction: sqlite_delete_leads_is_one_transaction, mssql_delete_leads_is_one_transaction;
+    // FingerprintStore, with what BatchWriter and DeletionStore do to the fingerprints
+    fingerprints_are_written_with_the_batch_and_never_by_a_preview: sqlite_fingerprints_are_written_with_the_batch_and_never_by_a_preview, mssql_fingerprints_are_written_with_the_batch_and_never_by_a_preview;
+    delete_leads_removes_their_fingerprints: sqlite_delete_leads_removes_their_fingerprints, mssql_delete_leads_removes_their_fingerprints;
     // ErrorReview
     error_rows_are_listed_with_dates_and_cleared_by_date: sqlite_error_rows_are_listed_with_dates_and_cleared_by_date, mssql_error_rows_are_listed_with_dates_and_cleared_by_date;
     error_rows_are_deleted_by_row_id: sqlite_error_rows_are_deleted_by_row_id, mssql_error_rows_are_deleted_by_row_id;

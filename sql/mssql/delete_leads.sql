@@ -3,7 +3,8 @@
 -- rows went as one row (leads_deleted).
 --
 -- A deleted lead's phone must stop identifying callers, so its contact values, its solution
--- and its error rows go with it, as in the embedded database (sql/sqlite/delete_*.sql).
+-- and its error rows go with it, as in the embedded database (sql/sqlite/delete_*.sql), and
+-- its fingerprint (migration 0009), which would describe rows no longer there.
 -- bitrix_import_lead_error.sql_ID is text (the ID as received), so the staged int IDs are
 -- converted for that match, the same way upsert_batch.sql finds a lead's error rows; error
 -- rows without an ID are never touched. XACT_ABORT makes any failure roll all of it back.
@@ -24,6 +25,9 @@ DELETE FROM dbo.bitrix_import_lead_error
 WHERE sql_ID IN (SELECT CONVERT(nvarchar(20), d.sql_ID) FROM #stage_delete_ids AS d);
 
 DELETE FROM dbo.b24sync_lead_phones
+WHERE lead_id IN (SELECT d.sql_ID FROM #stage_delete_ids AS d);
+
+DELETE FROM dbo.b24sync_lead_fingerprints
 WHERE lead_id IN (SELECT d.sql_ID FROM #stage_delete_ids AS d);
 
 DELETE FROM dbo.bitrix_leads

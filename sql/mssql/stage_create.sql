@@ -10,6 +10,7 @@
 IF OBJECT_ID(N'tempdb..#stage_leads', N'U') IS NOT NULL DROP TABLE #stage_leads;
 IF OBJECT_ID(N'tempdb..#stage_contacts', N'U') IS NOT NULL DROP TABLE #stage_contacts;
 IF OBJECT_ID(N'tempdb..#stage_errors', N'U') IS NOT NULL DROP TABLE #stage_errors;
+IF OBJECT_ID(N'tempdb..#stage_fingerprints', N'U') IS NOT NULL DROP TABLE #stage_fingerprints;
 
 -- One row per lead of the batch: sql_ID, the 33 contract columns in model::LEAD_COLUMNS
 -- order (the bulk load sends them in this order), then the lead's solution.
@@ -69,4 +70,11 @@ CREATE TABLE #stage_errors (
         sql_error nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
         sql_full_lead_info nvarchar(max) COLLATE DATABASE_DEFAULT NULL,
         sql_date_error datetime2(0) NULL
+);
+
+-- What the batch leaves in dbo.b24sync_lead_fingerprints (prepare::Fingerprints::rows_for):
+-- one row per lead, its fingerprint or NULL (delete the stored one); see fingerprints_sync.sql.
+CREATE TABLE #stage_fingerprints (
+        lead_id int NOT NULL PRIMARY KEY,
+        fingerprint bigint NULL
 );

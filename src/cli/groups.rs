@@ -154,9 +154,16 @@ pub struct SyncArgs {
     /// rows) without writing anything
     #[arg(long, help_heading = "This run")]
     pub dry_run: bool,
-    /// Read every lead (default: only leads changed since the last completed run, once one has completed)
+    /// Read every lead (default: only leads changed since the last completed run, once one has completed).
+    /// Leads whose content did not change since b24sync wrote them are skipped (their stored
+    /// fingerprint matches): nothing is written for them
     #[arg(long, help_heading = "This run")]
     pub full: bool,
+    /// Ignore the stored fingerprints: compare every lead read with the tables and write what
+    /// differs, as if b24sync had never seen it. `--full --verify` repairs rows edited by
+    /// hand in the Oktell tables or restored from a backup, which a plain `--full` does not see
+    #[arg(long, help_heading = "This run")]
+    pub verify: bool,
     /// Read leads changed since this point: 2024-05-01, 2024-05-01T12:00 or 2024-05-01T12:00:00+03:00
     /// (without an offset, the portal's time zone)
     #[arg(long, value_name = "DATETIME", help_heading = "This run")]

@@ -75,6 +75,8 @@ pub struct Settings {
     pub db_open: DbOpen,
     /// `sync --rebind-portal`: accept a database synced from another portal.
     pub rebind_portal: bool,
+    /// `sync --verify`: ignore the stored fingerprints (compare every lead with the tables).
+    pub verify: bool,
     /// How long the client keeps retrying a portal that does not answer, in total
     /// (`None`: the client's default).
     pub give_up_after: Option<Duration>,
@@ -130,6 +132,7 @@ impl Settings {
         Ok(Settings {
             db_open: DbOpen::MustExist,
             rebind_portal: args.rebind_portal,
+            verify: args.verify,
             give_up_after,
             phone_region,
             tail_digits,
@@ -189,6 +192,7 @@ impl Settings {
             progress: None,
             phone_region: self.phone_region,
             rebind_portal: self.rebind_portal,
+            verify: self.verify,
         }
     }
 }
@@ -495,6 +499,24 @@ mod tests {
         args.portal.give_up_after = Some("soon".into());
         let e = Settings::resolve(&args, &file).unwrap_err().to_string();
         assert!(e.contains("--give-up-after") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn verify_is_carried_to_the_run_and_implies_nothing_else() {
+        let plain = Settings::resolve(&SyncArgs::default(), &FileSettings::default()).unwrap();
+        assert!(!plain.verify && !plain.sync_options().verify);
+        let args = SyncArgs {
+            verify: true,
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, &FileSettings::default()).unwrap();
+        assert!(s.sync_options().verify);
+        assert_eq!(
+            s.mode,
+            SyncMode::Auto,
+            "--verify does not make the run full"
+        );
+        assert!(!s.dry_run);
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use crate::store::{
-    BatchWriter, CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunLock,
-    SchemaAdmin, StateStore, StoreError, TokenStore,
+    BatchWriter, CallerLookup, DeletionStore, ErrorReview, FingerprintStore, OperatorStore,
+    RunHistory, RunLock, SchemaAdmin, StateStore, StoreError, TokenStore,
 };
 
 /// One database's stores, by role (see `crate::store`). Every field is the same backend
@@ -36,6 +36,7 @@ pub struct Stores {
     pub lock: Arc<dyn RunLock>,
     pub batches: Arc<dyn BatchWriter>,
     pub deletions: Arc<dyn DeletionStore>,
+    pub fingerprints: Arc<dyn FingerprintStore>,
     pub state: Arc<dyn StateStore>,
     pub history: Arc<dyn RunHistory>,
     pub errors: Arc<dyn ErrorReview>,
@@ -60,6 +61,7 @@ impl Stores {
             + RunLock
             + BatchWriter
             + DeletionStore
+            + FingerprintStore
             + StateStore
             + RunHistory
             + ErrorReview
@@ -74,6 +76,7 @@ impl Stores {
             lock: backend.clone(),
             batches: backend.clone(),
             deletions: backend.clone(),
+            fingerprints: backend.clone(),
             state: backend.clone(),
             history: backend.clone(),
             errors: backend.clone(),

@@ -23,7 +23,12 @@
 //!   range is stored NULL, and either becomes a problem of the lead, so its error row names
 //!   the field, the size or range, and (in `sql_ID`) the lead. A row that cannot be fitted
 //!   (a transform bug: the wrong number of cells) is not loaded; its error row says why.
+//! - **An unchanged lead is skipped** ([`fingerprint`]): each lead without problems gets a
+//!   fingerprint of what the backends write for it, stored with its rows; before a batch is
+//!   loaded, [`skip_unchanged`] takes out the leads whose fingerprint the database already
+//!   holds, so a full sync of a portal where nothing changed writes nothing.
 
+mod fingerprint;
 mod fit;
 
 use std::collections::HashMap;
@@ -32,28 +37,53 @@ use std::hash::Hash;
 use crate::model::{clip_reason, Batch, ErrorRow, RejectedLead};
 use crate::schema::{self, truncate_utf16};
 
-/// A batch that went through [`prepare`]: the only kind a `store::BatchWriter` accepts.
+pub use fingerprint::{
+    fingerprint, skip_unchanged, Fingerprint, FingerprintRow, Fingerprints, FINGERPRINT_VERSION,
+};
+
+/// A batch that went through [`prepare`]: the only kind a `store::BatchWriter` accepts. It
+/// carries the fingerprint of each of its leads without problems.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PreparedBatch(Batch);
+pub struct PreparedBatch {
+    batch: Batch,
+    fingerprints: Fingerprints,
+}
 
 impl PreparedBatch {
     /// The prepared rows.
     pub fn batch(&self) -> &Batch {
-        &self.0
+        &self.batch
     }
 
     /// The prepared rows, by value, for a backend to stage.
     pub fn into_batch(self) -> Batch {
-        self.0
+        self.batch
+    }
+
+    /// The prepared rows and their leads' fingerprints, by value (for a backend that splits
+    /// the batch: see [`Fingerprints::rows_for`]).
+    pub fn into_parts(self) -> (Batch, Fingerprints) {
+        (self.batch, self.fingerprints)
+    }
+
+    /// The leads' fingerprints.
+    pub fn fingerprints(&self) -> &Fingerprints {
+        &self.fingerprints
+    }
+
+    /// What the batch leaves in `b24sync_lead_fingerprints`, one row per lead (see
+    /// [`Fingerprints::rows_for`]).
+    pub fn fingerprint_rows(&self) -> Vec<FingerprintRow> {
+        self.fingerprints.rows_for(&self.batch)
     }
 
     /// The error rows the batch leaves in `bitrix_import_lead_error`, each once.
     pub fn error_rows(&self) -> Vec<ErrorRow> {
-        self.0.error_rows()
+        self.batch.error_rows()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.batch.is_empty()
     }
 }
 
@@ -62,17 +92,27 @@ pub fn prepare(batch: Batch) -> PreparedBatch {
     let Batch { records, rejected } = batch;
     let mut rejected = rejected;
     let mut kept = Vec::with_capacity(records.len());
+    let mut fingerprints = Fingerprints::default();
     for record in later_copy_wins(records, |r| r.lead.id) {
         match fit::record(record) {
-            Ok(r) => kept.push(r),
+            Ok(r) => {
+                // After fitting: the fingerprint covers the rows as they are written.
+                if let Some(f) = fingerprint(&r) {
+                    fingerprints.insert(r.lead.id, f);
+                }
+                kept.push(r)
+            }
             Err(r) => rejected.push(r),
         }
     }
     let rejected = rejected.into_iter().map(fit_rejected).collect();
-    PreparedBatch(Batch {
-        records: kept,
-        rejected: later_copy_wins(rejected, rejected_key),
-    })
+    PreparedBatch {
+        batch: Batch {
+            records: kept,
+            rejected: later_copy_wins(rejected, rejected_key),
+        },
+        fingerprints,
+    }
 }
 
 /// Keep the last item of each key, each at its own position.

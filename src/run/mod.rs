@@ -32,8 +32,8 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 
 use crate::store::{
-    BatchWriter, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunLock, SchemaAdmin,
-    StateStore,
+    BatchWriter, DeletionStore, ErrorReview, FingerprintStore, OperatorStore, RunHistory, RunLock,
+    SchemaAdmin, StateStore,
 };
 
 pub use binding::{bound_portal, client_portal, PortalIdentity};
@@ -57,6 +57,7 @@ pub struct RunStores {
     pub lock: Arc<dyn RunLock>,
     pub batches: Arc<dyn BatchWriter>,
     pub deletions: Arc<dyn DeletionStore>,
+    pub fingerprints: Arc<dyn FingerprintStore>,
     pub state: Arc<dyn StateStore>,
     pub history: Arc<dyn RunHistory>,
     pub errors: Arc<dyn ErrorReview>,
@@ -71,6 +72,7 @@ impl From<&crate::load::Stores> for RunStores {
             lock: s.lock.clone(),
             batches: s.batches.clone(),
             deletions: s.deletions.clone(),
+            fingerprints: s.fingerprints.clone(),
             state: s.state.clone(),
             history: s.history.clone(),
             errors: s.errors.clone(),

@@ -106,6 +106,11 @@ pub struct SyncOptions {
     /// `--rebind-portal`: the database is bound to another portal, and this run moves it to
     /// the client's portal on purpose (and reads every lead: see `run::binding`).
     pub rebind_portal: bool,
+    /// `--verify`: ignore the stored fingerprints (`b24sync_lead_fingerprints`). Every lead
+    /// read is staged and compared with the tables, and its fingerprint written again; with
+    /// `--full` this repairs rows edited by hand or restored from a backup. Without it a full
+    /// read skips the leads whose fingerprint did not change (`prepare::skip_unchanged`).
+    pub verify: bool,
 }
 
 impl SyncOptions {
@@ -134,6 +139,7 @@ impl Default for SyncOptions {
             progress: None,
             phone_region: DefaultRegion::default(),
             rebind_portal: false,
+            verify: false,
         }
     }
 }

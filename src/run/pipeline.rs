@@ -14,7 +14,8 @@ use crate::extract::idset::IdSet;
 use crate::extract::paging::{self, ExportFilter, ExportStats, Extent};
 use crate::extract::portal;
 use crate::model::{parse_lead_id, Batch, Cell, LeadId};
-use crate::prepare;
+use crate::prepare::{self, Fingerprint};
+use crate::store::BatchOutcome;
 use crate::transform::{self, TransformContext};
 
 use super::deletions::has_numeric_id;
@@ -43,6 +44,7 @@ pub(super) async fn read_and_load(
     summary: &mut RunSummary,
 ) -> Result<Read, RunError> {
     let full = filter.modified_since.is_none();
+    let stored = stored_fingerprints(stores, opts, full).await?;
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
     let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
@@ -59,8 +61,13 @@ pub(super) async fn read_and_load(
         opts.batch_leads.max(1),
     ));
     let mut read = Read::default();
-    let (received, load_error) =
-        load_stage(client, stores, opts, batch_rx, &mut read, summary).await;
+    let loader = Loader {
+        client,
+        stores,
+        opts,
+        stored: &stored,
+    };
+    let (received, load_error) = load_stage(&loader, batch_rx, &mut read, summary).await;
     let transformed = transformer
         .await
         .map_err(|e| RunError::Internal(format!("transform task: {e}")))?;
@@ -91,13 +98,46 @@ pub(super) async fn read_and_load(
     Ok(read)
 }
 
+/// The fingerprints a read compares its leads with (see `prepare::skip_unchanged`), read
+/// once. None with `--verify` (every lead is compared with the tables and its fingerprint
+/// rewritten), and none for an incremental or `--since` read: its leads were modified in
+/// Bitrix24 since the last run, so reading every stored fingerprint would cost more than
+/// the few unchanged leads it could skip.
+async fn stored_fingerprints(
+    stores: &RunStores,
+    opts: &SyncOptions,
+    full: bool,
+) -> Result<HashMap<LeadId, Fingerprint>, RunError> {
+    if opts.verify || !full {
+        return Ok(HashMap::new());
+    }
+    let stored: HashMap<LeadId, Fingerprint> = stores
+        .fingerprints
+        .lead_fingerprints()
+        .await?
+        .into_iter()
+        .collect();
+    tracing::debug!(
+        leads = stored.len(),
+        "read the stored fingerprints: leads whose content did not change are skipped"
+    );
+    Ok(stored)
+}
+
+/// What the loader works with.
+struct Loader<'a> {
+    client: &'a Bitrix24Client,
+    stores: &'a RunStores,
+    opts: &'a SyncOptions,
+    /// The fingerprints stored before the run (see [`stored_fingerprints`]).
+    stored: &'a HashMap<LeadId, Fingerprint>,
+}
+
 /// The loader: batches in, each prepared and loaded (or previewed) in one transaction.
 /// Returns how many leads it received, and the error that stopped it (dropping the
 /// receiver then stops the other stages: their sends fail).
 async fn load_stage(
-    client: &Bitrix24Client,
-    stores: &RunStores,
-    opts: &SyncOptions,
+    loader: &Loader<'_>,
     mut batch_rx: mpsc::Receiver<Batch>,
     read: &mut Read,
     summary: &mut RunSummary,
@@ -115,11 +155,11 @@ async fn load_stage(
         };
         received += batch.len() as u64;
         note_batch(read, &batch);
-        if !opts.dry_run {
-            hold_error_leads(client, &mut held, &mut batch, last).await;
+        if !loader.opts.dry_run {
+            hold_error_leads(loader.client, &mut held, &mut batch, last).await;
         }
         if !batch.is_empty() {
-            if let Err(e) = load_one(stores, opts, batch, summary).await {
+            if let Err(e) = load_one(loader, batch, summary).await {
                 return (received, Some(e));
             }
         }
@@ -172,13 +212,15 @@ async fn hold_error_leads(
     }
 }
 
-/// Prepare one batch and load it (preview it in a dry run), counting what it holds.
+/// Prepare one batch, skip its unchanged leads and load the rest (preview it in a dry run),
+/// counting what it holds. A skipped lead counts as loaded and unchanged, as the backend
+/// would have found it; a batch left empty costs the database nothing.
 async fn load_one(
-    stores: &RunStores,
-    opts: &SyncOptions,
+    loader: &Loader<'_>,
     batch: Batch,
     summary: &mut RunSummary,
 ) -> Result<(), RunError> {
+    let (stores, opts) = (loader.stores, loader.opts);
     let prepared = prepare::prepare(batch);
     let rows = prepared.batch();
     summary.leads_loaded += rows.records.len() as u64;
@@ -188,7 +230,11 @@ async fn load_one(
         .iter()
         .map(|r| r.contacts.len() as u64)
         .sum::<u64>();
-    let outcome = if opts.dry_run {
+    let (prepared, skipped) = prepare::skip_unchanged(prepared, loader.stored);
+    summary.outcome.leads_unchanged += skipped;
+    let outcome = if prepared.is_empty() {
+        BatchOutcome::default()
+    } else if opts.dry_run {
         stores.batches.preview_batch(prepared, local_now()).await?
     } else {
         stores.batches.load_batch(prepared, local_now()).await?
@@ -201,6 +247,7 @@ async fn load_one(
         leads = summary.leads_loaded + summary.leads_rejected,
         inserted = summary.outcome.leads_inserted,
         updated = summary.outcome.leads_updated,
+        skipped,
         "batch committed"
     );
     Ok(())

@@ -16,6 +16,9 @@ pub const ERROR_ID_CHARS: usize = 800;
 // Two bytes per unit, plus the 4-byte clustered key a non-unique index row carries.
 const _: () = assert!(ERROR_ID_CHARS * 2 + 4 <= 1700);
 
+/// b24sync's table of the leads' content fingerprints (never one of the Oktell tables).
+pub const FINGERPRINTS_TABLE: &str = "b24sync_lead_fingerprints";
+
 /// `b24sync_runs.mode`, `.status` and `.message`.
 pub const RUN_MODE_CHARS: usize = 40;
 pub const RUN_STATUS_CHARS: usize = 20;
@@ -196,6 +199,12 @@ fn own() -> Vec<Table> {
         stamp_text("details_at", true),
         stamp_text("updated_at", false),
     ];
+    // One row per lead written without problems: the fingerprint of what was written
+    // (src/prepare/fingerprint.rs), so a later sync skips the lead while it is unchanged.
+    let fingerprints = vec![
+        not_null("lead_id", Kind::Int),
+        not_null("fingerprint", Kind::BigInt),
+    ];
     let b = Owner::B24sync;
     vec![
         describe("b24sync_migrations", b, migrations, &["version"]),
@@ -203,6 +212,7 @@ fn own() -> Vec<Table> {
         describe("b24sync_runs", b, runs, &["Id"]),
         describe(LEAD.phones_table, b, phones, &["Id"]),
         describe("b24sync_operators", b, operators, &["user_id"]),
+        describe(FINGERPRINTS_TABLE, b, fingerprints, &["lead_id"]),
     ]
 }
 

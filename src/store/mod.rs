@@ -11,6 +11,7 @@
 //! | one run at a time | [`RunLock`] → [`RunLockGuard`] | `sync`, `errors retry` |
 //! | write prepared batches (commit or preview) | [`BatchWriter`] | the pipeline |
 //! | deletions (always behind the guard in `run`) | [`DeletionStore`] | deletion check |
+//! | the leads' fingerprints (`b24sync_lead_fingerprints`) | [`FingerprintStore`] | full sync |
 //! | watermarks, portal identity | [`StateStore`] | run planning |
 //! | run history, `bitrix_lead_runtime` | [`RunHistory`] | `sync`, `status` |
 //! | the error table | [`ErrorReview`] | `errors`, full-sync clean-up |
@@ -28,7 +29,7 @@ pub use error::StoreError;
 pub use lock::{HeldLock, RunLockGuard};
 pub use records::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, StoredError};
 pub use roles::{
-    BatchWriter, CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunLock,
-    SchemaAdmin, StateStore,
+    BatchWriter, CallerLookup, DeletionStore, ErrorReview, FingerprintStore, OperatorStore,
+    RunHistory, RunLock, SchemaAdmin, StateStore,
 };
 pub use tokens::{TokenLock, TokenStore};

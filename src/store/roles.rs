@@ -11,7 +11,7 @@ use super::{
 };
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{LeadId, Operator};
-use crate::prepare::PreparedBatch;
+use crate::prepare::{Fingerprint, PreparedBatch};
 
 /// Creates and checks the schema (`init-db`, `doctor`).
 #[async_trait]
@@ -37,6 +37,9 @@ pub trait RunLock: Send + Sync {
 /// Leads are upserted by `sql_ID` (an unchanged row is not touched); a lead's contact
 /// values and solution are replaced; `bitrix_import_lead_error` keeps the current problems
 /// of each lead in the batch (an unchanged problem keeps its row and first-seen date).
+/// `b24sync_lead_fingerprints` gets the batch's fingerprints in the same transaction
+/// (`PreparedBatch::fingerprint_rows`: a lead without one loses any stored one), so a
+/// stored fingerprint never describes rows that were not committed. A preview writes none.
 #[async_trait]
 pub trait BatchWriter: Send + Sync {
     /// Write one batch in one transaction. `now` stamps new error rows.
@@ -61,9 +64,18 @@ pub trait DeletionStore: Send + Sync {
     /// Every `sql_ID` in `bitrix_leads`.
     async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError>;
 
-    /// Remove these leads with their contact values, solution and error rows, in one
-    /// transaction. Returns how many `bitrix_leads` rows went.
+    /// Remove these leads with their contact values, solution, error rows and fingerprints,
+    /// in one transaction. Returns how many `bitrix_leads` rows went.
     async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError>;
+}
+
+/// The leads' content fingerprints (`b24sync_lead_fingerprints`), which
+/// [`BatchWriter::load_batch`] writes with the rows they describe. A full sync reads them
+/// once and skips the leads whose fingerprint did not change (`prepare::skip_unchanged`).
+#[async_trait]
+pub trait FingerprintStore: Send + Sync {
+    /// Every stored (lead ID, fingerprint). Reads only.
+    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError>;
 }
 
 /// The project's state table (`b24sync_state`): watermarks, schedules, portal identity.

@@ -169,3 +169,61 @@ async fn sqlite_only_diagnose_reports_a_read_only_file() {
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
 }
+
+#[tokio::test]
+async fn sqlite_only_fingerprints_commit_and_roll_back_with_their_rows() {
+    // Crash safety: a fingerprint never says "written" for rows that were not committed, nor
+    // are rows committed without it. Triggers a test sets up make either write fail midway.
+    let b = Backend::ready(Kind::Sqlite).await;
+    let count_of = |table: &'static str| {
+        let b = &b;
+        async move { b.count(&format!("SELECT COUNT(*) FROM {table}")).await }
+    };
+    // Lead 2 has a solution (see `small_lead`), written before the fingerprints.
+    b.exec(
+        "CREATE TRIGGER refuse AFTER INSERT ON bitrix_lead_solution \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .await;
+    let two = || batch(vec![small_lead(2, "two", &[("21", "+7 900 000-00-21")])]);
+    let err = b
+        .stores
+        .batches
+        .load_batch(two(), now())
+        .await
+        .expect_err("the trigger refuses the solution");
+    assert!(err.to_string().contains("refused by the test"), "{err}");
+    assert_eq!(count_of("bitrix_leads").await, 0);
+    assert_eq!(count_of("b24sync_lead_fingerprints").await, 0);
+
+    b.exec(
+        "DROP TRIGGER refuse; CREATE TRIGGER refuse AFTER INSERT ON b24sync_lead_fingerprints \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .await;
+    b.stores
+        .batches
+        .load_batch(two(), now())
+        .await
+        .expect_err("the trigger refuses the fingerprint");
+    for table in [
+        "bitrix_leads",
+        "bitrix_lead_contacts",
+        "bitrix_lead_solution",
+    ] {
+        assert_eq!(
+            count_of(table).await,
+            0,
+            "{table}: rolled back with the fingerprint"
+        );
+    }
+
+    b.exec("DROP TRIGGER refuse;").await;
+    b.stores
+        .batches
+        .load_batch(two(), now())
+        .await
+        .expect("load");
+    assert_eq!(count_of("bitrix_leads").await, 1);
+    assert_eq!(count_of("b24sync_lead_fingerprints").await, 1);
+}

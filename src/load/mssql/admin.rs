@@ -1,4 +1,5 @@
-//! The project's state, the deletion check and the error review on SQL Server: the small
+//! The project's state, the deletion check, the leads' fingerprints and the error review on
+//! SQL Server: the small
 //! operations besides the load, with the same meaning as the embedded database's
 //! (`src/load/sqlite/admin.rs`). The sink maps their errors and decides on retries; these
 //! only send the statements of `sql/mssql/` and read the answers.
@@ -11,6 +12,7 @@ use tiberius::{ColumnData, Row, TokenRow};
 
 use super::{bulk, check_lock, run, sql, Client, TxError};
 use crate::model::LeadId;
+use crate::prepare::Fingerprint;
 use crate::store::StoredError;
 
 pub(super) async fn read_state(c: &mut Client, name: &str) -> tiberius::Result<Option<String>> {
@@ -38,6 +40,30 @@ pub(super) async fn lead_ids(c: &mut Client) -> tiberius::Result<Vec<LeadId>> {
         )?);
     }
     Ok(ids)
+}
+
+pub(super) async fn lead_fingerprints(
+    c: &mut Client,
+) -> tiberius::Result<Vec<(LeadId, Fingerprint)>> {
+    // Streamed, like the lead IDs: one row per lead.
+    let mut rows = c
+        .simple_query(sql::LEAD_FINGERPRINTS)
+        .await?
+        .into_row_stream();
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push((
+            required(
+                r.try_get::<i32, _>("lead_id")?,
+                "b24sync_lead_fingerprints.lead_id",
+            )?,
+            required(
+                r.try_get::<i64, _>("fingerprint")?,
+                "b24sync_lead_fingerprints.fingerprint",
+            )?,
+        ));
+    }
+    Ok(out)
 }
 
 /// The staging rows for [`sql::STAGE_DELETE_IDS`]: each ID once (its primary key would refuse

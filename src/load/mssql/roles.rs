@@ -1,6 +1,6 @@
 //! The SQL Server sink under the store roles that are plain statements (`crate::store`):
-//! state, deletions, run history, error review, operators and caller lookup. Every write
-//! transaction checks the run lock first (`check_lock`, see `lock.rs`).
+//! state, deletions, fingerprints, run history, error review, operators and caller lookup.
+//! Every write transaction checks the run lock first (`check_lock`, see `lock.rs`).
 
 use std::time::Duration;
 
@@ -10,9 +10,10 @@ use chrono::NaiveDateTime;
 use super::{admin, check_lock, lookup, ops, run, sql, Client, MssqlSink, TxError};
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{LeadId, Operator};
+use crate::prepare::Fingerprint;
 use crate::store::{
-    CallerLookup, DeletionStore, ErrorReview, OperatorStore, RunHistory, RunRecord, StateStore,
-    StoreError, StoredError,
+    CallerLookup, DeletionStore, ErrorReview, FingerprintStore, OperatorStore, RunHistory,
+    RunRecord, StateStore, StoreError, StoredError,
 };
 
 #[async_trait]
@@ -90,6 +91,17 @@ impl DeletionStore for MssqlSink {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl FingerprintStore for MssqlSink {
+    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+        let mut pooled = self.ready_conn().await?;
+        let c: &mut Client = &mut pooled;
+        admin::lead_fingerprints(c)
+            .await
+            .map_err(|e| self.db_error("reading dbo.b24sync_lead_fingerprints", &e))
     }
 }
 

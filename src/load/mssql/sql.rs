@@ -30,6 +30,11 @@ pub const LONG_CHUNK: usize = 4;
 pub const PREVIEW_BEGIN: &str = include_str!("../../../sql/mssql/preview_begin.sql");
 pub const PREVIEW_END: &str = include_str!("../../../sql/mssql/preview_end.sql");
 pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
+/// The leads' fingerprints (migration 0009): the batch's are staged by [`STAGE_CREATE`] in
+/// [`STAGE_FINGERPRINTS`] and synced inside the batch's transaction; a full sync reads them
+/// all first.
+pub const FINGERPRINTS_SYNC: &str = include_str!("../../../sql/mssql/fingerprints_sync.sql");
+pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/mssql/lead_fingerprints.sql");
 
 pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
 /// Sent on the lock's session once it is granted (@P1 the run's token, @P2 wait in ms).
@@ -93,6 +98,7 @@ pub const STAGE_OPERATORS: &str = "#stage_operators";
 pub const STAGE_LEADS: &str = "#stage_leads";
 pub const STAGE_CONTACTS: &str = "#stage_contacts";
 pub const STAGE_ERRORS: &str = "#stage_errors";
+pub const STAGE_FINGERPRINTS: &str = "#stage_fingerprints";
 /// Created by [`STAGE_DELETE_CREATE`].
 pub const STAGE_DELETE_IDS: &str = "#stage_delete_ids";
 
@@ -119,7 +125,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 8] = [
+pub const MIGRATIONS: [Migration; 9] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -166,6 +172,12 @@ pub const MIGRATIONS: [Migration; 8] = [
         version: 8,
         name: "lookup_collation",
         sql: include_str!("../../../sql/mssql/migrations/0008_lookup_collation.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 9,
+        name: "lead_fingerprints",
+        sql: include_str!("../../../sql/mssql/migrations/0009_lead_fingerprints.sql"),
         needs_unique_leads: false,
     },
 ];
@@ -235,6 +247,8 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("stage_long_comments.sql", STAGE_LONG_COMMENTS),
         ("stage_long_error_json.sql", STAGE_LONG_ERROR_JSON),
         ("upsert_batch.sql", UPSERT_BATCH),
+        ("fingerprints_sync.sql", FINGERPRINTS_SYNC),
+        ("lead_fingerprints.sql", LEAD_FINGERPRINTS),
         ("preview_begin.sql", PREVIEW_BEGIN),
         ("preview_end.sql", PREVIEW_END),
         ("lock_acquire.sql", LOCK_ACQUIRE),

@@ -703,6 +703,7 @@ fn delete_leads_removes_dependents_then_leads_in_one_transaction() {
             "dbo.bitrix_lead_solution",
             "dbo.bitrix_import_lead_error",
             "dbo.b24sync_lead_phones",
+            "dbo.b24sync_lead_fingerprints",
             "dbo.bitrix_leads"
         ]
     );
@@ -757,6 +758,79 @@ fn delete_leads_removes_dependents_then_leads_in_one_transaction() {
     );
     assert!(sql::STAGE_DELETE_CREATE
         .contains("IF OBJECT_ID(N'tempdb..#stage_delete_ids', N'U') IS NOT NULL DROP TABLE #stage_delete_ids;"));
+}
+
+#[test]
+fn fingerprints_are_synced_set_based_inside_the_batch_transaction() {
+    // The staging table holds what stage::fingerprint_rows sends: an int, a nullable bigint.
+    assert_eq!(
+        columns_of_create(sql::STAGE_CREATE, sql::STAGE_FINGERPRINTS),
+        vec![
+            ("lead_id".to_string(), "int".to_string()),
+            ("fingerprint".to_string(), "bigint".to_string())
+        ]
+    );
+    assert!(sql::STAGE_CREATE.contains("lead_id int NOT NULL PRIMARY KEY"));
+    assert!(sql::STAGE_CREATE.contains(
+        "IF OBJECT_ID(N'tempdb..#stage_fingerprints', N'U') IS NOT NULL DROP TABLE #stage_fingerprints;"
+    ));
+    // A NULL fingerprint deletes, a changed one updates, a new one is inserted: three
+    // set-based statements on the staged rows, no MERGE, no row by row.
+    let statements = parse(sql::FINGERPRINTS_SYNC).expect("parses");
+    let target = "dbo.b24sync_lead_fingerprints";
+    let delete = position(&statements, "DELETE", |s| {
+        matches!(s, Statement::Delete(_)) && s.to_string().contains(target)
+    });
+    let update = position(&statements, "UPDATE", |s| {
+        matches!(s, Statement::Update(_)) && s.to_string().contains(target)
+    });
+    let insert = position(
+        &statements,
+        "INSERT",
+        |s| matches!(s, Statement::Insert(i) if i.table.to_string() == target),
+    );
+    assert!(delete < update && update < insert);
+    for (i, what) in [
+        (delete, "s.fingerprint IS NULL"),
+        (update, "s.fingerprint IS NOT NULL"),
+        (insert, "AND NOT EXISTS"),
+    ] {
+        let text = statements[i].to_string();
+        assert!(text.contains(sql::STAGE_FINGERPRINTS), "{text}");
+        assert!(text.contains(what), "{what} in {text}");
+    }
+    assert_eq!(
+        sql::FINGERPRINTS_SYNC
+            .matches("dbo.b24sync_lead_fingerprints AS f WITH (UPDLOCK, SERIALIZABLE)")
+            .count(),
+        2
+    );
+    assert!(sql::FINGERPRINTS_SYNC.contains("SET XACT_ABORT ON;"));
+    // It opens no transaction of its own: it runs inside the batch's (writer.rs sends it
+    // between TX_BEGIN and TX_COMMIT, after the upsert and the phones).
+    assert!(!statements.iter().any(|s| matches!(
+        s,
+        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. }
+    )));
+    let writer = include_str!("writer.rs");
+    let at = |what: &str| {
+        writer
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in writer.rs"))
+    };
+    let (begin, upsert, phones, fingerprints, commit) = (
+        at("run(c, sql::TX_BEGIN).await?;"),
+        at("run(c, sql::UPSERT_BATCH).await?;"),
+        at("run(c, sql::LOOKUP_PHONES_SYNC).await?;"),
+        at("run(c, sql::FINGERPRINTS_SYNC).await?;"),
+        at("run(c, sql::TX_COMMIT).await?;"),
+    );
+    assert!(begin < upsert && upsert < phones && phones < fingerprints && fingerprints < commit);
+    // The full sync's read: one SELECT of the two columns admin.rs reads.
+    assert_eq!(
+        statement_texts(sql::LEAD_FINGERPRINTS),
+        ["SELECT lead_id, fingerprint FROM dbo.b24sync_lead_fingerprints ORDER BY lead_id"]
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use tiberius::{ColumnData, IntoSql, TokenRow};
 
 use crate::model::{utf16_len, Batch, Cell, ColumnKind, ErrorRow, LEAD_COLUMNS};
+use crate::prepare::FingerprintRow;
 
 /// The longest string tiberius 0.12's bulk path can carry, even into `nvarchar(max)`: its
 /// client-side check caps a value at 65,535 bytes (see docs/sql-server.md, "How a batch is written").
@@ -120,6 +121,19 @@ pub fn build<'a>(batch: &'a Batch, errors: &'a [ErrorRow], now: NaiveDateTime) -
         staged.errors.push(row);
     }
     staged
+}
+
+/// The rows of `#stage_fingerprints` (`sql/mssql/stage_create.sql`): lead ID, fingerprint
+/// or NULL (see `fingerprints_sync.sql`), each lead once as `rows_for` gives them.
+pub fn fingerprint_rows(rows: &[FingerprintRow]) -> Vec<TokenRow<'static>> {
+    rows.iter()
+        .map(|(id, fingerprint)| {
+            let mut row = TokenRow::with_capacity(2);
+            row.push(ColumnData::I32(Some(*id)));
+            row.push(ColumnData::I64(*fingerprint));
+            row
+        })
+        .collect()
 }
 
 fn text(s: Option<&str>) -> ColumnData<'_> {

@@ -11,7 +11,7 @@ use tiberius::Query;
 
 use super::{bulk, check_lock, lookup, run, server_text, sql, stage, Client, MssqlSink, TxError};
 use crate::model::{clip_reason, Batch, RejectedLead};
-use crate::prepare::PreparedBatch;
+use crate::prepare::{Fingerprints, PreparedBatch};
 use crate::store::{BatchOutcome, BatchWriter, StoreError};
 
 impl MssqlSink {
@@ -22,7 +22,7 @@ impl MssqlSink {
     async fn load_isolating(
         &self,
         c: &mut Client,
-        batch: Batch,
+        (batch, fingerprints): (Batch, &Fingerprints),
         now: NaiveDateTime,
         commit: bool,
     ) -> Result<BatchOutcome, StoreError> {
@@ -31,7 +31,7 @@ impl MssqlSink {
         // written in their original order.
         let mut pending = vec![batch];
         while let Some(b) = pending.pop() {
-            match self.load_retrying(c, &b, now, commit).await {
+            match self.load_retrying(c, (&b, fingerprints), now, commit).await {
                 Ok(o) => total.add(&o),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Rejected(why)) if stage::units(&b) > 1 => {
@@ -79,7 +79,7 @@ impl MssqlSink {
     async fn load_retrying(
         &self,
         c: &mut Client,
-        b: &Batch,
+        b: (&Batch, &Fingerprints),
         now: NaiveDateTime,
         commit: bool,
     ) -> Result<BatchOutcome, Attempt> {
@@ -115,7 +115,7 @@ impl MssqlSink {
     async fn load_once(
         &self,
         c: &mut Client,
-        b: &Batch,
+        b: (&Batch, &Fingerprints),
         now: NaiveDateTime,
         commit: bool,
     ) -> Result<BatchOutcome, TxError> {
@@ -189,7 +189,7 @@ async fn set_long(
 
 async fn stage_and_upsert(
     c: &mut Client,
-    b: &Batch,
+    (b, fingerprints): (&Batch, &Fingerprints),
     now: NaiveDateTime,
     token: Option<&str>,
 ) -> Result<BatchOutcome, TxError> {
@@ -201,16 +201,21 @@ async fn stage_and_upsert(
     bulk(c, sql::STAGE_CONTACTS, staged.contacts).await?;
     bulk(c, sql::STAGE_ERRORS, staged.errors).await?;
     bulk(c, sql::STAGE_PHONES, lookup::phone_rows(b)).await?;
+    // This part's leads only: a part of a bisected batch writes its own fingerprints.
+    let fingerprint_rows = stage::fingerprint_rows(&fingerprints.rows_for(b));
+    bulk(c, sql::STAGE_FINGERPRINTS, fingerprint_rows).await?;
     set_long(c, sql::STAGE_LONG_COMMENTS, &staged.long_comments).await?;
     set_long(c, sql::STAGE_LONG_ERROR_JSON, &staged.long_error_json).await?;
 
-    // One transaction around the upsert and the phones: upsert_batch.sql's own
-    // BEGIN/COMMIT nest inside it, and XACT_ABORT (set by TX_BEGIN) rolls all of it back
-    // on any failure, so the normalised phones always agree with the contact values.
+    // One transaction around the upsert, the phones and the fingerprints: upsert_batch.sql's
+    // own BEGIN/COMMIT nest inside it, and XACT_ABORT (set by TX_BEGIN) rolls all of it back
+    // on any failure, so the normalised phones always agree with the contact values and a
+    // fingerprint never describes rows that were not committed.
     run(c, sql::TX_BEGIN).await?;
     check_lock(c, token).await?;
     let sets = run(c, sql::UPSERT_BATCH).await?;
     run(c, sql::LOOKUP_PHONES_SYNC).await?;
+    run(c, sql::FINGERPRINTS_SYNC).await?;
     run(c, sql::TX_COMMIT).await?;
     let row = sets.iter().rev().find_map(|s| s.first()).ok_or_else(|| {
         tiberius::error::Error::Protocol("upsert_batch.sql returned no counts".into())
@@ -267,10 +272,11 @@ impl MssqlSink {
         let c: &mut Client = &mut pooled;
         // Prepared once, for both backends; the bisection below splits it into parts that
         // are still prepared (prepare's rules hold for every subset of a batch).
-        let batch = batch.into_batch();
+        let (batch, fingerprints) = batch.into_parts();
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        self.load_isolating(c, batch, now, commit).await
+        self.load_isolating(c, (batch, &fingerprints), now, commit)
+            .await
     }
 }

@@ -1,10 +1,12 @@
-//! The deletion check and the error review: small set-based operations besides the load.
+//! The deletion check, the leads' fingerprints and the error review: small set-based
+//! operations besides the load.
 
 use chrono::NaiveDateTime;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::model::LeadId;
+use crate::prepare::Fingerprint;
 use crate::store::{StoreError, StoredError};
 
 pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError> {
@@ -16,6 +18,21 @@ pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError>
         .query_map([], |r| r.get::<_, LeadId>(0))
         .map_err(db_err(context))?;
     ids.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
+}
+
+pub(super) fn lead_fingerprints(
+    conn: &mut Connection,
+) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+    let context = "reading b24sync_lead_fingerprints";
+    let mut stmt = conn
+        .prepare_cached(sql::LEAD_FINGERPRINTS)
+        .map_err(db_err(context))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, LeadId>(0)?, r.get::<_, Fingerprint>(1)?))
+        })
+        .map_err(db_err(context))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
 pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u64, StoreError> {

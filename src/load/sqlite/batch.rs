@@ -8,7 +8,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::model::{Batch, Cell, ErrorRow};
-use crate::prepare::PreparedBatch;
+use crate::prepare::{FingerprintRow, PreparedBatch};
 use crate::store::{BatchOutcome, StoreError};
 
 /// Binds a [`Cell`] without copying its text (COMMENTS can be large).
@@ -35,6 +35,7 @@ pub(super) fn load(
     commit: bool,
 ) -> Result<BatchOutcome, StoreError> {
     let errors = batch.error_rows();
+    let fingerprints = batch.fingerprint_rows();
     let batch = batch.into_batch();
 
     // IMMEDIATE takes the write lock up front, so a concurrent reader cannot make the
@@ -74,6 +75,8 @@ pub(super) fn load(
             [now.format(DATETIME_FORMAT).to_string()],
         )
         .map_err(db_err("inserting new lead errors"))? as u64;
+    // In the same transaction as the rows they describe (see `prepare::fingerprint`).
+    write_fingerprints(&tx, &fingerprints)?;
     // Frees the staged text (large COMMENTS) instead of keeping it until the next batch.
     tx.execute_batch(sql::STAGE_CLEAR)
         .map_err(db_err("clearing the staging tables"))?;
@@ -124,6 +127,25 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> 
                 ])
                 .map_err(db_err("staging a contact value"))?;
         }
+    }
+    Ok(())
+}
+
+/// Each lead's fingerprint upserted, or deleted when it has none.
+fn write_fingerprints(tx: &Transaction<'_>, rows: &[FingerprintRow]) -> Result<(), StoreError> {
+    let context = "writing b24sync_lead_fingerprints";
+    let mut upsert = tx
+        .prepare_cached(sql::FINGERPRINT_UPSERT)
+        .map_err(db_err(context))?;
+    let mut delete = tx
+        .prepare_cached(sql::FINGERPRINT_DELETE)
+        .map_err(db_err(context))?;
+    for (id, fingerprint) in rows {
+        match fingerprint {
+            Some(f) => upsert.execute(rusqlite::params![id, f]),
+            None => delete.execute([id]),
+        }
+        .map_err(db_err(context))?;
     }
     Ok(())
 }

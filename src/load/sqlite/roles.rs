@@ -8,10 +8,11 @@ use chrono::NaiveDateTime;
 use super::{admin, batch, db_err, lookup, ops, schema, sql, SqliteSink, DATETIME_FORMAT};
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{LeadId, Operator};
-use crate::prepare::PreparedBatch;
+use crate::prepare::{Fingerprint, PreparedBatch};
 use crate::store::{
-    BatchOutcome, BatchWriter, CallerLookup, DeletionStore, Diagnosis, ErrorReview, OperatorStore,
-    RunHistory, RunRecord, SchemaAdmin, SchemaReport, StateStore, StoreError, StoredError,
+    BatchOutcome, BatchWriter, CallerLookup, DeletionStore, Diagnosis, ErrorReview,
+    FingerprintStore, OperatorStore, RunHistory, RunRecord, SchemaAdmin, SchemaReport, StateStore,
+    StoreError, StoredError,
 };
 
 #[async_trait]
@@ -73,6 +74,17 @@ impl DeletionStore for SqliteSink {
     async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
         self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids))
             .await
+    }
+}
+
+#[async_trait]
+impl FingerprintStore for SqliteSink {
+    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+        self.with_ready(
+            "reading b24sync_lead_fingerprints",
+            admin::lead_fingerprints,
+        )
+        .await
     }
 }
 

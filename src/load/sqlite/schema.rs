@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "caller lookup: b24sync_lead_phones, b24sync_operators, b24sync_caller_phones",
         sql: sql::MIGRATION_0003,
     },
+    Migration {
+        version: 4,
+        name: "lead fingerprints: b24sync_lead_fingerprints",
+        sql: sql::MIGRATION_0004,
+    },
 ];
 
 /// (version, name) of every migration this build knows, for `b24sync doctor`.

@@ -68,3 +68,8 @@ pub const LOOKUP_OPERATOR_UPSERT: &str =
     include_str!("../../../sql/sqlite/lookup_operator_upsert.sql");
 pub const LOOKUP_OPERATOR_INSERT_ID: &str =
     include_str!("../../../sql/sqlite/lookup_operator_insert_id.sql");
+// The leads' content fingerprints (migration 4; see `src/prepare/fingerprint.rs`).
+pub const MIGRATION_0004: &str = include_str!("../../../sql/sqlite/0004_lead_fingerprints.sql");
+pub const FINGERPRINT_UPSERT: &str = include_str!("../../../sql/sqlite/fingerprint_upsert.sql");
+pub const FINGERPRINT_DELETE: &str = include_str!("../../../sql/sqlite/fingerprint_delete.sql");
+pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/sqlite/lead_fingerprints.sql");
