@@ -16,6 +16,10 @@
 // `json!` of a whole lead nests deeper than the default limit.
 #![recursion_limit = "256"]
 
+// The allocator the binary ships with (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -107,6 +111,7 @@ async fn pass(stores: &Stores, n: usize, version: u32, skip: bool) -> Pass {
             prepared = kept;
             outcome.leads_unchanged += unchanged;
         }
+
         if !prepared.is_empty() {
             let done = stores
                 .batches

@@ -1,10 +1,10 @@
-//! Six ways to copy every Bitrix24 lead into the embedded database, side by side,
+//! Seven ways to copy every Bitrix24 lead into the embedded database, side by side,
 //! against the simulator with the portal's limits on (see BENCHMARKS.md).
 //!
 //! ```text
 //! cargo bench --bench methods -- [--leads 10000,100000] [--memory 100000,1000000]
 //!     [--scale 0.1] [--latency-ms 150] [--sample-a 250] [--sample-b 7500]
-//!     [--full-b-max 10000] [--full-f-max 25000] [--sparse-step 7] [--methods a,b,c,d,p,f]
+//!     [--full-b-max 10000] [--full-f-max 25000] [--sparse-step 7] [--methods a,b,c,d,s,p,f]
 //! ```
 //!
 //! - (a) Oktell: `crm.lead.list` by `next` (counted, `select *`), then `crm.lead.get` per lead.
@@ -13,6 +13,8 @@
 //!   last page (reverse order) for the highest ID, then ID-range pages (`>=ID`, `<ID`,
 //!   `start=-1`) 50 to a `batch`, wide `select`.
 //! - (d) ours: `run::sync` with `Paging::Batch`: one keyset chain at a time.
+//! - (s) ours as shipped: `run::sync` with the default options: up to
+//!   `paging::DEFAULT_MAX_CHAINS` keyset chains at once.
 //! - (p) ours: `paging::export` with `PagingOptions::default()`: up to 4 keyset chains at
 //!   once over disjoint ID ranges, after the run's labels call and highest-ID probe.
 //! - (f) fast_bitrix24's `get_all`: one counted page for `total`, then every other page by
@@ -66,6 +68,7 @@ enum Method {
     B,
     C,
     D,
+    S,
     P,
     F,
 }
@@ -77,6 +80,7 @@ impl Method {
             "b" => Some(Method::B),
             "c" => Some(Method::C),
             "d" => Some(Method::D),
+            "s" => Some(Method::S),
             "p" => Some(Method::P),
             "f" => Some(Method::F),
             _ => None,
@@ -91,6 +95,7 @@ impl Method {
                 "(c) PHP SDK `getTraversableList` (2 counted calls + ID ranges in `batch`)"
             }
             Method::D => "(d) b24sync: 50 chained `>ID` pages per `batch`, `start=-1`",
+            Method::S => "(s) b24sync `sync` as shipped: (d)'s run, up to 4 chains at once (the default)",
             Method::P => "(p) b24sync: up to 4 such chains at once over disjoint ID ranges",
             Method::F => {
                 "(f) fast_bitrix24 `get_all`: counted offset pages, 50 per `batch`, batches in parallel"
@@ -177,6 +182,7 @@ impl Options {
                 Method::B,
                 Method::C,
                 Method::D,
+                Method::S,
                 Method::P,
                 Method::F,
             ],
@@ -350,9 +356,9 @@ async fn parent(o: Options) {
             // (c) runs sparse at the smallest size only.
             // (f) pages by offset, blind to ID gaps: its sparse run would repeat the dense one.
             let methods: &[Method] = if i == 0 {
-                &[Method::C, Method::D, Method::P]
+                &[Method::C, Method::D, Method::S, Method::P]
             } else {
-                &[Method::D, Method::P]
+                &[Method::D, Method::S, Method::P]
             };
             for &method in methods.iter().filter(|m| o.methods.contains(m)) {
                 eprintln!("  {n} sparse leads (ID step {}), {method:?}", o.sparse_step);
@@ -412,7 +418,7 @@ fn to_row(
             rate_limited: st.rate_limited,
             operating_limited: st.operating_limited,
             rss_kib: r.vm_hwm_kib,
-            real_floor_secs: if matches!(method, Method::P | Method::F) {
+            real_floor_secs: if matches!(method, Method::S | Method::P | Method::F) {
                 // Parallel requests overlap their server time: no sequential floor.
                 f64::NAN
             } else {
@@ -514,12 +520,18 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         .into_stores();
     let started = Instant::now();
     let mut report = ChildReport::default();
-    if spec.method == Method::D {
-        // Today's one chain at a time, as before parallel chains became the default.
+    if matches!(spec.method, Method::D | Method::S) {
+        // (d): one chain at a time, as before parallel chains became the default; (s): the
+        // default.
+        let defaults = SyncOptions::default();
         let opts = SyncOptions {
             solution_field: Some(SOLUTION.into()),
-            max_chains: 1,
-            ..SyncOptions::default()
+            max_chains: if spec.method == Method::D {
+                1
+            } else {
+                defaults.max_chains
+            },
+            ..defaults
         };
         let summary = run::sync(&client, &(&sink).into(), &opts, cancel)
             .await
@@ -575,7 +587,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         Method::C => sdk_traversable_list(&client, &tx, &mut report).await,
         Method::P => parallel_chains(&client, &tx).await,
         Method::F => fast_bitrix24_get_all(&client, &tx, &mut report).await,
-        Method::D => unreachable!(),
+        Method::D | Method::S => unreachable!(),
     }
     drop(tx);
     loader.await.expect("loader");

@@ -79,12 +79,16 @@ pub(super) fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[
     for r in rows
         .iter()
         .chain(sparse)
-        .filter(|r| matches!(r.method, Method::D | Method::P))
+        .filter(|r| matches!(r.method, Method::D | Method::S | Method::P))
     {
         let floor = (r.n as u64).div_ceil((BATCH_SIZE * PAGE_SIZE) as u64) + 2;
         println!(
             "- ({}) at {} leads (ID step {}): {} requests, floor ceil(N/2,500) + 2 = {} → {}; {} leads in the database.",
-            if r.method == Method::D { "d" } else { "p" },
+            match r.method {
+                Method::D => "d",
+                Method::S => "s",
+                _ => "p",
+            },
             thousands(r.n as u64),
             r.id_step,
             r.requests,
@@ -93,7 +97,12 @@ pub(super) fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[
             thousands(r.leads),
         );
     }
-    for r in rows.iter().chain(sparse).filter(|r| r.method == Method::P) {
+    for r in rows
+        .iter()
+        .chain(sparse)
+        .filter(|r| matches!(r.method, Method::S | Method::P))
+    {
+        let me = if r.method == Method::S { "s" } else { "p" };
         let same = |m: Method| {
             rows.iter()
                 .chain(sparse)
@@ -102,7 +111,7 @@ pub(super) fn print_report(o: &Options, rows: &[Row], sparse: &[Row], memory: &[
         for (m, name) in [(Method::D, "d"), (Method::F, "f")] {
             let Some(o) = same(m) else { continue };
             println!(
-                "- {} leads (ID step {}): (p) against ({name}): wall {:.2}×, server time {:.3}× ({:+.1} %), requests {:+}.",
+                "- {} leads (ID step {}): ({me}) against ({name}): wall {:.2}×, server time {:.3}× ({:+.1} %), requests {:+}.",
                 thousands(r.n as u64),
                 r.id_step,
                 r.wall_secs / o.wall_secs.max(1e-9),

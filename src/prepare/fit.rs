@@ -1,10 +1,11 @@
 //! Fitting one lead's rows to their tables: sizes and ranges from [`crate::schema`], each
 //! adjustment a [`Problem`] of the lead (and so part of its error row).
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use crate::model::{clip_reason, Cell, LeadRecord, PhoneRow, Problem, ProblemKind, RejectedLead};
+use crate::model::{
+    clip_reason, Cell, ContactRow, LeadRecord, PhoneRow, Problem, ProblemKind, RejectedLead,
+};
 use crate::schema::{self, limits, ColumnKind, LEAD};
 
 /// The sizes of the columns a lead's rows go to, read once from the description. A column
@@ -61,7 +62,7 @@ pub(super) fn record(mut r: LeadRecord) -> Result<LeadRecord, RejectedLead> {
     cells(&mut r, &mut problems);
     contacts(&mut r, &mut problems);
     if let (Some(s), Some(max)) = (r.solution.as_mut(), SIZES.solution) {
-        fit(s, max, "solution", "", &mut problems);
+        fit(s, max, "solution", String::new, &mut problems);
     }
     phones(&mut r, &mut problems);
     r.problems.extend(problems);
@@ -76,14 +77,22 @@ fn problem(problems: &mut Vec<Problem>, field: &str, kind: ProblemKind, detail: 
     });
 }
 
-/// Cut `s` to `max` units, saying so (`what` says which value of the field was cut).
-fn fit(s: &mut String, max: usize, field: &str, what: &str, problems: &mut Vec<Problem>) {
+/// Cut `s` to `max` units, saying so (`what` says which value of the field was cut; it is
+/// only written when something is cut: most values fit, and a full re-sync prepares every
+/// lead, so the common case allocates nothing).
+fn fit(
+    s: &mut String,
+    max: usize,
+    field: &str,
+    what: impl FnOnce() -> String,
+    problems: &mut Vec<Problem>,
+) {
     if let Some(cut) = limits::cut(s, max) {
         problem(
             problems,
             field,
             ProblemKind::Truncated,
-            format!("{what}{}", cut.describe()),
+            format!("{}{}", what(), cut.describe()),
         );
         *s = cut.kept;
     }
@@ -93,7 +102,7 @@ fn fit_opt(
     s: &mut Option<String>,
     max: Option<usize>,
     field: &str,
-    what: &str,
+    what: impl FnOnce() -> String,
     p: &mut Vec<Problem>,
 ) {
     if let (Some(s), Some(max)) = (s.as_mut(), max) {
@@ -106,7 +115,7 @@ fn cells(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
         match (col.kind, &mut *cell) {
             (_, Cell::Null) | (ColumnKind::LongText, Cell::Text(_)) => {}
             (ColumnKind::Text { max_chars }, Cell::Text(s)) => {
-                fit(s, max_chars, col.field, "", problems)
+                fit(s, max_chars, col.field, String::new, problems)
             }
             (ColumnKind::DateTime | ColumnKind::Date, Cell::DateTime(d)) => {
                 if let Err(why) = limits::datetime_range(Some(*d)) {
@@ -144,64 +153,66 @@ fn quote(s: &str) -> String {
 }
 
 /// Each contact value once (the module docs' rule), fitted, under the record's own lead ID.
+///
+/// A lead has a handful of values, so "seen before" is a scan of those kept, without
+/// copying a value: a full re-sync prepares every lead, and this is most of its work.
 fn contacts(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
     let sizes = &*SIZES;
-    let mut keyed: HashSet<String> = HashSet::new();
-    let mut unkeyed: HashSet<(String, Option<String>, Option<String>)> = HashSet::new();
-    let mut kept = Vec::with_capacity(r.contacts.len());
+    let mut kept: Vec<ContactRow> = Vec::with_capacity(r.contacts.len());
     for mut c in std::mem::take(&mut r.contacts) {
         // The record owns its contact set, so the record's lead ID is the one that counts.
         c.lead_id = r.lead.id;
+        let field = c.type_id.as_str();
         fit_opt(
             &mut c.contact_id,
             sizes.contact_id,
-            &c.type_id.clone(),
-            "value ID: ",
+            field,
+            || "value ID: ".to_string(),
             problems,
         );
-        let label = match &c.contact_id {
-            Some(id) => format!("value (ID {id})"),
-            None => "value".to_string(),
+        let id = &c.contact_id;
+        let label = |column: &str| match id {
+            Some(id) => format!("value (ID {id}) {column}: "),
+            None => format!("value {column}: "),
         };
-        let field = c.type_id.clone();
         fit_opt(
             &mut c.value,
             sizes.value,
-            &field,
-            &format!("{label} VALUE: "),
+            field,
+            || label("VALUE"),
             problems,
         );
         fit_opt(
             &mut c.value_type,
             sizes.value_type,
-            &field,
-            &format!("{label} VALUE_TYPE: "),
+            field,
+            || label("VALUE_TYPE"),
             problems,
         );
-        if let Some(max) = sizes.type_id {
-            fit(
-                &mut c.type_id,
-                max,
-                &field,
-                &format!("{label} TYPE_ID: "),
-                problems,
-            );
+        if let Some(max) = sizes.type_id.filter(|max| c.type_id.len() > *max) {
+            let field = c.type_id.clone();
+            fit(&mut c.type_id, max, &field, || label("TYPE_ID"), problems);
         }
-        let first = match &c.contact_id {
-            Some(id) => keyed.insert(id.clone()),
-            None => unkeyed.insert((c.type_id.clone(), c.value.clone(), c.value_type.clone())),
-        };
-        if first {
+        let seen = kept.iter().any(|k| match &c.contact_id {
+            Some(id) => k.contact_id.as_ref() == Some(id),
+            None => {
+                k.contact_id.is_none()
+                    && k.type_id == c.type_id
+                    && k.value == c.value
+                    && k.value_type == c.value_type
+            }
+        });
+        if !seen {
             kept.push(c);
         } else {
             let shown = quote(c.value.as_deref().unwrap_or_default());
             let detail = match &c.contact_id {
-                Some(_) => {
-                    format!("{label} is listed again in this lead: kept the first, skipped {shown}")
-                }
-                None => format!("{label} {shown} is listed twice in this lead: stored once"),
+                Some(id) => format!(
+                    "value (ID {id}) is listed again in this lead: kept the first, skipped {shown}"
+                ),
+                None => format!("value {shown} is listed twice in this lead: stored once"),
             };
-            problem(problems, &field, ProblemKind::WrongType, detail);
+            problem(problems, &c.type_id, ProblemKind::WrongType, detail);
         }
     }
     r.contacts = kept;
@@ -210,13 +221,14 @@ fn contacts(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
 /// The normalised phones of the contact values kept, each (value ID, value) once, fitted.
 fn phones(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
     let sizes = &*SIZES;
-    let kept: HashSet<(Option<&str>, &str)> = r
-        .contacts
-        .iter()
-        .filter(|c| c.type_id == "PHONE")
-        .filter_map(|c| Some((c.contact_id.as_deref(), c.value.as_deref()?)))
-        .collect();
-    let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
+    let contacts = &r.contacts;
+    let kept_value = |p: &PhoneRow| {
+        contacts.iter().any(|c| {
+            c.type_id == "PHONE"
+                && c.value.as_deref() == Some(p.value.as_str())
+                && c.contact_id == p.contact_id
+        })
+    };
     let mut out: Vec<PhoneRow> = Vec::with_capacity(r.phones.len());
     for mut p in std::mem::take(&mut r.phones) {
         p.lead_id = r.lead.id;
@@ -225,33 +237,38 @@ fn phones(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
         if let (Some(id), Some(max)) = (p.contact_id.as_mut(), sizes.phone_contact_id) {
             cut_quietly(id, Some(max));
         }
-        if !kept.contains(&(p.contact_id.as_deref(), p.value.as_str())) {
+        if !kept_value(&p) {
             continue;
         }
-        if !seen.insert((p.contact_id.clone(), p.value.clone())) {
+        if out
+            .iter()
+            .any(|o| o.contact_id == p.contact_id && o.value == p.value)
+        {
             continue;
         }
-        let what = |column: &str| format!("normalised phone {} {column}: ", quote(&p.value));
-        let (e164, ext, tail, reason) = (
-            what("e164"),
+        let value = &p.value;
+        let what =
+            |column: &'static str| move || format!("normalised phone {} {column}: ", quote(value));
+        fit_opt(&mut p.e164, sizes.e164, "PHONE", what("e164"), problems);
+        fit_opt(
+            &mut p.extension,
+            sizes.extension,
+            "PHONE",
             what("extension"),
-            what("digits_rev"),
-            what("reason"),
+            problems,
         );
-        fit_opt(&mut p.e164, sizes.e164, "PHONE", &e164, problems);
-        fit_opt(&mut p.extension, sizes.extension, "PHONE", &ext, problems);
         fit_opt(
             &mut p.digits_rev,
             sizes.digits_rev,
             "PHONE",
-            &tail,
+            what("digits_rev"),
             problems,
         );
         fit_opt(
             &mut p.reason,
             sizes.phone_reason,
             "PHONE",
-            &reason,
+            what("reason"),
             problems,
         );
         out.push(p);

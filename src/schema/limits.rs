@@ -60,6 +60,11 @@ impl Cut {
 
 /// `None` when `s` fits in `max` UTF-16 units, else the cut.
 pub fn cut(s: &str, max: usize) -> Option<Cut> {
+    // A char takes at least as many UTF-8 bytes as UTF-16 units: text of at most `max`
+    // bytes fits without counting.
+    if s.len() <= max {
+        return None;
+    }
     let len = utf16_len(s);
     (len > max).then(|| Cut {
         kept: truncate_utf16(s, max).to_string(),
