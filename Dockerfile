@@ -15,6 +15,7 @@ COPY crates/simulator/Cargo.toml ./crates/simulator/
 RUN mkdir -p src benches crates/simulator/src \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/methods.rs \
+    && echo 'fn main() {}' > benches/load.rs \
     && touch crates/simulator/src/lib.rs \
     && cargo build --release --locked --bin b24sync \
     && rm -rf src crates/simulator/src
