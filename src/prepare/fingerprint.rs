@@ -144,20 +144,22 @@ pub fn skip_unchanged(
         fingerprints,
     } = batch;
     let before = records.len();
+    let mut kept = Fingerprints::default();
     let records: Vec<LeadRecord> = records
         .into_iter()
         .filter(|r| {
             let id = r.lead.id;
-            fingerprints.get(id).is_none() || fingerprints.get(id) != stored.get(&id).copied()
+            match fingerprints.get(id) {
+                None => true,
+                Some(f) if stored.get(&id) == Some(&f) => false,
+                Some(f) => {
+                    kept.insert(id, f);
+                    true
+                }
+            }
         })
         .collect();
     let skipped = (before - records.len()) as u64;
-    let mut kept = Fingerprints::default();
-    for r in &records {
-        if let Some(f) = fingerprints.get(r.lead.id) {
-            kept.insert(r.lead.id, f);
-        }
-    }
     let batch = PreparedBatch {
         batch: Batch { records, rejected },
         fingerprints: kept,
