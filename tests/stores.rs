@@ -25,6 +25,8 @@ mod batches;
 mod build;
 #[path = "stores/fingerprints.rs"]
 mod fingerprints;
+#[path = "stores/queue.rs"]
+mod queue;
 #[path = "stores/sqlite_only.rs"]
 mod sqlite_only;
 #[path = "stores/tables.rs"]
@@ -35,6 +37,7 @@ use awkward::*;
 use backend::Kind;
 use batches::*;
 use fingerprints::*;
+use queue::*;
 use tables::*;
 
 /// `name: sqlite_name, mssql_name;` makes the two tests of the contract test `name`. A
@@ -93,6 +96,9 @@ contract! {
     delete_leads_is_one_transaction: sqlite_delete_leads_is_one_transaction, mssql_delete_leads_is_one_transaction;
     // FingerprintStore, with what BatchWriter and DeletionStore do to the fingerprints
     fingerprints_are_written_with_the_batch_and_never_by_a_preview: sqlite_fingerprints_are_written_with_the_batch_and_never_by_a_preview, mssql_fingerprints_are_written_with_the_batch_and_never_by_a_preview;
+    // EventQueue
+    queue_coalesces_and_removes_only_what_was_read: sqlite_queue_coalesces_and_removes_only_what_was_read, mssql_queue_coalesces_and_removes_only_what_was_read;
+    queue_counts_failures_and_puts_them_last: sqlite_queue_counts_failures_and_puts_them_last, mssql_queue_counts_failures_and_puts_them_last;
     delete_leads_removes_their_fingerprints: sqlite_delete_leads_removes_their_fingerprints, mssql_delete_leads_removes_their_fingerprints;
     // ErrorReview
     error_rows_are_listed_with_dates_and_cleared_by_date: sqlite_error_rows_are_listed_with_dates_and_cleared_by_date, mssql_error_rows_are_listed_with_dates_and_cleared_by_date;

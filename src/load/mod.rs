@@ -22,8 +22,8 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use crate::store::{
-    BatchWriter, CallerLookup, DeletionStore, ErrorReview, FingerprintStore, OperatorStore,
-    RunHistory, RunLock, SchemaAdmin, StateStore, StoreError, TokenStore,
+    BatchWriter, CallerLookup, DeletionStore, ErrorReview, EventQueue, FingerprintStore,
+    OperatorStore, RunHistory, RunLock, SchemaAdmin, StateStore, StoreError, TokenStore,
 };
 
 /// One database's stores, by role (see `crate::store`). Every field is the same backend
@@ -43,6 +43,8 @@ pub struct Stores {
     pub operators: Arc<dyn OperatorStore>,
     pub lookup: Arc<dyn CallerLookup>,
     pub tokens: Arc<dyn TokenStore>,
+    /// The event queue of `b24sync serve`.
+    pub queue: Arc<dyn EventQueue>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -68,6 +70,7 @@ impl Stores {
             + OperatorStore
             + CallerLookup
             + TokenStore
+            + EventQueue
             + 'static,
     {
         Stores {
@@ -82,7 +85,8 @@ impl Stores {
             errors: backend.clone(),
             operators: backend.clone(),
             lookup: backend.clone(),
-            tokens: backend,
+            tokens: backend.clone(),
+            queue: backend,
         }
     }
 }

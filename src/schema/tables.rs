@@ -19,6 +19,15 @@ const _: () = assert!(ERROR_ID_CHARS * 2 + 4 <= 1700);
 /// b24sync's table of the leads' content fingerprints (never one of the Oktell tables).
 pub const FINGERPRINTS_TABLE: &str = "b24sync_lead_fingerprints";
 
+/// b24sync's durable event queue (`b24sync serve`): one row per (entity type, entity ID)
+/// waiting to be read again from Bitrix24 (never one of the Oktell tables).
+pub const EVENT_QUEUE_TABLE: &str = "b24sync_event_queue";
+/// `b24sync_event_queue.entity_type` ("lead", later "contact", "company"), `.event_action`
+/// ("change", "delete") and `.last_error`.
+pub const QUEUE_ENTITY_CHARS: usize = 20;
+pub const QUEUE_ACTION_CHARS: usize = 10;
+pub const QUEUE_ERROR_CHARS: usize = 2000;
+
 /// `b24sync_runs.mode`, `.status` and `.message`.
 pub const RUN_MODE_CHARS: usize = 40;
 pub const RUN_STATUS_CHARS: usize = 20;
@@ -205,6 +214,20 @@ fn own() -> Vec<Table> {
         not_null("lead_id", Kind::Int),
         not_null("fingerprint", Kind::BigInt),
     ];
+    // One row per entity waiting for `b24sync serve`'s worker: a flood of events for the
+    // same ID coalesces into it (`revision` counts the events, so a row queued again while
+    // the worker read it is not removed with the older event). Times are UTC milliseconds
+    // since 1970 (the event-to-row lag is measured from them).
+    let queue = vec![
+        not_null("entity_type", ascii(QUEUE_ENTITY_CHARS)),
+        not_null("entity_id", Kind::BigInt),
+        not_null("event_action", ascii(QUEUE_ACTION_CHARS)),
+        not_null("first_queued_ms", Kind::BigInt),
+        not_null("last_queued_ms", Kind::BigInt),
+        not_null("revision", Kind::BigInt),
+        not_null("attempts", Kind::Int),
+        null("last_error", text(QUEUE_ERROR_CHARS)),
+    ];
     let b = Owner::B24sync;
     vec![
         describe("b24sync_migrations", b, migrations, &["version"]),
@@ -213,6 +236,7 @@ fn own() -> Vec<Table> {
         describe(LEAD.phones_table, b, phones, &["Id"]),
         describe("b24sync_operators", b, operators, &["user_id"]),
         describe(FINGERPRINTS_TABLE, b, fingerprints, &["lead_id"]),
+        describe(EVENT_QUEUE_TABLE, b, queue, &["entity_type", "entity_id"]),
     ]
 }
 

@@ -18,15 +18,18 @@
 //! | operators (`b24sync_operators`) | [`OperatorStore`] | operator refresh |
 //! | caller lookup | [`CallerLookup`] | `lookup` |
 //! | OAuth tokens (`bitrix_oauth`) | [`TokenStore`] → [`TokenLock`] | the OAuth session |
+//! | the event queue (`b24sync_event_queue`) | [`EventQueue`] | `serve` |
 
 mod error;
 mod lock;
+mod queue;
 mod records;
 mod roles;
 mod tokens;
 
 pub use error::StoreError;
 pub use lock::{HeldLock, RunLockGuard};
+pub use queue::{EventQueue, QueueDepth, QueueItem, QueuedAction, QueuedEvent};
 pub use records::{BatchOutcome, Diagnosis, RunRecord, SchemaReport, StoredError};
 pub use roles::{
     BatchWriter, CallerLookup, DeletionStore, ErrorReview, FingerprintStore, OperatorStore,

@@ -24,6 +24,7 @@ mod connect;
 mod lock;
 mod lookup;
 mod ops;
+mod queue;
 mod roles;
 mod schema;
 pub mod sql;

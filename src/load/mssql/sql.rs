@@ -35,6 +35,12 @@ pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql
 /// all first.
 pub const FINGERPRINTS_SYNC: &str = include_str!("../../../sql/mssql/fingerprints_sync.sql");
 pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/mssql/lead_fingerprints.sql");
+/// The event queue of `b24sync serve` (migration 0011; see `queue.rs`).
+pub const QUEUE_ENQUEUE: &str = include_str!("../../../sql/mssql/queue_enqueue.sql");
+pub const QUEUE_PEEK: &str = include_str!("../../../sql/mssql/queue_peek.sql");
+pub const QUEUE_REMOVE: &str = include_str!("../../../sql/mssql/queue_remove.sql");
+pub const QUEUE_FAIL: &str = include_str!("../../../sql/mssql/queue_fail.sql");
+pub const QUEUE_DEPTH: &str = include_str!("../../../sql/mssql/queue_depth.sql");
 
 pub const LOCK_ACQUIRE: &str = include_str!("../../../sql/mssql/lock_acquire.sql");
 /// Sent on the lock's session once it is granted (@P1 the run's token, @P2 wait in ms).
@@ -125,7 +131,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 9] = [
+pub const MIGRATIONS: [Migration; 10] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -178,6 +184,13 @@ pub const MIGRATIONS: [Migration; 9] = [
         version: 9,
         name: "lead_fingerprints",
         sql: include_str!("../../../sql/mssql/migrations/0009_lead_fingerprints.sql"),
+        needs_unique_leads: false,
+    },
+    // 10 is reserved (contacts and companies).
+    Migration {
+        version: 11,
+        name: "event_queue",
+        sql: include_str!("../../../sql/mssql/migrations/0011_event_queue.sql"),
         needs_unique_leads: false,
     },
 ];
@@ -249,6 +262,11 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("upsert_batch.sql", UPSERT_BATCH),
         ("fingerprints_sync.sql", FINGERPRINTS_SYNC),
         ("lead_fingerprints.sql", LEAD_FINGERPRINTS),
+        ("queue_enqueue.sql", QUEUE_ENQUEUE),
+        ("queue_peek.sql", QUEUE_PEEK),
+        ("queue_remove.sql", QUEUE_REMOVE),
+        ("queue_fail.sql", QUEUE_FAIL),
+        ("queue_depth.sql", QUEUE_DEPTH),
         ("preview_begin.sql", PREVIEW_BEGIN),
         ("preview_end.sql", PREVIEW_END),
         ("lock_acquire.sql", LOCK_ACQUIRE),

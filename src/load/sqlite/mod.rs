@@ -16,6 +16,7 @@ mod batch;
 mod lock;
 mod lookup;
 mod ops;
+mod queue;
 mod roles;
 mod schema;
 mod sql;

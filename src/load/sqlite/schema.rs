@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "lead fingerprints: b24sync_lead_fingerprints",
         sql: sql::MIGRATION_0004,
     },
+    // 5 is reserved (contacts and companies).
+    Migration {
+        version: 6,
+        name: "event queue: b24sync_event_queue",
+        sql: sql::MIGRATION_0006,
+    },
 ];
 
 /// (version, name) of every migration this build knows, for `b24sync doctor`.

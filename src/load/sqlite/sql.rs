@@ -73,3 +73,10 @@ pub const MIGRATION_0004: &str = include_str!("../../../sql/sqlite/0004_lead_fin
 pub const FINGERPRINT_UPSERT: &str = include_str!("../../../sql/sqlite/fingerprint_upsert.sql");
 pub const FINGERPRINT_DELETE: &str = include_str!("../../../sql/sqlite/fingerprint_delete.sql");
 pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/sqlite/lead_fingerprints.sql");
+// The event queue of `b24sync serve` (migration 6; see `queue.rs`).
+pub const MIGRATION_0006: &str = include_str!("../../../sql/sqlite/0006_event_queue.sql");
+pub const QUEUE_ENQUEUE: &str = include_str!("../../../sql/sqlite/queue_enqueue.sql");
+pub const QUEUE_PEEK: &str = include_str!("../../../sql/sqlite/queue_peek.sql");
+pub const QUEUE_REMOVE: &str = include_str!("../../../sql/sqlite/queue_remove.sql");
+pub const QUEUE_FAIL: &str = include_str!("../../../sql/sqlite/queue_fail.sql");
+pub const QUEUE_DEPTH: &str = include_str!("../../../sql/sqlite/queue_depth.sql");
