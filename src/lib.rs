@@ -2,7 +2,8 @@
 //! its Bitrix24 CRM leads.
 //!
 //! Data flows one way: [`extract`] (Bitrix24 REST) → [`transform`] (lead JSON → rows) →
-//! [`load`] (SQL Server or the embedded SQLite database). [`run`] orchestrates one sync.
+//! [`load`] (SQL Server or the embedded SQLite database). [`run`] orchestrates one sync;
+//! [`serve`] is the event-driven service beside it.
 //! The command line (flags, environment, the TOML file) is the binary's (src/main.rs,
 //! src/cli/); the Bitrix24 stand-in used by the demo, the tests and the benchmarks is its
 //! own crate (crates/simulator), which this library does not depend on.
@@ -18,5 +19,6 @@ pub mod model;
 pub mod prepare;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod store;
 pub mod transform;

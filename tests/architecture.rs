@@ -243,17 +243,31 @@ fn data_flows_one_way_through_the_stages() {
     let forbidden: &[(&str, &[&str])] = &[
         (
             "model",
-            &["extract", "transform", "prepare", "load", "run", "store"],
+            &[
+                "extract",
+                "transform",
+                "prepare",
+                "load",
+                "run",
+                "store",
+                "serve",
+            ],
         ),
         (
             "schema",
-            &["extract", "transform", "prepare", "load", "run"],
+            &["extract", "transform", "prepare", "load", "run", "serve"],
         ),
-        ("extract", &["transform", "prepare", "load", "run"]),
-        ("transform", &["extract", "prepare", "load", "run", "store"]),
-        ("prepare", &["extract", "load", "run", "store"]),
-        ("store", &["extract", "load", "run"]),
-        ("load", &["extract", "run"]),
+        ("extract", &["transform", "prepare", "load", "run", "serve"]),
+        (
+            "transform",
+            &["extract", "prepare", "load", "run", "store", "serve"],
+        ),
+        ("prepare", &["extract", "load", "run", "store", "serve"]),
+        ("store", &["extract", "load", "run", "serve"]),
+        ("load", &["extract", "run", "serve"]),
+        // `serve` is a driver beside `run`: it uses `run`, never the other way round.
+        ("run", &["serve"]),
+        ("exit", &["serve"]),
     ];
     let mut wrong = Vec::new();
     for (from, banned) in forbidden {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use super::auth;
 use super::groups::{DbArgs, LoadArgs, PortalArgs, ReadArgs, SyncArgs, ToSyncArgs};
 use super::lookup;
+use super::serve;
 
 /// b24sync keeps the Oktell tables of a call centre's database (bitrix_leads,
 /// bitrix_lead_contacts, ...) in step with the leads of a Bitrix24 portal, so that a
@@ -55,6 +56,13 @@ pub enum Command {
     Sync(SyncArgs),
     /// Keep running: an incremental sync every interval, until Ctrl-C / SIGTERM
     Run(RunArgs),
+    /// Keep running, event-driven: Bitrix24's lead events (outbound posts, or an app's
+    /// offline queue) applied within seconds, plus the incremental sync every
+    /// --reconcile-every; GET /health and /metrics
+    Serve(serve::ServeArgs),
+    /// An OAuth application's event bindings for serve: bind, status, unbind
+    #[command(subcommand)]
+    Events(serve::EventsCommand),
     /// Review bitrix_import_lead_error: list, retry, clear
     #[command(subcommand)]
     Errors(ErrorsCommand),

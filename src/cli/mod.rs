@@ -5,7 +5,8 @@
 //! - `settings.rs`: flags > environment > TOML file, validated, into one [`Settings`];
 //! - `open.rs`: the database behind `--db`; `client.rs`: the webhook client;
 //! - one file per command family: `sync.rs` (`sync`, `run`), `db.rs` (`init-db`,
-//!   `status`, `errors`), `lookup.rs`, `auth.rs` (`auth`, `token`), `demo.rs` (`demo`,
+//!   `status`, `errors`), `lookup.rs`, `auth.rs` (`auth`, `token`), `serve.rs` (`serve`,
+//!   `events`), `demo.rs` (`demo`,
 //!   `simulator`), `ops.rs` (`status` and `doctor` output, `config example`);
 //! - `signals.rs`: Ctrl-C / SIGTERM; `closed_stdout.rs`: `| head` ends quietly;
 //! - `ui.rs`: how messages, the progress bar and the summary are shown.
@@ -20,6 +21,7 @@ mod groups;
 mod lookup;
 mod open;
 mod ops;
+mod serve;
 mod settings;
 mod signals;
 mod sync;
@@ -146,6 +148,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Simulator(args) => demo::simulator_command(&args).await,
         Command::Auth(args) => auth::auth_command(&args, &file).await,
         Command::Token { command } => auth::token_command(&command, &file).await,
+        Command::Serve(args) => serve::serve_command(&args, &file).await,
+        Command::Events(cmd) => serve::events_command(&cmd, &file).await,
     }
 }
 

@@ -44,6 +44,15 @@ pub struct FileSettings {
     pub phone_region: Option<String>,
     /// Digits compared by the caller lookup's "last N digits" fallback.
     pub tail_digits: Option<usize>,
+    /// `serve` (src/cli/serve.rs): the listening address, the events' application token,
+    /// the reconcile interval, the offline poll, attempts before the error table, the
+    /// OAuth keep-alive.
+    pub listen: Option<String>,
+    pub application_token: Option<String>,
+    pub reconcile_every: Option<String>,
+    pub offline_poll: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub keep_token_fresh: Option<bool>,
 }
 
 /// Everything a command needs, resolved and checked.

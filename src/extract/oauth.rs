@@ -192,6 +192,25 @@ impl OAuthSession {
             .await
     }
 
+    /// Seconds until the access token in use expires (by this machine's clock).
+    pub async fn expires_in_secs(&self) -> i64 {
+        self.current.lock().await.tokens.expires_at - Utc::now().timestamp()
+    }
+
+    /// Keep-alive (`serve --keep-token-fresh`): refresh when the access token expires within
+    /// `within_secs`, under the token lock, unless another process already did (then its
+    /// stored pair is used). Returns whether this call refreshed.
+    pub async fn refresh_if_expiring(&self, within_secs: i64) -> Result<bool, OAuthError> {
+        let mut cur = self.current.lock().await;
+        if cur.tokens.expires_at - Utc::now().timestamp() > within_secs {
+            return Ok(false);
+        }
+        let before = self.refreshes();
+        let held = cur.tokens.access_token.clone();
+        self.refresh_locked(&mut cur, Need::Replace(held)).await?;
+        Ok(self.refreshes() > before)
+    }
+
     /// Refresh now, whatever the expiry (`b24sync token refresh`); returns the new pair.
     pub async fn refresh_now(&self) -> Result<TokenSet, OAuthError> {
         let mut cur = self.current.lock().await;

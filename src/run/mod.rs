@@ -12,10 +12,12 @@
 //! One job per file: `options` (how a run is asked to go: [`SyncOptions`]), `plan` (what it
 //! reads; whether the deletion check is due), `binding` (one portal per database),
 //! `sync` (the steps), `pipeline` (the stages), `deletions` (behind the guard),
-//! `operators`, `history`, `retry` (`errors retry`), `summary` and `status` (what a run
+//! `operators`, `history`, `retry` (`errors retry`), `changes` (leads named by events, for
+//! `serve`), `summary` and `status` (what a run
 //! did, and how it ended: a [`Status`] that `crate::exit` maps to an exit code).
 
 mod binding;
+mod changes;
 mod deletions;
 mod history;
 mod operators;
@@ -37,6 +39,7 @@ use crate::store::{
 };
 
 pub use binding::{bound_portal, client_portal, PortalIdentity};
+pub use changes::{apply_lead_changes, change_context, park_failed_leads, ChangesOutcome};
 pub use operators::{is_user_id, refresh_operators, OperatorsError, OperatorsOutcome};
 pub use options::{state_keys, DeletionPolicy, Progress, ProgressHandle, SyncMode, SyncOptions};
 pub use plan::fetch_solution_labels;

@@ -6,8 +6,10 @@
 //! - [`users`]: `user.get` for the operators leads are assigned to;
 //! - [`ids`]: leads by ID (`@ID` listings, for `errors retry`) and the access probe;
 //! - [`leads`]: chosen leads read whole (`crm.lead.get`), for the error table;
+//! - [`events`]: event bindings and the offline queue (`event.*`), for `serve` and `events`;
 //! - [`prelude`](mod@prelude): a run's first request, which asks several of these at once.
 
+pub mod events;
 pub mod ids;
 pub mod labels;
 pub mod leads;

@@ -1,0 +1,471 @@
+//! `b24sync serve` end to end: the simulator posts outbound events (an outgoing webhook, as
+//! the portal's UI sets it up) to the real binary over HTTP, and the SQLite tables follow
+//! within seconds; refusals (token, domain, size, shape) with the log free of secrets; a
+//! flood of one ID read once; SIGKILL at random moments while events arrive, then a restart,
+//! and the tables equal the portal.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use b24sync::model::{ColumnKind, LEAD_COLUMNS};
+use b24sync_simulator::{EventsConfig, OutgoingWebhook, Simulator, SimulatorConfig};
+use common::*;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+const TOKEN: &str = "serve0test0application0token0x1";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn portal(leads: usize, port: u16) -> Simulator {
+    Simulator::start(SimulatorConfig {
+        leads,
+        rate_limit: None,
+        events: EventsConfig {
+            outgoing: vec![OutgoingWebhook {
+                events: ["ONCRMLEADADD", "ONCRMLEADUPDATE", "ONCRMLEADDELETE"]
+                    .map(String::from)
+                    .to_vec(),
+                handler: format!("http://127.0.0.1:{port}/"),
+                application_token: TOKEN.into(),
+            }],
+            ..EventsConfig::default()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// A running `b24sync serve`, its log going to a file.
+struct Served {
+    child: tokio::process::Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Served {
+    async fn start(sim: &Simulator, db: &Path, port: u16, log: PathBuf) -> Served {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = b24sync();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--webhook", &sim.webhook_url()])
+            .args(["--db", &db.to_string_lossy()])
+            .args(["--solution-field", SOLUTION])
+            .args(["--reconcile-every", "1h", "-v"])
+            .env("B24SYNC_APPLICATION_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        let child = cmd.spawn().expect("serve starts");
+        Served { child, log, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Wait until /health answers 200 (the first reconcile is done).
+    async fn healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(self.url("/health")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve never became healthy:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+
+    async fn stop(mut self) -> String {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        self.log_text()
+    }
+}
+
+/// A title as `bitrix_leads.sql_TITLE` holds it (cut to the column's UTF-16 length).
+fn stored_title(raw: Option<String>) -> Option<String> {
+    let max = LEAD_COLUMNS
+        .iter()
+        .find(|c| c.field == "TITLE")
+        .and_then(|c| match c.kind {
+            ColumnKind::Text { max_chars } => Some(max_chars),
+            _ => None,
+        })
+        .expect("TITLE is text");
+    raw.map(|t| {
+        let mut used = 0;
+        t.chars()
+            .take_while(|c| {
+                used += c.len_utf16();
+                used <= max
+            })
+            .collect()
+    })
+}
+
+type Snapshot = BTreeMap<i64, (Option<String>, Vec<ContactTuple>)>;
+
+fn portal_snapshot(sim: &Simulator) -> Snapshot {
+    sim.portal()
+        .leads()
+        .iter()
+        .map(|lead| {
+            let id: i64 = text_field(lead, "ID")
+                .and_then(|s| s.parse().ok())
+                .expect("ID");
+            (
+                id,
+                (
+                    stored_title(text_field(lead, "TITLE")),
+                    expected_contacts(lead),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn db_snapshot(db: &Path) -> Snapshot {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return Snapshot::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT sql_ID, sql_TITLE FROM bitrix_leads") else {
+        return Snapshot::new();
+    };
+    let rows: Vec<(i64, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|(id, title)| (id, (title, stored_contacts(db, id))))
+        .collect()
+}
+
+/// Wait (at most `secs`) until the database equals the portal; the time it took.
+async fn until_equal(sim: &Simulator, db: &Path, secs: u64, served: &Served) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (p, d) = (portal_snapshot(sim), db_snapshot(db));
+        if p == d {
+            return start.elapsed();
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let missing: Vec<_> = p.keys().filter(|k| !d.contains_key(k)).take(5).collect();
+            let extra: Vec<_> = d.keys().filter(|k| !p.contains_key(k)).take(5).collect();
+            let differ: Vec<_> = p
+                .iter()
+                .filter(|(k, v)| d.get(k).is_some_and(|dv| dv != *v))
+                .map(|(k, _)| k)
+                .take(5)
+                .collect();
+            panic!(
+                "the database does not follow the portal after {secs} s: missing {missing:?}, \
+                 extra {extra:?}, differing {differ:?}\n{}",
+                served.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn title(t: &str) -> impl FnOnce(&mut Map<String, Value>) + '_ {
+    move |m| {
+        m.insert("TITLE".into(), json!(t));
+    }
+}
+
+fn new_lead(t: &str, phone: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("TITLE".into(), json!(t));
+    m.insert(
+        "PHONE".into(),
+        json!([{"VALUE": phone, "VALUE_TYPE": "WORK"}]),
+    );
+    m
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut f = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        f.append_pair(k, v);
+    }
+    f.finish()
+}
+
+async fn post(url: &str, ctype: &str, body: impl Into<reqwest::Body>) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_adds_and_deletes_reach_the_tables_within_seconds() {
+    let port = free_port();
+    let sim = portal(40, port).await;
+    let db = test_db();
+    let served = Served::start(&sim, &db.path, port, db.path.with_extension("log")).await;
+    served.healthy().await;
+    until_equal(&sim, &db.path, 10, &served).await;
+
+    let p = sim.portal();
+    assert!(p.update_lead(7, title("edited by an operator")));
+    let edited = until_equal(&sim, &db.path, 5, &served).await;
+    let added = p.add_lead(new_lead("a new caller", "+7 912 000-11-22"));
+    let add = until_equal(&sim, &db.path, 5, &served).await;
+    assert!(db_snapshot(&db.path).contains_key(&added));
+    assert!(p.delete_lead(3));
+    let delete = until_equal(&sim, &db.path, 5, &served).await;
+    assert!(!db_snapshot(&db.path).contains_key(&3));
+    eprintln!("event to row: edit {edited:?}, add {add:?}, delete {delete:?}");
+
+    let health: Value = reqwest::get(served.url("/health"))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["status"], json!("ok"), "{health}");
+    assert_eq!(health["queue_depth"], json!(0), "{health}");
+    let metrics = reqwest::get(served.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for want in [
+        "b24sync_events_total{outcome=\"queued\"} 3",
+        "b24sync_records_synced_total{entity=\"lead\",kind=\"deleted\"} 1",
+        "b24sync_event_lag_seconds_count 3",
+        "b24sync_queue_depth 0",
+        "b24sync_runs_total{status=",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
+    let log = served.stop().await;
+    assert!(!log.contains(TOKEN), "the token was logged:\n{log}");
+    assert_eq!(
+        count(&db.path, "SELECT COUNT(*) FROM b24sync_event_queue"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_from_anyone_else_are_refused_and_the_log_keeps_no_secret() {
+    let port = free_port();
+    let sim = portal(10, port).await;
+    let db = test_db();
+    let served = Served::start(&sim, &db.path, port, db.path.with_extension("log")).await;
+    served.healthy().await;
+    let domain = sim.webhook_url();
+    let domain = domain
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_string();
+    let url = served.url("/");
+    let event = |token: Option<&str>, domain: &str, id: &str| {
+        let mut pairs = vec![
+            ("event", "ONCRMLEADUPDATE"),
+            ("data[FIELDS][ID]", id),
+            ("ts", "1700000000"),
+            ("auth[domain]", domain),
+        ];
+        if let Some(t) = token {
+            pairs.push(("auth[application_token]", t));
+        }
+        form(&pairs)
+    };
+    let guess = "guessed0token0that0is0not0right";
+    assert_eq!(
+        post(&url, FORM, event(Some(guess), &domain, "1")).await,
+        401
+    );
+    assert_eq!(post(&url, FORM, event(None, &domain, "1")).await, 401);
+    assert_eq!(
+        post(&url, FORM, event(Some(TOKEN), "evil.example", "1")).await,
+        403
+    );
+    assert_eq!(
+        post(&url, FORM, event(Some(TOKEN), &domain, "x1")).await,
+        400
+    );
+    assert_eq!(post(&url, FORM, "not a form").await, 400);
+    assert_eq!(post(&url, "application/json", "{\"event\":1}").await, 415);
+    let huge = format!(
+        "{}&pad={}",
+        event(Some(TOKEN), &domain, "1"),
+        "x".repeat(70 * 1024)
+    );
+    assert_eq!(post(&url, FORM, huge).await, 413);
+    // Nothing of that was queued; a genuine event still is.
+    assert_eq!(
+        count(&db.path, "SELECT COUNT(*) FROM b24sync_event_queue"),
+        0
+    );
+    assert_eq!(
+        post(&url, FORM, event(Some(TOKEN), &domain, "2")).await,
+        200
+    );
+
+    let log = served.stop().await;
+    assert!(log.contains("wrong application token"), "{log}");
+    assert!(log.contains("no application token"), "{log}");
+    assert!(log.contains("event from another portal"), "{log}");
+    assert!(
+        !log.contains(TOKEN),
+        "the configured token was logged:\n{log}"
+    );
+    assert!(!log.contains(guess), "the token sent was logged:\n{log}");
+    assert!(
+        !log.contains("/rest/1/"),
+        "the webhook URL was logged:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_one_lead_is_read_once() {
+    let port = free_port();
+    let sim = portal(20, port).await;
+    let db = test_db();
+    let served = Served::start(&sim, &db.path, port, db.path.with_extension("log")).await;
+    served.healthy().await;
+    until_equal(&sim, &db.path, 10, &served).await;
+    // Hold the run lock (as a `sync` in another process would) while the flood arrives:
+    // every event coalesces into one queued row, read once the lock is free.
+    let sink = b24sync::load::sqlite::SqliteSink::open(&db.path).expect("open");
+    let stores = sink.into_stores();
+    let guard = stores
+        .lock
+        .lock_run(Duration::from_secs(5))
+        .await
+        .expect("lock");
+    sim.reset_stats();
+    let p = sim.portal();
+    for i in 0..200 {
+        assert!(p.update_lead(5, title(&format!("edit {i}"))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while {
+        let e = sim.event_stats();
+        e.sent + e.failed < 200
+    } && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queued = count(&db.path, "SELECT COUNT(*) FROM b24sync_event_queue");
+    assert_eq!(queued, 1, "200 events, one queued row");
+    guard.release().await.expect("release");
+    let took = until_equal(&sim, &db.path, 10, &served).await;
+    let stats = sim.stats();
+    let reads = stats.by_method.get("crm.lead.list").copied().unwrap_or(0);
+    eprintln!(
+        "flood of 200 events: {reads} crm.lead.list read(s), {} HTTP requests, {took:?} after the lock",
+        stats.http_requests
+    );
+    assert_eq!(reads, 1, "{:?}", stats.by_method);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_events_arrive_then_a_restart_leaves_the_portal_s_tables() {
+    let port = free_port();
+    let sim = portal(60, port).await;
+    let db = test_db();
+    let log = db.path.with_extension("log");
+    let mut served = Served::start(&sim, &db.path, port, log.clone()).await;
+    served.healthy().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let p = sim.portal();
+    let mut deleted = 0;
+    for round in 0..3 {
+        let kill_at = Instant::now() + Duration::from_millis(rng.gen_range(100..900));
+        while Instant::now() < kill_at {
+            let ids = p.lead_ids();
+            let id = ids[rng.gen_range(0..ids.len())];
+            match rng.gen_range(0..10) {
+                0 if deleted < 6 => {
+                    p.delete_lead(id);
+                    deleted += 1;
+                }
+                1 => {
+                    p.add_lead(new_lead(
+                        &format!("added in round {round}"),
+                        "+7 900 555-00-00",
+                    ));
+                }
+                _ => {
+                    p.update_lead(
+                        id,
+                        title(&format!("round {round} edit {}", rng.gen::<u32>())),
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
+        }
+        served.kill();
+        let _ = served.child.wait().await;
+        // A few changes while it is down: their events reach no one.
+        let ids = p.lead_ids();
+        p.update_lead(
+            ids[rng.gen_range(0..ids.len())],
+            title(&format!("while down {round}")),
+        );
+        if deleted < 6 {
+            p.delete_lead(ids[rng.gen_range(0..ids.len())]);
+            deleted += 1;
+        }
+        served = Served::start(&sim, &db.path, port, log.clone()).await;
+        served.healthy().await;
+    }
+    let settled = until_equal(&sim, &db.path, 20, &served).await;
+    eprintln!("after 3 SIGKILLs: the tables equal the portal {settled:?} after the last restart");
+    let text = served.stop().await;
+    assert!(!text.contains(TOKEN));
+}
