@@ -56,6 +56,12 @@ struct Served {
 
 impl Served {
     async fn start(sim: &Simulator, db: &Path, port: u16, log: PathBuf) -> Served {
+        let webhook = ["--webhook".to_string(), sim.webhook_url()];
+        Served::start_with(db, port, log, &webhook).await
+    }
+
+    /// With these credentials (a webhook, or an OAuth app's flags).
+    async fn start_with(db: &Path, port: u16, log: PathBuf, auth: &[String]) -> Served {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,7 +69,7 @@ impl Served {
             .expect("log file");
         let mut cmd = b24sync();
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--webhook", &sim.webhook_url()])
+            .args(auth)
             .args(["--db", &db.to_string_lossy()])
             .args(["--solution-field", SOLUTION])
             .args(["--reconcile-every", "1h", "-v"])
@@ -102,6 +108,7 @@ impl Served {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    #[cfg(unix)]
     fn kill(&mut self) {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
@@ -111,11 +118,14 @@ impl Served {
     }
 
     async fn stop(mut self) -> String {
+        #[cfg(unix)]
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
+        #[cfg(not(unix))]
+        let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
         self.log_text()
     }
@@ -413,6 +423,7 @@ async fn a_flood_of_one_lead_is_read_once() {
     served.stop().await;
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_events_arrive_then_a_restart_leaves_the_portal_s_tables() {
     let port = free_port();
@@ -468,4 +479,141 @@ async fn sigkill_while_events_arrive_then_a_restart_leaves_the_portal_s_tables()
     eprintln!("after 3 SIGKILLs: the tables equal the portal {settled:?} after the last restart");
     let text = served.stop().await;
     assert!(!text.contains(TOKEN));
+}
+
+// ---- Offline events (an OAuth application) ----
+
+const CLIENT_ID: &str = "local.serve0app";
+const CLIENT_SECRET: &str = "serve0app0secret0value";
+
+/// Authorizes the app in-process (what `b24sync auth --code` does) into `db`.
+async fn authorize(sim: &Simulator, db: &Path) {
+    use b24sync::extract::oauth::OAuthServer;
+    use b24sync::model::oauth::{Secret, StoredApp};
+    use b24sync::store::TokenStore;
+    sim.register_oauth_app(b24sync_simulator::OAuthApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        redirect_uri: "http://127.0.0.1:1/".into(),
+        scope: "crm,user".into(),
+    });
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(sim.oauth_authorize_url(CLIENT_ID, "st"))
+        .send()
+        .await
+        .expect("authorize");
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let code = url::Url::parse(&location)
+        .expect("URL")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.to_string())
+        .expect("code");
+    let server = OAuthServer::new(&sim.base_url()).expect("server");
+    let tokens = server
+        .exchange_code(
+            CLIENT_ID,
+            &Secret::new(CLIENT_SECRET),
+            &Secret::new(code),
+            &format!("{}/rest/", sim.base_url()),
+        )
+        .await
+        .expect("tokens");
+    let app = StoredApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        redirect_uri: Some("http://127.0.0.1:1/".into()),
+        oauth_server: Some(server.url()),
+        tokens,
+    };
+    b24sync::load::sqlite::SqliteSink::open(db)
+        .expect("open")
+        .save_app(&app)
+        .await
+        .expect("save");
+}
+
+async fn events_cmd(args: &[&str], db: &Path) -> (i32, String) {
+    let out = run_cmd(b24sync().arg("events").args(args).args([
+        "--client-id",
+        CLIENT_ID,
+        "--db",
+        &db.to_string_lossy(),
+    ]))
+    .await;
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_events_reach_the_tables_and_leave_the_portal_s_queue() {
+    let sim = Simulator::start(SimulatorConfig {
+        leads: 20,
+        rate_limit: None,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let db = test_db();
+    authorize(&sim, &db.path).await;
+    let (code, out) = events_cmd(&["bind", "--offline"], &db.path).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("(offline)").count(), 3, "{out}");
+    let (code, out) = events_cmd(&["status"], &db.path).await;
+    assert_eq!(code, 0, "{out}");
+    for e in ["ONCRMLEADADD", "ONCRMLEADUPDATE", "ONCRMLEADDELETE"] {
+        assert!(out.contains(&format!("{e}\toffline")), "{out}");
+    }
+    let (code, out) = events_cmd(&["bind"], &db.path).await;
+    assert_eq!(code, 2, "outbound needs a handler: {out}");
+
+    let port = free_port();
+    let auth: Vec<String> = ["--client-id", CLIENT_ID, "--offline-poll", "1s"]
+        .map(String::from)
+        .to_vec();
+    let log = db.path.with_extension("log");
+    // Offline events carry no token, but serve needs one for its POST endpoint.
+    let served = Served::start_with(&db.path, port, log, &auth).await;
+    served.healthy().await;
+    until_equal(&sim, &db.path, 10, &served).await;
+    let p = sim.portal();
+    assert!(p.update_lead(4, title("changed while offline events are read")));
+    assert!(p.delete_lead(9));
+    p.add_lead(new_lead("offline newcomer", "+7 913 111-22-33"));
+    assert!(sim.offline_queue_len(CLIENT_ID) >= 3);
+    let took = until_equal(&sim, &db.path, 10, &served).await;
+    eprintln!("offline events to rows: {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.offline_queue_len(CLIENT_ID) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sim.offline_queue_len(CLIENT_ID), 0, "cleared once queued");
+    let metrics = reqwest::get(served.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("b24sync_events_total{outcome=\"queued\"} 3"),
+        "{metrics}"
+    );
+    let log_text = served.stop().await;
+    assert!(log_text.contains("polling offline events"), "{log_text}");
+    assert!(!log_text.contains(CLIENT_SECRET) && !log_text.contains(TOKEN));
+    let (code, out) = events_cmd(&["unbind", "--offline"], &db.path).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("1 binding(s)").count(), 3, "{out}");
 }
