@@ -71,6 +71,31 @@ const SKIP: &[(&str, &str, &str)] = &[
         "OAuth mode only (a webhook database has no tokens to refresh: exit 2 by design)",
     ),
     (
+        "README.md",
+        "b24sync events bind --client-id local.xxx --handler https://b24sync.yourcompany.example/ --db leads.db",
+        "OAuth mode: needs the tokens `auth` stores (tests/serve.rs binds with an app in-process)",
+    ),
+    (
+        "README.md",
+        "b24sync events bind --client-id local.xxx --offline --db leads.db",
+        "OAuth mode (tests/serve.rs runs events bind --offline with an app authorized in-process)",
+    ),
+    (
+        "README.md",
+        "b24sync events status --client-id local.xxx --db leads.db",
+        "OAuth mode (tests/serve.rs runs events status)",
+    ),
+    (
+        "README.md",
+        "b24sync serve --client-id local.xxx --offline-poll 5s --keep-token-fresh --db leads.db",
+        "OAuth mode (tests/serve.rs runs serve --client-id --offline-poll)",
+    ),
+    (
+        "README.md",
+        "b24sync events unbind",
+        "OAuth mode; named in the text",
+    ),
+    (
         "docs/caller-lookup.md",
         "b24sync lookup '+375 29 123-45-67' --json --db 'Server=tcp:sql1,1433;Database=oktell;...'",
         "needs a SQL Server (the same lookup runs from the README against SQLite)",
@@ -659,7 +684,7 @@ async fn the_readme_commands_run_as_written() {
     std::fs::write(
         world.paths.map("/etc/b24sync.env"),
         format!(
-            "B24SYNC_WEBHOOK={}\nB24SYNC_DB={}\n",
+            "B24SYNC_WEBHOOK={}\nB24SYNC_DB={}\nB24SYNC_APPLICATION_TOKEN=token-in-the-env-file\n",
             world.sim.webhook_url(),
             world.paths.map("/var/lib/b24sync/leads.db").display()
         ),
@@ -713,7 +738,7 @@ async fn the_readme_commands_run_as_written() {
             finished_runs(&db),
         );
         let out = match a.as_slice() {
-            ["run", ..] => {
+            ["run", ..] | ["serve", ..] => {
                 let done = before.1;
                 let dbp = db.clone();
                 // Bounded: stopped with SIGTERM once its first sync has finished.
@@ -911,7 +936,7 @@ async fn the_readme_commands_run_as_written() {
                 );
             }
             ["token", "status"] => assert_eq!(code(&out), Some(0), "{what}: {err}"),
-            ["run", ..] | ["simulator", ..] | ["sync", ..] => {}
+            ["run", ..] | ["serve", ..] | ["simulator", ..] | ["sync", ..] => {}
             _ => panic!("{what}: no expectation for this command yet: add one here, or to SKIP"),
         }
         report.push(format!("ran {what} -> exit {:?}", code(&out)));

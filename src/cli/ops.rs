@@ -368,6 +368,12 @@ const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "tail_digits", env: "B24SYNC_TAIL_DIGITS", example: "10", help: "Caller lookup fallback: match the last this many digits when a number cannot be normalised." },
     SettingDoc { key: "give_up_after", env: "B24SYNC_GIVE_UP_AFTER", example: "\"2m\"", help: "Give up on a portal that does not answer after this long in total, retries included (exit 5)." },
     SettingDoc { key: "max_delete_share", env: "B24SYNC_MAX_DELETE_SHARE", example: "0.2", help: "Refuse a deletion check that would remove more than this share of the leads." },
+    SettingDoc { key: "listen", env: "B24SYNC_LISTEN", example: "\"127.0.0.1:8723\"", help: "serve: where the event endpoint listens (put a reverse proxy with TLS in front)." },
+    SettingDoc { key: "application_token", env: "B24SYNC_APPLICATION_TOKEN", example: "\"token-of-the-outgoing-webhook\"", help: "serve: the application token Bitrix24 signs events with. A password: keep this file private." },
+    SettingDoc { key: "reconcile_every", env: "B24SYNC_RECONCILE_EVERY", example: "\"5m\"", help: "serve: the incremental sync's interval, for events missed while it was down." },
+    SettingDoc { key: "offline_poll", env: "B24SYNC_OFFLINE_POLL", example: "\"5s\"", help: "serve, OAuth apps: read the offline event queue this often." },
+    SettingDoc { key: "max_attempts", env: "B24SYNC_MAX_ATTEMPTS", example: "10", help: "serve: failed attempts before a changed lead gets a row in bitrix_import_lead_error." },
+    SettingDoc { key: "keep_token_fresh", env: "B24SYNC_KEEP_TOKEN_FRESH", example: "true", help: "serve, OAuth apps: renew the tokens shortly before they expire." },
 ];
 
 /// A commented TOML file with every setting, its environment variable and an example.

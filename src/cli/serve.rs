@@ -240,7 +240,7 @@ pub(super) async fn events_command(cmd: &EventsCommand, file: &FileSettings) -> 
             &anyhow::anyhow!(
                 "`events` binds an OAuth application's events (--client-id): an inbound webhook \
                  cannot bind events; set up an outgoing webhook in the portal instead (see README, \
-                 \"Event-driven: b24sync serve\")"
+                 \"Event-driven: the serve command\")"
             ),
         );
     }
