@@ -600,6 +600,29 @@ async fn offline_events_reach_the_tables_and_leave_the_portal_s_queue() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sim.offline_queue_len(CLIENT_ID), 0, "cleared once queued");
+    // Quiet now: one request per poll (a clear rides with the next get in one batch).
+    sim.reset_stats();
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    let stats = sim.stats();
+    let gets = stats
+        .by_method
+        .get("event.offline.get")
+        .copied()
+        .unwrap_or(0);
+    eprintln!(
+        "quiet for 3.3 s at --offline-poll 1s: {} request(s), {gets} event.offline.get",
+        stats.http_requests
+    );
+    assert!(
+        (2..=4).contains(&stats.http_requests),
+        "{:?}",
+        stats.by_method
+    );
+    assert_eq!(
+        stats.http_requests, gets,
+        "every request is one poll: {:?}",
+        stats.by_method
+    );
     let metrics = reqwest::get(served.url("/metrics"))
         .await
         .expect("metrics")

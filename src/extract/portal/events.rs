@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::describe_json;
-use crate::extract::client::{Bitrix24Client, ExtractError};
+use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 
 /// The CRM events of an entity type: (`ONCRM<TYPE>ADD`, `...UPDATE`, `...DELETE`), e.g.
 /// "lead" → `ONCRMLEADADD`. None for a type b24sync does not know.
@@ -79,24 +79,94 @@ pub struct OfflineEvent {
 
 /// `event.offline.get` with `clear=0`: up to `limit` events, reserved under the returned
 /// process ID until [`clear_offline`] (`process_id` given: that process's events again, for
-/// a reader that stopped before clearing them).
+/// a reader that stopped before queueing them).
 pub async fn offline_events(
     client: &Bitrix24Client,
     limit: u32,
     process_id: Option<&str>,
 ) -> Result<(Option<String>, Vec<OfflineEvent>), ExtractError> {
+    let answer = client
+        .call("event.offline.get", &offline_get_params(limit, process_id))
+        .await?;
+    offline_answer(client, &answer.result)
+}
+
+fn offline_get_params(limit: u32, process_id: Option<&str>) -> Value {
     let mut params = json!({ "clear": 0, "limit": limit });
     if let Some(p) = process_id {
         params["process_id"] = json!(p);
     }
-    let answer = client.call("event.offline.get", &params).await?;
-    let pid = answer
-        .result
+    params
+}
+
+/// One request for a poll: `event.offline.clear` of `done` (a process whose events are
+/// queued already) and the next `event.offline.get` with `clear=0`, in one `batch` (its
+/// sub-commands run in order). A failed clear is only logged: those events are queued here,
+/// and the portal forgets reserved rows on its own.
+pub async fn clear_and_get_offline(
+    client: &Bitrix24Client,
+    done: &str,
+    limit: u32,
+) -> Result<(Option<String>, Vec<OfflineEvent>), ExtractError> {
+    let commands = vec![
+        (
+            "clear".to_string(),
+            format!(
+                "event.offline.clear?{}",
+                crate::extract::query::build(&json!({ "process_id": done }))
+            ),
+        ),
+        (
+            "get".to_string(),
+            format!(
+                "event.offline.get?{}",
+                crate::extract::query::build(&offline_get_params(limit, None))
+            ),
+        ),
+    ];
+    let mut answers = client.batch(&commands).await?;
+    match answers.remove("clear") {
+        Some(SubResult::Ok { .. }) => {}
+        Some(SubResult::Err { code, description }) => {
+            let reason = client.sub_error("event.offline.clear", &code, &description)?;
+            tracing::warn!(
+                "event.offline.clear failed ({reason}); those events are queued already"
+            );
+        }
+        Some(SubResult::Missing) | None => {
+            tracing::warn!("event.offline.clear gave no answer; those events are queued already")
+        }
+    }
+    match answers.remove("get") {
+        Some(SubResult::Ok { result, .. }) => offline_answer(client, &result),
+        Some(SubResult::Err { code, description }) => {
+            let reason = client.sub_error("event.offline.get", &code, &description)?;
+            Err(ExtractError::Unreachable {
+                portal: client.portal(),
+                method: "event.offline.get (in batch)".into(),
+                attempts: 1,
+                secs: 0,
+                last: reason,
+            })
+        }
+        Some(SubResult::Missing) | None => Err(ExtractError::Protocol {
+            portal: client.portal(),
+            method: "batch".into(),
+            detail: "the event.offline.get sub-command's answer is missing".into(),
+        }),
+    }
+}
+
+fn offline_answer(
+    client: &Bitrix24Client,
+    result: &Value,
+) -> Result<(Option<String>, Vec<OfflineEvent>), ExtractError> {
+    let pid = result
         .get("process_id")
         .and_then(Value::as_str)
         .map(str::to_string)
         .filter(|p| !p.is_empty());
-    let events = match answer.result.get("events") {
+    let events = match result.get("events") {
         Some(Value::Array(items)) => items.iter().map(offline_event).collect(),
         Some(Value::Object(items)) => items.values().map(offline_event).collect(),
         None | Some(Value::Null) => Vec::new(),
