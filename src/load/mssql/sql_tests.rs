@@ -1443,3 +1443,65 @@ fn migrations_name_what_they_create_for_the_debug_log() {
         ["index UX_bitrix_leads_sql_ID"]
     );
 }
+
+#[test]
+fn the_event_queue_is_parameterised_and_coalesces_without_merge() {
+    // Enqueue: UPDATE of the waiting row, then a guarded INSERT, both under UPDLOCK,
+    // SERIALIZABLE, inside the sink's transaction (no transaction of its own, no MERGE).
+    let enqueue = parse(sql::QUEUE_ENQUEUE).expect("parses");
+    let target = "dbo.b24sync_event_queue";
+    let update = position(&enqueue, "UPDATE", |s| {
+        matches!(s, Statement::Update(_)) && s.to_string().contains(target)
+    });
+    let insert = position(
+        &enqueue,
+        "INSERT",
+        |s| matches!(s, Statement::Insert(i) if i.table.to_string() == target),
+    );
+    assert!(update < insert);
+    assert!(enqueue[insert].to_string().contains("WHERE NOT EXISTS"));
+    assert_eq!(
+        sql::QUEUE_ENQUEUE
+            .matches("dbo.b24sync_event_queue WITH (UPDLOCK, SERIALIZABLE)")
+            .count(),
+        2
+    );
+    assert!(enqueue[update]
+        .to_string()
+        .contains("revision = revision + 1"));
+    for (name, text, params) in [
+        ("queue_enqueue.sql", sql::QUEUE_ENQUEUE, 4),
+        ("queue_peek.sql", sql::QUEUE_PEEK, 2),
+        ("queue_remove.sql", sql::QUEUE_REMOVE, 3),
+        ("queue_fail.sql", sql::QUEUE_FAIL, 3),
+        ("queue_depth.sql", sql::QUEUE_DEPTH, 0),
+    ] {
+        let statements = parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            !statements.iter().any(|s| matches!(
+                s,
+                Statement::StartTransaction { .. }
+                    | Statement::Commit { .. }
+                    | Statement::Rollback { .. }
+            )),
+            "{name} opens no transaction of its own"
+        );
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!code.contains("MERGE "), "{name}");
+        for p in 1..=params {
+            assert!(code.contains(&format!("@P{p}")), "{name}: @P{p}");
+        }
+        assert!(!code.contains(&format!("@P{}", params + 1)), "{name}");
+        assert!(code.contains(target), "{name}");
+    }
+    // A processed row goes only at the revision read.
+    assert!(sql::QUEUE_REMOVE.contains("AND revision = @P3"));
+    // queue.rs opens each call's transaction with the shared statements.
+    let queue = include_str!("queue.rs");
+    assert!(queue.contains("run(c, sql::TX_BEGIN).await?;"));
+    assert!(queue.contains("run(c, sql::TX_COMMIT).await?;"));
+}
