@@ -486,8 +486,13 @@ async fn sigkill_while_events_arrive_then_a_restart_leaves_the_portal_s_tables()
 const CLIENT_ID: &str = "local.serve0app";
 const CLIENT_SECRET: &str = "serve0app0secret0value";
 
-/// Authorizes the app in-process (what `b24sync auth --code` does) into `db`.
+/// Authorizes the app in-process (what `b24sync auth --code` does) into `db`; the access
+/// token expires in `expires_in` seconds when given.
 async fn authorize(sim: &Simulator, db: &Path) {
+    authorize_expiring(sim, db, None).await
+}
+
+async fn authorize_expiring(sim: &Simulator, db: &Path, expires_in: Option<i64>) {
     use b24sync::extract::oauth::OAuthServer;
     use b24sync::model::oauth::{Secret, StoredApp};
     use b24sync::store::TokenStore;
@@ -516,7 +521,7 @@ async fn authorize(sim: &Simulator, db: &Path) {
         .map(|(_, v)| v.to_string())
         .expect("code");
     let server = OAuthServer::new(&sim.base_url()).expect("server");
-    let tokens = server
+    let mut tokens = server
         .exchange_code(
             CLIENT_ID,
             &Secret::new(CLIENT_SECRET),
@@ -525,6 +530,9 @@ async fn authorize(sim: &Simulator, db: &Path) {
         )
         .await
         .expect("tokens");
+    if let Some(secs) = expires_in {
+        tokens.expires_at = chrono::Utc::now().timestamp() + secs;
+    }
     let app = StoredApp {
         client_id: CLIENT_ID.into(),
         client_secret: Secret::new(CLIENT_SECRET),
@@ -639,4 +647,50 @@ async fn offline_events_reach_the_tables_and_leave_the_portal_s_queue() {
     let (code, out) = events_cmd(&["unbind", "--offline"], &db.path).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.matches("1 binding(s)").count(), 3, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_token_fresh_renews_the_tokens_before_they_expire() {
+    let sim = Simulator::start(SimulatorConfig {
+        leads: 5,
+        rate_limit: None,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let db = test_db();
+    // Valid for 200 s more: no request needs a refresh yet, the keep-alive (5 minutes
+    // ahead) renews it within seconds.
+    authorize_expiring(&sim, &db.path, Some(200)).await;
+    let before = query_strings(&db.path, "SELECT access_token FROM bitrix_oauth");
+    sim.reset_stats();
+    let port = free_port();
+    let auth: Vec<String> = ["--client-id", CLIENT_ID, "--keep-token-fresh"]
+        .map(String::from)
+        .to_vec();
+    let served = Served::start_with(&db.path, port, db.path.with_extension("log"), &auth).await;
+    served.healthy().await;
+    let refreshes = |sim: &Simulator| {
+        sim.stats()
+            .by_method
+            .get("oauth.token")
+            .copied()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while refreshes(&sim) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refreshes(&sim), 1, "one refresh, ahead of the expiry");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = query_strings(&db.path, "SELECT access_token FROM bitrix_oauth");
+    assert_ne!(before, after, "the new pair is stored");
+    let log = served.stop().await;
+    assert!(log.contains("renewed the OAuth tokens"), "{log}");
+    assert!(!log.contains(CLIENT_SECRET));
+    assert_eq!(
+        refreshes(&sim),
+        1,
+        "and not again while the new pair is fresh"
+    );
 }
