@@ -694,3 +694,56 @@ async fn keep_token_fresh_renews_the_tokens_before_they_expire() {
         "and not again while the new pair is fresh"
     );
 }
+
+#[tokio::test]
+async fn serve_without_a_token_and_events_without_an_app_say_what_is_missing() {
+    let db = test_db();
+    let out = run_cmd(b24sync().args([
+        "serve",
+        "--webhook",
+        "https://acme.bitrix24.ru/rest/1/abc123xyz/",
+        "--db",
+        &db.path.to_string_lossy(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--application-token") && err.contains("B24SYNC_APPLICATION_TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains("abc123xyz"), "{err}");
+
+    let out = run_cmd(b24sync().args([
+        "serve",
+        "--listen",
+        "localhost",
+        "--application-token",
+        TOKEN,
+        "--db",
+        &db.path.to_string_lossy(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--listen") && err.contains("127.0.0.1:8723"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "{err}");
+
+    let out = run_cmd(b24sync().args([
+        "events",
+        "bind",
+        "--handler",
+        "https://b24sync.example/",
+        "--webhook",
+        "https://acme.bitrix24.ru/rest/1/abc123xyz/",
+        "--db",
+        &db.path.to_string_lossy(),
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("outgoing webhook"), "{err}");
+}
