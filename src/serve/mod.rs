@@ -62,6 +62,9 @@ pub struct ServeOptions {
     pub max_attempts: u32,
     /// How long the worker waits between looks at an empty queue (a post wakes it at once).
     pub idle_poll: Duration,
+    /// A micro-batch is read once its oldest event is this old, so the events of a burst
+    /// share one request (the most it adds to an event's latency).
+    pub batch_window: Duration,
     /// Renew the OAuth tokens shortly before they expire (`--keep-token-fresh`).
     pub keep_token_fresh: bool,
     /// Bodies above this are refused with 413.
@@ -78,6 +81,7 @@ impl Default for ServeOptions {
             batch_ids: 2_500,
             max_attempts: 10,
             idle_poll: Duration::from_millis(500),
+            batch_window: Duration::from_millis(200),
             keep_token_fresh: false,
             max_body: MAX_BODY_BYTES,
         }

@@ -65,6 +65,17 @@ async fn drain_once(service: &Service, entity: &str) -> Result<usize, ()> {
     if items.is_empty() {
         return Ok(0);
     }
+    // Let a burst gather: read once the oldest waiting event is `batch_window` old.
+    let oldest = items.iter().map(|i| i.first_queued_ms).min().unwrap_or(0);
+    let window = i64::try_from(service.opts.batch_window.as_millis()).unwrap_or(i64::MAX);
+    let wait = window.saturating_sub(now_ms().saturating_sub(oldest));
+    if wait > 0 {
+        let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+        tokio::select! {
+            _ = service.cancel.cancelled() => return Ok(0),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
     let result = {
         let _turn = service.turn.lock().await;
         apply_locked(service, entity).await
