@@ -682,8 +682,13 @@ async fn keep_token_fresh_renews_the_tokens_before_they_expire() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(refreshes(&sim), 1, "one refresh, ahead of the expiry");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = query_strings(&db.path, "SELECT access_token FROM bitrix_oauth");
+    // The portal answered the refresh; the new pair is stored right after.
+    let stored = Instant::now() + Duration::from_secs(10);
+    let mut after = query_strings(&db.path, "SELECT access_token FROM bitrix_oauth");
+    while after == before && Instant::now() < stored {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = query_strings(&db.path, "SELECT access_token FROM bitrix_oauth");
+    }
     assert_ne!(before, after, "the new pair is stored");
     let log = served.stop().await;
     assert!(log.contains("renewed the OAuth tokens"), "{log}");
