@@ -628,6 +628,7 @@ async fn bench_lookup_1m_contact_values() {
         next += 2500;
         sink.load_batch(
             prepare(Batch {
+                entity: b24sync::schema::LEAD,
                 records,
                 rejected: vec![],
             }),

@@ -16,6 +16,7 @@
 
 mod mssql_support;
 
+use b24sync::schema::LEAD;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ async fn ready_sink(db: &TestDb) -> Stores {
 
 fn batch(records: Vec<LeadRecord>) -> PreparedBatch {
     prepare(Batch {
+        entity: b24sync::schema::LEAD,
         records,
         rejected: vec![],
     })
@@ -517,7 +519,10 @@ async fn a_batch_seeks_its_error_rows_instead_of_scanning_the_table() {
             .expect("load");
     }
     let delete: Vec<i32> = (1..=5).collect();
-    s.deletions.delete_leads(delete).await.expect("delete");
+    s.deletions
+        .delete_records(LEAD, delete)
+        .await
+        .expect("delete");
     let after = error_index_usage(&mut c).await;
     assert!(
         after[&false].0 > before[&false].0,
@@ -643,7 +648,7 @@ async fn a_run_whose_lock_session_died_commits_nothing_more() {
         ("stamp", a.history.stamp_runtime(now()).await),
         (
             "deletion",
-            a.deletions.delete_leads(vec![1]).await.map(|_| ()),
+            a.deletions.delete_records(LEAD, vec![1]).await.map(|_| ()),
         ),
     ] {
         let err = result.expect_err(what);
@@ -889,7 +894,11 @@ async fn error_review_works_before_init_db() {
         1
     );
     // The deletion check, though, needs init-db (it relies on sql_ID being unique).
-    let err = s.deletions.lead_ids().await.expect_err("not prepared");
+    let err = s
+        .deletions
+        .record_ids(LEAD)
+        .await
+        .expect_err("not prepared");
     assert!(err.to_string().contains("b24sync init-db"), "{err}");
 }
 
@@ -942,6 +951,7 @@ async fn preview_reports_what_the_load_then_does_and_changes_nothing() {
         records[24].lead.cells[idx("TITLE")] = Cell::Text("please REJECT me".into());
         records.push(with_problem(31, "cut"));
         Batch {
+            entity: b24sync::schema::LEAD,
             records,
             rejected: vec![RejectedLead {
                 lead_id: Some("32".into()),

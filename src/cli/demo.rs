@@ -2,6 +2,7 @@
 //! simulated portal alone, until Ctrl-C).
 
 use anyhow::Context;
+use b24sync::schema::LEAD;
 
 use super::args::{DemoArgs, SimulatorArgs};
 use super::open::{open_db_stores, DbOpen};
@@ -41,7 +42,7 @@ pub(super) async fn demo_command(args: &DemoArgs) -> u8 {
                     ),
                 ))
             }
-            Ok(None) if !stores.deletions.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+            Ok(None) if !stores.deletions.record_ids(LEAD).await.map_err(RunError::from)?.is_empty() => {
                 return Ok(fail(
                     exit::CONFIG,
                     &anyhow::anyhow!(

@@ -2,6 +2,7 @@
 //! [`delete_behind_guard`], which refuses to remove more than `--max-delete-share` of the
 //! table; and the error rows of leads without a numeric ID, which a full read clears.
 
+use crate::schema::LEAD;
 use std::collections::HashSet;
 
 use crate::extract::client::Bitrix24Client;
@@ -27,7 +28,7 @@ pub(super) async fn delete_missing(
         None => paging::list_ids(client, opts.paging_options(), Some(extent)).await?,
     };
     let on_portal = listed;
-    let in_table = stores.deletions.lead_ids().await?;
+    let in_table = stores.deletions.record_ids(LEAD).await?;
     let table_size = in_table.len() as u64;
     let missing: Vec<LeadId> = in_table
         .into_iter()
@@ -77,7 +78,7 @@ pub(super) async fn delete_behind_guard(
         "deleting leads that were deleted in Bitrix24: {}",
         id_list(&sample, missing.len())
     );
-    Ok((deletions.delete_leads(missing).await?, sample))
+    Ok((deletions.delete_records(LEAD, missing).await?, sample))
 }
 
 pub(super) fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
@@ -128,6 +129,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::schema::Entity;
     use crate::store::StoreError;
 
     /// A deletion store that only records what it was asked to delete.
@@ -136,10 +138,10 @@ mod tests {
 
     #[async_trait]
     impl DeletionStore for Recorded {
-        async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+        async fn record_ids(&self, _: Entity) -> Result<Vec<LeadId>, StoreError> {
             Ok(Vec::new())
         }
-        async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        async fn delete_records(&self, _: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
             let n = ids.len() as u64;
             self.0.lock().unwrap().extend(ids);
             Ok(n)

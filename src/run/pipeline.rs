@@ -4,6 +4,7 @@
 //! Cancellation (Ctrl-C): the reader stops at once, the transform hands over what it has,
 //! the loader commits that last batch, and the run reports itself as interrupted.
 
+use crate::schema::LEAD;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
@@ -113,7 +114,7 @@ async fn stored_fingerprints(
     }
     let stored: HashMap<LeadId, Fingerprint> = stores
         .fingerprints
-        .lead_fingerprints()
+        .fingerprints(LEAD)
         .await?
         .into_iter()
         .collect();

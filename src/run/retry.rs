@@ -1,6 +1,7 @@
 //! `b24sync errors retry`: the leads of `bitrix_import_lead_error` read again and loaded;
 //! rows of leads that now load cleanly go, those still failing stay (once).
 
+use crate::schema::LEAD;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -91,7 +92,7 @@ async fn retry_errors_locked(
         .filter(|id| !found.contains_key(id))
         .collect();
     summary.gone = gone.len() as u64;
-    let table_size = stores.deletions.lead_ids().await?.len() as u64;
+    let table_size = stores.deletions.record_ids(LEAD).await?.len() as u64;
     delete_behind_guard(stores.deletions.as_ref(), opts, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.into_values().collect();

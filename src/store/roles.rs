@@ -12,6 +12,7 @@ use super::{
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{LeadId, Operator};
 use crate::prepare::{Fingerprint, PreparedBatch};
+use crate::schema::Entity;
 
 /// Creates and checks the schema (`init-db`, `doctor`).
 #[async_trait]
@@ -57,25 +58,27 @@ pub trait BatchWriter: Send + Sync {
     ) -> Result<BatchOutcome, StoreError>;
 }
 
-/// The leads the database holds, and their removal. Only `run`'s deletion guard calls
-/// [`DeletionStore::delete_leads`].
+/// The records of an entity the database holds, and their removal. Only `run`'s deletion
+/// guard calls [`DeletionStore::delete_records`].
 #[async_trait]
 pub trait DeletionStore: Send + Sync {
-    /// Every `sql_ID` in `bitrix_leads`.
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError>;
+    /// Every `sql_ID` in the entity's table (`bitrix_leads` for the lead), sorted.
+    async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError>;
 
-    /// Remove these leads with their contact values, solution, error rows and fingerprints,
-    /// in one transaction. Returns how many `bitrix_leads` rows went.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError>;
+    /// Remove these records with their multi-field values, phones, solution (the lead's),
+    /// error rows and fingerprints, in one transaction. Returns how many rows of the
+    /// entity's table went.
+    async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError>;
 }
 
-/// The leads' content fingerprints (`b24sync_lead_fingerprints`), which
-/// [`BatchWriter::load_batch`] writes with the rows they describe. A full sync reads them
-/// once and skips the leads whose fingerprint did not change (`prepare::skip_unchanged`).
+/// The records' content fingerprints (`b24sync_lead_fingerprints` and each entity's own),
+/// which [`BatchWriter::load_batch`] writes with the rows they describe. A full sync reads
+/// them once and skips the records whose fingerprint did not change
+/// (`prepare::skip_unchanged`).
 #[async_trait]
 pub trait FingerprintStore: Send + Sync {
-    /// Every stored (lead ID, fingerprint). Reads only.
-    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError>;
+    /// Every stored (record ID, fingerprint) of the entity. Reads only.
+    async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError>;
 }
 
 /// The project's state table (`b24sync_state`): watermarks, schedules, portal identity.

@@ -279,6 +279,7 @@ mod tests {
             reason: None,
         };
         let batch = Batch {
+            entity: crate::schema::LEAD,
             records: vec![LeadRecord {
                 lead: LeadRow {
                     id: 7,

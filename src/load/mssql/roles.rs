@@ -2,6 +2,7 @@
 //! state, deletions, fingerprints, run history, error review, operators and caller lookup.
 //! Every write transaction checks the run lock first (`check_lock`, see `lock.rs`).
 
+use crate::schema::{Entity, LEAD};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,9 +48,21 @@ impl StateStore for MssqlSink {
     }
 }
 
+/// The entities whose statements this backend has (the lead's today).
+fn only_lead(entity: Entity) -> Result<(), StoreError> {
+    if entity == LEAD {
+        return Ok(());
+    }
+    Err(StoreError::Schema(format!(
+        "syncing {} into SQL Server is not available in this build; use --entities lead",
+        entity.plural
+    )))
+}
+
 #[async_trait]
 impl DeletionStore for MssqlSink {
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+    async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError> {
+        only_lead(entity)?;
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         // The deletion check compares these with the portal's IDs; it is only meaningful once
@@ -63,7 +76,8 @@ impl DeletionStore for MssqlSink {
     /// Stages the IDs in `#stage_delete_ids` and runs `delete_leads.sql` (one transaction).
     /// A deadlock (e.g. with Oktell reading the same rows) rolls everything back, so the whole
     /// sequence is simply tried again, like a batch.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+    async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        only_lead(entity)?;
         let context = "deleting leads removed in Bitrix24";
         if ids.is_empty() {
             return Ok(0);
@@ -96,7 +110,8 @@ impl DeletionStore for MssqlSink {
 
 #[async_trait]
 impl FingerprintStore for MssqlSink {
-    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+    async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+        only_lead(entity)?;
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
         admin::lead_fingerprints(c)

@@ -125,7 +125,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 9] = [
+pub const MIGRATIONS: [Migration; 10] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -178,6 +178,12 @@ pub const MIGRATIONS: [Migration; 9] = [
         version: 9,
         name: "lead_fingerprints",
         sql: include_str!("../../../sql/mssql/migrations/0009_lead_fingerprints.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 10,
+        name: "contacts_companies",
+        sql: include_str!("../../../sql/mssql/migrations/0010_contacts_companies.sql"),
         needs_unique_leads: false,
     },
 ];

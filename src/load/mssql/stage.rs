@@ -21,6 +21,7 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
     let units = batch.records.len() + batch.rejected.len();
     let half = units / 2;
     let Batch {
+        entity,
         mut records,
         mut rejected,
     } = batch;
@@ -28,10 +29,12 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
         let right_records = records.split_off(half);
         (
             Batch {
+                entity,
                 records,
                 rejected: Vec::new(),
             },
             Batch {
+                entity,
                 records: right_records,
                 rejected,
             },
@@ -39,8 +42,13 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
     } else {
         let right_rejected = rejected.split_off(half - records.len());
         (
-            Batch { records, rejected },
             Batch {
+                entity,
+                records,
+                rejected,
+            },
+            Batch {
+                entity,
                 records: Vec::new(),
                 rejected: right_rejected,
             },
@@ -170,6 +178,7 @@ mod tests {
             raw_json: "{}".into(),
         };
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![record(1), record(2), record(3)],
             rejected: vec![rej("a"), rej("b")],
         };
@@ -177,6 +186,7 @@ mod tests {
         assert_eq!((l.records.len(), l.rejected.len()), (2, 0));
         assert_eq!((r.records.len(), r.rejected.len()), (1, 2));
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![record(1)],
             rejected: vec![rej("a"), rej("b"), rej("c")],
         };
@@ -201,6 +211,7 @@ mod tests {
         short.lead.cells[lead_column_index("COMMENTS").unwrap()] =
             Cell::Text("é".repeat(BULK_MAX_UTF16));
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![r, short],
             rejected: vec![],
         };
@@ -237,6 +248,7 @@ mod tests {
         r.contacts.push(no_id);
         // The duplicates are dropped by `prepare`; what it keeps is staged once each.
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![r],
             rejected: vec![],
         })

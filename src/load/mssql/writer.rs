@@ -47,6 +47,7 @@ impl MssqlSink {
                     Some(r) => {
                         tracing::warn!(lead = r.lead.id, "SQL Server rejected the lead: {why}");
                         pending.push(Batch {
+                            entity: b.entity,
                             records: Vec::new(),
                             rejected: vec![RejectedLead {
                                 lead_id: Some(r.lead.id.to_string()),

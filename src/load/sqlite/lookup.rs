@@ -5,6 +5,7 @@
 use chrono::NaiveDateTime;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::entity_sql::EntitySql;
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::model::caller::{CallerMatch, CallerQuery};
 use crate::model::{truncate_utf16, Batch, Operator};
@@ -19,7 +20,7 @@ pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), St
         .map_err(db_err("preparing to stage phones"))?;
     for record in &batch.records {
         for p in &record.phones {
-            // The record's lead ID counts, as for its contact values.
+            // The record's ID counts, as for its multi-field values.
             stmt.execute(rusqlite::params![
                 record.lead.id,
                 p.contact_id,
@@ -36,11 +37,12 @@ pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), St
     Ok(())
 }
 
-/// Bring `b24sync_lead_phones` in line with the staged phones of the staged leads.
-pub(super) fn sync_phones(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(sql::LOOKUP_PHONES_DELETE, [])
+/// Bring the entity's phones table (`b24sync_lead_phones`, ...) in line with the staged
+/// phones of the staged records.
+pub(super) fn sync_phones(tx: &Transaction<'_>, statements: &EntitySql) -> Result<(), StoreError> {
+    tx.execute(&statements.phones_delete, [])
         .map_err(db_err("deleting removed phones"))?;
-    tx.execute(sql::LOOKUP_PHONES_INSERT, [])
+    tx.execute(&statements.phones_insert, [])
         .map_err(db_err("inserting new phones"))?;
     tx.execute_batch("DELETE FROM temp.stage_phones;")
         .map_err(db_err("clearing the phone staging table"))?;

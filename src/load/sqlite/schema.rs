@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "lead fingerprints: b24sync_lead_fingerprints",
         sql: sql::MIGRATION_0004,
     },
+    Migration {
+        version: 5,
+        name: "contacts and companies: bitrix_contacts, bitrix_companies and their tables",
+        sql: sql::MIGRATION_0005,
+    },
 ];
 
 /// (version, name) of every migration this build knows, for `b24sync doctor`.
