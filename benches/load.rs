@@ -104,7 +104,7 @@ async fn pass(stores: &Stores, n: usize, version: u32, skip: bool) -> Pass {
         let page: Vec<Value> = (start..(start + LOAD_BATCH).min(n + 1))
             .map(|id| lead(id, version))
             .collect();
-        let batch = transform::transform_page(&page, &ctx);
+        let batch = transform::transform_page(LEAD, &page, &ctx);
         let clock = Instant::now();
         let mut prepared = prepare(batch);
         if skip {

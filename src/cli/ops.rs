@@ -357,6 +357,7 @@ const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "time_zone", env: "B24SYNC_TIME_ZONE", example: "\"portal\"", help: "Wall clock of the datetime columns: \"portal\", \"utc\" or a zone like \"Europe/Moscow\"." },
     SettingDoc { key: "paging", env: "B24SYNC_PAGING", example: "\"batch\"", help: "\"batch\" (2,500 leads per request) or \"next\" (50 per request)." },
     SettingDoc { key: "max_chains", env: "B24SYNC_MAX_CHAINS", example: "4", help: "Keyset chains an export may run at once, each over its own ID range (1 to 16; 1: one at a time)." },
+    SettingDoc { key: "entities", env: "B24SYNC_ENTITIES", example: "[\"lead\", \"contact\", \"company\"]", help: "CRM entities to sync (the environment variable: lead,contact,company). One the webhook may not read is skipped with a warning." },
     SettingDoc { key: "rate", env: "B24SYNC_RATE", example: "2.0", help: "Requests per second the portal allows (Enterprise: 5)." },
     SettingDoc { key: "burst", env: "B24SYNC_BURST", example: "50", help: "Request burst the portal allows (Enterprise: 250)." },
     SettingDoc { key: "batch_size", env: "B24SYNC_BATCH_SIZE", example: "2500", help: "Leads per database transaction." },

@@ -43,8 +43,8 @@ pub use plan::fetch_solution_labels;
 pub use retry::{retry_errors, RetrySummary};
 pub use status::{oauth_status, RunError, Status};
 pub use summary::{
-    id_list, interrupted_note, summary_line, RunSummary, DELETED_SHOWN, NEW_ERROR_ROWS_SHOWN,
-    NO_SOLUTION_FIELD,
+    id_list, interrupted_note, summary_line, EntityRun, RunSummary, DELETED_SHOWN,
+    NEW_ERROR_ROWS_SHOWN, NO_SOLUTION_FIELD,
 };
 pub use sync::sync;
 

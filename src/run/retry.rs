@@ -66,7 +66,7 @@ async fn retry_errors_locked(
         return Ok(summary);
     }
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let select = paging::select_fields(&user_fields);
+    let select = paging::select_fields(LEAD, &user_fields);
     let ask = PreludeAsk {
         solution_field: opts.solution_field.as_deref(),
         ..PreludeAsk::default()
@@ -93,10 +93,10 @@ async fn retry_errors_locked(
         .collect();
     summary.gone = gone.len() as u64;
     let table_size = stores.deletions.record_ids(LEAD).await?.len() as u64;
-    delete_behind_guard(stores.deletions.as_ref(), opts, gone, table_size).await?;
+    delete_behind_guard(stores.deletions.as_ref(), opts, LEAD, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.into_values().collect();
-    let mut batch = transform::transform_page(&leads, &ctx);
+    let mut batch = transform::transform_page(LEAD, &leads, &ctx);
     attach_full_leads(client, &mut batch).await;
     let prepared = prepare::prepare(batch);
     let failing: HashSet<String> = prepared
