@@ -84,7 +84,13 @@ fn assert_entity_matches(sim: &Simulator, db: &std::path::Path, e: Entity) {
             e.table
         ),
     );
-    assert_eq!(rows.len(), records.len(), "one {} row per {}", e.table, e.name);
+    assert_eq!(
+        rows.len(),
+        records.len(),
+        "one {} row per {}",
+        e.table,
+        e.name
+    );
     let mut values = 0;
     for (record, row) in records.iter().zip(&rows) {
         let id = text_field(record, "ID").unwrap();
@@ -151,8 +157,14 @@ async fn a_full_sync_loads_every_contact_and_company_exactly_with_one_shared_que
             .cloned()
             .unwrap_or_else(|| panic!("{plural} in {:?}", summary.entities))
     };
-    assert_eq!((by("contacts").read, by("contacts").outcome.leads_inserted), (2000, 2000));
-    assert_eq!((by("companies").read, by("companies").outcome.leads_inserted), (500, 500));
+    assert_eq!(
+        (by("contacts").read, by("contacts").outcome.leads_inserted),
+        (2000, 2000)
+    );
+    assert_eq!(
+        (by("companies").read, by("companies").outcome.leads_inserted),
+        (500, 500)
+    );
     for e in [LEAD, CONTACT, COMPANY] {
         assert_entity_matches(&sim, &db.path, e);
     }
@@ -164,7 +176,12 @@ async fn a_full_sync_loads_every_contact_and_company_exactly_with_one_shared_que
         .map(|e| error_records(&db.path, *e).div_ceil(50))
         .sum();
     let stats = sim.stats();
-    assert_eq!(stats.http_requests, 1 + 4 + 1 + rereads, "{:?}", stats.by_method);
+    assert_eq!(
+        stats.http_requests,
+        1 + 4 + 1 + rereads,
+        "{:?}",
+        stats.by_method
+    );
     assert_eq!(stats.by_method.get("server.time"), Some(&1));
     assert_eq!(stats.by_method.get("user.get"), Some(&1));
     // Pages: 60 + 40 + 10 and each entity's probe; nothing chained past an end.
@@ -188,7 +205,12 @@ async fn a_full_sync_loads_every_contact_and_company_exactly_with_one_shared_que
     for e in &again.entities {
         let o = &e.outcome;
         assert_eq!(
-            (o.leads_inserted, o.leads_updated, o.contacts_written, o.contacts_deleted),
+            (
+                o.leads_inserted,
+                o.leads_updated,
+                o.contacts_written,
+                o.contacts_deleted
+            ),
             (0, 0, 0, 0),
             "{e:?}"
         );
@@ -251,7 +273,10 @@ async fn edits_additions_and_deletions_of_contacts_and_companies_come_through() 
             &format!("SELECT COUNT(*) FROM {} WHERE sql_ID = {id}", e.table),
         )
     };
-    assert_eq!((stored(CONTACT, added), stored(COMPANY, added_company)), (1, 1));
+    assert_eq!(
+        (stored(CONTACT, added), stored(COMPANY, added_company)),
+        (1, 1)
+    );
     // The deleted contact's phones went with it: it no longer identifies a caller.
     assert_eq!(
         count(
@@ -313,7 +338,10 @@ async fn an_entity_the_webhook_may_not_read_is_a_warning_not_a_failed_run() {
         .iter()
         .find(|w| w.contains("companies were not synced"))
         .unwrap_or_else(|| panic!("{:?}", summary.warnings));
-    assert!(warning.contains("crm.company.list") && warning.contains("ACCESS_DENIED"), "{warning}");
+    assert!(
+        warning.contains("crm.company.list") && warning.contains("ACCESS_DENIED"),
+        "{warning}"
+    );
     let companies = summary
         .entities
         .iter()
@@ -331,6 +359,29 @@ async fn an_entity_the_webhook_may_not_read_is_a_warning_not_a_failed_run() {
         "SELECT COUNT(*) FROM b24sync_state WHERE name = 'watermark.contact.date_modify'",
     );
     assert_eq!(contacts, 1);
+
+    // `doctor` checks each configured entity: the refused one is a warning naming the fix.
+    let out = run_cmd(b24sync().args(["doctor", "--db"]).arg(&db.path).args([
+        "--webhook",
+        &sim.webhook_url(),
+        "--solution-field",
+        SOLUTION,
+    ]))
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("warn")
+            && l.contains("companies")
+            && l.contains("crm.company.list refused: ACCESS_DENIED")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("ok")
+            && l.contains("contacts")
+            && l.contains("bitrix_contacts")),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,16 +397,19 @@ async fn entities_is_a_setting_that_names_a_bad_value() {
     assert_eq!(count(&db.path, "SELECT COUNT(*) FROM bitrix_contacts"), 0);
     assert_eq!(sim.stats().by_method.get("crm.contact.list"), None);
 
-    let out = run_cmd(
-        b24sync()
-            .args(["sync", "--db"])
-            .arg(&db.path)
-            .args(["--webhook", &sim.webhook_url(), "--entities", "lead,deals"]),
-    )
+    let out = run_cmd(b24sync().args(["sync", "--db"]).arg(&db.path).args([
+        "--webhook",
+        &sim.webhook_url(),
+        "--entities",
+        "lead,deals",
+    ]))
     .await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown entity \"deals\"") && err.contains("lead, contact, company"), "{err}");
+    assert!(
+        err.contains("unknown entity \"deals\"") && err.contains("lead, contact, company"),
+        "{err}"
+    );
 
     // From the environment, a list; the contacts are then read in full (their first time).
     let out = run_cmd(
