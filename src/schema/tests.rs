@@ -217,3 +217,21 @@ fn the_datetime_range_is_sql_servers() {
         Err(limits::OutOfRange::Outside)
     );
 }
+
+#[test]
+fn docs_tables_lists_every_contact_and_company_column() {
+    let doc = include_str!("../../docs/tables.md");
+    for e in [CONTACT, COMPANY] {
+        for t in [e.table, e.multi_table, e.error_table, e.phones_table] {
+            assert!(doc.contains(&format!("`{t}`")), "{t} in docs/tables.md");
+        }
+        for f in e.fields {
+            assert!(
+                doc.contains(&format!("| `{}` |", f.field)),
+                "{}.{} in docs/tables.md",
+                e.name,
+                f.field
+            );
+        }
+    }
+}
