@@ -296,7 +296,7 @@ async fn entity_checks(client: &Bitrix24Client, entities: &[Entity]) -> Vec<Verd
                         e.table
                     ),
                 ),
-                portal::EntityExtents::NoAccess { refusal, .. } => Verdict::warn(
+                portal::EntityExtents::NoAccess { refusal } => Verdict::warn(
                     check,
                     format!(
                         "{} refused: {refusal}; a sync skips {check}",

@@ -111,8 +111,8 @@ async fn sync_locked(
     for ((plan, filter), extents) in plans.iter().zip(filters).zip(prelude.entities) {
         let (extent, all_ids) = match extents {
             EntityExtents::Readable { extent, all_ids } => (extent, all_ids),
-            EntityExtents::NoAccess { entity, refusal } => {
-                skipped(entity, &refusal, &mut summary);
+            EntityExtents::NoAccess { refusal } => {
+                skipped(plan.entity, &refusal, &mut summary);
                 continue;
             }
         };
@@ -262,7 +262,7 @@ fn entity_run(entity: Entity, plan: &Plan, part: &RunSummary) -> EntityRun {
         mode: plan.mode(false),
         read: part.leads_read,
         rejected: part.leads_rejected,
-        outcome: part.outcome.clone(),
+        outcome: part.outcome,
         multi_values: part.contact_values,
         deleted: part.leads_deleted,
         skipped: None,

@@ -74,8 +74,6 @@ const LEADS_PER_CHAIN: f64 = (PAGE_SIZE * BATCH_SIZE) as f64;
 /// documents about 0.1 s for an uncounted page, so about 5 s for 50 (the simulator's cost
 /// model charges about 3 s). Only compared with the operating budget left.
 const CHAIN_SECS: f64 = 5.0;
-/// The method whose operating budget the chains spend.
-
 /// How many chains an export over `extent` runs at once, at most `max_chains` (see the
 /// module docs): 1 when the probe saw every lead, when dense IDs fit one chain, or when
 /// the client's operating budget left for the list `method` (as the probe's answer

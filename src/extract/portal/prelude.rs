@@ -9,7 +9,6 @@ use super::labels::{self, LabelsError};
 use super::{describe_answer, time};
 use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::{self, ExportFilter, Extent};
-use crate::schema::Entity;
 
 /// The sub-command names (the entity's name is appended to the extent probes').
 const TIME: &str = "server_time";
@@ -56,7 +55,7 @@ pub enum EntityExtents {
         all_ids: Option<Extent>,
     },
     /// The portal refused this entity (its code and description): skip it.
-    NoAccess { entity: Entity, refusal: String },
+    NoAccess { refusal: String },
 }
 
 /// The answers.
@@ -110,12 +109,10 @@ pub async fn prelude(client: &Bitrix24Client, ask: PreludeAsk<'_>) -> Result<Pre
     };
     let mut entities = Vec::with_capacity(ask.entities.len());
     for e in &ask.entities {
-        let entity = e.filter.entity;
         let answer = answers.get(&name(EXTENT, e));
         if let Some(SubResult::Err { code, description }) = answer {
             if NO_ACCESS.iter().any(|c| c.eq_ignore_ascii_case(code)) {
                 entities.push(EntityExtents::NoAccess {
-                    entity,
                     refusal: format!("{code}: {description}"),
                 });
                 continue;
