@@ -47,14 +47,19 @@ impl MssqlSink {
                 }
                 Err(Attempt::Rejected(why)) => match b.records.into_iter().next() {
                     Some(r) => {
-                        tracing::warn!(lead = r.lead.id, "SQL Server rejected the lead: {why}");
+                        tracing::warn!(
+                            id = r.lead.id,
+                            "SQL Server rejected the {}: {why}",
+                            b.entity.name
+                        );
                         pending.push(Batch {
                             entity: b.entity,
                             records: Vec::new(),
                             rejected: vec![RejectedLead {
                                 lead_id: Some(r.lead.id.to_string()),
                                 reason: clip_reason(&format!(
-                                    "not loaded: SQL Server rejected the lead: {why}"
+                                    "not loaded: SQL Server rejected the {}: {why}",
+                                    b.entity.name
                                 )),
                                 raw_json: r.raw_json,
                             }],
@@ -64,7 +69,8 @@ impl MssqlSink {
                     None => {
                         return Err(StoreError::Database {
                             context: format!(
-                                "writing the error row of lead {}",
+                                "writing the error row of {} {}",
+                                b.entity.name,
                                 b.rejected
                                     .first()
                                     .and_then(|r| r.lead_id.as_deref())
