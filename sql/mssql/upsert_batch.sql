@@ -64,8 +64,7 @@ SET @leads_inserted = @@ROWCOUNT;
 
 -- 3. Multi-field values (the lead's contact values): the batch's records get exactly the
 -- staged set. A staged value matches a stored one by ({{multi_owner}}, {{multi_value_id}}); a
--- value without an ID (never seen from
--- Bitrix24, but legal) matches by its whole content. Delete what Bitrix24 no longer has, and
+-- value without an ID (never seen from Bitrix24, but legal) matches by its whole content. Delete what Bitrix24 no longer has, and
 -- the extra copies of a value that the original scripts may have left (keeping the lowest Id).
 DELETE c
 FROM dbo.{{multi_table}} AS c
