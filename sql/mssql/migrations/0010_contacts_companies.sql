@@ -4,7 +4,8 @@
 -- phones of the caller lookup, the content fingerprints. The six Oktell tables are not
 -- touched. Each object is created only when missing.
 -- e164, extension and digits_rev use the binary collation of the lead's phones
--- (0006_caller_lookup.sql); each error table gets the lead's index on sql_ID (0007).
+-- (0006_caller_lookup.sql); each error table gets the lead's index on sql_ID (0007), each
+-- multi-field table the lead's on the owner, the value ID included (0002).
 -- Self-guarding and self-recording, so a DBA may run it by hand (see 0001_state_table.sql).
 IF NOT EXISTS (SELECT 1 FROM dbo.b24sync_migrations WHERE version = 10)
 BEGIN
@@ -70,7 +71,7 @@ BEGIN
             sql_TYPE_ID nvarchar(2000) NULL,
             CONSTRAINT PK_bitrix_contact_multifields PRIMARY KEY CLUSTERED (Id)
         );
-        CREATE INDEX IX_bitrix_contact_multifields_owner ON dbo.bitrix_contact_multifields (sql_CONTACT_ID);
+        CREATE INDEX IX_bitrix_contact_multifields_owner ON dbo.bitrix_contact_multifields (sql_CONTACT_ID) INCLUDE (sql_VALUE_ID);
     END;
 
     IF OBJECT_ID(N'dbo.bitrix_import_contact_error', N'U') IS NULL
@@ -182,7 +183,7 @@ BEGIN
             sql_TYPE_ID nvarchar(2000) NULL,
             CONSTRAINT PK_bitrix_company_multifields PRIMARY KEY CLUSTERED (Id)
         );
-        CREATE INDEX IX_bitrix_company_multifields_owner ON dbo.bitrix_company_multifields (sql_COMPANY_ID);
+        CREATE INDEX IX_bitrix_company_multifields_owner ON dbo.bitrix_company_multifields (sql_COMPANY_ID) INCLUDE (sql_VALUE_ID);
     END;
 
     IF OBJECT_ID(N'dbo.bitrix_import_company_error', N'U') IS NULL

@@ -2,7 +2,7 @@
 //! state, deletions, fingerprints, run history, error review, operators and caller lookup.
 //! Every write transaction checks the run lock first (`check_lock`, see `lock.rs`).
 
-use crate::schema::{Entity, LEAD};
+use crate::schema::Entity;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,37 +48,25 @@ impl StateStore for MssqlSink {
     }
 }
 
-/// The entities whose statements this backend has (the lead's today).
-fn only_lead(entity: Entity) -> Result<(), StoreError> {
-    if entity == LEAD {
-        return Ok(());
-    }
-    Err(StoreError::Schema(format!(
-        "syncing {} into SQL Server is not available in this build; use --entities lead",
-        entity.plural
-    )))
-}
-
 #[async_trait]
 impl DeletionStore for MssqlSink {
     async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError> {
-        only_lead(entity)?;
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         // The deletion check compares these with the portal's IDs; it is only meaningful once
         // init-db made sql_ID unique.
         self.ensure_ready(c).await?;
-        admin::lead_ids(c)
+        admin::record_ids(c, entity)
             .await
-            .map_err(|e| self.db_error("reading the lead IDs", &e))
+            .map_err(|e| self.db_error(&format!("reading the {} IDs", entity.name), &e))
     }
 
-    /// Stages the IDs in `#stage_delete_ids` and runs `delete_leads.sql` (one transaction).
+    /// Stages the IDs in `#stage_delete_ids` and runs the entity's `delete_records.sql` (one
+    /// transaction).
     /// A deadlock (e.g. with Oktell reading the same rows) rolls everything back, so the whole
     /// sequence is simply tried again, like a batch.
     async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
-        only_lead(entity)?;
-        let context = "deleting leads removed in Bitrix24";
+        let context = &format!("deleting {} removed in Bitrix24", entity.plural);
         if ids.is_empty() {
             return Ok(0);
         }
@@ -87,7 +75,7 @@ impl DeletionStore for MssqlSink {
         let token = self.token();
         let mut tries = 0;
         loop {
-            match admin::delete_leads(c, &ids, token.as_deref()).await {
+            match admin::delete_records(c, (entity, &ids), token.as_deref()).await {
                 Ok(n) => return Ok(n),
                 Err(e) => {
                     self.rollback(c, context).await;
@@ -111,12 +99,11 @@ impl DeletionStore for MssqlSink {
 #[async_trait]
 impl FingerprintStore for MssqlSink {
     async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
-        only_lead(entity)?;
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        admin::lead_fingerprints(c)
+        admin::record_fingerprints(c, entity)
             .await
-            .map_err(|e| self.db_error("reading dbo.b24sync_lead_fingerprints", &e))
+            .map_err(|e| self.db_error(&format!("reading dbo.{}", entity.fingerprints_table), &e))
     }
 }
 

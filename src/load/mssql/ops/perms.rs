@@ -203,6 +203,17 @@ mod tests {
         assert_eq!(listed, described);
     }
 
+    #[test]
+    fn permissions_sql_asks_about_every_table_a_sync_uses() {
+        let text = crate::load::mssql::sql::PERMISSIONS;
+        for (table, _) in SYNC_RIGHTS {
+            assert!(
+                text.contains(&format!("(N'{table}')")),
+                "permissions.sql does not ask about dbo.{table}"
+            );
+        }
+    }
+
     fn all_granted() -> Perms {
         // Exactly the rights a sync needs, no ALTER anywhere.
         let tables: Vec<(String, [bool; 5])> = SYNC_RIGHTS
