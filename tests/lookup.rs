@@ -484,7 +484,9 @@ async fn the_lookup_is_one_indexed_query() {
             ("b24sync_contact_phones", "ux_bitrix_contacts_sql_ID", "c"),
             ("b24sync_company_phones", "ux_bitrix_companies_sql_ID", "co"),
         ] {
-            let stem = phones.trim_end_matches("_phones").trim_start_matches("b24sync_");
+            let stem = phones
+                .trim_end_matches("_phones")
+                .trim_start_matches("b24sync_");
             assert!(
                 text.contains(&format!(
                     "SEARCH {phones} USING INDEX ix_b24sync_{stem}_phones_e164 (e164=?)"

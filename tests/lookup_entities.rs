@@ -310,7 +310,11 @@ async fn every_spelling_on_a_contact_a_company_or_a_lead_and_a_contact_is_found(
             let m = &doc["matches"][0];
             assert_eq!(m["title"], json!(format!("Иван Петрович Сидоров {k}")));
             assert_eq!(m["company_id"], json!(900));
-            assert_eq!(m["company_title"], json!("ООО Ромашка"), "the contact's company");
+            assert_eq!(
+                m["company_title"],
+                json!("ООО Ромашка"),
+                "the contact's company"
+            );
             assert_eq!(m["status_or_type"], json!("CLIENT"));
             assert_eq!(m["operator_id"], json!("6"));
             assert_eq!(m["operator_extension"], json!("106"));
@@ -355,7 +359,11 @@ async fn every_spelling_on_a_contact_a_company_or_a_lead_and_a_contact_is_found(
             assert_eq!(lead["title"], json!("Заявка с сайта"));
             assert_eq!(lead["status_or_type"], json!("NEW"));
             assert_eq!(lead["operator_id"], json!("5"));
-            assert_eq!(lead["operator_extension"], Value::Null, "only the ID is known");
+            assert_eq!(
+                lead["operator_extension"],
+                Value::Null,
+                "only the ID is known"
+            );
             asked += 1;
             by_binary += usize::from(binary);
         }

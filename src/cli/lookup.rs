@@ -157,7 +157,11 @@ fn describe(m: &CallerMatch) -> String {
         }
     }
     if let Some(st) = m.status_or_type.as_deref().filter(|s| !s.is_empty()) {
-        let what = if m.entity_type == "lead" { "status" } else { "type" };
+        let what = if m.entity_type == "lead" {
+            "status"
+        } else {
+            "type"
+        };
         line.push_str(&format!(", {what} {st}"));
     }
     if let Some(d) = &m.date_modify {
@@ -245,11 +249,17 @@ mod tests {
 
     #[test]
     fn the_no_match_line_names_the_entities_searched() {
-        assert_eq!(either(EntityFilter::all().names()), "lead, contact or company");
+        assert_eq!(
+            either(EntityFilter::all().names()),
+            "lead, contact or company"
+        );
         assert_eq!(
             either(EntityFilter::parse("contact,company").unwrap().names()),
             "contact or company"
         );
-        assert_eq!(either(EntityFilter::parse("company").unwrap().names()), "company");
+        assert_eq!(
+            either(EntityFilter::parse("company").unwrap().names()),
+            "company"
+        );
     }
 }

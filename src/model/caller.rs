@@ -71,7 +71,11 @@ impl EntityFilter {
                 None => {
                     return Err(format!(
                         "{word:?} is not an entity the lookup knows: use {} (comma-separated)",
-                        ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                        ENTITIES
+                            .iter()
+                            .map(|e| e.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 }
             }
@@ -79,7 +83,11 @@ impl EntityFilter {
         if entities.is_empty() {
             return Err(format!(
                 "no entity named in {text:?}: use {} (comma-separated)",
-                ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                ENTITIES
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         Ok(EntityFilter::only(&entities))
@@ -163,7 +171,10 @@ mod tests {
             ["company", "lead", "contact"]
         );
         let e = EntityFilter::parse("contact,deal").unwrap_err();
-        assert!(e.contains("\"deal\"") && e.contains("lead, contact, company"), "{e}");
+        assert!(
+            e.contains("\"deal\"") && e.contains("lead, contact, company"),
+            "{e}"
+        );
         assert!(EntityFilter::parse(" , ").is_err());
     }
 }

@@ -1483,7 +1483,9 @@ fn the_lookup_over_entities_keeps_its_parameters_and_reads_every_phones_table() 
     assert!(m.sql.contains(
         "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
     ));
-    assert!(m.sql.contains("CROSS APPLY dbo.b24sync_lookup_caller_keys("));
+    assert!(m
+        .sql
+        .contains("CROSS APPLY dbo.b24sync_lookup_caller_keys("));
     // (entity, alias, joins: the view's and the keys function's; the company's table also
     // gives a contact its company).
     for (entity, alias, joins) in [
