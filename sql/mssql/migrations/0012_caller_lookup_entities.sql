@@ -19,7 +19,9 @@
 -- each branch seeks its table's e164 or digits_rev index (0006, 0010) and only the branch
 -- the keys select runs; then the record by its unique sql_ID, the company by its unique
 -- sql_ID, the operator by user_id. A COMPANY_ID that is not a number joins nothing
--- (TRY_CAST), it never fails the query.
+-- (TRY_CAST), it never fails the query. The lead's text columns are read COLLATE
+-- DATABASE_DEFAULT: an Oktell table made with another collation than b24sync's own tables
+-- would otherwise make UNION ALL refuse the columns (a collation conflict).
 -- Sent by `b24sync init-db` batch by batch (split at GO) in one transaction; a DBA can run it
 -- with sqlcmd after 0010 (each batch re-creates its object; the migration is recorded last).
 IF OBJECT_ID(N'dbo.b24sync_caller_phones', N'V') IS NOT NULL DROP VIEW dbo.b24sync_caller_phones;
@@ -36,15 +38,15 @@ SELECT
     p.value AS phone_value,
     p.extension AS phone_extension,
     l.sql_ID AS lead_id,
-    l.sql_TITLE AS title,
-    l.sql_NAME AS name,
-    l.sql_LAST_NAME AS last_name,
+    l.sql_TITLE COLLATE DATABASE_DEFAULT AS title,
+    l.sql_NAME COLLATE DATABASE_DEFAULT AS name,
+    l.sql_LAST_NAME COLLATE DATABASE_DEFAULT AS last_name,
     lc.sql_ID AS company_id,
-    l.sql_COMPANY_TITLE AS company_title,
-    l.sql_STATUS_ID AS status_id,
-    l.sql_STATUS_ID AS status_or_type,
+    l.sql_COMPANY_TITLE COLLATE DATABASE_DEFAULT AS company_title,
+    l.sql_STATUS_ID COLLATE DATABASE_DEFAULT AS status_id,
+    l.sql_STATUS_ID COLLATE DATABASE_DEFAULT AS status_or_type,
     l.sql_DATE_MODIFY AS date_modify,
-    l.sql_ASSIGNED_BY_ID AS operator_id,
+    l.sql_ASSIGNED_BY_ID COLLATE DATABASE_DEFAULT AS operator_id,
     o.name AS operator_name,
     o.last_name AS operator_last_name,
     o.phone_inner AS operator_extension
@@ -208,15 +210,15 @@ RETURN (
         l.sql_ID,
         2,
         l.sql_ID,
-        l.sql_TITLE,
-        l.sql_NAME,
-        l.sql_LAST_NAME,
+        l.sql_TITLE COLLATE DATABASE_DEFAULT,
+        l.sql_NAME COLLATE DATABASE_DEFAULT,
+        l.sql_LAST_NAME COLLATE DATABASE_DEFAULT,
         lc.sql_ID,
-        l.sql_COMPANY_TITLE,
-        l.sql_STATUS_ID,
-        l.sql_STATUS_ID,
+        l.sql_COMPANY_TITLE COLLATE DATABASE_DEFAULT,
+        l.sql_STATUS_ID COLLATE DATABASE_DEFAULT,
+        l.sql_STATUS_ID COLLATE DATABASE_DEFAULT,
         l.sql_DATE_MODIFY,
-        l.sql_ASSIGNED_BY_ID,
+        l.sql_ASSIGNED_BY_ID COLLATE DATABASE_DEFAULT,
         o.name,
         o.last_name,
         o.phone_inner,
