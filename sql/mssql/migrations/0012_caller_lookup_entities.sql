@@ -18,10 +18,13 @@
 -- Digits are compared in Latin1_General_BIN2 as in 0008 (every LIKE, the E.164 match), so
 -- each branch seeks its table's e164 or digits_rev index (0006, 0010) and only the branch
 -- the keys select runs; then the record by its unique sql_ID, the company by its unique
--- sql_ID, the operator by user_id. A COMPANY_ID that is not a number joins nothing
--- (TRY_CAST), it never fails the query. The lead's text columns are read COLLATE
--- DATABASE_DEFAULT: an Oktell table made with another collation than b24sync's own tables
--- would otherwise make UNION ALL refuse the columns (a collation conflict).
+-- sql_ID, the operator by user_id. A COMPANY_ID that is not a number (or has more than 9
+-- digits) joins nothing; it never fails the query. Only what SQL Server 2016 has at any
+-- database compatibility level (an old Oktell database may keep 100): no TRY_CAST, CONCAT
+-- or CONCAT_WS; CASE keeps NULLs out of `+`, whatever CONCAT_NULL_YIELDS_NULL says.
+-- The lead's text columns are read COLLATE DATABASE_DEFAULT: an Oktell table made with
+-- another collation than b24sync's own tables would otherwise make UNION ALL refuse the
+-- columns (a collation conflict).
 -- Sent by `b24sync init-db` batch by batch (split at GO) in one transaction; a DBA can run it
 -- with sqlcmd after 0010 (each batch re-creates its object; the migration is recorded last).
 IF OBJECT_ID(N'dbo.b24sync_caller_phones', N'V') IS NOT NULL DROP VIEW dbo.b24sync_caller_phones;
@@ -52,7 +55,7 @@ SELECT
     o.phone_inner AS operator_extension
 FROM dbo.b24sync_lead_phones AS p
 INNER JOIN dbo.bitrix_leads AS l ON l.sql_ID = p.lead_id
-LEFT JOIN dbo.bitrix_companies AS lc ON lc.sql_ID = TRY_CAST(l.sql_COMPANY_ID AS int)
+LEFT JOIN dbo.bitrix_companies AS lc ON lc.sql_ID = CASE WHEN LEN(l.sql_COMPANY_ID) BETWEEN 1 AND 9 AND l.sql_COMPANY_ID COLLATE Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST(l.sql_COMPANY_ID AS int) END
 LEFT JOIN dbo.b24sync_operators AS o ON o.user_id = l.sql_ASSIGNED_BY_ID
 UNION ALL
 SELECT
@@ -64,11 +67,11 @@ SELECT
     p.value,
     p.extension,
     CAST(NULL AS int),
-    CAST(NULLIF(STUFF(CONCAT(
-        CASE WHEN c.sql_NAME <> N'' THEN N' ' + c.sql_NAME END,
-        CASE WHEN c.sql_SECOND_NAME <> N'' THEN N' ' + c.sql_SECOND_NAME END,
-        CASE WHEN c.sql_LAST_NAME <> N'' THEN N' ' + c.sql_LAST_NAME END
-    ), 1, 1, N''), N'') AS nvarchar(4000)),
+    CAST(NULLIF(STUFF(
+        ISNULL(CASE WHEN c.sql_NAME <> N'' THEN N' ' + c.sql_NAME END, N'')
+        + ISNULL(CASE WHEN c.sql_SECOND_NAME <> N'' THEN N' ' + c.sql_SECOND_NAME END, N'')
+        + ISNULL(CASE WHEN c.sql_LAST_NAME <> N'' THEN N' ' + c.sql_LAST_NAME END, N''),
+    1, 1, N''), N'') AS nvarchar(4000)),
     c.sql_NAME,
     c.sql_LAST_NAME,
     co.sql_ID,
@@ -82,7 +85,7 @@ SELECT
     o.phone_inner
 FROM dbo.b24sync_contact_phones AS p
 INNER JOIN dbo.bitrix_contacts AS c ON c.sql_ID = p.contact_id
-LEFT JOIN dbo.bitrix_companies AS co ON co.sql_ID = TRY_CAST(c.sql_COMPANY_ID AS int)
+LEFT JOIN dbo.bitrix_companies AS co ON co.sql_ID = CASE WHEN LEN(c.sql_COMPANY_ID) BETWEEN 1 AND 9 AND c.sql_COMPANY_ID COLLATE Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST(c.sql_COMPANY_ID AS int) END
 LEFT JOIN dbo.b24sync_operators AS o ON o.user_id = c.sql_ASSIGNED_BY_ID
 UNION ALL
 SELECT
@@ -129,11 +132,11 @@ RETURN (
         c.sql_ID AS entity_id,
         1 AS priority,
         CAST(NULL AS int) AS lead_id,
-        CAST(NULLIF(STUFF(CONCAT(
-            CASE WHEN c.sql_NAME <> N'' THEN N' ' + c.sql_NAME END,
-            CASE WHEN c.sql_SECOND_NAME <> N'' THEN N' ' + c.sql_SECOND_NAME END,
-            CASE WHEN c.sql_LAST_NAME <> N'' THEN N' ' + c.sql_LAST_NAME END
-        ), 1, 1, N''), N'') AS nvarchar(4000)) AS title,
+        CAST(NULLIF(STUFF(
+            ISNULL(CASE WHEN c.sql_NAME <> N'' THEN N' ' + c.sql_NAME END, N'')
+            + ISNULL(CASE WHEN c.sql_SECOND_NAME <> N'' THEN N' ' + c.sql_SECOND_NAME END, N'')
+            + ISNULL(CASE WHEN c.sql_LAST_NAME <> N'' THEN N' ' + c.sql_LAST_NAME END, N''),
+        1, 1, N''), N'') AS nvarchar(4000)) AS title,
         c.sql_NAME AS name,
         c.sql_LAST_NAME AS last_name,
         co.sql_ID AS company_id,
@@ -164,7 +167,7 @@ RETURN (
     ) AS m
     INNER JOIN dbo.b24sync_contact_phones AS mp ON mp.Id = m.phone_row
     INNER JOIN dbo.bitrix_contacts AS c ON c.sql_ID = m.owner_id
-    LEFT JOIN dbo.bitrix_companies AS co ON co.sql_ID = TRY_CAST(c.sql_COMPANY_ID AS int)
+    LEFT JOIN dbo.bitrix_companies AS co ON co.sql_ID = CASE WHEN LEN(c.sql_COMPANY_ID) BETWEEN 1 AND 9 AND c.sql_COMPANY_ID COLLATE Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST(c.sql_COMPANY_ID AS int) END
     LEFT JOIN dbo.b24sync_operators AS o ON o.user_id = c.sql_ASSIGNED_BY_ID
     UNION ALL
     SELECT
@@ -241,7 +244,7 @@ RETURN (
     ) AS m
     INNER JOIN dbo.b24sync_lead_phones AS mp ON mp.Id = m.phone_row
     INNER JOIN dbo.bitrix_leads AS l ON l.sql_ID = m.owner_id
-    LEFT JOIN dbo.bitrix_companies AS lc ON lc.sql_ID = TRY_CAST(l.sql_COMPANY_ID AS int)
+    LEFT JOIN dbo.bitrix_companies AS lc ON lc.sql_ID = CASE WHEN LEN(l.sql_COMPANY_ID) BETWEEN 1 AND 9 AND l.sql_COMPANY_ID COLLATE Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST(l.sql_COMPANY_ID AS int) END
     LEFT JOIN dbo.b24sync_operators AS o ON o.user_id = l.sql_ASSIGNED_BY_ID
 );
 GO

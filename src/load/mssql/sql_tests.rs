@@ -1356,9 +1356,10 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
         .lines()
         .filter(|l| !l.trim_start().starts_with("--") && l.contains(" LIKE "))
         .collect();
-    // Three phones tables × (the tail's digits check, the digits_rev seek), and the number's
-    // two clean-up tests.
-    assert_eq!(likes.len(), 8, "{likes:?}");
+    // Three phones tables × (the tail's digits check, the digits_rev seek), the number's
+    // two clean-up tests, and the COMPANY_ID digits check of the view's and the function's
+    // lead and contact branches.
+    assert_eq!(likes.len(), 12, "{likes:?}");
     for l in likes {
         assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
     }
@@ -1500,19 +1501,31 @@ fn the_lookup_over_entities_keeps_its_parameters_and_reads_every_phones_table() 
         assert_eq!(m.sql.matches(&table).count(), joins, "{table}");
         assert!(m.sql.contains(&format!("'{}'", entity.name)));
     }
-    // A contact's company, and no conversion that could fail on a value that is not a number.
-    assert!(m
-        .sql
-        .contains("co.sql_ID = TRY_CAST(c.sql_COMPANY_ID AS int)"));
-    assert!(!m.sql.contains("CONVERT("));
-    for owner in ["c", "l"] {
-        let cast = format!("CAST({owner}.sql_COMPANY_ID AS int)");
-        let try_cast = format!("TRY_{cast}");
+    // A contact's company, and no conversion that could fail on a value that is not a
+    // number: each CAST of a COMPANY_ID is guarded by its digits check.
+    let guard = |a: &str| {
+        format!(
+            "CASE WHEN LEN({a}.sql_COMPANY_ID) BETWEEN 1 AND 9 AND {a}.sql_COMPANY_ID COLLATE \
+             Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST({a}.sql_COMPANY_ID AS int) END"
+        )
+    };
+    assert!(m.sql.contains(&format!("co.sql_ID = {}", guard("c"))));
+    assert!(m.sql.contains(&format!("lc.sql_ID = {}", guard("l"))));
+    for a in ["c", "l"] {
+        let cast = format!("CAST({a}.sql_COMPANY_ID AS int)");
         assert_eq!(m.sql.matches(&cast).count(), 2, "{cast}");
-        assert_eq!(m.sql.matches(&try_cast).count(), 2, "{try_cast}");
+        assert_eq!(m.sql.matches(&guard(a)).count(), 2, "{a}");
     }
-    // SQL Server 2016: no CONCAT_WS, STRING_AGG or TRIM.
-    for newer in ["CONCAT_WS", "STRING_AGG", "TRIM("] {
+    // SQL Server 2016 at any compatibility level: no CONCAT_WS, STRING_AGG or TRIM (2017),
+    // no TRY_CAST, TRY_CONVERT or CONCAT (2012, compatibility level 110).
+    for newer in [
+        "CONCAT_WS",
+        "STRING_AGG",
+        "TRIM(",
+        "TRY_CAST",
+        "TRY_CONVERT",
+        "CONCAT(",
+    ] {
         let code: String = m
             .sql
             .lines()
