@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use super::{
     BatchOutcome, Diagnosis, RunLockGuard, RunRecord, SchemaReport, StoreError, StoredError,
 };
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::{Fingerprint, PreparedBatch};
 use crate::schema::Entity;
@@ -131,7 +131,18 @@ pub trait OperatorStore: Send + Sync {
 /// Caller lookup: one indexed query, never a scan.
 #[async_trait]
 pub trait CallerLookup: Send + Sync {
-    /// The leads with a phone matching the caller, with their operators, most recently
-    /// modified first.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError>;
+    /// The records of the entities `filter` allows (leads, contacts, companies) with a
+    /// phone matching the caller, one row per record, with their operators: contacts and
+    /// companies first, then leads; within each, most recently modified first, then the
+    /// higher ID (docs/caller-lookup.md). At most `query.limit` rows.
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError>;
+
+    /// [`CallerLookup::lookup_caller_in`] over every entity.
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+        self.lookup_caller_in(query, &EntityFilter::all()).await
+    }
 }

@@ -349,7 +349,8 @@ pub fn caller_leads() -> (Vec<LeadRecord>, b24sync::model::Operator) {
     (vec![first, second, odd], anna)
 }
 
-/// The lead IDs the store's caller lookup finds for `number`, in its order.
+/// The lead IDs the store's caller lookup finds for `number`, in its order (only leads are
+/// loaded where this is used; each match must be one).
 pub async fn found(stores: &b24sync::load::Stores, number: &str) -> Vec<i64> {
     stores
         .lookup
@@ -357,6 +358,7 @@ pub async fn found(stores: &b24sync::load::Stores, number: &str) -> Vec<i64> {
         .await
         .expect("lookup")
         .iter()
-        .map(|m| m.lead_id)
+        .inspect(|m| assert_eq!(m.entity_type, "lead", "{m:?}"))
+        .map(|m| m.entity_id)
         .collect()
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
 use super::{admin, check_lock, lookup, ops, run, sql, Client, MssqlSink, TxError};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::Fingerprint;
 use crate::store::{
@@ -234,10 +234,14 @@ impl OperatorStore for MssqlSink {
 impl CallerLookup for MssqlSink {
     /// Runs `dbo.b24sync_lookup_caller_keys`, the function telephony systems call. Works
     /// without the run lock, alongside a sync.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        lookup::lookup_caller(c, query)
+        lookup::lookup_caller(c, query, filter)
             .await
             .map_err(|e| self.db_error("looking up the caller", &e))
     }

@@ -116,7 +116,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 10] = [
+pub const MIGRATIONS: [Migration; 11] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -175,6 +175,12 @@ pub const MIGRATIONS: [Migration; 10] = [
         version: 10,
         name: "contacts_companies",
         sql: include_str!("../../../sql/mssql/migrations/0010_contacts_companies.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 12,
+        name: "caller_lookup_entities",
+        sql: include_str!("../../../sql/mssql/migrations/0012_caller_lookup_entities.sql"),
         needs_unique_leads: false,
     },
 ];

@@ -1459,7 +1459,7 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
                 .contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
         })
         .expect("a migration creating the functions");
-    assert_eq!(newest.name, "lookup_collation");
+    assert_eq!(newest.name, "caller_lookup_entities");
     assert!(newest.sql.contains(
         "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
     ));
@@ -1468,13 +1468,21 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
         .lines()
         .filter(|l| !l.trim_start().starts_with("--") && l.contains(" LIKE "))
         .collect();
-    assert_eq!(likes.len(), 4, "{likes:?}");
+    // Three phones tables × (the tail's digits check, the digits_rev seek), the number's
+    // two clean-up tests, and the COMPANY_ID digits check of the view's and the function's
+    // lead and contact branches.
+    assert_eq!(likes.len(), 12, "{likes:?}");
     for l in likes {
         assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
     }
-    assert!(newest
-        .sql
-        .contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
+    assert_eq!(
+        newest
+            .sql
+            .matches("p.e164 = @e164 COLLATE Latin1_General_BIN2")
+            .count(),
+        3,
+        "the E.164 match of each phones table"
+    );
     // Recreated, dropped first; recorded last.
     let drop = newest
         .sql
@@ -1558,4 +1566,124 @@ fn migrations_name_what_they_create_for_the_debug_log() {
         sql::objects(sql::MIGRATIONS[3].sql),
         ["index UX_bitrix_leads_sql_ID"]
     );
+    let entities = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup_entities")
+        .expect("0012");
+    assert_eq!(
+        sql::objects(entities.sql),
+        [
+            "view dbo.b24sync_caller_phones",
+            "function dbo.b24sync_lookup_caller_keys",
+            "function dbo.b24sync_lookup_caller",
+        ]
+    );
+}
+
+#[test]
+fn the_lookup_over_entities_keeps_its_parameters_and_reads_every_phones_table() {
+    let m = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup_entities")
+        .expect("0012");
+    assert_eq!(m.version, 12);
+    let batches = sql::batches(m.sql);
+    // Drop view; view; drop ×2; two functions; the record.
+    assert_eq!(batches.len(), 7, "{batches:#?}");
+    for b in &batches {
+        Parser::parse_sql(&MsSqlDialect {}, b).unwrap_or_else(|e| panic!("{e}\n{b}"));
+    }
+    // The parameters Oktell scenarios pass, unchanged since 0006.
+    assert!(m.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller_keys (@e164 varchar(16), @tail varchar(15))"
+    ));
+    assert!(m.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
+    ));
+    assert!(m
+        .sql
+        .contains("CROSS APPLY dbo.b24sync_lookup_caller_keys("));
+    // (entity, alias, joins: the view's and the keys function's; the company's table also
+    // gives a contact its company).
+    for (entity, alias, joins) in [
+        (crate::schema::LEAD, "l", 2),
+        (crate::schema::CONTACT, "c", 2),
+        (crate::schema::COMPANY, "co", 4),
+    ] {
+        // The view and the keys function each read the entity's phones and its table.
+        let phones = format!("dbo.{} AS p", entity.phones_table);
+        assert_eq!(m.sql.matches(&phones).count(), 3, "{phones}");
+        let table = format!("JOIN dbo.{} AS {alias} ON {alias}.sql_ID = ", entity.table);
+        assert_eq!(m.sql.matches(&table).count(), joins, "{table}");
+        assert!(m.sql.contains(&format!("'{}'", entity.name)));
+    }
+    // A contact's company, and no conversion that could fail on a value that is not a
+    // number: each CAST of a COMPANY_ID is guarded by its digits check.
+    let guard = |a: &str| {
+        format!(
+            "CASE WHEN LEN({a}.sql_COMPANY_ID) BETWEEN 1 AND 9 AND {a}.sql_COMPANY_ID COLLATE \
+             Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST({a}.sql_COMPANY_ID AS int) END"
+        )
+    };
+    assert!(m.sql.contains(&format!("co.sql_ID = {}", guard("c"))));
+    assert!(m.sql.contains(&format!("lc.sql_ID = {}", guard("l"))));
+    for a in ["c", "l"] {
+        let cast = format!("CAST({a}.sql_COMPANY_ID AS int)");
+        assert_eq!(m.sql.matches(&cast).count(), 2, "{cast}");
+        assert_eq!(m.sql.matches(&guard(a)).count(), 2, "{a}");
+    }
+    // SQL Server 2016 at any compatibility level: no CONCAT_WS, STRING_AGG or TRIM (2017),
+    // no TRY_CAST, TRY_CONVERT or CONCAT (2012, compatibility level 110).
+    for newer in [
+        "CONCAT_WS",
+        "STRING_AGG",
+        "TRIM(",
+        "TRY_CAST",
+        "TRY_CONVERT",
+        "CONCAT(",
+    ] {
+        let code: String = m
+            .sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("LTRIM(", "")
+            .replace("RTRIM(", "");
+        assert!(!code.contains(newer), "{newer}");
+    }
+    // Every function column, in one order, in each branch (UNION ALL matches by position).
+    let columns = [
+        "entity_type",
+        "entity_id",
+        "priority",
+        "lead_id",
+        "title",
+        "name",
+        "last_name",
+        "company_id",
+        "company_title",
+        "status_id",
+        "status_or_type",
+        "date_modify",
+        "operator_id",
+        "operator_name",
+        "operator_last_name",
+        "operator_extension",
+        "phone_value",
+    ];
+    let number_fn = &m.sql[m
+        .sql
+        .find("CREATE FUNCTION dbo.b24sync_lookup_caller (")
+        .expect("number function")..];
+    let mut at = 0;
+    for c in columns {
+        let needle = format!("        m.{c}");
+        let pos = number_fn[at..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("m.{c} after position {at}"));
+        at += pos + needle.len();
+    }
+    let last = batches.last().expect("batches");
+    assert!(last.contains("VALUES (12, N'caller_lookup_entities', N'manual', SYSUTCDATETIME())"));
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
 use super::{admin, batch, db_err, lookup, ops, schema, sql, SqliteSink, DATETIME_FORMAT};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::{Fingerprint, PreparedBatch};
 use crate::store::{
@@ -179,10 +179,15 @@ impl OperatorStore for SqliteSink {
 
 #[async_trait]
 impl CallerLookup for SqliteSink {
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError> {
         let query = query.clone();
+        let filter = filter.clone();
         self.with_ready("looking up the caller", move |conn| {
-            lookup::lookup_caller(conn, &query)
+            lookup::lookup_caller(conn, &query, &filter)
         })
         .await
     }

@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "contacts and companies: bitrix_contacts, bitrix_companies and their tables",
         sql: sql::MIGRATION_0005,
     },
+    Migration {
+        version: 7,
+        name: "caller lookup over leads, contacts and companies: b24sync_caller_phones",
+        sql: sql::MIGRATION_0007,
+    },
 ];
 
 /// (version, name) of every migration this build knows, for `b24sync doctor`.

@@ -57,3 +57,6 @@ pub const LOOKUP_OPERATOR_INSERT_ID: &str =
 pub const MIGRATION_0004: &str = include_str!("../../../sql/sqlite/0004_lead_fingerprints.sql");
 // CRM contacts and companies (migration 5; the tables of `schema::CONTACT` and `COMPANY`).
 pub const MIGRATION_0005: &str = include_str!("../../../sql/sqlite/0005_contacts_companies.sql");
+// The caller lookup over leads, contacts and companies (migration 7: the view again).
+pub const MIGRATION_0007: &str =
+    include_str!("../../../sql/sqlite/0007_caller_lookup_entities.sql");

@@ -543,7 +543,7 @@ async fn init_schema_is_idempotent() {
         );
     }
     // One line per migration for the log at INFO; the objects are the detail (debug).
-    assert_eq!(first.created.len(), 5, "{:?}", first.created);
+    assert_eq!(first.created.len(), 6, "{:?}", first.created);
     assert!(first.created.iter().all(|c| c.starts_with("migration ")));
     assert!(first.created.iter().any(|c| c.starts_with("migration 1 ")));
     assert!(first.warnings.is_empty());
