@@ -214,6 +214,17 @@ async fn hold_error_leads(
     held.rejected.append(&mut batch.rejected);
     if last || held.len() >= paging::BATCH_SIZE {
         let mut ready = std::mem::replace(held, Batch::of(held.entity));
+        if !last {
+            // Only whole requests now (50 each); the rest waits for the next or the end,
+            // so a run spends ⌈records with error rows / 50⌉ requests on them.
+            let whole = ready.len() / paging::BATCH_SIZE * paging::BATCH_SIZE;
+            if whole < ready.records.len() {
+                held.records = ready.records.split_off(whole);
+                held.rejected = std::mem::take(&mut ready.rejected);
+            } else {
+                held.rejected = ready.rejected.split_off(whole - ready.records.len());
+            }
+        }
         attach_full_leads(client, &mut ready).await;
         batch.records.append(&mut ready.records);
         batch.rejected.append(&mut ready.rejected);
