@@ -17,6 +17,7 @@ RUN mkdir -p src benches crates/simulator/src \
     && echo 'fn main() {}' > benches/methods.rs \
     && echo 'fn main() {}' > benches/load.rs \
     && echo 'fn main() {}' > benches/serve.rs \
+    && echo 'fn main() {}' > benches/entities.rs \
     && touch crates/simulator/src/lib.rs \
     && cargo build --release --locked --bin b24sync \
     && rm -rf src crates/simulator/src

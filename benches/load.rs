@@ -28,6 +28,7 @@ use b24sync::load::Stores;
 use b24sync::model::LeadId;
 use b24sync::prepare::{prepare, skip_unchanged, Fingerprint};
 use b24sync::run;
+use b24sync::schema::LEAD;
 use b24sync::store::BatchOutcome;
 use b24sync::transform::{self, TimePolicy, TransformContext};
 use serde_json::{json, Value};
@@ -89,7 +90,7 @@ async fn pass(stores: &Stores, n: usize, version: u32, skip: bool) -> Pass {
     let stored: HashMap<LeadId, Fingerprint> = if skip {
         stores
             .fingerprints
-            .lead_fingerprints()
+            .fingerprints(LEAD)
             .await
             .expect("fingerprints")
             .into_iter()
@@ -103,7 +104,7 @@ async fn pass(stores: &Stores, n: usize, version: u32, skip: bool) -> Pass {
         let page: Vec<Value> = (start..(start + LOAD_BATCH).min(n + 1))
             .map(|id| lead(id, version))
             .collect();
-        let batch = transform::transform_page(&page, &ctx);
+        let batch = transform::transform_page(LEAD, &page, &ctx);
         let clock = Instant::now();
         let mut prepared = prepare(batch);
         if skip {

@@ -561,7 +561,7 @@ async fn run_method(spec: &ChildSpec) -> ChildReport {
         async move {
             let mut pending = b24sync::model::Batch::default();
             while let Some(page) = rx.recv().await {
-                let batch = transform::transform_page(&page, &ctx);
+                let batch = transform::transform_page(b24sync::schema::LEAD, &page, &ctx);
                 pending.records.extend(batch.records);
                 pending.rejected.extend(batch.rejected);
                 if pending.records.len() + pending.rejected.len() >= LOAD_BATCH {

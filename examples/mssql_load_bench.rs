@@ -39,6 +39,7 @@ async fn bulk_pass(
     let mut total = BatchOutcome::default();
     for chunk in leads.chunks(batch) {
         let b = Batch {
+            entity: b24sync::schema::LEAD,
             records: chunk.to_vec(),
             rejected: vec![],
         };

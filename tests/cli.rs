@@ -543,7 +543,7 @@ async fn the_lookup_help_examples_find_the_leads_they_promise() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| m["lead_id"].as_i64().unwrap())
+                .map(|m| m["entity_id"].as_i64().unwrap())
                 .collect();
             (doc["e164"].clone(), ids)
         }

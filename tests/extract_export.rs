@@ -359,8 +359,9 @@ async fn a_failed_sub_command_is_re_read_from_the_cursor() {
     let sim = start(tiny_budget(3_000)).await;
     let client = common::fast_client(&sim);
     let filter = paging::ExportFilter {
+        entity: b24sync::schema::LEAD,
         modified_since: None,
-        select: paging::select_fields(&[]),
+        select: paging::select_fields(b24sync::schema::LEAD, &[]),
     };
     let commands: Vec<(String, String)> = (0..BATCH_SIZE)
         .map(|i| {
@@ -568,6 +569,7 @@ async fn leads_deleted_at_the_top_during_an_export_end_it_after_one_check() {
     .await;
     let client = common::client_for(&sim, CancellationToken::new());
     let filter = paging::ExportFilter {
+        entity: b24sync::schema::LEAD,
         modified_since: None,
         select: vec!["ID".into()],
     };
@@ -581,13 +583,13 @@ async fn leads_deleted_at_the_top_during_an_export_end_it_after_one_check() {
         assert!(sim.portal().delete_lead(id));
     }
     sim.reset_stats();
-    let ids = paging::list_ids(&client, Paging::Batch, Some(extent))
+    let ids = paging::list_ids(&client, b24sync::schema::LEAD, Paging::Batch, Some(extent))
         .await
         .unwrap();
     assert_eq!(ids.len(), 2_989);
     // Two chains (2,500 + 489 leads, the second short of 3,000), then the check.
     assert_eq!(sim.stats().http_requests, 3, "{:?}", sim.stats().by_method);
-    let ids = paging::list_ids(&client, Paging::Next, Some(extent))
+    let ids = paging::list_ids(&client, b24sync::schema::LEAD, Paging::Next, Some(extent))
         .await
         .unwrap();
     assert_eq!(ids.len(), 2_989);

@@ -109,8 +109,9 @@ fn floor(n: usize) -> u64 {
 
 fn filter() -> ExportFilter {
     ExportFilter {
+        entity: b24sync::schema::LEAD,
         modified_since: None,
-        select: paging::select_fields(&[]),
+        select: paging::select_fields(b24sync::schema::LEAD, &[]),
     }
 }
 
@@ -132,7 +133,7 @@ async fn export_from(
     extent: Extent,
     max_chains: usize,
 ) -> Outcome {
-    let chains = paging::planned_chains(client, max_chains, &extent);
+    let chains = paging::planned_chains(client, "crm.lead.list", max_chains, &extent);
     sim.reset_stats();
     let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
     let collect = tokio::spawn(async move {

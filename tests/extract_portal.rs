@@ -56,7 +56,9 @@ async fn chosen_leads_come_back_whole_and_missing_ones_are_absent() {
     assert_eq!(stats.by_method.get("crm.lead.get"), Some(&121));
 
     // More than the export's named select: user fields, multi-fields, the read-only flags.
-    let select: BTreeSet<String> = select_fields(&[SOLUTION.to_string()]).into_iter().collect();
+    let select: BTreeSet<String> = select_fields(b24sync::schema::LEAD, &[SOLUTION.to_string()])
+        .into_iter()
+        .collect();
     let keys: BTreeSet<&String> = got
         .values()
         .flat_map(|l| l.as_object().unwrap().keys())

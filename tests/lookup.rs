@@ -62,7 +62,7 @@ async fn lookup(db: &Path, number: &str, code: &str) -> Vec<CallerMatch> {
 }
 
 fn ids(matches: &[CallerMatch]) -> BTreeSet<i64> {
-    matches.iter().map(|m| m.lead_id).collect()
+    matches.iter().map(|m| m.entity_id).collect()
 }
 
 async fn sync_ok(sim: &Simulator, db: &Path, opts: &SyncOptions) -> RunSummary {
@@ -240,7 +240,7 @@ async fn the_lookup_returns_the_lead_and_its_operator_most_recent_first() {
 
     let found = lookup(&db.path, "79120001122", "RU").await;
     assert_eq!(
-        found.iter().map(|m| m.lead_id).collect::<Vec<_>>(),
+        found.iter().map(|m| m.entity_id).collect::<Vec<_>>(),
         vec![newer, older],
         "most recently modified first"
     );
@@ -251,7 +251,8 @@ async fn the_lookup_returns_the_lead_and_its_operator_most_recent_first() {
         (Some("Иван"), Some("Петров"))
     );
     assert_eq!(m.company_title.as_deref(), Some("ООО Ромашка"));
-    assert_eq!(m.status_id.as_deref(), Some("NEW"));
+    assert_eq!(m.status_or_type.as_deref(), Some("NEW"));
+    assert_eq!(m.entity_type, "lead");
     assert!(m.date_modify.is_some());
     // The simulator's user 6 has the internal number 106.
     assert_eq!(m.operator_id.as_deref(), Some("6"));
@@ -447,8 +448,9 @@ async fn values_that_are_not_numbers_are_kept_as_typed_and_fall_back_to_the_tail
     );
 }
 
-/// The plan of the lookup on a database with phones in it: each branch seeks an index of
-/// b24sync_lead_phones, then bitrix_leads by its unique key; nothing is scanned.
+/// The plan of the lookup on a database with phones in it: each branch (leads, contacts,
+/// companies) seeks both indexes of its phones table, then the record by its unique key;
+/// no real table is scanned (only `m`, the branch's grouped phones, is read in full).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lookup_is_one_indexed_query() {
     let sim = small_simulator(SimulatorConfig {
@@ -467,7 +469,7 @@ async fn the_lookup_is_one_indexed_query() {
             .prepare(&format!("EXPLAIN QUERY PLAN {LOOKUP_CALLER_SQL}"))
             .unwrap();
         stmt.query_map(
-            rusqlite::params![params[0], params[1], params[2], 20],
+            rusqlite::params![params[0], params[1], params[2], 20, "lead", "contact", "company"],
             |r| r.get::<_, String>(3),
         )
         .unwrap()
@@ -477,27 +479,45 @@ async fn the_lookup_is_one_indexed_query() {
     for params in [["+79123456789", "", ""], ["", "9876543", "9876543:"]] {
         let plan = plan_for(params);
         let text = plan.join("\n");
+        for (phones, record, alias) in [
+            ("b24sync_lead_phones", "ux_bitrix_leads_sql_ID", "l"),
+            ("b24sync_contact_phones", "ux_bitrix_contacts_sql_ID", "c"),
+            ("b24sync_company_phones", "ux_bitrix_companies_sql_ID", "co"),
+        ] {
+            let stem = phones
+                .trim_end_matches("_phones")
+                .trim_start_matches("b24sync_");
+            assert!(
+                text.contains(&format!(
+                    "SEARCH {phones} USING INDEX ix_b24sync_{stem}_phones_e164 (e164=?)"
+                )),
+                "{phones}: {text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "SEARCH {phones} USING INDEX ix_b24sync_{stem}_phones_digits_rev (digits_rev>? AND digits_rev<?)"
+                )),
+                "{phones}: {text}"
+            );
+            assert!(
+                text.contains(&format!("SEARCH {alias} USING INDEX {record} (sql_ID=?)")),
+                "{record}: {text}"
+            );
+        }
+        assert_eq!(text.matches("MULTI-INDEX OR").count(), 3, "{text}");
         assert!(
-            text.contains("INDEX ix_b24sync_lead_phones_e164 (e164=?)"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "INDEX ix_b24sync_lead_phones_digits_rev (digits_rev>? AND digits_rev<?)"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("MULTI-INDEX OR"), "{text}");
-        assert!(
-            text.contains("SEARCH l USING INDEX ux_bitrix_leads_sql_ID (sql_ID=?)"),
-            "{text}"
+            text.contains("SEARCH co USING INDEX ux_bitrix_companies_sql_ID (sql_ID=?) LEFT-JOIN"),
+            "a contact's company: {text}"
         );
         assert!(
             text.contains("SEARCH o USING INDEX sqlite_autoindex_b24sync_operators_1 (user_id=?)"),
             "{text}"
         );
         for line in &plan {
-            assert!(!line.starts_with("SCAN"), "a full scan: {line}\n{text}");
+            assert!(
+                !line.starts_with("SCAN") || line == "SCAN m",
+                "a full scan: {line}\n{text}"
+            );
         }
     }
 }
@@ -528,7 +548,8 @@ async fn the_cli_prints_the_lead_and_operator() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["e164"], json!("+375297654321"));
-    assert_eq!(v["matches"][0]["lead_id"], json!(id));
+    assert_eq!(v["matches"][0]["entity_type"], json!("lead"));
+    assert_eq!(v["matches"][0]["entity_id"], json!(id));
     assert_eq!(v["matches"][0]["operator_extension"], json!("108"));
     let out = run(&["80297654321", "--phone-region", "by"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -628,6 +649,7 @@ async fn bench_lookup_1m_contact_values() {
         next += 2500;
         sink.load_batch(
             prepare(Batch {
+                entity: b24sync::schema::LEAD,
                 records,
                 rejected: vec![],
             }),
@@ -692,7 +714,10 @@ async fn bench_lookup_1m_contact_values() {
         };
         let t = Instant::now();
         let found: Vec<i64> = stmt
-            .query_map(rusqlite::params![e164, lo, hi, 20], |r| r.get(0))
+            .query_map(
+                rusqlite::params![e164, lo, hi, 20, "lead", "contact", "company"],
+                |r| r.get(1),
+            )
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -708,7 +733,7 @@ async fn bench_lookup_1m_contact_values() {
         let found = sink.lookup_caller(&q).await.unwrap();
         full.push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(found.len(), 1, "{caller}");
-        assert_eq!(found[0].lead_id, i64::from(*id));
+        assert_eq!(found[0].entity_id, i64::from(*id));
         assert!(found[0].operator_id.is_some());
     }
     let size_mb = std::fs::metadata(&db.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;

@@ -115,7 +115,7 @@ async fn seed(db: &std::path::Path, leads: &[Value]) {
         solution_labels: Default::default(),
         phone_region: Default::default(),
     };
-    let batch = transform::transform_page(leads, &ctx);
+    let batch = transform::transform_page(b24sync::schema::LEAD, leads, &ctx);
     sink.load_batch(prepare(batch), run::local_now())
         .await
         .unwrap();

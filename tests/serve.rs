@@ -752,3 +752,94 @@ async fn serve_without_a_token_and_events_without_an_app_say_what_is_missing() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("outgoing webhook"), "{err}");
 }
+
+/// Wait (at most `secs`) until `sql` counts `want` rows; panics with the log otherwise.
+async fn until_count(db: &Path, sql: &str, want: i64, secs: u64, served: &Served) {
+    let start = Instant::now();
+    while count_or_zero(db, sql) != want {
+        if start.elapsed() > Duration::from_secs(secs) {
+            panic!("{sql} is not {want} after {secs} s\n{}", served.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_and_company_events_reach_their_tables_within_seconds() {
+    let port = free_port();
+    let events: Vec<String> = ["CONTACT", "COMPANY"]
+        .iter()
+        .flat_map(|e| ["ADD", "UPDATE", "DELETE"].map(|a| format!("ONCRM{e}{a}")))
+        .collect();
+    let sim = Simulator::start(SimulatorConfig {
+        leads: 10,
+        contacts: 20,
+        companies: 10,
+        rate_limit: None,
+        events: EventsConfig {
+            outgoing: vec![OutgoingWebhook {
+                events,
+                handler: format!("http://127.0.0.1:{port}/"),
+                application_token: TOKEN.into(),
+            }],
+            ..EventsConfig::default()
+        },
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let db = test_db();
+    let served = Served::start(&sim, &db.path, port, db.path.with_extension("log")).await;
+    served.healthy().await;
+    until_count(
+        &db.path,
+        "SELECT COUNT(*) FROM bitrix_contacts",
+        20,
+        10,
+        &served,
+    )
+    .await;
+
+    let p = sim.portal();
+    let contacts = p.contact_ids();
+    assert!(p.update_contact(contacts[2], |c| {
+        c.insert("NAME".into(), json!("Изменён событием"));
+    }));
+    let edited = format!(
+        "SELECT COUNT(*) FROM bitrix_contacts WHERE sql_ID = {} AND sql_NAME = 'Изменён событием'",
+        contacts[2]
+    );
+    until_count(&db.path, &edited, 1, 5, &served).await;
+    let mut company = Map::new();
+    company.insert("TITLE".into(), json!("Компания из события"));
+    company.insert(
+        "PHONE".into(),
+        json!([{"VALUE": "+7 912 000-33-44", "VALUE_TYPE": "WORK"}]),
+    );
+    let added = p.add_company(company);
+    let phone = format!(
+        "SELECT COUNT(*) FROM b24sync_company_phones WHERE company_id = {added} AND e164 = '+79120003344'"
+    );
+    until_count(&db.path, &phone, 1, 5, &served).await;
+    assert!(p.delete_contact(contacts[5]));
+    let gone = format!(
+        "SELECT COUNT(*) FROM bitrix_contacts WHERE sql_ID = {}",
+        contacts[5]
+    );
+    until_count(&db.path, &gone, 0, 5, &served).await;
+    let metrics = reqwest::get(served.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("b24sync_records_synced_total{entity=\"contact\",kind=\"deleted\"} 1"),
+        "{metrics}"
+    );
+    served.stop().await;
+    assert_eq!(
+        count(&db.path, "SELECT COUNT(*) FROM b24sync_event_queue"),
+        0
+    );
+}

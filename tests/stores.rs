@@ -23,6 +23,8 @@ mod backend;
 mod batches;
 #[path = "stores/build.rs"]
 mod build;
+#[path = "stores/entities.rs"]
+mod entities;
 #[path = "stores/fingerprints.rs"]
 mod fingerprints;
 #[path = "stores/queue.rs"]
@@ -36,6 +38,7 @@ use admin::*;
 use awkward::*;
 use backend::Kind;
 use batches::*;
+use entities::*;
 use fingerprints::*;
 use queue::*;
 use tables::*;
@@ -100,6 +103,11 @@ contract! {
     queue_coalesces_and_removes_only_what_was_read: sqlite_queue_coalesces_and_removes_only_what_was_read, mssql_queue_coalesces_and_removes_only_what_was_read;
     queue_counts_failures_and_puts_them_last: sqlite_queue_counts_failures_and_puts_them_last, mssql_queue_counts_failures_and_puts_them_last;
     delete_leads_removes_their_fingerprints: sqlite_delete_leads_removes_their_fingerprints, mssql_delete_leads_removes_their_fingerprints;
+    // Contacts and companies, through the same roles
+    contacts_and_companies_load_reload_edit_and_delete: sqlite_contacts_and_companies_load_reload_edit_and_delete, mssql_contacts_and_companies_load_reload_edit_and_delete;
+    an_entitys_error_rows_go_to_its_own_error_table: sqlite_an_entitys_error_rows_go_to_its_own_error_table, mssql_an_entitys_error_rows_go_to_its_own_error_table;
+    every_field_of_contacts_and_companies_reads_back_exactly: sqlite_every_field_of_contacts_and_companies_reads_back_exactly, mssql_every_field_of_contacts_and_companies_reads_back_exactly;
+    entities_with_the_same_ids_do_not_touch_each_other: sqlite_entities_with_the_same_ids_do_not_touch_each_other, mssql_entities_with_the_same_ids_do_not_touch_each_other;
     // ErrorReview
     error_rows_are_listed_with_dates_and_cleared_by_date: sqlite_error_rows_are_listed_with_dates_and_cleared_by_date, mssql_error_rows_are_listed_with_dates_and_cleared_by_date;
     error_rows_are_deleted_by_row_id: sqlite_error_rows_are_deleted_by_row_id, mssql_error_rows_are_deleted_by_row_id;

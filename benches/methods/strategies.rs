@@ -178,8 +178,9 @@ pub(super) async fn sdk_traversable_list(
 /// then `paging::export` with the default options (up to 4 chains at once).
 pub(super) async fn parallel_chains(client: &Bitrix24Client, tx: &mpsc::Sender<Vec<Value>>) {
     let filter = paging::ExportFilter {
+        entity: b24sync::schema::LEAD,
         modified_since: None,
-        select: paging::select_fields(&[SOLUTION.to_string()]),
+        select: paging::select_fields(b24sync::schema::LEAD, &[SOLUTION.to_string()]),
     };
     let probe = client
         .batch(&[("probe".into(), paging::probe_command(&filter))])
@@ -189,7 +190,7 @@ pub(super) async fn parallel_chains(client: &Bitrix24Client, tx: &mpsc::Sender<V
     let options = paging::PagingOptions::default();
     eprintln!(
         "    (p) {} chains planned",
-        paging::planned_chains(client, options.max_chains, &extent)
+        paging::planned_chains(client, "crm.lead.list", options.max_chains, &extent)
     );
     paging::export(client, options, &filter, Some(extent), tx.clone())
         .await
@@ -212,7 +213,7 @@ pub(super) async fn fast_bitrix24_get_all(
     report: &mut ChildReport,
 ) {
     use futures::StreamExt;
-    let select = paging::select_fields(&[SOLUTION.to_string()]);
+    let select = paging::select_fields(b24sync::schema::LEAD, &[SOLUTION.to_string()]);
     let order = json!({"ID": "ASC"});
     let first = client
         .call(

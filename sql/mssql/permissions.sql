@@ -16,7 +16,12 @@ SELECT t.name AS table_name,
 FROM (VALUES (N'bitrix_oauth'), (N'bitrix_leads'), (N'bitrix_lead_contacts'), (N'bitrix_lead_solution'),
              (N'bitrix_import_lead_error'), (N'bitrix_lead_runtime'), (N'b24sync_migrations'),
              (N'b24sync_state'), (N'b24sync_runs'), (N'b24sync_lead_phones'),
-             (N'b24sync_operators'), (N'b24sync_lead_fingerprints'), (N'b24sync_event_queue')) AS t (name)
+             (N'b24sync_operators'), (N'b24sync_lead_fingerprints'),
+             (N'bitrix_contacts'), (N'bitrix_contact_multifields'), (N'bitrix_import_contact_error'),
+             (N'b24sync_contact_phones'), (N'b24sync_contact_fingerprints'),
+             (N'bitrix_companies'), (N'bitrix_company_multifields'), (N'bitrix_import_company_error'),
+             (N'b24sync_company_phones'), (N'b24sync_company_fingerprints'),
+             (N'b24sync_event_queue')) AS t (name)
 WHERE OBJECT_ID(N'dbo.' + t.name, N'U') IS NOT NULL;
 -- Third: whether bitrix_lead_runtime already has its row Id = 1 (then ALTER is not needed).
 -- Only read when it may be read, so a missing grant is reported, not raised.

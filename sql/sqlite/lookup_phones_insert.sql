@@ -1,12 +1,12 @@
 -- Staged phones not stored yet (same matching as lookup_phones_delete.sql); unchanged rows
 -- are not touched, so a re-run changes nothing.
-INSERT INTO b24sync_lead_phones (lead_id, contact_id, value, e164, extension, digits_rev, normalisable, reason)
-SELECT s.lead_id, s.contact_id, s.value, s.e164, s.extension, s.digits_rev, s.normalisable, s.reason
+INSERT INTO {{phones_table}} ({{phones_owner}}, {{phones_value_id}}, value, e164, extension, digits_rev, normalisable, reason)
+SELECT s.owner_id, s.value_id, s.value, s.e164, s.extension, s.digits_rev, s.normalisable, s.reason
 FROM temp.stage_phones AS s
 WHERE NOT EXISTS (
-    SELECT 1 FROM b24sync_lead_phones AS p
-    WHERE p.lead_id = s.lead_id
-      AND p.contact_id IS s.contact_id
+    SELECT 1 FROM {{phones_table}} AS p
+    WHERE p.{{phones_owner}} = s.owner_id
+      AND p.{{phones_value_id}} IS s.value_id
       AND p.value IS s.value
       AND p.e164 IS s.e164
       AND p.extension IS s.extension

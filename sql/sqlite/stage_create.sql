@@ -1,55 +1,25 @@
--- Per-connection staging tables for load_batch (the SQLite stand-in for a bulk load).
+-- Per-connection staging tables for load_batch (the SQLite stand-in for a bulk load): the
+-- records and their multi-field values one pair per entity, the error rows shared (a batch
+-- holds one entity's records, and every batch clears them).
 -- Same declared types as the real tables, so values get the same affinity and
 -- compare equal with IS when nothing changed.
-CREATE TEMP TABLE IF NOT EXISTS stage_leads (
+CREATE TEMP TABLE IF NOT EXISTS {{stage}} (
     sql_ID INTEGER PRIMARY KEY,
-    sql_ADDRESS NVARCHAR(3000) NULL,
-    sql_ADDRESS_2 NVARCHAR(3000) NULL,
-    sql_ADDRESS_CITY NVARCHAR(3000) NULL,
-    sql_ADDRESS_COUNTRY NVARCHAR(3000) NULL,
-    sql_ADDRESS_COUNTRY_CODE NVARCHAR(3000) NULL,
-    sql_ADDRESS_POSTAL_CODE NVARCHAR(3000) NULL,
-    sql_ADDRESS_PROVINCE NVARCHAR(3000) NULL,
-    sql_ADDRESS_REGION NVARCHAR(3000) NULL,
-    sql_ASSIGNED_BY_ID NVARCHAR(3000) NULL,
-    sql_BIRTHDATE DATETIME NULL,
-    sql_COMMENTS NTEXT NULL,
-    sql_COMPANY_ID NVARCHAR(3000) NULL,
-    sql_COMPANY_TITLE NVARCHAR(4000) NULL,
-    sql_CONTACT_ID NVARCHAR(3000) NULL,
-    sql_CREATED_BY_ID NVARCHAR(3000) NULL,
-    sql_CURRENCY_ID NVARCHAR(3000) NULL,
-    sql_DATE_CLOSED DATETIME NULL,
-    sql_DATE_CREATE DATETIME NULL,
-    sql_DATE_MODIFY DATETIME NULL,
-    sql_LAST_NAME NVARCHAR(3000) NULL,
-    sql_MODIFY_BY_ID NVARCHAR(3000) NULL,
-    sql_NAME NVARCHAR(3000) NULL,
-    sql_OPENED NVARCHAR(3000) NULL,
-    sql_OPPORTUNITY NVARCHAR(3000) NULL,
-    sql_ORIGIN_ID NVARCHAR(3000) NULL,
-    sql_ORIGINATOR_ID NVARCHAR(3000) NULL,
-    sql_POST NVARCHAR(3000) NULL,
-    sql_SECOND_NAME NVARCHAR(3000) NULL,
-    sql_SOURCE_DESCRIPTION NVARCHAR(3000) NULL,
-    sql_SOURCE_ID NVARCHAR(3000) NULL,
-    sql_STATUS_DESCRIPTION NVARCHAR(3000) NULL,
-    sql_STATUS_ID NVARCHAR(3000) NULL,
-    sql_TITLE NVARCHAR(4000) NULL,
-    -- Not a bitrix_leads column: the lead's bitrix_lead_solution value.
+{{stage_columns}},
+    -- Not a column of the record's table: the lead's bitrix_lead_solution value.
     sql_solution NVARCHAR(2000) NULL
 );
 
-CREATE TEMP TABLE IF NOT EXISTS stage_contacts (
-    sql_LEAD_ID INTEGER NOT NULL,
-    sql_CONTACT_ID NVARCHAR(2000) NULL,
+CREATE TEMP TABLE IF NOT EXISTS {{stage_multi}} (
+    owner_id INTEGER NOT NULL,
+    value_id NVARCHAR(2000) NULL,
     sql_VALUE_TYPE NVARCHAR(2000) NULL,
     sql_VALUE NVARCHAR(2000) NULL,
     sql_TYPE_ID NVARCHAR(2000) NULL
 );
-CREATE INDEX IF NOT EXISTS temp.ix_stage_contacts ON stage_contacts (sql_LEAD_ID, sql_CONTACT_ID);
+CREATE INDEX IF NOT EXISTS temp.ix_{{stage_multi}} ON {{stage_multi}} (owner_id, value_id);
 
--- The lead IDs (as text) whose bitrix_import_lead_error rows this batch replaces.
+-- The record IDs (as text) whose error rows this batch replaces.
 CREATE TEMP TABLE IF NOT EXISTS stage_error_ids (
     sql_ID NVARCHAR(2000) PRIMARY KEY
 );
@@ -57,6 +27,6 @@ CREATE TEMP TABLE IF NOT EXISTS stage_error_ids (
 CREATE TEMP TABLE IF NOT EXISTS stage_errors (
     sql_ID NVARCHAR(2000) NULL,
     sql_error NVARCHAR(2000) NOT NULL,
-    sql_full_lead_info NTEXT NULL
+    record_json NTEXT NULL
 );
 CREATE INDEX IF NOT EXISTS temp.ix_stage_errors ON stage_errors (sql_ID, sql_error);

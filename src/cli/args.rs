@@ -218,6 +218,12 @@ pub struct DemoArgs {
     /// How many leads the simulated portal has
     #[arg(long, default_value_t = 10_000)]
     pub leads: usize,
+    /// How many CRM contacts it has (some share a phone with a lead)
+    #[arg(long, default_value_t = 3_000)]
+    pub contacts: usize,
+    /// How many CRM companies it has
+    #[arg(long, default_value_t = 1_000)]
+    pub companies: usize,
     /// The embedded database to fill (its own file, not the other commands' b24sync.db)
     #[arg(long, default_value = "b24sync-demo.db")]
     pub db: PathBuf,
@@ -236,6 +242,12 @@ pub struct SimulatorArgs {
     pub port: u16,
     #[arg(long, default_value_t = 10_000)]
     pub leads: usize,
+    /// How many CRM contacts the portal has
+    #[arg(long, default_value_t = 3_000)]
+    pub contacts: usize,
+    /// How many CRM companies the portal has
+    #[arg(long, default_value_t = 1_000)]
+    pub companies: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Turn the portal's request-rate limit off

@@ -2,6 +2,7 @@
 //! simulated portal alone, until Ctrl-C).
 
 use anyhow::Context;
+use b24sync::schema::LEAD;
 
 use super::args::{DemoArgs, SimulatorArgs};
 use super::open::{open_db_stores, DbOpen};
@@ -15,6 +16,9 @@ use b24sync_simulator::{RateLimit, Simulator, SimulatorConfig};
 /// The six Oktell tables, as the demo names them.
 const OKTELL_TABLES: &str = "bitrix_leads, bitrix_lead_contacts, bitrix_lead_solution, \
      bitrix_import_lead_error, bitrix_lead_runtime, bitrix_oauth";
+/// The contacts' and companies' tables (docs/tables.md).
+const CRM_TABLES: &str = "bitrix_contacts, bitrix_contact_multifields, bitrix_companies, \
+     bitrix_company_multifields";
 
 /// `b24sync demo`: a simulated portal synced into a database of its own. It exits by the
 /// same rule as `sync` (3 while bitrix_import_lead_error holds rows, which the simulator
@@ -41,7 +45,7 @@ pub(super) async fn demo_command(args: &DemoArgs) -> u8 {
                     ),
                 ))
             }
-            Ok(None) if !stores.deletions.lead_ids().await.map_err(RunError::from)?.is_empty() => {
+            Ok(None) if !stores.deletions.record_ids(LEAD).await.map_err(RunError::from)?.is_empty() => {
                 return Ok(fail(
                     exit::CONFIG,
                     &anyhow::anyhow!(
@@ -55,10 +59,22 @@ pub(super) async fn demo_command(args: &DemoArgs) -> u8 {
             Ok(None) => false,
             Err(e) => return Ok(run_error_code(&e)),
         };
-        let config = SimulatorConfig { leads: args.leads, seed: args.seed, ..SimulatorConfig::default() };
+        let config = SimulatorConfig {
+            leads: args.leads,
+            contacts: args.contacts,
+            companies: args.companies,
+            seed: args.seed,
+            ..SimulatorConfig::default()
+        };
         let solution_field = config.solution_field.clone();
         let sim = Simulator::start(config).await.context("cannot start the Bitrix24 simulator on 127.0.0.1")?;
-        println!("Bitrix24 simulator: {} leads at {}", args.leads, sim.base_url());
+        println!(
+            "Bitrix24 simulator: {} leads, {} contacts, {} companies at {}",
+            args.leads,
+            args.contacts,
+            args.companies,
+            sim.base_url()
+        );
         println!("writing into the demo database {} (not your b24sync.db)", args.db.display());
         let cancel = interrupt_token();
         let webhook = Webhook::parse(&sim.webhook_url())?;
@@ -74,7 +90,10 @@ pub(super) async fn demo_command(args: &DemoArgs) -> u8 {
             Err(e) => return Ok(run_error_code(&e)),
         };
         println!("{}", b24sync::run::summary_line(&summary));
-        println!("database: {} (tables {OKTELL_TABLES})", args.db.display());
+        println!(
+            "database: {} (tables {OKTELL_TABLES}; contacts and companies: {CRM_TABLES})",
+            args.db.display()
+        );
         // What the table holds now, not only what this run added: a second demo keeps the
         // first one's rows (they are the same problems).
         let held = stores.errors.error_rows().await.map_err(RunError::from)?.len();
@@ -103,6 +122,8 @@ pub(super) async fn simulator_command(args: &SimulatorArgs) -> u8 {
     let config = SimulatorConfig {
         port: args.port,
         leads: args.leads,
+        contacts: args.contacts,
+        companies: args.companies,
         seed: args.seed,
         rate_limit,
         ..SimulatorConfig::default()
@@ -118,7 +139,10 @@ pub(super) async fn simulator_command(args: &SimulatorArgs) -> u8 {
             )
         }
     };
-    println!("Bitrix24 simulator with {} leads; webhook URL:", args.leads);
+    println!(
+        "Bitrix24 simulator with {} leads, {} contacts, {} companies; webhook URL:",
+        args.leads, args.contacts, args.companies
+    );
     println!("{}", sim.webhook_url());
     println!("(Ctrl-C to stop)");
     signals.recv().await;

@@ -121,6 +121,13 @@ pub struct ReadArgs {
         allow_negative_numbers = true
     )]
     pub max_chains: Option<i64>,
+    /// Which CRM entities to sync, comma-separated: lead, contact, company. Each fills its
+    /// own tables (leads: the Oktell tables; contacts: bitrix_contacts, ...; companies:
+    /// bitrix_companies, ...) and has its own watermark, so an entity added later is read
+    /// in full once. One the webhook may not read is skipped with a warning
+    /// [default: lead,contact,company]
+    #[arg(long, env = "B24SYNC_ENTITIES", value_name = "LIST")]
+    pub entities: Option<String>,
     /// How far before the last run's start an incremental run re-reads (e.g. 5m) [default: 5m]
     #[arg(long, env = "B24SYNC_OVERLAP", value_name = "DURATION")]
     pub overlap: Option<String>,

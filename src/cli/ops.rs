@@ -8,9 +8,11 @@ use tokio_util::sync::CancellationToken;
 use super::settings::Settings;
 use super::{exit, ui};
 use b24sync::extract::client::{Bitrix24Client, ExtractError};
+use b24sync::extract::paging::ExportFilter;
 use b24sync::extract::portal::{self, SolutionFieldCheck};
 use b24sync::load::Stores;
 use b24sync::run::state_keys;
+use b24sync::schema::Entity;
 use b24sync::store::{RunLock, RunRecord, StoreError};
 
 /// `b24sync status`: the watermark and the last runs.
@@ -249,8 +251,65 @@ async fn bitrix_checks(client: &Bitrix24Client, s: &Settings, out: &mut Vec<Verd
         )),
         Err(e) => out.push(Verdict::warn("user scope", e.to_string(), "")),
     }
+    out.extend(entity_checks(client, &s.entities).await);
     out.push(clock_check(client).await);
     out.push(solution_field_check(client, s.solution_field.as_deref()).await);
+}
+
+/// Each configured entity (`--entities`): may the webhook read it? One request for all
+/// (the sync's own first request, without the clock's use). A refused entity is a
+/// warning: the sync skips it and syncs the others.
+async fn entity_checks(client: &Bitrix24Client, entities: &[Entity]) -> Vec<Verdict> {
+    let filters: Vec<ExportFilter> = entities.iter().map(|e| ExportFilter::of(*e)).collect();
+    let ask = portal::PreludeAsk {
+        solution_field: None,
+        entities: filters
+            .iter()
+            .map(|filter| portal::EntityAsk {
+                filter,
+                all_ids: false,
+            })
+            .collect(),
+    };
+    let answers = match portal::prelude(client, ask).await {
+        Ok(p) => p.entities,
+        Err(e) => return vec![Verdict::fail("entities", e.to_string(), "")],
+    };
+    entities
+        .iter()
+        .zip(answers)
+        .map(|(e, answer)| {
+            let check = e.plural;
+            match answer {
+                portal::EntityExtents::Readable { extent, .. } if extent.max_id == 0 => {
+                    Verdict::ok(
+                        check,
+                        format!("{} answers: none on the portal yet", e.method_name("list")),
+                    )
+                }
+                portal::EntityExtents::Readable { extent, .. } => Verdict::ok(
+                    check,
+                    format!(
+                        "{} answers (highest ID {}): synced into {}",
+                        e.method_name("list"),
+                        extent.max_id,
+                        e.table
+                    ),
+                ),
+                portal::EntityExtents::NoAccess { refusal } => Verdict::warn(
+                    check,
+                    format!(
+                        "{} refused: {refusal}; a sync skips {check}",
+                        e.method_name("list")
+                    ),
+                    format!(
+                        "give the webhook's user the right to read {check} in Bitrix24 (CRM → \
+                         Settings → Access permissions), or leave them out with --entities"
+                    ),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The portal's clock against this machine's.
@@ -357,6 +416,7 @@ const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "time_zone", env: "B24SYNC_TIME_ZONE", example: "\"portal\"", help: "Wall clock of the datetime columns: \"portal\", \"utc\" or a zone like \"Europe/Moscow\"." },
     SettingDoc { key: "paging", env: "B24SYNC_PAGING", example: "\"batch\"", help: "\"batch\" (2,500 leads per request) or \"next\" (50 per request)." },
     SettingDoc { key: "max_chains", env: "B24SYNC_MAX_CHAINS", example: "4", help: "Keyset chains an export may run at once, each over its own ID range (1 to 16; 1: one at a time)." },
+    SettingDoc { key: "entities", env: "B24SYNC_ENTITIES", example: "[\"lead\", \"contact\", \"company\"]", help: "CRM entities to sync (the environment variable: lead,contact,company). One the webhook may not read is skipped with a warning." },
     SettingDoc { key: "rate", env: "B24SYNC_RATE", example: "2.0", help: "Requests per second the portal allows (Enterprise: 5)." },
     SettingDoc { key: "burst", env: "B24SYNC_BURST", example: "50", help: "Request burst the portal allows (Enterprise: 250)." },
     SettingDoc { key: "batch_size", env: "B24SYNC_BATCH_SIZE", example: "2500", help: "Leads per database transaction." },

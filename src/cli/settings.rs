@@ -12,6 +12,7 @@ use super::open::DbOpen;
 use b24sync::extract::paging::{Paging, DEFAULT_MAX_CHAINS};
 use b24sync::model::PHONE_TAIL_DIGITS;
 use b24sync::run::{DeletionPolicy, SyncMode, SyncOptions};
+use b24sync::schema::{Entity, ENTITIES};
 use b24sync::transform::caller::{DEFAULT_TAIL_DIGITS, MIN_TAIL_DIGITS};
 use b24sync::transform::phone::DefaultRegion;
 use b24sync::transform::TimePolicy;
@@ -30,6 +31,8 @@ pub struct FileSettings {
     pub time_zone: Option<String>,
     pub paging: Option<String>,
     pub max_chains: Option<i64>,
+    /// The CRM entities to sync: `["lead", "contact", "company"]`.
+    pub entities: Option<Vec<String>>,
     pub rate: Option<f64>,
     pub burst: Option<u32>,
     pub batch_size: Option<usize>,
@@ -69,6 +72,8 @@ pub struct Settings {
     pub paging: Paging,
     /// The most keyset chains an export runs at once (`--max-chains`).
     pub max_chains: usize,
+    /// The CRM entities to sync (`--entities`), in order.
+    pub entities: Vec<Entity>,
     pub rate: f64,
     pub burst: u32,
     pub batch_size: usize,
@@ -129,6 +134,7 @@ impl Settings {
             "batch",
         )?;
         let max_chains = max_chains(read.max_chains.or(file.max_chains))?;
+        let entities = entities(read.entities.as_deref(), file.entities.as_deref())?;
         let (rate, burst) = pace(portal, file)?;
         let batch_size = load.batch_size.or(file.batch_size).unwrap_or(2500);
         if batch_size == 0 {
@@ -163,6 +169,7 @@ impl Settings {
             time_policy,
             paging,
             max_chains,
+            entities,
             rate,
             burst,
             batch_size,
@@ -202,8 +209,47 @@ impl Settings {
             phone_region: self.phone_region,
             rebind_portal: self.rebind_portal,
             verify: self.verify,
+            entities: self.entities.clone(),
         }
     }
+}
+
+/// `--entities lead,contact,company` (flag or environment: one comma-separated text; the
+/// file: a list), each named once; default every entity b24sync knows.
+fn entities(given: Option<&str>, file: Option<&[String]>) -> anyhow::Result<Vec<Entity>> {
+    let names: Vec<String> = match (given, file) {
+        (Some(text), _) => text.split(',').map(str::to_string).collect(),
+        (None, Some(list)) => list.to_vec(),
+        (None, None) => return Ok(ENTITIES.to_vec()),
+    };
+    let known = || {
+        ENTITIES
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<Entity> = Vec::new();
+    for name in names.iter().filter(|n| !n.trim().is_empty()) {
+        let entity = Entity::by_name(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--entities / B24SYNC_ENTITIES: unknown entity {:?}; use one or more of {}, \
+                 comma-separated",
+                name.trim(),
+                known()
+            )
+        })?;
+        if !out.contains(&entity) {
+            out.push(entity);
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "--entities / B24SYNC_ENTITIES names no entity; use one or more of {}",
+            known()
+        );
+    }
+    Ok(out)
 }
 
 /// A setting read from text (flag or environment, else the file, else `default`); a value

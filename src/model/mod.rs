@@ -15,6 +15,7 @@ pub use crate::schema::{
     lead_column_index, truncate_utf16, utf16_len, ColumnKind, LeadColumn, CONTACT_TYPES,
     LEAD_COLUMNS, LEAD_ID_FIELD, LEAD_TEXT_CHARS, LEAD_TITLE_CHARS, SMALL_TEXT_CHARS,
 };
+pub use crate::schema::{Entity, COMPANY, CONTACT, LEAD};
 
 /// A Bitrix24 lead ID as stored in `bitrix_leads.sql_ID` (`int NOT NULL`).
 pub type LeadId = i32;
@@ -177,14 +178,39 @@ pub struct ErrorRow {
     pub lead_json: String,
 }
 
-/// What the load stage writes in one transaction.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the load stage writes in one transaction: records of one entity.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// Whose records these are: the lead's (the default), a contact's, a company's. A
+    /// record's cells follow `entity.fields`; its tables are the entity's.
+    pub entity: Entity,
     pub records: Vec<LeadRecord>,
     pub rejected: Vec<RejectedLead>,
 }
 
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::of(LEAD)
+    }
+}
+
 impl Batch {
+    /// An empty batch of `entity`'s records.
+    pub fn of(entity: Entity) -> Self {
+        Batch {
+            entity,
+            records: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// The cell of a Bitrix24 field (`"ASSIGNED_BY_ID"`) of one of the batch's records.
+    pub fn cell<'a>(&self, record: &'a LeadRecord, field: &str) -> Option<&'a Cell> {
+        self.entity
+            .field_index(field)
+            .and_then(|i| record.lead.cells.get(i))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records.is_empty() && self.rejected.is_empty()
     }

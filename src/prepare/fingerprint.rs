@@ -140,7 +140,11 @@ pub fn skip_unchanged(
     stored: &HashMap<LeadId, Fingerprint>,
 ) -> (PreparedBatch, u64) {
     let PreparedBatch {
-        batch: Batch { records, rejected },
+        batch: Batch {
+            entity,
+            records,
+            rejected,
+        },
         fingerprints,
     } = batch;
     let before = records.len();
@@ -161,7 +165,11 @@ pub fn skip_unchanged(
         .collect();
     let skipped = (before - records.len()) as u64;
     let batch = PreparedBatch {
-        batch: Batch { records, rejected },
+        batch: Batch {
+            entity,
+            records,
+            rejected,
+        },
         fingerprints: kept,
     };
     (batch, skipped)
@@ -256,10 +264,12 @@ mod tests {
         assert_eq!(fp(&r), fp(&full_lead(7)));
         // Prepared twice (a later run reading the same lead): the same value.
         let once = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(7)],
             rejected: vec![],
         });
         let again = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(7)],
             rejected: vec![],
         });
@@ -375,6 +385,7 @@ mod tests {
         assert_eq!(fingerprint(&r), None);
         // Problems found while fitting count too: a TITLE too long for its column.
         let prepared = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(1), fixtures::lead(2, &"я".repeat(4001))],
             rejected: vec![RejectedLead {
                 lead_id: Some("3".into()),
@@ -397,6 +408,7 @@ mod tests {
     #[test]
     fn a_rejected_copy_of_a_lead_leaves_it_without_a_fingerprint() {
         let prepared = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(5)],
             rejected: vec![
                 RejectedLead {
@@ -440,6 +452,7 @@ mod tests {
             raw_json: "{}".into(),
         };
         let prepared = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(1), changed, full_lead(3), with_problem],
             rejected: vec![rejected.clone()],
         });
@@ -463,6 +476,7 @@ mod tests {
         assert_eq!((rows[2].1, rows[3].1), (None, None));
         // Nothing stored (the first sync, or --verify): nothing is skipped.
         let all = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![full_lead(1), full_lead(2)],
             rejected: vec![],
         });

@@ -6,10 +6,12 @@ use std::sync::LazyLock;
 use crate::model::{
     clip_reason, Cell, ContactRow, LeadRecord, PhoneRow, Problem, ProblemKind, RejectedLead,
 };
-use crate::schema::{self, limits, ColumnKind, LEAD};
+use crate::schema::{self, limits, ColumnKind, Entity, LEAD};
 
 /// The sizes of the columns a lead's rows go to, read once from the description. A column
 /// the description does not size is not cut (a test checks that every one of these is).
+/// Every entity's multi-field and phone tables have the lead's sizes (`schema`'s tests
+/// check it), so these hold for contacts and companies too.
 pub(super) struct Sizes {
     pub contact_id: Option<usize>,
     pub value_type: Option<usize>,
@@ -44,22 +46,23 @@ pub(super) static SIZES: LazyLock<Sizes> = LazyLock::new(|| {
 });
 
 /// The record fitted to its tables, or (a transform bug) the lead as an error row only.
-pub(super) fn record(mut r: LeadRecord) -> Result<LeadRecord, RejectedLead> {
-    if r.lead.cells.len() != LEAD.fields.len() {
+pub(super) fn record(entity: &Entity, mut r: LeadRecord) -> Result<LeadRecord, RejectedLead> {
+    if r.lead.cells.len() != entity.fields.len() {
         return Err(RejectedLead {
             lead_id: Some(r.lead.id.to_string()),
             reason: clip_reason(&format!(
-                "not loaded: the lead row has {} values, {} has {} data columns besides sql_ID \
+                "not loaded: the {} row has {} values, {} has {} data columns besides sql_ID \
                  (a bug in b24sync's transform)",
+                entity.name,
                 r.lead.cells.len(),
-                LEAD.table,
-                LEAD.fields.len()
+                entity.table,
+                entity.fields.len()
             )),
             raw_json: r.raw_json,
         });
     }
     let mut problems = Vec::new();
-    cells(&mut r, &mut problems);
+    cells(entity, &mut r, &mut problems);
     contacts(&mut r, &mut problems);
     if let (Some(s), Some(max)) = (r.solution.as_mut(), SIZES.solution) {
         fit(s, max, "solution", String::new, &mut problems);
@@ -110,8 +113,8 @@ fn fit_opt(
     }
 }
 
-fn cells(r: &mut LeadRecord, problems: &mut Vec<Problem>) {
-    for (col, cell) in LEAD.fields.iter().zip(r.lead.cells.iter_mut()) {
+fn cells(entity: &Entity, r: &mut LeadRecord, problems: &mut Vec<Problem>) {
+    for (col, cell) in entity.fields.iter().zip(r.lead.cells.iter_mut()) {
         match (col.kind, &mut *cell) {
             (_, Cell::Null) | (ColumnKind::LongText, Cell::Text(_)) => {}
             (ColumnKind::Text { max_chars }, Cell::Text(s)) => {

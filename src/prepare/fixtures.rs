@@ -49,6 +49,7 @@ pub(crate) fn awkward_batch() -> crate::model::Batch {
         raw_json: json.to_string(),
     };
     crate::model::Batch {
+        entity: crate::schema::LEAD,
         records: vec![lead(7, "first"), lead(8, "eight"), lead(7, "second"), third],
         rejected: vec![
             rejected("{\"ID\":\"abc\"}"),

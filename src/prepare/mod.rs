@@ -89,12 +89,16 @@ impl PreparedBatch {
 
 /// Prepare one batch for loading (see the module docs for the rules).
 pub fn prepare(batch: Batch) -> PreparedBatch {
-    let Batch { records, rejected } = batch;
+    let Batch {
+        entity,
+        records,
+        rejected,
+    } = batch;
     let mut rejected = rejected;
     let mut kept = Vec::with_capacity(records.len());
     let mut fingerprints = Fingerprints::default();
     for record in later_copy_wins(records, |r| r.lead.id) {
-        match fit::record(record) {
+        match fit::record(&entity, record) {
             Ok(r) => {
                 // After fitting: the fingerprint covers the rows as they are written.
                 if let Some(f) = fingerprint(&r) {
@@ -108,6 +112,7 @@ pub fn prepare(batch: Batch) -> PreparedBatch {
     let rejected = rejected.into_iter().map(fit_rejected).collect();
     PreparedBatch {
         batch: Batch {
+            entity,
             records: kept,
             rejected: later_copy_wins(rejected, rejected_key),
         },

@@ -110,6 +110,7 @@ fn the_later_copy_of_a_lead_wins_at_its_place() {
     ];
     for c in cases {
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: c.records,
             rejected: vec![],
         });
@@ -123,6 +124,7 @@ fn the_later_copy_of_a_lead_wins_at_its_place() {
     }
     // The later copy's problems are the ones reported: one error row for lead 7.
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![
             {
                 let mut r = record(7, "first");
@@ -229,6 +231,7 @@ fn contact_values_once_each_as_today_s_rule_defines() {
         let mut r = record(4, "x");
         r.contacts = c.contacts;
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![r],
             rejected: vec![],
         });
@@ -266,6 +269,7 @@ fn phones_follow_the_contact_values_kept() {
         phone(Some("5"), "+7 1"),
     ];
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![r],
         rejected: vec![],
     });
@@ -356,6 +360,7 @@ fn values_are_fitted_to_their_columns_and_each_cut_is_reported() {
         let mut r = record(11, "t");
         r.lead.cells[idx(c.field)] = c.cell;
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![r],
             rejected: vec![],
         });
@@ -391,6 +396,7 @@ fn over_long_contact_phone_and_solution_values_are_cut() {
     r.phones = vec![phone(Some("1"), &long)];
     r.solution = Some("s".repeat(2500));
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![r],
         rejected: vec![],
     });
@@ -463,6 +469,7 @@ fn error_rows_once_each_the_later_copy_wins() {
     ];
     for c in cases {
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![],
             rejected: c.rejected,
         });
@@ -480,6 +487,7 @@ fn error_rows_once_each_the_later_copy_wins() {
     }
     // A long reason is cut to sql_error, saying so.
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![],
         rejected: vec![rejected(Some("1"), &"r".repeat(5000), "{}")],
     });
@@ -496,6 +504,7 @@ fn a_row_that_cannot_be_fitted_is_not_loaded_and_says_why() {
     let mut r = record(12, "x");
     r.lead.cells.pop();
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![r, record(13, "ok")],
         rejected: vec![],
     });
@@ -522,6 +531,7 @@ fn preparing_twice_changes_nothing() {
         contact(None, "EMAIL", "a@b.ru", None),
     ];
     let once = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![record(1, "old"), awkward, record(2, "two")],
         rejected: vec![
             rejected(Some("x"), "bad", "{}"),
@@ -606,6 +616,7 @@ fn the_later_copy_of_a_lead_wins() {
     let mut second = record(7, "Lead 7");
     second.solution = Some("later".into());
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![record(7, "Lead 7"), record(8, "Lead 8"), second],
         rejected: vec![],
     })
@@ -620,6 +631,7 @@ fn error_rows_are_unique_and_fit_the_table() {
     let rej = |id: Option<&str>, json: &str| rejected(id, "no ID", json);
     let long_id = "1".repeat(3000);
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![],
         rejected: vec![
             rej(Some("5"), "{}"),
@@ -655,6 +667,7 @@ fn oversized_values_and_old_dates_become_error_rows() {
     let mut fine = record(4, "x");
     fine.lead.cells[idx("TITLE")] = Cell::Text("😀".repeat(2000)); // 4,000 units
     let b = prepare(Batch {
+        entity: crate::schema::LEAD,
         records: vec![long_title, old, long_phone, fine],
         rejected: vec![],
     });

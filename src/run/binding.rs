@@ -2,6 +2,7 @@
 //! check every run makes before it reads or writes anything.
 
 use crate::extract::client::{Auth, Bitrix24Client};
+use crate::schema::LEAD;
 use crate::store::StateStore;
 
 use super::{state_keys, RunError, RunStores, SyncOptions};
@@ -147,7 +148,7 @@ pub(super) async fn check_portal(
         ))),
         None => {
             if write {
-                if !stores.deletions.lead_ids().await?.is_empty() {
+                if !stores.deletions.record_ids(LEAD).await?.is_empty() {
                     tracing::info!(
                         portal = %current,
                         "the database holds leads but records no portal (synced by an earlier \

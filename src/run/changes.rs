@@ -1,7 +1,8 @@
-//! Leads reported changed or deleted (by `b24sync serve`'s events) read again and loaded,
-//! through the same transform → prepare → load as `sync`, with deletions behind the same
-//! guard. One `batch` request reads up to 2,500 of them (`portal::leads_by_id`: 50
-//! `crm.lead.list` sub-commands of 50 IDs each, the export's `select`).
+//! Records (leads, contacts, companies) reported changed or deleted by `b24sync serve`'s
+//! events read again and loaded, through the same transform → prepare → load as `sync`, with
+//! deletions behind the same guard. One `batch` request reads up to 2,500 of them
+//! (`portal::records_by_id`: 50 `crm.*.list` sub-commands of 50 IDs each, the export's
+//! `select`).
 
 use std::collections::BTreeSet;
 
@@ -12,6 +13,7 @@ use crate::extract::paging;
 use crate::extract::portal::{self, PreludeAsk};
 use crate::model::{Batch, LeadId, RejectedLead};
 use crate::prepare;
+use crate::schema::{Entity, LEAD};
 use crate::transform::{self, TransformContext};
 
 use super::deletions::delete_behind_guard;
@@ -54,15 +56,16 @@ pub async fn change_context(
     })
 }
 
-/// Read these leads again and load what the portal returns; a lead it does not return was
-/// deleted (whether the event said "delete" or "change": a lead changed and then deleted
-/// is gone) and is deleted here behind the deletion guard. The caller holds the run lock.
-pub async fn apply_lead_changes(
+/// Read these records of `entity` again and load what the portal returns; a record it does
+/// not return was deleted (whether the event said "delete" or "change": a record changed
+/// and then deleted is gone) and is deleted here behind the deletion guard. The caller
+/// holds the run lock.
+pub async fn apply_changes(
     client: &Bitrix24Client,
     stores: &RunStores,
     opts: &SyncOptions,
     ctx: &TransformContext,
-    ids: &[LeadId],
+    (entity, ids): (Entity, &[LeadId]),
 ) -> Result<ChangesOutcome, RunError> {
     let ids: Vec<LeadId> = ids
         .iter()
@@ -75,8 +78,12 @@ pub async fn apply_lead_changes(
     if ids.is_empty() {
         return Ok(outcome);
     }
-    let select = paging::select_fields(&opts.solution_field.iter().cloned().collect::<Vec<_>>());
-    let found = portal::leads_by_id(client, &ids, &select).await?;
+    let user_fields: Vec<String> = match entity {
+        e if e == LEAD => opts.solution_field.iter().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let select = paging::select_fields(entity, &user_fields);
+    let found = portal::records_by_id(client, entity, &ids, &select).await?;
     let gone: Vec<LeadId> = ids
         .iter()
         .copied()
@@ -84,7 +91,7 @@ pub async fn apply_lead_changes(
         .collect();
     if !found.is_empty() {
         let leads: Vec<Value> = found.into_values().collect();
-        let mut batch = transform::transform_page(&leads, ctx);
+        let mut batch = transform::transform_page(entity, &leads, ctx);
         attach_full_leads(client, &mut batch).await;
         let prepared = prepare::prepare(batch);
         outcome.loaded = prepared.batch().records.len() as u64;
@@ -93,19 +100,21 @@ pub async fn apply_lead_changes(
         outcome.error_rows_new = done.error_rows_new;
     }
     if !gone.is_empty() {
-        let table_size = stores.deletions.lead_ids().await?.len() as u64;
+        let table_size = stores.deletions.record_ids(entity).await?.len() as u64;
         let (deleted, _) =
-            delete_behind_guard(stores.deletions.as_ref(), opts, gone, table_size).await?;
+            delete_behind_guard(stores.deletions.as_ref(), opts, entity, gone, table_size).await?;
         outcome.deleted = deleted;
     }
     Ok(outcome)
 }
 
-/// Leads whose events kept failing: a row each in `bitrix_import_lead_error` saying so (so
-/// they are never silently dropped; `b24sync errors retry` reads them again). Their loaded
-/// rows, if any, stay as they are.
-pub async fn park_failed_leads(
+/// Records whose events kept failing: a row each in the entity's error table
+/// (`bitrix_import_lead_error` for leads) saying so, so they are never silently dropped
+/// (`b24sync errors retry` reads leads again; the next full sync reads every record). Their
+/// loaded rows, if any, stay as they are.
+pub async fn park_failed(
     stores: &RunStores,
+    entity: Entity,
     ids: &[i64],
     reason: &str,
 ) -> Result<(), RunError> {
@@ -113,6 +122,7 @@ pub async fn park_failed_leads(
         return Ok(());
     }
     let batch = Batch {
+        entity,
         records: Vec::new(),
         rejected: ids
             .iter()

@@ -2,6 +2,7 @@
 //! [`delete_behind_guard`], which refuses to remove more than `--max-delete-share` of the
 //! table; and the error rows of leads without a numeric ID, which a full read clears.
 
+use crate::schema::Entity;
 use std::collections::HashSet;
 
 use crate::extract::client::Bitrix24Client;
@@ -12,28 +13,29 @@ use crate::store::{DeletionStore, ErrorReview};
 
 use super::{id_list, RunError, RunStores, SyncOptions, DELETED_SHOWN};
 
-/// Compare the portal's lead IDs with the table's and delete what Bitrix24 no longer has.
+/// Compare the portal's IDs of `entity`'s records with its table's and delete what
+/// Bitrix24 no longer has.
 pub(super) async fn delete_missing(
     client: &Bitrix24Client,
     stores: &RunStores,
     opts: &SyncOptions,
-    extent: Extent,
+    (entity, extent): (Entity, Extent),
     read_ids: Option<IdSet>,
 ) -> Result<(u64, Vec<i64>), RunError> {
     // A full run has just read every lead that existed when it started: those IDs are the
     // listing. (A lead deleted after it was read stays until the next check.)
     let listed = match read_ids {
         Some(ids) => ids,
-        None => paging::list_ids(client, opts.paging_options(), Some(extent)).await?,
+        None => paging::list_ids(client, entity, opts.paging_options(), Some(extent)).await?,
     };
     let on_portal = listed;
-    let in_table = stores.deletions.lead_ids().await?;
+    let in_table = stores.deletions.record_ids(entity).await?;
     let table_size = in_table.len() as u64;
     let missing: Vec<LeadId> = in_table
         .into_iter()
         .filter(|id| !on_portal.contains(i64::from(*id)))
         .collect();
-    delete_behind_guard(stores.deletions.as_ref(), opts, missing, table_size).await
+    delete_behind_guard(stores.deletions.as_ref(), opts, entity, missing, table_size).await
 }
 
 /// The one way leads are deleted (the deletion check of `sync`, and `errors retry` for
@@ -44,6 +46,7 @@ pub(super) async fn delete_missing(
 pub(super) async fn delete_behind_guard(
     deletions: &dyn DeletionStore,
     opts: &SyncOptions,
+    entity: Entity,
     mut missing: Vec<LeadId>,
     table_size: u64,
 ) -> Result<(u64, Vec<i64>), RunError> {
@@ -59,6 +62,7 @@ pub(super) async fn delete_behind_guard(
     let share = missing.len() as f64 / table_size.max(1) as f64;
     if share > opts.deletion.max_share {
         return Err(RunError::DeletionGuard {
+            plural: entity.plural,
             would_delete: missing.len() as u64,
             in_table: table_size,
             max_share: opts.deletion.max_share,
@@ -66,18 +70,20 @@ pub(super) async fn delete_behind_guard(
     }
     if opts.dry_run {
         tracing::info!(
-            leads = missing.len(),
-            "dry run: these leads were deleted in Bitrix24 and would be deleted here: {}",
+            records = missing.len(),
+            "dry run: these {} were deleted in Bitrix24 and would be deleted here: {}",
+            entity.plural,
             id_list(&sample, missing.len())
         );
         return Ok((missing.len() as u64, sample));
     }
     tracing::info!(
-        leads = missing.len(),
-        "deleting leads that were deleted in Bitrix24: {}",
+        records = missing.len(),
+        "deleting {} that were deleted in Bitrix24: {}",
+        entity.plural,
         id_list(&sample, missing.len())
     );
-    Ok((deletions.delete_leads(missing).await?, sample))
+    Ok((deletions.delete_records(entity, missing).await?, sample))
 }
 
 pub(super) fn has_numeric_id(r: &crate::model::RejectedLead) -> bool {
@@ -128,6 +134,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::schema::Entity;
     use crate::store::StoreError;
 
     /// A deletion store that only records what it was asked to delete.
@@ -136,10 +143,10 @@ mod tests {
 
     #[async_trait]
     impl DeletionStore for Recorded {
-        async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+        async fn record_ids(&self, _: Entity) -> Result<Vec<LeadId>, StoreError> {
             Ok(Vec::new())
         }
-        async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        async fn delete_records(&self, _: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
             let n = ids.len() as u64;
             self.0.lock().unwrap().extend(ids);
             Ok(n)
@@ -158,9 +165,15 @@ mod tests {
     #[tokio::test]
     async fn the_guard_refuses_before_anything_is_deleted() {
         let store = Recorded::default();
-        let err = delete_behind_guard(&store, &opts(0.2, false), vec![5, 1, 3], 10)
-            .await
-            .unwrap_err();
+        let err = delete_behind_guard(
+            &store,
+            &opts(0.2, false),
+            crate::schema::LEAD,
+            vec![5, 1, 3],
+            10,
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -178,22 +191,35 @@ mod tests {
     #[tokio::test]
     async fn a_dry_run_counts_and_a_run_deletes_lowest_ids_first() {
         let store = Recorded::default();
-        let (n, sample) = delete_behind_guard(&store, &opts(0.5, true), vec![5, 1, 3], 10)
-            .await
-            .unwrap();
+        let (n, sample) = delete_behind_guard(
+            &store,
+            &opts(0.5, true),
+            crate::schema::LEAD,
+            vec![5, 1, 3],
+            10,
+        )
+        .await
+        .unwrap();
         assert_eq!((n, sample), (3, vec![1, 3, 5]));
         assert!(
             store.0.lock().unwrap().is_empty(),
             "a dry run deletes nothing"
         );
-        let (n, _) = delete_behind_guard(&store, &opts(0.5, false), vec![5, 1, 3], 10)
-            .await
-            .unwrap();
+        let (n, _) = delete_behind_guard(
+            &store,
+            &opts(0.5, false),
+            crate::schema::LEAD,
+            vec![5, 1, 3],
+            10,
+        )
+        .await
+        .unwrap();
         assert_eq!(n, 3);
         assert_eq!(*store.0.lock().unwrap(), vec![1, 3, 5]);
-        let (n, sample) = delete_behind_guard(&store, &opts(0.5, false), vec![], 10)
-            .await
-            .unwrap();
+        let (n, sample) =
+            delete_behind_guard(&store, &opts(0.5, false), crate::schema::LEAD, vec![], 10)
+                .await
+                .unwrap();
         assert_eq!((n, sample.len()), (0, 0));
     }
 }

@@ -146,6 +146,7 @@ mod tests {
         );
         assert_eq!(errors.leads_read, 7);
         let guard = RunError::DeletionGuard {
+            plural: "leads",
             would_delete: 9,
             in_table: 10,
             max_share: 0.2,

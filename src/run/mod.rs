@@ -39,15 +39,15 @@ use crate::store::{
 };
 
 pub use binding::{bound_portal, client_portal, PortalIdentity};
-pub use changes::{apply_lead_changes, change_context, park_failed_leads, ChangesOutcome};
+pub use changes::{apply_changes, change_context, park_failed, ChangesOutcome};
 pub use operators::{is_user_id, refresh_operators, OperatorsError, OperatorsOutcome};
 pub use options::{state_keys, DeletionPolicy, Progress, ProgressHandle, SyncMode, SyncOptions};
 pub use plan::fetch_solution_labels;
 pub use retry::{retry_errors, RetrySummary};
 pub use status::{oauth_status, RunError, Status};
 pub use summary::{
-    id_list, interrupted_note, summary_line, RunSummary, DELETED_SHOWN, NEW_ERROR_ROWS_SHOWN,
-    NO_SOLUTION_FIELD,
+    id_list, interrupted_note, summary_line, EntityRun, RunSummary, DELETED_SHOWN,
+    NEW_ERROR_ROWS_SHOWN, NO_SOLUTION_FIELD,
 };
 pub use sync::sync;
 

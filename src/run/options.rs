@@ -4,13 +4,28 @@
 use std::time::Duration;
 
 use crate::extract::paging::{Paging, PagingOptions, DEFAULT_MAX_CHAINS};
+use crate::schema::{Entity, ENTITIES};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 
 /// `b24sync_state` keys.
 pub mod state_keys {
-    /// Bitrix24's clock at the start of the last completed run (`2024-05-01T12:00:00+03:00`).
+    use crate::schema::{Entity, LEAD};
+
+    /// Bitrix24's clock at the start of the last completed run (`2024-05-01T12:00:00+03:00`):
+    /// the lead's watermark.
     pub const WATERMARK: &str = "watermark.date_modify";
+
+    /// An entity's watermark: [`WATERMARK`] for the lead, `watermark.contact.date_modify`
+    /// for contacts, ... Each entity has its own, so an entity read for the first time (just
+    /// added to `--entities`, or readable again after its access was granted) gets a full read.
+    pub fn watermark(entity: Entity) -> String {
+        if entity == LEAD {
+            WATERMARK.to_string()
+        } else {
+            format!("watermark.{}.date_modify", entity.name)
+        }
+    }
     /// Unix seconds (this machine) of the last deletion check.
     pub const DELETION_CHECK_AT: &str = "deletion_check.last_unix";
     /// Incremental runs since the last deletion check.
@@ -111,6 +126,10 @@ pub struct SyncOptions {
     /// `--full` this repairs rows edited by hand or restored from a backup. Without it a full
     /// read skips the leads whose fingerprint did not change (`prepare::skip_unchanged`).
     pub verify: bool,
+    /// The CRM entities a run syncs, in this order (`--entities`; default every entity b24sync
+    /// knows: leads, contacts, companies). An entity the portal refuses (no rights, no scope)
+    /// is skipped with a warning.
+    pub entities: Vec<Entity>,
 }
 
 impl SyncOptions {
@@ -140,6 +159,7 @@ impl Default for SyncOptions {
             phone_region: DefaultRegion::default(),
             rebind_portal: false,
             verify: false,
+            entities: ENTITIES.to_vec(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Cancellation (Ctrl-C): the reader stops at once, the transform hands over what it has,
 //! the loader commits that last batch, and the run reports itself as interrupted.
 
+use crate::schema::Entity;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
@@ -33,8 +34,8 @@ pub(super) struct Read {
     pub read_ids: Option<IdSet>,
 }
 
-/// Read the leads `filter` selects (`extent`: their highest IDs) and load them, adding
-/// the counts to `summary`.
+/// Read the records `filter` selects (of its entity; `extent`: their highest IDs) and load
+/// them, adding the counts to `summary`.
 pub(super) async fn read_and_load(
     client: &Bitrix24Client,
     stores: &RunStores,
@@ -44,7 +45,8 @@ pub(super) async fn read_and_load(
     summary: &mut RunSummary,
 ) -> Result<Read, RunError> {
     let full = filter.modified_since.is_none();
-    let stored = stored_fingerprints(stores, opts, full).await?;
+    let entity = filter.entity;
+    let stored = stored_fingerprints(stores, opts, entity, full).await?;
     // Small channels: a few pages and one batch in flight keep memory flat whatever N is.
     let (page_tx, page_rx) = mpsc::channel::<Vec<Value>>(8);
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
@@ -55,6 +57,7 @@ pub(super) async fn read_and_load(
         })
     };
     let transformer = tokio::spawn(transform_stage(
+        entity,
         page_rx,
         batch_tx,
         ctx,
@@ -65,6 +68,7 @@ pub(super) async fn read_and_load(
         client,
         stores,
         opts,
+        entity,
         stored: &stored,
     };
     let (received, load_error) = load_stage(&loader, batch_rx, &mut read, summary).await;
@@ -79,7 +83,8 @@ pub(super) async fn read_and_load(
     }
     if transformed != received {
         return Err(RunError::Internal(format!(
-            "{transformed} leads were transformed but {received} reached the database"
+            "{transformed} {} were transformed but {received} reached the database",
+            entity.plural
         )));
     }
     match exported {
@@ -106,6 +111,7 @@ pub(super) async fn read_and_load(
 async fn stored_fingerprints(
     stores: &RunStores,
     opts: &SyncOptions,
+    entity: Entity,
     full: bool,
 ) -> Result<HashMap<LeadId, Fingerprint>, RunError> {
     if opts.verify || !full {
@@ -113,13 +119,14 @@ async fn stored_fingerprints(
     }
     let stored: HashMap<LeadId, Fingerprint> = stores
         .fingerprints
-        .lead_fingerprints()
+        .fingerprints(entity)
         .await?
         .into_iter()
         .collect();
     tracing::debug!(
-        leads = stored.len(),
-        "read the stored fingerprints: leads whose content did not change are skipped"
+        records = stored.len(),
+        entity = entity.name,
+        "read the stored fingerprints: records whose content did not change are skipped"
     );
     Ok(stored)
 }
@@ -129,6 +136,7 @@ struct Loader<'a> {
     client: &'a Bitrix24Client,
     stores: &'a RunStores,
     opts: &'a SyncOptions,
+    entity: Entity,
     /// The fingerprints stored before the run (see [`stored_fingerprints`]).
     stored: &'a HashMap<LeadId, Fingerprint>,
 }
@@ -146,12 +154,12 @@ async fn load_stage(
     // The leads that get an error row wait here until 50 of them (one crm.lead.get
     // request) or the end of the read, so their rows keep the whole lead at the cost of
     // about one request per run rather than one per batch (see `attach_full_leads`).
-    let mut held = Batch::default();
+    let mut held = Batch::of(loader.entity);
     loop {
         let (mut batch, last) = match batch_rx.recv().await {
             Some(batch) => (batch, false),
             None if held.is_empty() => break,
-            None => (Batch::default(), true),
+            None => (Batch::of(loader.entity), true),
         };
         received += batch.len() as u64;
         note_batch(read, &batch);
@@ -173,8 +181,8 @@ async fn load_stage(
 /// What the steps after the read need to know of a batch.
 fn note_batch(read: &mut Read, batch: &Batch) {
     read.assigned.extend(batch.records.iter().filter_map(|r| {
-        r.lead
-            .get("ASSIGNED_BY_ID")
+        batch
+            .cell(r, "ASSIGNED_BY_ID")
             .and_then(Cell::as_text)
             .map(|id| id.trim().to_string())
     }));
@@ -205,7 +213,18 @@ async fn hold_error_leads(
     held.records.extend(with_errors);
     held.rejected.append(&mut batch.rejected);
     if last || held.len() >= paging::BATCH_SIZE {
-        let mut ready = std::mem::take(held);
+        let mut ready = std::mem::replace(held, Batch::of(held.entity));
+        if !last {
+            // Only whole requests now (50 each); the rest waits for the next or the end,
+            // so a run spends ⌈records with error rows / 50⌉ requests on them.
+            let whole = ready.len() / paging::BATCH_SIZE * paging::BATCH_SIZE;
+            if whole < ready.records.len() {
+                held.records = ready.records.split_off(whole);
+                held.rejected = std::mem::take(&mut ready.rejected);
+            } else {
+                held.rejected = ready.rejected.split_off(whole - ready.records.len());
+            }
+        }
         attach_full_leads(client, &mut ready).await;
         batch.records.append(&mut ready.records);
         batch.rejected.append(&mut ready.rejected);
@@ -277,26 +296,32 @@ pub(super) async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch
     }
     ids.sort_unstable();
     ids.dedup();
-    let (full, failure) = match portal::fetch_full_leads(client, &ids).await {
+    let entity = batch.entity;
+    let (full, failure) = match portal::fetch_full_records(client, entity, &ids).await {
         Ok(full) => (full, None),
         Err(e) => {
             tracing::warn!(
-                leads = ids.len(),
-                "could not read the leads with error rows whole ({e}): their rows keep the exported fields"
+                records = ids.len(),
+                entity = entity.name,
+                "could not read the records with error rows whole ({e}): their rows keep the exported fields"
             );
             (HashMap::new(), Some(e.to_string()))
         }
     };
     let missing_note = |id: i64| match &failure {
-        Some(e) => format!("reading the whole lead failed ({e})"),
-        None => format!("crm.lead.get no longer returns lead {id}"),
+        Some(e) => format!("reading the whole {} failed ({e})", entity.name),
+        None => format!(
+            "{} no longer returns {} {id}",
+            entity.method_name("get"),
+            entity.name
+        ),
     };
     for record in batch.records.iter_mut().filter(|r| !r.problems.is_empty()) {
         let id = i64::from(record.lead.id);
         match full.get(&id) {
             Some(lead) => record.raw_json = lead.to_string(),
             None => record.problems.push(crate::model::Problem {
-                field: "sql_full_lead_info".into(),
+                field: entity.error_json.into(),
                 kind: crate::model::ProblemKind::Incomplete,
                 detail: format!("holds the exported fields only: {}", missing_note(id)),
             }),
@@ -311,8 +336,10 @@ pub(super) async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch
             Some(lead) => rejected.raw_json = lead.to_string(),
             None => {
                 rejected.reason = format!(
-                    "{}; sql_full_lead_info holds the lead as exported: {}",
+                    "{}; {} holds the {} as exported: {}",
                     rejected.reason,
+                    entity.error_json,
+                    entity.name,
                     missing_note(id)
                 )
             }
@@ -323,19 +350,24 @@ pub(super) async fn attach_full_leads(client: &Bitrix24Client, batch: &mut Batch
 /// Pages in; batches of about `batch_leads` leads out (the duplicates a batch may hold
 /// are resolved by `prepare`). Returns how many leads it handled.
 async fn transform_stage(
+    entity: Entity,
     mut input: mpsc::Receiver<Vec<Value>>,
     batches: mpsc::Sender<Batch>,
     ctx: TransformContext,
     batch_leads: usize,
 ) -> u64 {
     let mut handled = 0u64;
-    let mut pending = Batch::default();
+    let mut pending = Batch::of(entity);
     while let Some(page) = input.recv().await {
-        let mut batch = transform::transform_page(&page, &ctx);
+        let mut batch = transform::transform_page(entity, &page, &ctx);
         handled += batch.len() as u64;
         pending.records.append(&mut batch.records);
         pending.rejected.append(&mut batch.rejected);
-        if pending.len() >= batch_leads && batches.send(std::mem::take(&mut pending)).await.is_err()
+        if pending.len() >= batch_leads
+            && batches
+                .send(std::mem::replace(&mut pending, Batch::of(entity)))
+                .await
+                .is_err()
         {
             return handled;
         }

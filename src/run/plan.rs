@@ -8,15 +8,17 @@ use chrono::NaiveDateTime;
 
 use crate::extract::client::Bitrix24Client;
 use crate::extract::portal::{self, format_portal_time, parse_portal_time};
+use crate::schema::Entity;
 use crate::store::StateStore;
 use crate::transform;
 
 use super::binding::{check_portal, read_state_text, Binding};
 use super::{state_keys, RunError, RunStores, SyncMode, SyncOptions};
 
-/// What a run reads, decided before it reads.
+/// What a run reads of one entity, decided before it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Plan {
+    pub entity: Entity,
     /// For an incremental run: the `DATE_MODIFY` it reads from (`None`: a full run).
     pub since: Option<String>,
     /// The watermark the run starts with.
@@ -41,22 +43,48 @@ impl Plan {
     }
 }
 
-/// Check the portal binding, then decide what to read.
+/// Check the portal binding, then decide what to read of each entity (in `opts.entities`'
+/// order): each from its own watermark.
 pub(super) async fn plan(
     client: &Bitrix24Client,
     stores: &RunStores,
     opts: &SyncOptions,
-) -> Result<Plan, RunError> {
+) -> Result<Vec<Plan>, RunError> {
     if opts.rebind_portal && matches!(opts.mode, SyncMode::Since(_)) {
         return Err(RunError::Config(
             "--rebind-portal reads every lead of the new portal: leave out --since".into(),
         ));
     }
+    if opts.entities.is_empty() {
+        return Err(RunError::Config(
+            "no entity to sync: give --entities one or more of lead, contact, company".into(),
+        ));
+    }
     let binding = check_portal(client, stores, opts, true).await?;
-    let watermark = match binding {
-        Binding::Rebound => None,
-        Binding::Same => read_state_text(stores.state.as_ref(), state_keys::WATERMARK).await?,
+    // Resolved once: `--since` asks the portal's clock.
+    let since_given = match &opts.mode {
+        SyncMode::Since(s) => Some(resolve_since(client, s).await?),
+        _ => None,
     };
+    let mut plans = Vec::with_capacity(opts.entities.len());
+    for entity in &opts.entities {
+        let key = state_keys::watermark(*entity);
+        let watermark = match binding {
+            Binding::Rebound => None,
+            Binding::Same => read_state_text(stores.state.as_ref(), &key).await?,
+        };
+        plans.push(plan_entity(*entity, opts, watermark, since_given.clone())?);
+    }
+    Ok(plans)
+}
+
+/// One entity's plan, from its watermark (and `--since`, resolved).
+fn plan_entity(
+    entity: Entity,
+    opts: &SyncOptions,
+    watermark: Option<String>,
+    since_given: Option<String>,
+) -> Result<Plan, RunError> {
     let overlap = chrono::Duration::from_std(opts.overlap).unwrap_or_default();
     // Where an incremental run would start reading (the watermark minus the overlap).
     let incremental_from = match &watermark {
@@ -71,7 +99,7 @@ pub(super) async fn plan(
     };
     let since = match (&opts.mode, incremental_from) {
         (SyncMode::Full, _) | (SyncMode::Auto, None) => None,
-        (SyncMode::Since(s), _) => Some(resolve_since(client, s).await?),
+        (SyncMode::Since(_), _) => since_given,
         (SyncMode::Auto, Some(from)) => Some(format_portal_time(&from)),
     };
     // A `--since` run is not the complete read incremental runs start from: it never
@@ -85,6 +113,7 @@ pub(super) async fn plan(
         _ => true,
     };
     Ok(Plan {
+        entity,
         since,
         watermark,
         watermark_may_move,

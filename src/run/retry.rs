@@ -1,6 +1,7 @@
 //! `b24sync errors retry`: the leads of `bitrix_import_lead_error` read again and loaded;
 //! rows of leads that now load cleanly go, those still failing stay (once).
 
+use crate::schema::LEAD;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -65,7 +66,7 @@ async fn retry_errors_locked(
         return Ok(summary);
     }
     let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let select = paging::select_fields(&user_fields);
+    let select = paging::select_fields(LEAD, &user_fields);
     let ask = PreludeAsk {
         solution_field: opts.solution_field.as_deref(),
         ..PreludeAsk::default()
@@ -91,11 +92,11 @@ async fn retry_errors_locked(
         .filter(|id| !found.contains_key(id))
         .collect();
     summary.gone = gone.len() as u64;
-    let table_size = stores.deletions.lead_ids().await?.len() as u64;
-    delete_behind_guard(stores.deletions.as_ref(), opts, gone, table_size).await?;
+    let table_size = stores.deletions.record_ids(LEAD).await?.len() as u64;
+    delete_behind_guard(stores.deletions.as_ref(), opts, LEAD, gone, table_size).await?;
     summary.retried = found.len() as u64;
     let leads: Vec<Value> = found.into_values().collect();
-    let mut batch = transform::transform_page(&leads, &ctx);
+    let mut batch = transform::transform_page(LEAD, &leads, &ctx);
     attach_full_leads(client, &mut batch).await;
     let prepared = prepare::prepare(batch);
     let failing: HashSet<String> = prepared

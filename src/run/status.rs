@@ -20,13 +20,15 @@ pub enum RunError {
     Config(String),
     /// The deletion check would remove too much: nothing was deleted.
     #[error(
-        "refusing to delete {would_delete} of {in_table} leads ({:.0}% > the {:.0}% allowed): Bitrix24 \
-         listed far fewer leads than the database holds. Check that the webhook still has the CRM \
-         permission and sees all leads; if the deletions are real, run once with --max-delete-share 1",
+        "refusing to delete {would_delete} of {in_table} {plural} ({:.0}% > the {:.0}% allowed): Bitrix24 \
+         listed far fewer {plural} than the database holds. Check that the webhook still has the CRM \
+         permission and sees all {plural}; if the deletions are real, run once with --max-delete-share 1",
         *would_delete as f64 * 100.0 / (*in_table).max(1) as f64,
         max_share * 100.0
     )]
     DeletionGuard {
+        /// Whose records: `leads`, `contacts`, `companies`.
+        plural: &'static str,
         would_delete: u64,
         in_table: u64,
         max_share: f64,

@@ -50,6 +50,57 @@ pub struct RunSummary {
     /// Rows in `bitrix_import_lead_error` when the run ended (this run's and older ones):
     /// while there are any, the run exits with 3.
     pub error_rows_held: u64,
+    /// What the run did with each entity besides the lead (the lead's counts are the fields
+    /// above), in `--entities`' order.
+    pub entities: Vec<EntityRun>,
+}
+
+/// What a run did with one entity besides the lead (contacts, companies).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityRun {
+    /// `contacts`, `companies`.
+    pub plural: &'static str,
+    /// `full` or `incremental` (each entity has its own watermark).
+    pub mode: String,
+    /// Records Bitrix24 returned.
+    pub read: u64,
+    /// Records that could not be loaded at all (their JSON is in the entity's error table).
+    pub rejected: u64,
+    pub outcome: BatchOutcome,
+    /// Multi-field values of the records loaded.
+    pub multi_values: u64,
+    /// Records deleted in Bitrix24 and removed here (behind the deletion guard).
+    pub deleted: u64,
+    /// Why the entity was skipped: the portal refused it (no rights, no scope).
+    pub skipped: Option<String>,
+}
+
+impl EntityRun {
+    /// `contacts (full): 20000 read (20000 new, 0 changed, 0 unchanged), 0 deleted`.
+    fn describe(&self, dry: bool) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("{}: skipped ({why})", self.plural);
+        }
+        let (load, delete) = if dry {
+            ("would load", "would delete")
+        } else {
+            ("loaded", "deleted")
+        };
+        let o = &self.outcome;
+        format!(
+            "{} ({}): {} read, {} {load} ({} new, {} changed, {} unchanged), {} values, {} error rows, {} {delete}",
+            self.plural,
+            self.mode,
+            self.read,
+            o.leads_inserted + o.leads_updated + o.leads_unchanged,
+            o.leads_inserted,
+            o.leads_updated,
+            o.leads_unchanged,
+            self.multi_values,
+            o.error_rows,
+            self.deleted
+        )
+    }
 }
 
 /// How many deleted lead IDs [`RunSummary::deleted_sample`] keeps.
@@ -76,9 +127,14 @@ pub fn summary_line(s: &RunSummary) -> String {
     } else {
         String::new()
     };
+    let others: String = s
+        .entities
+        .iter()
+        .map(|e| format!("; {}", e.describe(dry)))
+        .collect();
     format!(
         "{} {}: {} leads read, {} {load} ({} new, {} changed, {} unchanged), {} contact values, \
-         {} rows in bitrix_import_lead_error, {} {delete}{deleted_ids}, {} requests ({} retried), {:.1} s server time, {:.1} s",
+         {} rows in bitrix_import_lead_error, {} {delete}{deleted_ids}{others}, {} requests ({} retried), {:.1} s server time, {:.1} s",
         s.mode,
         if s.interrupted { "sync interrupted" } else { "sync finished" },
         s.leads_read,

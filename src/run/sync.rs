@@ -1,5 +1,6 @@
-//! One sync, step by step, holding the run lock: schema → plan → prelude → read and load →
-//! operators → clean-ups and the deletion check → state → `bitrix_lead_runtime`.
+//! One sync, step by step, holding the run lock: schema → plan (each entity from its own
+//! watermark) → prelude (one request for every entity) → for each entity: read and load,
+//! its deletion check when due → operators → clean-ups → state → `bitrix_lead_runtime`.
 
 use std::time::Instant;
 
@@ -7,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::extract::client::{Bitrix24Client, ExtractError};
 use crate::extract::paging::{self, ExportFilter};
-use crate::extract::portal::{self, Prelude, PreludeAsk};
+use crate::extract::portal::{self, EntityAsk, EntityExtents, Prelude, PreludeAsk};
+use crate::schema::{Entity, LEAD};
 use crate::store::StoreError;
 use crate::transform::{self, TransformContext};
 
@@ -17,7 +19,7 @@ use super::operators::{refresh_operators, OperatorsError};
 use super::pipeline::{read_and_load, Read};
 use super::plan::{deletion_check_due, plan, read_u64, unix_now_secs, Plan};
 use super::{
-    local_now, release_lock, state_keys, RunError, RunStores, RunSummary, SyncOptions,
+    local_now, release_lock, state_keys, EntityRun, RunError, RunStores, RunSummary, SyncOptions,
     NEW_ERROR_ROWS_SHOWN, NO_SOLUTION_FIELD,
 };
 
@@ -56,19 +58,25 @@ async fn sync_locked(
     if !opts.dry_run {
         init_schema(stores).await?;
     }
-    let plan = plan(client, stores, opts).await?;
+    let plans = plan(client, stores, opts).await?;
+    // The summary's mode and watermark are the lead's (the first entity's without leads).
+    let head = plans
+        .iter()
+        .find(|p| p.entity == LEAD)
+        .unwrap_or(&plans[0])
+        .clone();
     let mut summary = RunSummary {
-        mode: plan.mode(opts.dry_run),
-        since: plan.since.clone(),
-        watermark_before: plan.watermark.clone(),
+        mode: head.mode(opts.dry_run),
+        since: head.since.clone(),
+        watermark_before: head.watermark.clone(),
         ..RunSummary::default()
     };
-    tracing::info!(mode = %summary.mode, since = plan.since.as_deref().unwrap_or("-"), "reading leads");
+    tracing::info!(mode = %summary.mode, since = head.since.as_deref().unwrap_or("-"), "reading");
     if !opts.dry_run {
         *history = start_history(stores.history.as_ref(), &summary.mode).await;
     }
     if let Some(p) = &opts.progress {
-        let expected = match plan.since {
+        let expected = match head.since {
             None => stores
                 .state
                 .read_state(state_keys::FULL_RUN_LEADS)
@@ -79,49 +87,104 @@ async fn sync_locked(
         p.0.started(&summary.mode, expected);
     }
 
-    let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let filter = ExportFilter {
-        modified_since: plan.since.clone(),
-        select: paging::select_fields(&user_fields),
-    };
+    let reads_leads = plans.iter().any(|p| p.entity == LEAD);
+    let filters: Vec<ExportFilter> = plans.iter().map(|p| filter_for(opts, p)).collect();
     let ask = PreludeAsk {
-        solution_field: opts.solution_field.as_deref(),
-        extent_of: Some(&filter),
-        all_ids: plan.since.is_some(),
+        solution_field: opts.solution_field.as_deref().filter(|_| reads_leads),
+        entities: plans
+            .iter()
+            .zip(&filters)
+            .map(|(p, filter)| EntityAsk {
+                filter,
+                all_ids: p.since.is_some(),
+            })
+            .collect(),
     };
+    // One request for every entity's one-off questions.
     let prelude = portal::prelude(client, ask).await?;
-    let ctx = context(opts, &prelude, &mut summary);
-    let (Some(extent), portal_time) = (prelude.extent, prelude.portal_time) else {
-        return Err(RunError::Internal("the prelude probed no extent".into()));
-    };
-    let all_ids = prelude.all_ids.unwrap_or(extent);
-    let read = read_and_load(client, stores, opts, (filter, extent), ctx, &mut summary).await?;
-    if cancel.is_cancelled() {
-        summary.interrupted = true;
-    }
-    after_load(client, stores, opts, &plan, &read, &mut summary).await?;
+    let ctx = context(opts, &prelude, reads_leads, &mut summary);
+    let portal_time = prelude.portal_time.clone();
+    let check_due = deletion_check_due(stores.state.as_ref(), opts, head.since.is_none()).await?;
 
+    let mut done = Done::default();
     let mut guard_error = None;
-    let full = plan.since.is_none();
-    if !summary.interrupted && deletion_check_due(stores.state.as_ref(), opts, full).await? {
-        match delete_missing(client, stores, opts, all_ids, read.read_ids).await {
-            Ok((deleted, sample)) => {
-                summary.deletion_checked = true;
-                summary.leads_deleted = deleted;
-                summary.deleted_sample = sample;
+    for ((plan, filter), extents) in plans.iter().zip(filters).zip(prelude.entities) {
+        let (extent, all_ids) = match extents {
+            EntityExtents::Readable { extent, all_ids } => (extent, all_ids),
+            EntityExtents::NoAccess { refusal } => {
+                skipped(plan.entity, &refusal, &mut summary);
+                continue;
             }
-            Err(RunError::Extract(ExtractError::Cancelled)) => summary.interrupted = true,
-            // Refused: keep the data, still move the watermark (the read was complete),
-            // and report the refusal; the next run checks again.
-            Err(e @ RunError::DeletionGuard { .. }) => guard_error = Some(e),
-            Err(e) => return Err(e),
+        };
+        let entity = plan.entity;
+        let mut part = RunSummary::default();
+        // The progress bar follows the leads (their count is what it expects).
+        let part_opts;
+        let part_opts_ref = if entity == LEAD {
+            opts
+        } else {
+            part_opts = SyncOptions {
+                progress: None,
+                ..opts.clone()
+            };
+            &part_opts
+        };
+        let mut read = read_and_load(
+            client,
+            stores,
+            part_opts_ref,
+            (filter, extent),
+            ctx.clone(),
+            &mut part,
+        )
+        .await?;
+        if cancel.is_cancelled() {
+            part.interrupted = true;
+        }
+        done.assigned.append(&mut read.assigned);
+        let full = plan.since.is_none();
+        let due = full || check_due;
+        if !part.interrupted && due {
+            let extent = all_ids.unwrap_or(extent);
+            match delete_missing(client, stores, opts, (entity, extent), read.read_ids.take()).await
+            {
+                Ok((deleted, sample)) => {
+                    part.deletion_checked = true;
+                    part.leads_deleted = deleted;
+                    part.deleted_sample = sample;
+                }
+                Err(RunError::Extract(ExtractError::Cancelled)) => part.interrupted = true,
+                // Refused: keep the data, still move the watermark (the read was complete),
+                // and report the refusal; the next run checks again.
+                Err(e @ RunError::DeletionGuard { .. }) => {
+                    guard_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let interrupted = part.interrupted;
+        if !interrupted {
+            done.complete.push(plan.clone());
+        }
+        if entity == LEAD {
+            done.lead_read = Some(read);
+            absorb_lead(&mut summary, part);
+        } else {
+            summary.entities.push(entity_run(entity, plan, &part));
+            summary.interrupted |= interrupted;
+            summary.deletion_checked |= part.deletion_checked;
+        }
+        if summary.interrupted {
+            break;
         }
     }
+    after_load(client, stores, opts, &head, &done, &mut summary).await?;
+
     if !opts.dry_run {
         new_error_rows(stores, &mut summary).await?;
     }
     if !summary.interrupted && !opts.dry_run {
-        write_state(stores, &plan, portal_time.as_deref(), &summary).await?;
+        write_state(stores, &done.complete, portal_time.as_deref(), &summary).await?;
     }
     let stats = client.stats();
     summary.requests = stats.requests;
@@ -133,6 +196,77 @@ async fn sync_locked(
         return Err(e);
     }
     Ok(summary)
+}
+
+/// What the entities' reads left for the steps after them.
+#[derive(Debug, Default)]
+struct Done {
+    /// The operators (`ASSIGNED_BY_ID`) of every record read.
+    assigned: std::collections::BTreeSet<String>,
+    /// The lead's read (for the clean-up of unkeyed error rows).
+    lead_read: Option<Read>,
+    /// The plans of the entities read completely: their watermarks may move.
+    complete: Vec<Plan>,
+}
+
+/// Which records of `plan.entity` to read, and which fields.
+fn filter_for(opts: &SyncOptions, plan: &Plan) -> ExportFilter {
+    let user_fields: Vec<String> = match plan.entity {
+        e if e == LEAD => opts.solution_field.iter().cloned().collect(),
+        _ => Vec::new(),
+    };
+    ExportFilter {
+        entity: plan.entity,
+        modified_since: plan.since.clone(),
+        select: paging::select_fields(plan.entity, &user_fields),
+    }
+}
+
+/// The portal refused an entity: a warning, the other entities are read.
+fn skipped(entity: Entity, refusal: &str, summary: &mut RunSummary) {
+    let warning = format!(
+        "{} were not synced: the portal refused {} ({refusal}). Give the webhook's user (or the \
+         application) the right to read {} in Bitrix24, or leave them out with --entities",
+        entity.plural,
+        entity.method_name("list"),
+        entity.plural
+    );
+    tracing::warn!("{warning}");
+    summary.warnings.push(warning);
+    if entity != LEAD {
+        summary.entities.push(EntityRun {
+            plural: entity.plural,
+            skipped: Some(refusal.to_string()),
+            ..EntityRun::default()
+        });
+    }
+}
+
+/// The lead's counts are the summary's own fields.
+fn absorb_lead(summary: &mut RunSummary, part: RunSummary) {
+    summary.pages = part.pages;
+    summary.leads_read = part.leads_read;
+    summary.leads_loaded = part.leads_loaded;
+    summary.contact_values = part.contact_values;
+    summary.leads_rejected = part.leads_rejected;
+    summary.outcome = part.outcome;
+    summary.deletion_checked |= part.deletion_checked;
+    summary.leads_deleted = part.leads_deleted;
+    summary.deleted_sample = part.deleted_sample;
+    summary.interrupted |= part.interrupted;
+}
+
+fn entity_run(entity: Entity, plan: &Plan, part: &RunSummary) -> EntityRun {
+    EntityRun {
+        plural: entity.plural,
+        mode: plan.mode(false),
+        read: part.leads_read,
+        rejected: part.leads_rejected,
+        outcome: part.outcome,
+        multi_values: part.contact_values,
+        deleted: part.leads_deleted,
+        skipped: None,
+    }
 }
 
 /// Create what is missing of the schema, logging what was done.
@@ -150,10 +284,16 @@ async fn init_schema(stores: &RunStores) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How the transform reads this run's leads.
-fn context(opts: &SyncOptions, prelude: &Prelude, summary: &mut RunSummary) -> TransformContext {
+/// How the transform reads this run's records.
+fn context(
+    opts: &SyncOptions,
+    prelude: &Prelude,
+    reads_leads: bool,
+    summary: &mut RunSummary,
+) -> TransformContext {
     let labels = match &prelude.solution_field {
         Some(entry) => transform::solution_labels_from_userfield(entry),
+        None if !reads_leads => Default::default(),
         None => {
             tracing::warn!("{NO_SOLUTION_FIELD}");
             summary.warnings.push(NO_SOLUTION_FIELD.to_string());
@@ -168,21 +308,27 @@ fn context(opts: &SyncOptions, prelude: &Prelude, summary: &mut RunSummary) -> T
     }
 }
 
-/// Once the leads are in: their operators, and a full read's clean-up of unkeyed error rows.
+/// Once the records are in: their operators, and a full read's clean-up of unkeyed error rows.
 async fn after_load(
     client: &Bitrix24Client,
     stores: &RunStores,
     opts: &SyncOptions,
     plan: &Plan,
-    read: &Read,
+    done: &Done,
     summary: &mut RunSummary,
 ) -> Result<(), RunError> {
-    // Operators are refreshed by full runs and by runs that changed a lead (a reassigned
-    // lead is a changed one); an idle incremental run asks Bitrix24 nothing more.
+    // Operators are refreshed by full runs and by runs that changed a record (a reassigned
+    // record is a changed one); an idle incremental run asks Bitrix24 nothing more.
     let full = plan.since.is_none();
-    let changed = summary.outcome.leads_inserted + summary.outcome.leads_updated;
+    let changed = summary.outcome.leads_inserted
+        + summary.outcome.leads_updated
+        + summary
+            .entities
+            .iter()
+            .map(|e| e.outcome.leads_inserted + e.outcome.leads_updated)
+            .sum::<u64>();
     if !summary.interrupted && !opts.dry_run && (full || changed > 0) {
-        match refresh_operators(client, stores.operators.as_ref(), &read.assigned).await {
+        match refresh_operators(client, stores.operators.as_ref(), &done.assigned).await {
             Ok(o) => {
                 summary.operators = o.found;
                 summary.warnings.extend(o.warning);
@@ -197,9 +343,11 @@ async fn after_load(
             }
         }
     }
-    if full && !summary.interrupted && !opts.dry_run {
-        summary.stale_errors_cleared =
-            clear_unkeyed_errors(stores.errors.as_ref(), &read.unkeyed_seen).await?;
+    if let Some(read) = done.lead_read.as_ref().filter(|_| plan.entity == LEAD) {
+        if full && !summary.interrupted && !opts.dry_run {
+            summary.stale_errors_cleared =
+                clear_unkeyed_errors(stores.errors.as_ref(), &read.unkeyed_seen).await?;
+        }
     }
     Ok(())
 }
@@ -226,26 +374,34 @@ async fn new_error_rows(stores: &RunStores, summary: &mut RunSummary) -> Result<
     Ok(())
 }
 
-/// After a complete read: the watermark (moved only then, so nothing is ever skipped), the
-/// deletion check's schedule, and the `bitrix_lead_runtime` stamp.
+/// After a complete read: each entity's watermark (moved only then, so nothing is ever
+/// skipped; `complete` holds the entities read completely), the deletion check's schedule,
+/// and the `bitrix_lead_runtime` stamp.
 async fn write_state(
     stores: &RunStores,
-    plan: &Plan,
+    complete: &[Plan],
     portal_time: Option<&str>,
     summary: &RunSummary,
 ) -> Result<(), RunError> {
     let state = stores.state.as_ref();
-    if plan.since.is_none() {
-        state
-            .write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
-            .await?;
-    }
-    match portal_time {
-        Some(t) if plan.watermark_may_move => state.write_state(state_keys::WATERMARK, t).await?,
-        Some(_) => tracing::info!(
-            "--since read less than an incremental run would: the watermark stays where it was"
-        ),
-        None => {}
+    for plan in complete {
+        if plan.entity == LEAD && plan.since.is_none() {
+            state
+                .write_state(state_keys::FULL_RUN_LEADS, &summary.leads_read.to_string())
+                .await?;
+        }
+        match portal_time {
+            Some(t) if plan.watermark_may_move => {
+                state
+                    .write_state(&state_keys::watermark(plan.entity), t)
+                    .await?
+            }
+            Some(_) => tracing::info!(
+                entity = plan.entity.name,
+                "--since read less than an incremental run would: the watermark stays where it was"
+            ),
+            None => {}
+        }
     }
     let runs_since = if summary.deletion_checked {
         0

@@ -16,10 +16,11 @@ mod fields;
 pub mod limits;
 mod tables;
 
-pub use entity::{Entity, ENTITIES, LEAD};
+pub use entity::{Entity, COMPANY, CONTACT, ENTITIES, LEAD};
 pub use fields::{
-    lead_column_index, ColumnKind, FieldColumn, LeadColumn, CONTACT_TYPES, LEAD_COLUMNS,
-    LEAD_ID_FIELD, LEAD_TEXT_CHARS, LEAD_TITLE_CHARS, SMALL_TEXT_CHARS,
+    lead_column_index, ColumnKind, FieldColumn, LeadColumn, COMPANY_COLUMNS, CONTACT_COLUMNS,
+    CONTACT_TYPES, LEAD_COLUMNS, LEAD_ID_FIELD, LEAD_TEXT_CHARS, LEAD_TITLE_CHARS,
+    SMALL_TEXT_CHARS,
 };
 pub use limits::{truncate_utf16, utf16_len};
 pub use tables::{

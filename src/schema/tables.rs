@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use super::entity::LEAD;
+use super::entity::{Entity, ENTITIES, LEAD};
 use super::fields::SMALL_TEXT_CHARS;
 use super::{Column, Dialect, Kind, Owner, SqliteDecl, Table};
 
@@ -17,7 +17,7 @@ pub const ERROR_ID_CHARS: usize = 800;
 const _: () = assert!(ERROR_ID_CHARS * 2 + 4 <= 1700);
 
 /// b24sync's table of the leads' content fingerprints (never one of the Oktell tables).
-pub const FINGERPRINTS_TABLE: &str = "b24sync_lead_fingerprints";
+pub const FINGERPRINTS_TABLE: &str = LEAD.fingerprints_table;
 
 /// b24sync's durable event queue (`b24sync serve`): one row per (entity type, entity ID)
 /// waiting to be read again from Bitrix24 (never one of the Oktell tables).
@@ -103,26 +103,8 @@ fn oktell() -> Vec<Table> {
     ]));
     oauth.push(null("dateexec", Kind::DateTime));
 
-    let mut leads = vec![key(), not_null("sql_ID", Kind::Int)];
-    leads.extend(
-        LEAD.fields
-            .iter()
-            .map(|f| col(f.sql_name(), f.kind.into(), true)),
-    );
-
-    let mut contacts = vec![key(), null("sql_LEAD_ID", Kind::Int)];
-    contacts.extend(small_texts(&[
-        "sql_CONTACT_ID",
-        "sql_VALUE_TYPE",
-        "sql_VALUE",
-        "sql_TYPE_ID",
-    ]));
     let mut solution = vec![key(), null("sql_LEAD_ID", Kind::Int)];
     solution.extend(small_texts(&["sql_solution"]));
-    let mut errors = vec![key()];
-    errors.extend(small_texts(&["sql_ID", "sql_error"]));
-    errors.push(null("sql_full_lead_info", Kind::LongText));
-    errors.push(null("sql_date_error", Kind::DateTime));
     let runtime = vec![
         key(),
         null("lead_get_by_id_dt", Kind::DateTime),
@@ -131,10 +113,10 @@ fn oktell() -> Vec<Table> {
     let o = Owner::Oktell;
     vec![
         describe("bitrix_oauth", o, oauth, &["Id"]),
-        describe(LEAD.table, o, leads, &["Id"]),
-        describe(LEAD.multi_table, o, contacts, &["Id"]),
+        describe(LEAD.table, o, records(&LEAD), &["Id"]),
+        describe(LEAD.multi_table, o, multi_values(&LEAD), &["Id"]),
         describe("bitrix_lead_solution", o, solution, &["Id"]),
-        describe(LEAD.error_table, o, errors, &["Id"]),
+        describe(LEAD.error_table, o, errors(&LEAD), &["Id"]),
         describe("bitrix_lead_runtime", o, runtime, &["Id"]),
     ]
 }
@@ -182,18 +164,6 @@ fn own() -> Vec<Table> {
         null("exit_code", Kind::Int),
         null("message", text(RUN_MESSAGE_CHARS)),
     ]);
-    let phones = vec![
-        key(),
-        not_null("lead_id", Kind::Int),
-        null("contact_id", text(SMALL_TEXT_CHARS)),
-        not_null("value", text(SMALL_TEXT_CHARS)),
-        // E.164 is at most 15 digits after the '+'; the tail is E.164's 15 digits.
-        null("e164", ascii(16)),
-        null("extension", ascii(10)),
-        null("digits_rev", ascii(15)),
-        not_null("normalisable", Kind::Bool),
-        null("reason", text(PHONE_REASON_CHARS)),
-    ];
     let operators = vec![
         on_sqlite(
             not_null("user_id", text(OPERATOR_USER_ID_CHARS)),
@@ -207,12 +177,6 @@ fn own() -> Vec<Table> {
         null("active", Kind::Bool),
         stamp_text("details_at", true),
         stamp_text("updated_at", false),
-    ];
-    // One row per lead written without problems: the fingerprint of what was written
-    // (src/prepare/fingerprint.rs), so a later sync skips the lead while it is unchanged.
-    let fingerprints = vec![
-        not_null("lead_id", Kind::Int),
-        not_null("fingerprint", Kind::BigInt),
     ];
     // One row per entity waiting for `b24sync serve`'s worker: a flood of events for the
     // same ID coalesces into it (`revision` counts the events, so a row queued again while
@@ -233,16 +197,102 @@ fn own() -> Vec<Table> {
         describe("b24sync_migrations", b, migrations, &["version"]),
         describe("b24sync_state", b, state, &["name"]),
         describe("b24sync_runs", b, runs, &["Id"]),
-        describe(LEAD.phones_table, b, phones, &["Id"]),
+        describe(LEAD.phones_table, b, phones(&LEAD), &["Id"]),
         describe("b24sync_operators", b, operators, &["user_id"]),
-        describe(FINGERPRINTS_TABLE, b, fingerprints, &["lead_id"]),
+        describe(
+            LEAD.fingerprints_table,
+            b,
+            fingerprints(&LEAD),
+            &["lead_id"],
+        ),
         describe(EVENT_QUEUE_TABLE, b, queue, &["entity_type", "entity_id"]),
+    ]
+}
+
+/// The tables of the entities besides the lead (contacts, companies): b24sync's own, in
+/// the lead's shape, one set per entity.
+fn other_entities() -> Vec<Table> {
+    let b = Owner::B24sync;
+    let mut all = Vec::new();
+    for e in ENTITIES.iter().filter(|e| **e != LEAD) {
+        all.extend([
+            describe(e.table, b, records(e), &["Id"]),
+            describe(e.multi_table, b, multi_values(e), &["Id"]),
+            describe(e.error_table, b, errors(e), &["Id"]),
+            describe(e.phones_table, b, phones(e), &["Id"]),
+            // Built once (the table list is a LazyLock): the key names the entity's column.
+            describe(
+                e.fingerprints_table,
+                b,
+                fingerprints(e),
+                Box::leak(Box::new([e.phones_owner])),
+            ),
+        ]);
+    }
+    all
+}
+
+/// One row per record: `sql_ID` and a column per field.
+fn records(e: &Entity) -> Vec<Column> {
+    let mut columns = vec![key(), not_null("sql_ID", Kind::Int)];
+    columns.extend(
+        e.fields
+            .iter()
+            .map(|f| col(f.sql_name(), f.kind.into(), true)),
+    );
+    columns
+}
+
+/// One row per PHONE/EMAIL/WEB/IM value of a record.
+fn multi_values(e: &Entity) -> Vec<Column> {
+    let mut columns = vec![key(), null(e.multi_owner, Kind::Int)];
+    columns.extend(small_texts(&[
+        e.multi_value_id,
+        "sql_VALUE_TYPE",
+        "sql_VALUE",
+        "sql_TYPE_ID",
+    ]));
+    columns
+}
+
+/// A record that could not be stored as received: its ID as text, the reason, its JSON.
+fn errors(e: &Entity) -> Vec<Column> {
+    let mut columns = vec![key()];
+    columns.extend(small_texts(&["sql_ID", "sql_error"]));
+    columns.push(null(e.error_json, Kind::LongText));
+    columns.push(null("sql_date_error", Kind::DateTime));
+    columns
+}
+
+/// Every PHONE value of a record, normalised for the caller lookup.
+fn phones(e: &Entity) -> Vec<Column> {
+    vec![
+        key(),
+        not_null(e.phones_owner, Kind::Int),
+        null(e.phones_value_id, text(SMALL_TEXT_CHARS)),
+        not_null("value", text(SMALL_TEXT_CHARS)),
+        // E.164 is at most 15 digits after the '+'; the tail is E.164's 15 digits.
+        null("e164", ascii(16)),
+        null("extension", ascii(10)),
+        null("digits_rev", ascii(15)),
+        not_null("normalisable", Kind::Bool),
+        null("reason", text(PHONE_REASON_CHARS)),
+    ]
+}
+
+/// One row per record written without problems: the fingerprint of what was written
+/// (src/prepare/fingerprint.rs), so a later sync skips the record while it is unchanged.
+fn fingerprints(e: &Entity) -> Vec<Column> {
+    vec![
+        not_null(e.phones_owner, Kind::Int),
+        not_null("fingerprint", Kind::BigInt),
     ]
 }
 
 static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
     let mut all = oktell();
     all.extend(own());
+    all.extend(other_entities());
     all
 });
 

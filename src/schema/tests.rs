@@ -33,6 +33,16 @@ fn every_table_is_described_once_with_its_key() {
             "b24sync_lead_phones",
             "b24sync_operators",
             "b24sync_lead_fingerprints",
+            "bitrix_contacts",
+            "bitrix_contact_multifields",
+            "bitrix_import_contact_error",
+            "b24sync_contact_phones",
+            "b24sync_contact_fingerprints",
+            "bitrix_companies",
+            "bitrix_company_multifields",
+            "bitrix_import_company_error",
+            "b24sync_company_phones",
+            "b24sync_company_fingerprints",
             "b24sync_event_queue",
         ]
     );
@@ -59,23 +69,72 @@ fn every_table_is_described_once_with_its_key() {
 }
 
 #[test]
-fn the_lead_entity_names_described_tables_and_its_fields() {
-    assert_eq!(ENTITIES, [LEAD]);
+fn each_entity_names_described_tables_and_its_fields() {
+    assert_eq!(ENTITIES, [LEAD, CONTACT, COMPANY]);
     assert_eq!(LEAD.method_name("list"), "crm.lead.list");
-    for t in [
-        LEAD.table,
-        LEAD.multi_table,
-        LEAD.phones_table,
-        LEAD.error_table,
-    ] {
-        assert!(table(t).is_some(), "{t}");
-    }
-    let leads = table(LEAD.table).unwrap();
-    assert_eq!(leads.columns.len(), 2 + LEAD.fields.len());
-    for (c, f) in leads.columns[2..].iter().zip(LEAD.fields) {
-        assert_eq!(c.name, f.sql_name());
-        assert_eq!(c.kind, Kind::from(f.kind));
-        assert!(c.nullable);
+    assert_eq!(CONTACT.method_name("list"), "crm.contact.list");
+    assert_eq!(Entity::by_name(" Companies "), Some(COMPANY));
+    assert_eq!(Entity::by_name("deal"), None);
+    for e in ENTITIES {
+        for t in [
+            e.table,
+            e.multi_table,
+            e.phones_table,
+            e.error_table,
+            e.fingerprints_table,
+        ] {
+            assert!(table(t).is_some(), "{t}");
+        }
+        let records = table(e.table).unwrap();
+        assert_eq!(records.columns.len(), 2 + e.fields.len());
+        assert_eq!(records.columns[1].name, "sql_ID");
+        for (c, f) in records.columns[2..].iter().zip(e.fields) {
+            assert_eq!(c.name, f.sql_name());
+            assert_eq!(c.kind, Kind::from(f.kind));
+            assert!(c.nullable);
+        }
+        let mut fields: Vec<_> = e.fields.iter().map(|f| f.field).collect();
+        fields.dedup();
+        assert_eq!(fields.len(), e.fields.len(), "{}: no field twice", e.name);
+        assert!(table(e.multi_table)
+            .unwrap()
+            .column(e.multi_owner)
+            .is_some());
+        assert!(table(e.multi_table)
+            .unwrap()
+            .column(e.multi_value_id)
+            .is_some());
+        assert!(table(e.error_table).unwrap().column(e.error_json).is_some());
+        assert!(table(e.phones_table)
+            .unwrap()
+            .column(e.phones_owner)
+            .is_some());
+        assert!(table(e.phones_table)
+            .unwrap()
+            .column(e.phones_value_id)
+            .is_some());
+        assert_eq!(table(e.fingerprints_table).unwrap().key, [e.phones_owner]);
+        for f in e.title_fields {
+            assert!(e.field_index(f).is_some(), "{}.{f}", e.name);
+        }
+        // The preparation step fits every entity's values with the lead's sizes.
+        for (mine, lead) in [
+            (e.multi_table, LEAD.multi_table),
+            (e.phones_table, LEAD.phones_table),
+        ] {
+            let sizes = |t: &str| -> Vec<Option<usize>> {
+                table(t)
+                    .unwrap()
+                    .columns
+                    .iter()
+                    .map(|c| c.kind.max_chars())
+                    .collect()
+            };
+            assert_eq!(sizes(mine), sizes(lead), "{mine} sized as {lead}");
+        }
+        // Only the lead's tables are the Oktell contract.
+        let oktell = table(e.table).unwrap().owner == Owner::Oktell;
+        assert_eq!(oktell, *e == LEAD, "{}", e.name);
     }
     assert_eq!(
         table(LEAD.multi_table).unwrap().max_chars("sql_VALUE"),
@@ -158,4 +217,22 @@ fn the_datetime_range_is_sql_servers() {
         limits::datetime_range(None),
         Err(limits::OutOfRange::Outside)
     );
+}
+
+#[test]
+fn docs_tables_lists_every_contact_and_company_column() {
+    let doc = include_str!("../../docs/tables.md");
+    for e in [CONTACT, COMPANY] {
+        for t in [e.table, e.multi_table, e.error_table, e.phones_table] {
+            assert!(doc.contains(&format!("`{t}`")), "{t} in docs/tables.md");
+        }
+        for f in e.fields {
+            assert!(
+                doc.contains(&format!("| `{}` |", f.field)),
+                "{}.{} in docs/tables.md",
+                e.name,
+                f.field
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! - `worker`: drains the queue in micro-batches (each record once however many events
 //!   named it), re-reads them in one `batch` request per 2,500, loads them through the same
 //!   transform → prepare → load as `sync` and deletes what the portal no longer has
-//!   (`run::apply_lead_changes`); a record that fails stays queued and, after
+//!   (`run::apply_changes`); a record that fails stays queued and, after
 //!   `max_attempts`, gets a row in the error table;
 //! - `reconcile`: the normal incremental `run::sync` every `reconcile_every` (outbound
 //!   events are not re-sent when the handler was down), under the run lock;
@@ -15,8 +15,8 @@
 //!   `event.offline.clear` (so a crash between reading and queueing loses nothing);
 //!   and, opt-in, the OAuth token keep-alive.
 //!
-//! Everything is keyed by an entity type ([`ENTITIES`]: "lead" today), so contacts and
-//! companies plug in with their own re-read.
+//! Everything is keyed by an entity type ([`ENTITIES`]: lead, contact, company); the worker
+//! re-reads each entity's records with its own list method.
 
 mod http;
 pub mod inbound;
@@ -39,8 +39,18 @@ use crate::transform::TransformContext;
 
 pub use metrics::{Metrics, LAG_BUCKETS};
 
-/// The entity types the service keeps (their events are queued, the others ignored).
-pub const ENTITIES: &[&str] = &["lead"];
+/// The entity types the service keeps (their events are queued, the others ignored): every
+/// entity b24sync syncs (`schema::ENTITIES`' names; a test keeps them the same).
+pub const ENTITIES: &[&str] = &["lead", "contact", "company"];
+
+#[cfg(test)]
+mod entity_names {
+    #[test]
+    fn the_served_entities_are_the_synced_ones() {
+        let synced: Vec<&str> = crate::schema::ENTITIES.iter().map(|e| e.name).collect();
+        assert_eq!(super::ENTITIES, synced.as_slice());
+    }
+}
 
 /// Biggest event body accepted (a real one is well under 2 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

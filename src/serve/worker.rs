@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::model::LeadId;
 use crate::run::{self, ChangesOutcome, RunError};
+use crate::schema::{Entity, LEAD};
 use crate::store::{QueueItem, StoreError};
 
 use super::{now_ms, Service, ENTITIES};
@@ -146,32 +147,31 @@ async fn apply(
             }
         }
     };
-    match entity {
-        "lead" => {
-            // A lead ID is an int: a larger number names no lead (its row is parked).
-            let ids: Vec<LeadId> = items
-                .iter()
-                .filter_map(|i| LeadId::try_from(i.id).ok())
-                .collect();
-            let odd: Vec<i64> = items
-                .iter()
-                .map(|i| i.id)
-                .filter(|id| LeadId::try_from(*id).is_err())
-                .collect();
-            run::park_failed_leads(&service.run_stores, &odd, "the ID is not a lead ID").await?;
-            run::apply_lead_changes(
-                &service.client,
-                &service.run_stores,
-                &service.sync,
-                &ctx,
-                &ids,
-            )
-            .await
-        }
-        other => Err(RunError::Internal(format!(
-            "the event worker has no re-read for entity type {other:?}"
-        ))),
-    }
+    let Some(kind) = Entity::by_name(entity) else {
+        return Err(RunError::Internal(format!(
+            "the event worker has no re-read for entity type {entity:?}"
+        )));
+    };
+    // A record ID is an int: a larger number names no record (its row is parked).
+    let ids: Vec<LeadId> = items
+        .iter()
+        .filter_map(|i| LeadId::try_from(i.id).ok())
+        .collect();
+    let odd: Vec<i64> = items
+        .iter()
+        .map(|i| i.id)
+        .filter(|id| LeadId::try_from(*id).is_err())
+        .collect();
+    let why = format!("the ID is not a {} ID", kind.name);
+    run::park_failed(&service.run_stores, kind, &odd, &why).await?;
+    run::apply_changes(
+        &service.client,
+        &service.run_stores,
+        &service.sync,
+        &ctx,
+        (kind, &ids),
+    )
+    .await
 }
 
 /// The micro-batch is in: remove its rows (at the revision read) and count.
@@ -235,10 +235,16 @@ async fn failed(service: &Service, entity: &str, items: &[QueueItem], reason: &s
     }
     let ids: Vec<i64> = spent.iter().map(|i| i.id).collect();
     let why = format!("{} attempts, the last: {reason}", max);
-    match run::park_failed_leads(&service.run_stores, &ids, &why).await {
+    let kind = Entity::by_name(entity).unwrap_or(LEAD);
+    match run::park_failed(&service.run_stores, kind, &ids, &why).await {
         Ok(()) => {
             service.metrics.records(entity, "parked", ids.len() as u64);
-            tracing::warn!(entity, records = ids.len(), "records out of attempts: rows in bitrix_import_lead_error (b24sync errors retry reads them again)");
+            tracing::warn!(
+                entity,
+                records = ids.len(),
+                "records out of attempts: rows in {}",
+                kind.error_table
+            );
             let rows: Vec<(i64, i64)> = spent.iter().map(|i| (i.id, i.revision)).collect();
             if let Err(e) = queue.remove_processed(entity, rows).await {
                 log("cannot remove the parked rows from the event queue", e);

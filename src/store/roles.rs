@@ -9,9 +9,10 @@ use chrono::NaiveDateTime;
 use super::{
     BatchOutcome, Diagnosis, RunLockGuard, RunRecord, SchemaReport, StoreError, StoredError,
 };
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::{Fingerprint, PreparedBatch};
+use crate::schema::Entity;
 
 /// Creates and checks the schema (`init-db`, `doctor`).
 #[async_trait]
@@ -57,25 +58,27 @@ pub trait BatchWriter: Send + Sync {
     ) -> Result<BatchOutcome, StoreError>;
 }
 
-/// The leads the database holds, and their removal. Only `run`'s deletion guard calls
-/// [`DeletionStore::delete_leads`].
+/// The records of an entity the database holds, and their removal. Only `run`'s deletion
+/// guard calls [`DeletionStore::delete_records`].
 #[async_trait]
 pub trait DeletionStore: Send + Sync {
-    /// Every `sql_ID` in `bitrix_leads`.
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError>;
+    /// Every `sql_ID` in the entity's table (`bitrix_leads` for the lead), sorted.
+    async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError>;
 
-    /// Remove these leads with their contact values, solution, error rows and fingerprints,
-    /// in one transaction. Returns how many `bitrix_leads` rows went.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError>;
+    /// Remove these records with their multi-field values, phones, solution (the lead's),
+    /// error rows and fingerprints, in one transaction. Returns how many rows of the
+    /// entity's table went.
+    async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError>;
 }
 
-/// The leads' content fingerprints (`b24sync_lead_fingerprints`), which
-/// [`BatchWriter::load_batch`] writes with the rows they describe. A full sync reads them
-/// once and skips the leads whose fingerprint did not change (`prepare::skip_unchanged`).
+/// The records' content fingerprints (`b24sync_lead_fingerprints` and each entity's own),
+/// which [`BatchWriter::load_batch`] writes with the rows they describe. A full sync reads
+/// them once and skips the records whose fingerprint did not change
+/// (`prepare::skip_unchanged`).
 #[async_trait]
 pub trait FingerprintStore: Send + Sync {
-    /// Every stored (lead ID, fingerprint). Reads only.
-    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError>;
+    /// Every stored (record ID, fingerprint) of the entity. Reads only.
+    async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError>;
 }
 
 /// The project's state table (`b24sync_state`): watermarks, schedules, portal identity.
@@ -128,7 +131,18 @@ pub trait OperatorStore: Send + Sync {
 /// Caller lookup: one indexed query, never a scan.
 #[async_trait]
 pub trait CallerLookup: Send + Sync {
-    /// The leads with a phone matching the caller, with their operators, most recently
-    /// modified first.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError>;
+    /// The records of the entities `filter` allows (leads, contacts, companies) with a
+    /// phone matching the caller, one row per record, with their operators: contacts and
+    /// companies first, then leads; within each, most recently modified first, then the
+    /// higher ID (docs/caller-lookup.md). At most `query.limit` rows.
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError>;
+
+    /// [`CallerLookup::lookup_caller_in`] over every entity.
+    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+        self.lookup_caller_in(query, &EntityFilter::all()).await
+    }
 }

@@ -1,4 +1,5 @@
-//! The transform stage: pure functions from one raw Bitrix24 lead (JSON) to rows.
+//! The transform stage: pure functions from one raw Bitrix24 record (JSON: a lead, a
+//! contact, a company) to rows; the entity's description says which fields are columns.
 //!
 //! No I/O here. Column sizes and the `datetime` range come from [`crate::schema`]; the
 //! batch's duplicates are resolved after this, by [`crate::prepare`]. Each kind of value has its own file:
@@ -19,8 +20,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::model::{
-    truncate_utf16, Batch, Cell, ColumnKind, LeadId, LeadRecord, LeadRow, Problem, RejectedLead,
-    LEAD_COLUMNS, LEAD_ID_FIELD, SMALL_TEXT_CHARS,
+    truncate_utf16, Batch, Cell, ColumnKind, Entity, LeadId, LeadRecord, LeadRow, Problem,
+    RejectedLead, LEAD, SMALL_TEXT_CHARS,
 };
 
 pub use dates::{apply_policy, parse_datetime, ParsedDateTime};
@@ -72,22 +73,31 @@ pub enum Transformed {
 }
 
 /// Turn one lead, as received from `crm.lead.list`, into rows.
-///
-/// Only a lead without a usable ID is rejected; any other field that cannot be stored as
-/// received is stored as NULL or cut, and named in the record's `problems`.
 pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
+    transform_record(LEAD, raw, ctx)
+}
+
+/// Turn one record of `entity`, as received from its list method (`crm.contact.list`),
+/// into rows: its cells follow `entity.fields`.
+///
+/// Only a record without a usable ID is rejected; any other field that cannot be stored as
+/// received is stored as NULL or cut, and named in the record's `problems`. The solution
+/// field is read for the lead only.
+pub fn transform_record(entity: Entity, raw: &Value, ctx: &TransformContext) -> Transformed {
     let raw_json = raw.to_string();
     let Value::Object(lead) = raw else {
         return Transformed::Rejected(RejectedLead {
             lead_id: None,
             reason: format!(
-                "the lead is {}, not a JSON object; it cannot be keyed in bitrix_leads.sql_ID",
-                text::describe(raw)
+                "the {} is {}, not a JSON object; it cannot be keyed in {}.sql_ID",
+                entity.name,
+                text::describe(raw),
+                entity.table
             ),
             raw_json,
         });
     };
-    let id = match lead_id(lead.get(LEAD_ID_FIELD)) {
+    let id = match lead_id(entity, lead.get(entity.id_field)) {
         Ok(id) => id,
         Err((lead_id, reason)) => {
             return Transformed::Rejected(RejectedLead {
@@ -99,7 +109,8 @@ pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
     };
 
     let mut problems: Vec<Problem> = Vec::new();
-    let cells = LEAD_COLUMNS
+    let cells = entity
+        .fields
         .iter()
         .map(|col| {
             let v = lead.get(col.field);
@@ -126,6 +137,7 @@ pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
     let solution = ctx
         .solution_field
         .as_deref()
+        .filter(|_| entity.solution_table.is_some())
         .and_then(|field| solution::solution(lead, field, &ctx.solution_labels, &mut problems));
 
     Transformed::Record(LeadRecord {
@@ -138,16 +150,20 @@ pub fn transform_lead(raw: &Value, ctx: &TransformContext) -> Transformed {
     })
 }
 
-/// Why an ID cannot key `bitrix_leads.sql_ID` (`int`), with the ID as received (as text).
+/// Why an ID cannot key `sql_ID` (`int`), with the ID as received (as text).
 type IdError = (Option<String>, String);
 
-/// The lead's key: a positive whole number that fits SQL Server's `int`, sent as a string of
-/// digits (legacy API) or a JSON number (`crm.item.*`).
-fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
-    const KEYED: &str = "the lead cannot be keyed in bitrix_leads.sql_ID";
+/// The record's key: a positive whole number that fits SQL Server's `int`, sent as a string
+/// of digits (legacy API) or a JSON number (`crm.item.*`).
+fn lead_id(entity: Entity, v: Option<&Value>) -> Result<LeadId, IdError> {
+    let keyed = format!(
+        "the {} cannot be keyed in {}.sql_ID",
+        entity.name, entity.table
+    );
+    let keyed = keyed.as_str();
     let v = match v {
-        None => return Err((None, format!("the lead has no ID; {KEYED}"))),
-        Some(Value::Null) => return Err((None, format!("ID is null; {KEYED}"))),
+        None => return Err((None, format!("the {} has no ID; {keyed}", entity.name))),
+        Some(Value::Null) => return Err((None, format!("ID is null; {keyed}"))),
         Some(v) => v,
     };
     let as_text = match v {
@@ -156,7 +172,7 @@ fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
     };
     let shown = text::quote(&as_text);
     let received = Some(truncate_utf16(&as_text, SMALL_TEXT_CHARS).to_string());
-    let fail = |why: String| Err((received.clone(), format!("ID {shown} {why}; {KEYED}")));
+    let fail = |why: String| Err((received.clone(), format!("ID {shown} {why}; {keyed}")));
     let too_large = || {
         fail(format!(
             "is too large for an int (at most {})",
@@ -173,7 +189,7 @@ fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
                 None => (false, t.strip_prefix('+').unwrap_or(t)),
             };
             if t.is_empty() {
-                return Err((received.clone(), format!("ID is empty; {KEYED}")));
+                return Err((received.clone(), format!("ID is empty; {keyed}")));
             }
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return fail("is not a whole number".to_string());
@@ -217,17 +233,17 @@ fn lead_id(v: Option<&Value>) -> Result<LeadId, IdError> {
         }
         other => Err((
             received.clone(),
-            format!("ID is {}, not a number; {KEYED}", text::describe(other)),
+            format!("ID is {}, not a number; {keyed}", text::describe(other)),
         )),
     }
 }
 
-/// Transform one page of leads, in their order. Pages can overlap when rows shift during
-/// paging, so a lead may come twice: `prepare::prepare` keeps its later copy.
-pub fn transform_page(leads: &[Value], ctx: &TransformContext) -> Batch {
-    let mut batch = Batch::default();
-    for lead in leads {
-        match transform_lead(lead, ctx) {
+/// Transform one page of `entity`'s records, in their order. Pages can overlap when rows
+/// shift during paging, so a record may come twice: `prepare::prepare` keeps its later copy.
+pub fn transform_page(entity: Entity, records: &[Value], ctx: &TransformContext) -> Batch {
+    let mut batch = Batch::of(entity);
+    for lead in records {
+        match transform_record(entity, lead, ctx) {
             Transformed::Record(rec) => batch.records.push(rec),
             Transformed::Rejected(rej) => batch.rejected.push(rej),
         }

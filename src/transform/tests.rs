@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::model::{ContactRow, ProblemKind};
+use crate::schema::{LEAD, LEAD_COLUMNS};
 
 fn ctx() -> TransformContext {
     TransformContext {
@@ -430,7 +431,7 @@ fn pages_keep_the_last_copy_of_a_lead() {
         json!({"ID": "2", "TITLE": "two again"}),
     ];
     // The later copy of a lead wins, in `prepare` (the one place that resolves duplicates).
-    let batch = crate::prepare::prepare(transform_page(&page, &ctx())).into_batch();
+    let batch = crate::prepare::prepare(transform_page(LEAD, &page, &ctx())).into_batch();
     let got: Vec<_> = batch
         .records
         .iter()
@@ -442,7 +443,7 @@ fn pages_keep_the_last_copy_of_a_lead() {
     );
     assert_eq!(batch.rejected.len(), 1);
     assert_eq!(batch.rejected[0].lead_id.as_deref(), Some("abc"));
-    assert!(transform_page(&[], &ctx()).is_empty());
+    assert!(transform_page(LEAD, &[], &ctx()).is_empty());
 }
 
 #[test]

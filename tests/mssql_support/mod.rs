@@ -7,7 +7,8 @@ pub mod arrange;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use b24sync::model::{Cell, ColumnKind, ContactRow, LeadRecord, LeadRow, LEAD_COLUMNS};
+use b24sync::model::{Cell, ColumnKind, ContactRow, LeadRecord, LeadRow};
+use b24sync::schema::{Entity, LEAD};
 use b24sync::transform::phone::DefaultRegion;
 use b24sync::transform::phones::phone_rows;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -178,8 +179,14 @@ pub fn idx(field: &str) -> usize {
 
 /// A lead with every column filled with something awkward; `variant` changes the values.
 pub fn lead(id: i32, variant: u32) -> LeadRecord {
-    let mut cells = Vec::with_capacity(LEAD_COLUMNS.len());
-    for (i, c) in LEAD_COLUMNS.iter().enumerate() {
+    record_of(LEAD, id, variant)
+}
+
+/// A record of `e` with every field filled with something awkward (as [`lead`] fills the
+/// lead's), `id % 4` multi-field values, and for the lead a solution on even IDs.
+pub fn record_of(e: Entity, id: i32, variant: u32) -> LeadRecord {
+    let mut cells = Vec::with_capacity(e.fields.len());
+    for (i, c) in e.fields.iter().enumerate() {
         let cell = match c.kind {
             ColumnKind::Text { .. } => match (i + id as usize) % 5 {
                 0 => Cell::Null,
@@ -220,23 +227,32 @@ pub fn lead(id: i32, variant: u32) -> LeadRecord {
         })
         .collect();
     let phones = phone_rows(&contacts, &DefaultRegion::default());
+    let solution = (e.solution_table.is_some() && id % 2 == 0)
+        .then(|| format!("Решение {id}, вариант {variant}"));
+    let raw_json = if e == LEAD {
+        format!("{{\"ID\":\"{id}\",\"TITLE\":\"Лид {id}\"}}")
+    } else {
+        format!("{{\"ID\":\"{id}\",\"ENTITY\":\"{}\"}}", e.name)
+    };
     LeadRecord {
         lead: LeadRow { id, cells },
         contacts,
         phones,
-        solution: if id % 2 == 0 {
-            Some(format!("Решение {id}, вариант {variant}"))
-        } else {
-            None
-        },
+        solution,
         problems: vec![],
-        raw_json: format!("{{\"ID\":\"{id}\",\"TITLE\":\"Лид {id}\"}}"),
+        raw_json,
     }
 }
 
 /// SELECT list reading every bitrix_leads data column back (ntext cast to nvarchar(max)).
 pub fn lead_select() -> String {
-    let cols: Vec<String> = LEAD_COLUMNS
+    record_select(LEAD)
+}
+
+/// SELECT reading every data column of `e`'s table back (ntext cast to nvarchar(max)).
+pub fn record_select(e: Entity) -> String {
+    let cols: Vec<String> = e
+        .fields
         .iter()
         .map(|c| match c.kind {
             ColumnKind::LongText => format!("CAST({0} AS nvarchar(max)) AS {0}", c.sql_name()),
@@ -244,16 +260,23 @@ pub fn lead_select() -> String {
         })
         .collect();
     format!(
-        "SELECT Id, sql_ID, {} FROM dbo.bitrix_leads ORDER BY sql_ID",
-        cols.join(", ")
+        "SELECT Id, sql_ID, {} FROM dbo.{} ORDER BY sql_ID",
+        cols.join(", "),
+        e.table
     )
 }
 
 /// A row of [`lead_select`] back as (Id, LeadRow).
 pub fn read_lead(r: &Row) -> (i32, LeadRow) {
+    read_record(LEAD, r)
+}
+
+/// A row of [`record_select`] back as (Id, LeadRow).
+pub fn read_record(e: Entity, r: &Row) -> (i32, LeadRow) {
     let id: i32 = r.get("Id").expect("Id");
     let sql_id: i32 = r.get("sql_ID").expect("sql_ID");
-    let cells = LEAD_COLUMNS
+    let cells = e
+        .fields
         .iter()
         .map(|c| {
             let name = c.sql_name();
@@ -326,7 +349,8 @@ pub fn caller_leads() -> (Vec<LeadRecord>, b24sync::model::Operator) {
     (vec![first, second, odd], anna)
 }
 
-/// The lead IDs the store's caller lookup finds for `number`, in its order.
+/// The lead IDs the store's caller lookup finds for `number`, in its order (only leads are
+/// loaded where this is used; each match must be one).
 pub async fn found(stores: &b24sync::load::Stores, number: &str) -> Vec<i64> {
     stores
         .lookup
@@ -334,6 +358,7 @@ pub async fn found(stores: &b24sync::load::Stores, number: &str) -> Vec<i64> {
         .await
         .expect("lookup")
         .iter()
-        .map(|m| m.lead_id)
+        .inspect(|m| assert_eq!(m.entity_type, "lead", "{m:?}"))
+        .map(|m| m.entity_id)
         .collect()
 }

@@ -1,5 +1,6 @@
 //! `SchemaAdmin`, `RunLock`, `TokenStore`, `CallerLookup`.
 
+use b24sync::schema::LEAD;
 use std::time::{Duration, Instant};
 
 use b24sync::store::{Diagnosis, StoreError};
@@ -360,7 +361,7 @@ pub async fn caller_lookup_matches_any_spelling_newest_first(kind: Kind) {
     // A deleted lead's phones go with it.
     b.stores
         .deletions
-        .delete_leads(vec![2])
+        .delete_records(LEAD, vec![2])
         .await
         .expect("delete");
     assert!(found(&b.stores, "89123456789").await.is_empty());

@@ -63,6 +63,7 @@ fn awkward() -> Batch {
     three.lead.cells[idx("BIRTHDATE")] = Cell::DateTime(dt(1700, 1, 1, 0, 0, 0));
     let four = small_lead(4, "four", &[("41", "+7 900 000-00-41")]);
     Batch {
+        entity: b24sync::schema::LEAD,
         records: vec![first, two, second, three, third, four],
         rejected: vec![refused_nine(1), refused_nine(2)],
     }

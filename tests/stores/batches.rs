@@ -202,6 +202,7 @@ pub async fn error_rows_follow_the_contract(kind: Kind) {
         raw_json: "{\"TITLE\":\"x\"}".into(),
     };
     let both = || Batch {
+        entity: b24sync::schema::LEAD,
         records: vec![problem.clone(), lead(4, 0)],
         rejected: vec![no_id.clone()],
     };
@@ -260,6 +261,7 @@ fn first_batch() -> Batch {
         detail: "cut".into(),
     });
     Batch {
+        entity: b24sync::schema::LEAD,
         records: vec![
             small_lead(1, "one", &[("11", "+7 900 000-00-01")]),
             small_lead(

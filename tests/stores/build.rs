@@ -22,7 +22,11 @@ pub fn batch(records: Vec<LeadRecord>) -> PreparedBatch {
 
 /// These records and refused leads, prepared.
 pub fn with_rejected(records: Vec<LeadRecord>, rejected: Vec<RejectedLead>) -> PreparedBatch {
-    prepare(Batch { records, rejected })
+    prepare(Batch {
+        entity: b24sync::schema::LEAD,
+        records,
+        rejected,
+    })
 }
 
 pub fn prepared(batch: Batch) -> PreparedBatch {

@@ -4,6 +4,7 @@
 
 use b24sync::model::LeadId;
 use b24sync::prepare::{Fingerprint, PreparedBatch};
+use b24sync::schema::LEAD;
 
 use crate::backend::{Backend, Kind};
 use crate::build::*;
@@ -12,7 +13,7 @@ async fn stored(b: &Backend) -> Vec<(LeadId, Fingerprint)> {
     let mut all = b
         .stores
         .fingerprints
-        .lead_fingerprints()
+        .fingerprints(LEAD)
         .await
         .expect("lead_fingerprints");
     all.sort();
@@ -101,7 +102,7 @@ pub async fn delete_leads_removes_their_fingerprints(kind: Kind) {
     let deleted = b
         .stores
         .deletions
-        .delete_leads(vec![2, 3, 99])
+        .delete_records(LEAD, vec![2, 3, 99])
         .await
         .expect("delete");
     assert_eq!(deleted, 2);

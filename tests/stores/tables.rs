@@ -1,5 +1,6 @@
 //! `DeletionStore`, `ErrorReview`, `StateStore`, `RunHistory`, `OperatorStore`.
 
+use b24sync::schema::LEAD;
 use std::collections::BTreeMap;
 
 use b24sync::model::{LeadRecord, Operator};
@@ -11,7 +12,7 @@ use crate::build::*;
 pub async fn lead_ids_lists_every_stored_lead(kind: Kind) {
     let b = Backend::ready(kind).await;
     let (w, d) = (&b.stores.batches, &b.stores.deletions);
-    assert_eq!(d.lead_ids().await.expect("ids"), Vec::<i32>::new());
+    assert_eq!(d.record_ids(LEAD).await.expect("ids"), Vec::<i32>::new());
     w.load_batch(batch(vec![lead(5, 0), lead(1, 0), lead(3, 0)]), now())
         .await
         .expect("load");
@@ -27,7 +28,11 @@ pub async fn lead_ids_lists_every_stored_lead(kind: Kind) {
     .expect("load");
     let mut want = vec![1, 3, 5];
     want.extend(1000..1250);
-    assert_eq!(d.lead_ids().await.expect("ids"), want, "sorted, each once");
+    assert_eq!(
+        d.record_ids(LEAD).await.expect("ids"),
+        want,
+        "sorted, each once"
+    );
 }
 
 pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind) {
@@ -68,7 +73,12 @@ pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind)
     let errors_before = b.errors().await;
     let solutions_before = b.solutions().await;
 
-    assert_eq!(d.delete_leads(vec![]).await.expect("nothing to delete"), 0);
+    assert_eq!(
+        d.delete_records(LEAD, vec![])
+            .await
+            .expect("nothing to delete"),
+        0
+    );
 
     // 2, 3, 6 are stored; 3 is listed twice; 99 has only dependent rows; the 2,000 IDs
     // from 10,000 exist nowhere (on SQL Server they make the bulk path carry more than one
@@ -76,7 +86,7 @@ pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind)
     let gone = [2, 3, 6, 99];
     let mut ids = vec![3, 2, 3, 6, 99];
     ids.extend(10_000..12_000);
-    let deleted = d.delete_leads(ids).await.expect("delete");
+    let deleted = d.delete_records(LEAD, ids).await.expect("delete");
     assert_eq!(deleted, 3, "bitrix_leads rows deleted");
 
     let kept = |lead: i64| !gone.contains(&lead);
@@ -89,7 +99,7 @@ pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind)
         want,
         "the others untouched (same Ids, same values)"
     );
-    assert_eq!(d.lead_ids().await.expect("ids"), vec![1, 4, 5, 7, 8]);
+    assert_eq!(d.record_ids(LEAD).await.expect("ids"), vec![1, 4, 5, 7, 8]);
 
     let want: Vec<_> = contacts_before.into_iter().filter(|k| kept(k.1)).collect();
     assert!(!want.is_empty());
@@ -118,7 +128,7 @@ pub async fn delete_leads_removes_exactly_those_leads_and_their_rows(kind: Kind)
 
     // Deleting again: nothing left to delete (SQL Server: the staging table was dropped and
     // is recreated).
-    assert_eq!(d.delete_leads(vec![2, 3]).await.expect("again"), 0);
+    assert_eq!(d.delete_records(LEAD, vec![2, 3]).await.expect("again"), 0);
 }
 
 pub async fn delete_leads_is_one_transaction(kind: Kind) {
@@ -154,7 +164,7 @@ pub async fn delete_leads_is_one_transaction(kind: Kind) {
     assert_eq!(errors_before.len(), 2);
 
     let err = d
-        .delete_leads(vec![1, 5])
+        .delete_records(LEAD, vec![1, 5])
         .await
         .expect_err("deleting lead 5 is refused");
     assert!(
@@ -178,8 +188,8 @@ pub async fn delete_leads_is_one_transaction(kind: Kind) {
         "DROP TABLE dbo.test_pin;",
     )
     .await;
-    assert_eq!(d.delete_leads(vec![1, 5]).await.expect("delete"), 2);
-    assert_eq!(d.lead_ids().await.expect("ids"), vec![2]);
+    assert_eq!(d.delete_records(LEAD, vec![1, 5]).await.expect("delete"), 2);
+    assert_eq!(d.record_ids(LEAD).await.expect("ids"), vec![2]);
     assert!(b.errors().await.is_empty());
     assert!(b.contacts().await.iter().all(|k| k.1 == 2));
 }
@@ -286,7 +296,7 @@ pub async fn error_rows_are_listed_with_dates_and_cleared_by_date(kind: Kind) {
     assert_eq!((left[0].lead_id.as_deref(), left[0].at), (Some("7"), None));
     // The other tables are not touched.
     assert_eq!(
-        b.stores.deletions.lead_ids().await.expect("ids"),
+        b.stores.deletions.record_ids(LEAD).await.expect("ids"),
         vec![1, 2]
     );
 }

@@ -156,6 +156,10 @@ pub struct SimulatorConfig {
     /// Whether the webhook has the `user` scope; without it `user.get` answers 401
     /// `insufficient_scope`. Default true.
     pub user_scope: bool,
+    /// CRM method families the webhook's user has no right to read (`"crm.contact"`): every
+    /// method of theirs answers 403 `ACCESS_DENIED` "Access denied.", as a portal does for a
+    /// user whose role gives no access to that entity. Default none.
+    pub denied: Vec<String>,
     /// Whether `select: ["UF_*"]` also returns *multiple* user fields. The docs say
     /// "without multiple" (ambiguous), so the strict default is false: the solution
     /// field must be named.
@@ -185,6 +189,7 @@ impl Default for SimulatorConfig {
             cost: CostModel::default(),
             events: EventsConfig::default(),
             user_scope: true,
+            denied: Vec::new(),
             uf_mask_includes_multiple: false,
             sparse_time: false,
         }

@@ -94,6 +94,8 @@ pub struct Ctx<'a> {
     pub cost: &'a CostModel,
     pub uf_mask_includes_multiple: bool,
     pub user_scope: bool,
+    /// Method families the caller may not use (`SimulatorConfig::denied`).
+    pub denied: &'a [String],
     pub caller: &'a Caller,
     pub events: &'a EventHub,
 }
@@ -108,6 +110,16 @@ pub fn call(ctx: &Ctx<'_>, method: &str, params: &Map<String, Value>) -> CallRes
             next: None,
         })
     };
+    if ctx
+        .denied
+        .iter()
+        .any(|family| method.starts_with(&format!("{family}.")))
+    {
+        return (
+            Err(CallErr::new(403, "ACCESS_DENIED", "Access denied.")),
+            base / 10.0,
+        );
+    }
     // crm.lead.* / crm.contact.* / crm.company.*: one implementation over the entity.
     if let Some(res) =
         Entity::from_method(method).and_then(|(entity, op)| leads::call(ctx, entity, op, params))

@@ -93,6 +93,7 @@ impl Shared {
             cost: &self.config.cost,
             uf_mask_includes_multiple: self.config.uf_mask_includes_multiple,
             user_scope: self.config.user_scope,
+            denied: &self.config.denied,
             caller,
             events: &self.events,
         }

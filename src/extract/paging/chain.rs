@@ -143,6 +143,7 @@ pub(super) async fn read_range(
     co: &dyn Coordinator,
 ) -> Result<End, ExtractError> {
     let client = r.client;
+    let method = r.filter.list_method();
     let mut cursor = range.after;
     // Leads this chain sent, for the density it observed.
     let mut read = 0u64;
@@ -175,7 +176,7 @@ pub(super) async fn read_range(
         let mut commands: Vec<(String, String)> = Vec::with_capacity(page_count + 1);
         if verify {
             let check = query::build(&highest_ids_params(r.filter, Some(cursor), upto));
-            commands.push((CHECK.to_string(), format!("crm.lead.list?{check}")));
+            commands.push((CHECK.to_string(), format!("{method}?{check}")));
         }
         commands.extend((0..page_count).map(|i| {
             let from = if i == 0 {
@@ -184,7 +185,7 @@ pub(super) async fn read_range(
                 json!(format!("$result[p{}][{}][ID]", i - 1, PAGE_SIZE - 1))
             };
             let params = query::build(&list_params(r.filter, from, -1, upto));
-            (format!("p{i}"), format!("crm.lead.list?{params}"))
+            (format!("p{i}"), format!("{method}?{params}"))
         }));
         let mut results: BTreeMap<String, SubResult> = client.batch(&commands).await?;
         let before = cursor;
@@ -199,7 +200,7 @@ pub(super) async fn read_range(
                     limit = Some(limit.map_or(top, |m| m.min(top)));
                 }
                 SubResult::Err { code, description } => {
-                    client.sub_error("crm.lead.list", &code, &description)?;
+                    client.sub_error(&method, &code, &description)?;
                     sub_failed = true;
                 }
                 SubResult::Missing => sub_failed = true,
@@ -255,14 +256,14 @@ pub(super) async fn read_range(
                     }
                 }
                 SubResult::Err { code, description } => {
-                    let retry = client.sub_error("crm.lead.list", &code, &description)?;
+                    let retry = client.sub_error(&method, &code, &description)?;
                     tracing::warn!(
                         page = i,
                         after_id = cursor,
                         "{retry}; re-reading from lead {cursor}"
                     );
                     sub_failed = true;
-                    if let Some(wait) = client.sub_error_wait("crm.lead.list", &code) {
+                    if let Some(wait) = client.sub_error_wait(&method, &code) {
                         client.pause(wait).await?;
                     }
                     break;
@@ -306,7 +307,7 @@ pub(super) async fn read_range(
             if failures_here >= MAX_SUB_FAILURES {
                 return Err(ExtractError::Unreachable {
                     portal: client.portal(),
-                    method: "crm.lead.list (in batch)".into(),
+                    method: format!("{method} (in batch)"),
                     attempts: failures_here,
                     secs: 0,
                     last: format!("the page after lead {cursor} kept failing"),

@@ -82,7 +82,8 @@ impl Reach {
 /// The probe's sub-command: the highest IDs of the leads `filter` selects, uncounted.
 pub fn probe_command(filter: &ExportFilter) -> String {
     format!(
-        "crm.lead.list?{}",
+        "{}?{}",
+        filter.list_method(),
         query::build(&highest_ids_params(filter, None, None))
     )
 }

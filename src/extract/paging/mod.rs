@@ -80,7 +80,7 @@ use tokio::sync::mpsc;
 
 use super::client::{Bitrix24Client, ExtractError};
 use super::idset::IdSet;
-use crate::model::{CONTACT_TYPES, LEAD_COLUMNS, LEAD_ID_FIELD};
+use crate::schema::{Entity, LEAD};
 
 pub use extent::{extent_of, probe_command, Extent};
 pub use parallel::planned_chains;
@@ -152,13 +152,38 @@ impl From<Paging> for PagingOptions {
     }
 }
 
-/// Which leads to read.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Which records to read: of which entity, changed since when, which fields.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportFilter {
-    /// Only leads with `DATE_MODIFY >=` this Bitrix24 timestamp (`2024-05-01T12:00:00+03:00`).
+    /// Whose records: the lead's (the default), a contact's, a company's. Its list method
+    /// (`crm.lead.list`) is the one every request of the export calls.
+    pub entity: Entity,
+    /// Only records with `DATE_MODIFY >=` this Bitrix24 timestamp (`2024-05-01T12:00:00+03:00`).
     pub modified_since: Option<String>,
     /// Which fields to ask for.
     pub select: Vec<String>,
+}
+
+impl Default for ExportFilter {
+    fn default() -> Self {
+        ExportFilter::of(LEAD)
+    }
+}
+
+impl ExportFilter {
+    /// All of `entity`'s records, their ID only.
+    pub fn of(entity: Entity) -> Self {
+        ExportFilter {
+            entity,
+            modified_since: None,
+            select: vec![entity.id_field.to_string()],
+        }
+    }
+
+    /// The method every request of the export calls: `crm.lead.list`.
+    pub fn list_method(&self) -> String {
+        self.entity.method_name("list")
+    }
 }
 
 /// What an export read.
@@ -180,13 +205,13 @@ impl ExportStats {
     }
 }
 
-/// The fields the tables need: `ID`, the contract columns, the multi-fields, and the
+/// The fields the tables need: `ID`, the entity's columns, its multi-fields, and the
 /// configured user fields. Naming them (instead of `*` + `UF_*`) keeps each page cheap
 /// for the server and makes sure a multiple list field is not left out by `UF_*`.
-pub fn select_fields(user_fields: &[String]) -> Vec<String> {
-    let mut fields = vec![LEAD_ID_FIELD.to_string()];
-    fields.extend(LEAD_COLUMNS.iter().map(|c| c.field.to_string()));
-    fields.extend(CONTACT_TYPES.iter().map(|t| t.to_string()));
+pub fn select_fields(entity: Entity, user_fields: &[String]) -> Vec<String> {
+    let mut fields = vec![entity.id_field.to_string()];
+    fields.extend(entity.fields.iter().map(|c| c.field.to_string()));
+    fields.extend(entity.multi_fields.iter().map(|t| t.to_string()));
     for uf in user_fields {
         if !fields.contains(uf) {
             fields.push(uf.clone());
@@ -217,7 +242,7 @@ pub async fn export(
     match (options.paging, extent) {
         (Paging::Next, _) => next::export_next(client, filter, extent, out).await,
         (Paging::Batch, Some(extent)) => {
-            let chains = planned_chains(client, options.max_chains, &extent);
+            let chains = planned_chains(client, &filter.list_method(), options.max_chains, &extent);
             if chains > 1 {
                 return parallel::export_parallel(client, filter, extent, chains, out).await;
             }
@@ -250,17 +275,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every lead ID on the portal (an ID-only listing: cheap for the server, 2,500 IDs per
-/// request with batch paging). Leads without a numeric ID are left out.
+/// Every ID of `entity`'s records on the portal (an ID-only listing: cheap for the server,
+/// 2,500 IDs per request with batch paging). Records without a numeric ID are left out.
 pub async fn list_ids(
     client: &Bitrix24Client,
+    entity: Entity,
     options: impl Into<PagingOptions>,
     extent: Option<Extent>,
 ) -> Result<IdSet, ExtractError> {
-    let filter = ExportFilter {
-        modified_since: None,
-        select: vec![LEAD_ID_FIELD.to_string()],
-    };
+    let filter = ExportFilter::of(entity);
     let (tx, mut rx) = mpsc::channel::<Vec<Value>>(8);
     // Nothing needs the rows themselves: drain them as they come.
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -275,7 +298,7 @@ mod tests {
 
     #[test]
     fn select_names_every_needed_field_once() {
-        let s = select_fields(&["UF_CRM_SOLUTION".into(), "PHONE".into()]);
+        let s = select_fields(LEAD, &["UF_CRM_SOLUTION".into(), "PHONE".into()]);
         assert_eq!(s.len(), 1 + 33 + 4 + 1);
         assert_eq!(s[0], "ID");
         assert!(s.contains(&"PHONE".to_string()) && s.contains(&"UF_CRM_SOLUTION".to_string()));

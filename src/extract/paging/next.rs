@@ -17,6 +17,7 @@ pub(super) async fn export_next(
     extent: Option<Extent>,
     pages: mpsc::Sender<Vec<Value>>,
 ) -> Result<ExportStats, ExtractError> {
+    let method = filter.list_method();
     let mut stats = ExportStats::default();
     let mut cursor = 0i64;
     // How far the listing must get: the probe's highest ID, lowered when a check finds
@@ -27,10 +28,7 @@ pub(super) async fn export_next(
     let mut rereading = false;
     loop {
         let resp = client
-            .call(
-                "crm.lead.list",
-                &list_params(filter, json!(cursor), 0, None),
-            )
+            .call(&method, &list_params(filter, json!(cursor), 0, None))
             .await?;
         let rows = rows_of(resp.result).map_err(|detail| protocol(client, detail))?;
         let full = rows.len() >= PAGE_SIZE;
@@ -73,10 +71,7 @@ pub(super) async fn export_next(
         }
         // Short of the extent: ask, independently of the page, what lies beyond the cursor.
         let resp = client
-            .call(
-                "crm.lead.list",
-                &highest_ids_params(filter, Some(cursor), None),
-            )
+            .call(&method, &highest_ids_params(filter, Some(cursor), None))
             .await?;
         let top = highest_of(resp.result).map_err(|detail| protocol(client, detail))?;
         limit = Some(want.min(top.unwrap_or(cursor)));

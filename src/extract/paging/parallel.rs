@@ -74,20 +74,22 @@ const LEADS_PER_CHAIN: f64 = (PAGE_SIZE * BATCH_SIZE) as f64;
 /// documents about 0.1 s for an uncounted page, so about 5 s for 50 (the simulator's cost
 /// model charges about 3 s). Only compared with the operating budget left.
 const CHAIN_SECS: f64 = 5.0;
-/// The method whose operating budget the chains spend.
-const METHOD: &str = "crm.lead.list";
-
 /// How many chains an export over `extent` runs at once, at most `max_chains` (see the
 /// module docs): 1 when the probe saw every lead, when dense IDs fit one chain, or when
-/// the client's operating budget left for `crm.lead.list` (as the probe's answer
+/// the client's operating budget left for the list `method` (as the probe's answer
 /// reported it) is below the expected server time of the whole export.
-pub fn planned_chains(client: &Bitrix24Client, max_chains: usize, extent: &Extent) -> usize {
+pub fn planned_chains(
+    client: &Bitrix24Client,
+    method: &str,
+    max_chains: usize,
+    extent: &Extent,
+) -> usize {
     let cap = max_chains.max(1);
     let chains = chains_in(extent);
     if cap == 1 || extent.count.is_some() || (extent.gap <= 1.0 && chains <= 1.0) {
         return 1;
     }
-    let headroom = client.operating_headroom(METHOD);
+    let headroom = client.operating_headroom(method);
     if headroom < chains * CHAIN_SECS {
         tracing::info!(
             headroom_s = headroom,
@@ -199,6 +201,8 @@ struct Sched {
 
 struct Chains<'a> {
     client: &'a Bitrix24Client,
+    /// The export's list method, whose operating budget the splits weigh.
+    method: String,
     sched: Mutex<Sched>,
     wake: Notify,
 }
@@ -224,7 +228,7 @@ impl Coordinator for Chains<'_> {
             // The estimate from a range's start can be far off for the rest of it (a
             // cluster under a sparse tail), so only the chains about to run at once are
             // weighed against the budget left, not the whole range.
-            if self.client.operating_headroom(METHOD) < parts as f64 * CHAIN_SECS {
+            if self.client.operating_headroom(&self.method) < parts as f64 * CHAIN_SECS {
                 return None;
             }
             let mut pieces = front_chains(range, cursor, limit, gap, parts);
@@ -307,6 +311,7 @@ pub(super) async fn export_parallel(
     let top = extent.max_id;
     let chains = Chains {
         client,
+        method: filter.list_method(),
         sched: Mutex::new(Sched {
             queue: plan(&extent, workers).into(),
             ..Sched::default()

@@ -141,6 +141,7 @@ mod tests {
     #[test]
     fn batch_commands_chain_on_the_previous_page() {
         let f = ExportFilter {
+            entity: crate::schema::LEAD,
             modified_since: Some("2024-05-01T00:00:00+03:00".into()),
             select: vec!["ID".into()],
         };
@@ -160,6 +161,7 @@ mod tests {
     #[test]
     fn a_range_is_bounded_above_in_its_pages_and_its_check() {
         let f = ExportFilter {
+            entity: crate::schema::LEAD,
             modified_since: None,
             select: vec!["ID".into()],
         };

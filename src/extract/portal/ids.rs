@@ -10,6 +10,7 @@ use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::{BATCH_SIZE, PAGE_SIZE};
 use crate::extract::query;
 use crate::model::LeadId;
+use crate::schema::{Entity, LEAD};
 
 const METHOD: &str = "crm.lead.list";
 
@@ -22,6 +23,17 @@ pub async fn leads_by_id(
     ids: &[LeadId],
     select: &[String],
 ) -> Result<BTreeMap<LeadId, Value>, ExtractError> {
+    records_by_id(client, LEAD, ids, select).await
+}
+
+/// [`leads_by_id`] for any entity: its list method (`crm.contact.list`) with `@ID`.
+pub async fn records_by_id(
+    client: &Bitrix24Client,
+    entity: Entity,
+    ids: &[LeadId],
+    select: &[String],
+) -> Result<BTreeMap<LeadId, Value>, ExtractError> {
+    let method = entity.method_name("list");
     let mut found = BTreeMap::new();
     for chunk in ids.chunks(PAGE_SIZE * BATCH_SIZE) {
         let commands: Vec<(String, String)> = chunk
@@ -31,12 +43,12 @@ pub async fn leads_by_id(
                 let params = json!({ "filter": { "@ID": part }, "select": select, "start": -1 });
                 (
                     format!("ids{i}"),
-                    format!("{METHOD}?{}", query::build(&params)),
+                    format!("{method}?{}", query::build(&params)),
                 )
             })
             .collect();
         for (_, answer) in client.batch(&commands).await? {
-            for lead in listed_leads(client, answer)? {
+            for lead in listed_leads(client, &method, answer)? {
                 if let Some(id) = lead
                     .get("ID")
                     .and_then(|v| {
@@ -55,7 +67,11 @@ pub async fn leads_by_id(
 }
 
 /// The leads of one `crm.lead.list` sub-answer. Anything but a list is a protocol error.
-fn listed_leads(client: &Bitrix24Client, answer: SubResult) -> Result<Vec<Value>, ExtractError> {
+fn listed_leads(
+    client: &Bitrix24Client,
+    method: &str,
+    answer: SubResult,
+) -> Result<Vec<Value>, ExtractError> {
     match answer {
         SubResult::Ok {
             result: Value::Array(leads),
@@ -63,17 +79,17 @@ fn listed_leads(client: &Bitrix24Client, answer: SubResult) -> Result<Vec<Value>
         } => Ok(leads),
         SubResult::Ok { result, .. } => Err(ExtractError::Protocol {
             portal: client.portal(),
-            method: "crm.lead.list (in batch)".into(),
+            method: format!("{method} (in batch)"),
             detail: format!(
-                "answered {} instead of a list of leads; nothing was changed",
+                "answered {} instead of a list of records; nothing was changed",
                 describe_json(&result)
             ),
         }),
         SubResult::Err { code, description } => {
-            let reason = client.sub_error(METHOD, &code, &description)?;
+            let reason = client.sub_error(method, &code, &description)?;
             Err(ExtractError::Unreachable {
                 portal: client.portal(),
-                method: "crm.lead.list (in batch)".into(),
+                method: format!("{method} (in batch)"),
                 attempts: 1,
                 secs: 0,
                 last: reason,

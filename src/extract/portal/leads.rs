@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::extract::client::{Bitrix24Client, ExtractError, SubResult};
 use crate::extract::paging::BATCH_SIZE;
 use crate::extract::query;
+use crate::schema::{Entity, LEAD};
 
 /// Failed rounds in a row (sub-calls that erred or went missing) before giving up.
 const MAX_ROUNDS: u32 = 6;
@@ -24,6 +25,16 @@ pub async fn fetch_full_leads(
     client: &Bitrix24Client,
     ids: &[i64],
 ) -> Result<HashMap<i64, Value>, ExtractError> {
+    fetch_full_records(client, LEAD, ids).await
+}
+
+/// [`fetch_full_leads`] for any entity: its `.get` method (`crm.contact.get`).
+pub async fn fetch_full_records(
+    client: &Bitrix24Client,
+    entity: Entity,
+    ids: &[i64],
+) -> Result<HashMap<i64, Value>, ExtractError> {
+    let get = entity.method_name("get");
     let wanted: BTreeSet<i64> = ids.iter().copied().filter(|id| *id > 0).collect();
     let wanted: Vec<i64> = wanted.into_iter().collect();
     let mut found = HashMap::with_capacity(wanted.len());
@@ -35,7 +46,7 @@ pub async fn fetch_full_leads(
                 .iter()
                 .map(|id| {
                     let params = query::build(&json!({ "id": id }));
-                    (format!("lead{id}"), format!("crm.lead.get?{params}"))
+                    (format!("{}{id}", entity.name), format!("{get}?{params}"))
                 })
                 .collect();
             let mut answers = client.batch(&commands).await?;
@@ -43,7 +54,7 @@ pub async fn fetch_full_leads(
             let mut wait_code = String::new();
             for id in pending {
                 match answers
-                    .remove(&format!("lead{id}"))
+                    .remove(&format!("{}{id}", entity.name))
                     .unwrap_or(SubResult::Missing)
                 {
                     SubResult::Ok {
@@ -55,7 +66,7 @@ pub async fn fetch_full_leads(
                     SubResult::Ok { result, .. } => {
                         return Err(ExtractError::Protocol {
                             portal: client.portal(),
-                            method: "crm.lead.get".into(),
+                            method: get.clone(),
                             detail: format!(
                                 "lead {id} came back as {} instead of an object",
                                 crate::extract::paging::json_kind(&result)
@@ -65,7 +76,7 @@ pub async fn fetch_full_leads(
                     SubResult::Err { code, description } if not_found(&code, &description) => {}
                     SubResult::Err { code, description } => {
                         // Fatal (a refusal) ends the call; anything else is asked again.
-                        let reason = client.sub_error("crm.lead.get", &code, &description)?;
+                        let reason = client.sub_error(&get, &code, &description)?;
                         tracing::warn!(lead = id, "{reason}; asking again");
                         wait_code = code;
                         again.push(id);
@@ -78,7 +89,7 @@ pub async fn fetch_full_leads(
                 if failed_rounds >= MAX_ROUNDS {
                     return Err(ExtractError::Unreachable {
                         portal: client.portal(),
-                        method: "crm.lead.get (in batch)".into(),
+                        method: format!("{get} (in batch)"),
                         attempts: failed_rounds,
                         secs: 0,
                         last: format!(
@@ -88,7 +99,7 @@ pub async fn fetch_full_leads(
                         ),
                     });
                 }
-                if let Some(wait) = client.sub_error_wait("crm.lead.get", &wait_code) {
+                if let Some(wait) = client.sub_error_wait(&get, &wait_code) {
                     client.pause(wait).await?;
                 }
             }

@@ -17,10 +17,10 @@ pub mod prelude;
 pub mod time;
 pub mod users;
 
-pub use ids::{leads_by_id, probe_leads};
+pub use ids::{leads_by_id, probe_leads, records_by_id};
 pub use labels::{check_solution_field, solution_field, LabelsError, SolutionFieldCheck};
-pub use leads::fetch_full_leads;
-pub use prelude::{prelude, Prelude, PreludeAsk};
+pub use leads::{fetch_full_leads, fetch_full_records};
+pub use prelude::{prelude, EntityAsk, EntityExtents, Prelude, PreludeAsk};
 pub use time::{format_portal_time, parse_portal_time, server_time};
 
 use serde_json::Value;

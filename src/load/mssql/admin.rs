@@ -1,4 +1,4 @@
-//! The project's state, the deletion check, the leads' fingerprints and the error review on
+//! The project's state, the deletion check, the records' fingerprints and the error review on
 //! SQL Server: the small
 //! operations besides the load, with the same meaning as the embedded database's
 //! (`src/load/sqlite/admin.rs`). The sink maps their errors and decides on retries; these
@@ -10,9 +10,10 @@ use chrono::NaiveDateTime;
 use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
-use super::{bulk, check_lock, run, sql, Client, TxError};
+use super::{bulk, check_lock, entity_sql, run, sql, Client, TxError};
 use crate::model::LeadId;
 use crate::prepare::Fingerprint;
+use crate::schema::Entity;
 use crate::store::StoredError;
 
 pub(super) async fn read_state(c: &mut Client, name: &str) -> tiberius::Result<Option<String>> {
@@ -29,38 +30,42 @@ pub(super) async fn write_state(c: &mut Client, name: &str, value: &str) -> tibe
     Ok(())
 }
 
-pub(super) async fn lead_ids(c: &mut Client) -> tiberius::Result<Vec<LeadId>> {
-    // Streamed: the table can hold millions of leads, and only the IDs are kept.
-    let mut rows = c.simple_query(sql::LEAD_IDS).await?.into_row_stream();
+/// Every stored record ID of `entity` (`record_ids.sql`).
+pub(super) async fn record_ids(c: &mut Client, entity: Entity) -> tiberius::Result<Vec<LeadId>> {
+    // Streamed: the table can hold millions of records, and only the IDs are kept.
+    let s = entity_sql::statements(entity);
+    let mut rows = c.simple_query(&s.record_ids).await?.into_row_stream();
     let mut ids = Vec::new();
     while let Some(r) = rows.try_next().await? {
         ids.push(required(
-            r.try_get::<i32, _>("sql_ID")?,
-            "bitrix_leads.sql_ID",
+            r.try_get::<i32, _>(0)?,
+            &format!("{}.sql_ID", entity.table),
         )?);
     }
     Ok(ids)
 }
 
-pub(super) async fn lead_fingerprints(
+/// Every stored fingerprint of `entity` (`record_fingerprints.sql`): (record ID, fingerprint).
+pub(super) async fn record_fingerprints(
     c: &mut Client,
+    entity: Entity,
 ) -> tiberius::Result<Vec<(LeadId, Fingerprint)>> {
-    // Streamed, like the lead IDs: one row per lead.
+    // Streamed, like the IDs: one row per record. Read by position: the key column is named
+    // after the entity (lead_id, contact_id, ...).
+    let s = entity_sql::statements(entity);
     let mut rows = c
-        .simple_query(sql::LEAD_FINGERPRINTS)
+        .simple_query(&s.record_fingerprints)
         .await?
         .into_row_stream();
     let mut out = Vec::new();
+    let table = entity.fingerprints_table;
     while let Some(r) = rows.try_next().await? {
         out.push((
             required(
-                r.try_get::<i32, _>("lead_id")?,
-                "b24sync_lead_fingerprints.lead_id",
+                r.try_get::<i32, _>(0)?,
+                &format!("{table}.{}", entity.phones_owner),
             )?,
-            required(
-                r.try_get::<i64, _>("fingerprint")?,
-                "b24sync_lead_fingerprints.fingerprint",
-            )?,
+            required(r.try_get::<i64, _>(1)?, &format!("{table}.fingerprint"))?,
         ));
     }
     Ok(out)
@@ -81,20 +86,22 @@ pub(super) fn delete_id_rows(ids: &[LeadId]) -> Vec<TokenRow<'static>> {
         .collect()
 }
 
-/// One try of the deletion: stage the IDs, then the one-transaction delete, checked under the
-/// run lock (`token`, see lock_guard.sql). The caller rolls back on failure.
-pub(super) async fn delete_leads(
+/// One try of the deletion of `entity`'s records `ids`: stage the IDs, then the
+/// one-transaction delete (`delete_records.sql`), checked under the run lock (`token`, see
+/// lock_guard.sql). The caller rolls back on failure.
+pub(super) async fn delete_records(
     c: &mut Client,
-    ids: &[LeadId],
+    (entity, ids): (Entity, &[LeadId]),
     token: Option<&str>,
 ) -> Result<u64, TxError> {
+    let s = entity_sql::statements(entity);
     run(c, sql::STAGE_DELETE_CREATE).await?;
     bulk(c, sql::STAGE_DELETE_IDS, delete_id_rows(ids)).await?;
     run(c, sql::TX_BEGIN).await?;
     check_lock(c, token).await?;
-    let sets = run(c, sql::DELETE_LEADS).await?;
+    let sets = run(c, &s.delete_records).await?;
     run(c, sql::TX_COMMIT).await?;
-    Ok(last_count(&sets, "leads_deleted", "delete_leads.sql")?)
+    Ok(last_count(&sets, "leads_deleted", "delete_records.sql")?)
 }
 
 pub(super) async fn error_rows(c: &mut Client) -> tiberius::Result<Vec<StoredError>> {

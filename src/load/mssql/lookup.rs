@@ -1,4 +1,4 @@
-//! The caller lookup on SQL Server (migration 0006, `sql/mssql/lookup_*.sql`): the batch's
+//! The caller lookup on SQL Server (migrations 0006 and 0012, `sql/mssql/lookup_*.sql`): the batch's
 //! normalised phones as staging rows, the operators, and the lookup through
 //! `dbo.b24sync_lookup_caller_keys`. Only statements of `sql/mssql/` are sent; values are
 //! bulk-loaded or passed as (never NULL) parameters.
@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use tiberius::{ColumnData, Row, TokenRow};
 
 use super::{bulk, check_lock, run, sql, Client, TxError};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{truncate_utf16, Batch, Operator};
 
 /// The `#stage_phones` rows of a batch, in `lookup_stage_create.sql`'s column order.
@@ -108,13 +108,15 @@ pub(super) async fn store_operators(
 pub(super) async fn lookup_caller(
     c: &mut Client,
     query: &CallerQuery,
+    filter: &EntityFilter,
 ) -> tiberius::Result<Vec<CallerMatch>> {
-    // Both keys are present strings ('' for none): no NULL parameter is sent (see the notes).
+    // Every key is a present string ('' for none): no NULL parameter is sent (see the notes).
     let e164 = query.e164.clone().unwrap_or_default();
     let tail = query.tail.clone().unwrap_or_default();
     let limit = i32::try_from(query.limit).unwrap_or(i32::MAX);
+    let [t1, t2, t3] = filter.params();
     let mut rows = c
-        .query(sql::LOOKUP_CALLER, &[&e164, &tail, &limit])
+        .query(sql::LOOKUP_CALLER, &[&e164, &tail, &limit, &t1, &t2, &t3])
         .await?
         .into_row_stream();
     let mut out = Vec::new();
@@ -128,18 +130,24 @@ fn caller_match(r: &Row) -> tiberius::Result<CallerMatch> {
     let text = |name: &str| -> tiberius::Result<Option<String>> {
         Ok(r.try_get::<&str, _>(name)?.map(str::to_string))
     };
+    let int = |name: &str| -> tiberius::Result<Option<i64>> {
+        Ok(r.try_get::<i32, _>(name)?.map(i64::from))
+    };
     Ok(CallerMatch {
-        lead_id: i64::from(r.try_get::<i32, _>("lead_id")?.unwrap_or(0)),
+        entity_type: text("entity_type")?.unwrap_or_default(),
+        entity_id: int("entity_id")?.unwrap_or(0),
         title: text("title")?,
         name: text("name")?,
         last_name: text("last_name")?,
+        company_id: int("company_id")?,
         company_title: text("company_title")?,
-        status_id: text("status_id")?,
+        status_or_type: text("status_or_type")?,
         date_modify: r.try_get::<chrono::NaiveDateTime, _>("date_modify")?,
         operator_id: text("operator_id")?,
         operator_name: text("operator_name")?,
         operator_last_name: text("operator_last_name")?,
         operator_extension: text("operator_extension")?,
+        phone_value: text("phone_value")?,
     })
 }
 
@@ -217,7 +225,11 @@ mod tests {
     #[test]
     fn the_lookup_and_the_staging_bind_what_the_sink_sends() {
         assert!(sql::LOOKUP_CALLER.contains("dbo.b24sync_lookup_caller_keys(@P1, @P2)"));
-        assert!(sql::LOOKUP_CALLER.contains("TOP (@P3)") && !sql::LOOKUP_CALLER.contains("@P4"));
+        assert!(sql::LOOKUP_CALLER.contains("TOP (@P3)"));
+        assert!(sql::LOOKUP_CALLER.contains("WHERE entity_type IN (@P4, @P5, @P6)"));
+        assert!(!sql::LOOKUP_CALLER.contains("@P7"));
+        assert!(sql::LOOKUP_CALLER
+            .contains("ORDER BY priority, date_modify DESC, entity_id DESC, entity_type;"));
         for text in [
             sql::LOOKUP_STAGE_CREATE,
             sql::LOOKUP_PHONES_SYNC,
@@ -279,6 +291,7 @@ mod tests {
             reason: None,
         };
         let batch = Batch {
+            entity: crate::schema::LEAD,
             records: vec![LeadRecord {
                 lead: LeadRow {
                     id: 7,

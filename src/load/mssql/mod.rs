@@ -21,6 +21,7 @@
 mod admin;
 mod conn;
 mod connect;
+mod entity_sql;
 mod lock;
 mod lookup;
 mod ops;

@@ -2,13 +2,14 @@
 //! state, deletions, fingerprints, run history, error review, operators and caller lookup.
 //! Every write transaction checks the run lock first (`check_lock`, see `lock.rs`).
 
+use crate::schema::Entity;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
 use super::{admin, check_lock, lookup, ops, run, sql, Client, MssqlSink, TxError};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::Fingerprint;
 use crate::store::{
@@ -49,22 +50,23 @@ impl StateStore for MssqlSink {
 
 #[async_trait]
 impl DeletionStore for MssqlSink {
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
+    async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError> {
         let mut pooled = self.conn().await?;
         let c: &mut Client = &mut pooled;
         // The deletion check compares these with the portal's IDs; it is only meaningful once
         // init-db made sql_ID unique.
         self.ensure_ready(c).await?;
-        admin::lead_ids(c)
+        admin::record_ids(c, entity)
             .await
-            .map_err(|e| self.db_error("reading the lead IDs", &e))
+            .map_err(|e| self.db_error(&format!("reading the {} IDs", entity.name), &e))
     }
 
-    /// Stages the IDs in `#stage_delete_ids` and runs `delete_leads.sql` (one transaction).
+    /// Stages the IDs in `#stage_delete_ids` and runs the entity's `delete_records.sql` (one
+    /// transaction).
     /// A deadlock (e.g. with Oktell reading the same rows) rolls everything back, so the whole
     /// sequence is simply tried again, like a batch.
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
-        let context = "deleting leads removed in Bitrix24";
+    async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        let context = &format!("deleting {} removed in Bitrix24", entity.plural);
         if ids.is_empty() {
             return Ok(0);
         }
@@ -73,7 +75,7 @@ impl DeletionStore for MssqlSink {
         let token = self.token();
         let mut tries = 0;
         loop {
-            match admin::delete_leads(c, &ids, token.as_deref()).await {
+            match admin::delete_records(c, (entity, &ids), token.as_deref()).await {
                 Ok(n) => return Ok(n),
                 Err(e) => {
                     self.rollback(c, context).await;
@@ -96,12 +98,12 @@ impl DeletionStore for MssqlSink {
 
 #[async_trait]
 impl FingerprintStore for MssqlSink {
-    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+    async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        admin::lead_fingerprints(c)
+        admin::record_fingerprints(c, entity)
             .await
-            .map_err(|e| self.db_error("reading dbo.b24sync_lead_fingerprints", &e))
+            .map_err(|e| self.db_error(&format!("reading dbo.{}", entity.fingerprints_table), &e))
     }
 }
 
@@ -232,10 +234,14 @@ impl OperatorStore for MssqlSink {
 impl CallerLookup for MssqlSink {
     /// Runs `dbo.b24sync_lookup_caller_keys`, the function telephony systems call. Works
     /// without the run lock, alongside a sync.
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError> {
         let mut pooled = self.ready_conn().await?;
         let c: &mut Client = &mut pooled;
-        lookup::lookup_caller(c, query)
+        lookup::lookup_caller(c, query, filter)
             .await
             .map_err(|e| self.db_error("looking up the caller", &e))
     }

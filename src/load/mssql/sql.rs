@@ -20,21 +20,15 @@ pub const TX_BEGIN: &str = include_str!("../../../sql/mssql/tx_begin.sql");
 pub const TX_COMMIT: &str = include_str!("../../../sql/mssql/tx_commit.sql");
 pub const ROLLBACK: &str = include_str!("../../../sql/mssql/rollback.sql");
 
-pub const STAGE_CREATE: &str = include_str!("../../../sql/mssql/stage_create.sql");
-pub const STAGE_LONG_COMMENTS: &str = include_str!("../../../sql/mssql/stage_long_comments.sql");
-pub const STAGE_LONG_ERROR_JSON: &str =
-    include_str!("../../../sql/mssql/stage_long_error_json.sql");
+// The statements of a batch, the deletion check and the fingerprints are templates, filled
+// in per entity by `entity_sql.rs` (stage_create.sql, upsert_batch.sql, fingerprints_sync.sql,
+// stage_long_text.sql, stage_long_error_json.sql, record_ids.sql, record_fingerprints.sql,
+// delete_records.sql, and lookup_phones_sync.sql below).
 /// How many (key, value) pairs one long-value statement carries.
 pub const LONG_CHUNK: usize = 4;
 /// A dry-run preview: the batch's statements inside a transaction that is rolled back.
 pub const PREVIEW_BEGIN: &str = include_str!("../../../sql/mssql/preview_begin.sql");
 pub const PREVIEW_END: &str = include_str!("../../../sql/mssql/preview_end.sql");
-pub const UPSERT_BATCH: &str = include_str!("../../../sql/mssql/upsert_batch.sql");
-/// The leads' fingerprints (migration 0009): the batch's are staged by [`STAGE_CREATE`] in
-/// [`STAGE_FINGERPRINTS`] and synced inside the batch's transaction; a full sync reads them
-/// all first.
-pub const FINGERPRINTS_SYNC: &str = include_str!("../../../sql/mssql/fingerprints_sync.sql");
-pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/mssql/lead_fingerprints.sql");
 /// The event queue of `b24sync serve` (migration 0011; see `queue.rs`).
 pub const QUEUE_ENQUEUE: &str = include_str!("../../../sql/mssql/queue_enqueue.sql");
 pub const QUEUE_PEEK: &str = include_str!("../../../sql/mssql/queue_peek.sql");
@@ -58,12 +52,10 @@ pub const RUNTIME_ROW: &str = include_str!("../../../sql/mssql/runtime_row.sql")
 /// `b24sync_state` (migration 1): read one value (@P1 name); set one (@P1 name, @P2 value).
 pub const STATE_READ: &str = include_str!("../../../sql/mssql/state_read.sql");
 pub const STATE_WRITE: &str = include_str!("../../../sql/mssql/state_write.sql");
-/// The deletion check: every `sql_ID`; then, for the leads gone from Bitrix24, stage their
-/// IDs ([`STAGE_DELETE_CREATE`], bulk-loaded into [`STAGE_DELETE_IDS`]) and delete them with
-/// their dependent rows in one transaction.
-pub const LEAD_IDS: &str = include_str!("../../../sql/mssql/lead_ids.sql");
+/// The deletion check: for the records gone from Bitrix24, stage their IDs (this, bulk-loaded
+/// into [`STAGE_DELETE_IDS`]) and delete them with their dependent rows in one transaction
+/// (`delete_records.sql`, per entity).
 pub const STAGE_DELETE_CREATE: &str = include_str!("../../../sql/mssql/stage_delete_create.sql");
-pub const DELETE_LEADS: &str = include_str!("../../../sql/mssql/delete_leads.sql");
 /// The error review: list `bitrix_import_lead_error`; delete its rows dated before @P1.
 pub const ERROR_ROWS: &str = include_str!("../../../sql/mssql/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/mssql/errors_clear.sql");
@@ -86,7 +78,7 @@ pub const OAUTH_READ: &str = include_str!("../../../sql/mssql/oauth_read.sql");
 pub const OAUTH_WRITE: &str = include_str!("../../../sql/mssql/oauth_write.sql");
 /// The caller lookup (migration 0006): the batch's normalised phones are staged
 /// ([`LOOKUP_STAGE_CREATE`], bulk-loaded into [`STAGE_PHONES`]) and synced inside the batch's
-/// transaction ([`LOOKUP_PHONES_SYNC`]); operators are staged
+/// transaction ([`LOOKUP_PHONES_SYNC`], a template filled in per entity by `entity_sql.rs`); operators are staged
 /// ([`LOOKUP_OPERATORS_STAGE_CREATE`], [`STAGE_OPERATORS`]) and upserted; the lookup itself
 /// (@P1 E.164 or '', @P2 tail or '', @P3 rows) calls the migration's function.
 pub const LOOKUP_STAGE_CREATE: &str = include_str!("../../../sql/mssql/lookup_stage_create.sql");
@@ -100,9 +92,8 @@ pub const LOOKUP_OPERATORS_UPSERT: &str =
 pub const STAGE_PHONES: &str = "#stage_phones";
 pub const STAGE_OPERATORS: &str = "#stage_operators";
 
-/// Staging tables created by [`STAGE_CREATE`]; tiberius bulk-loads into these names.
-pub const STAGE_LEADS: &str = "#stage_leads";
-pub const STAGE_CONTACTS: &str = "#stage_contacts";
+/// Staging tables `stage_create.sql` creates for every entity besides the entity's own two
+/// (`entity_sql::EntitySql::stage`, `stage_multi`); tiberius bulk-loads into these names.
 pub const STAGE_ERRORS: &str = "#stage_errors";
 pub const STAGE_FINGERPRINTS: &str = "#stage_fingerprints";
 /// Created by [`STAGE_DELETE_CREATE`].
@@ -131,7 +122,7 @@ pub struct Migration {
     pub needs_unique_leads: bool,
 }
 
-pub const MIGRATIONS: [Migration; 10] = [
+pub const MIGRATIONS: [Migration; 12] = [
     Migration {
         version: 1,
         name: "state_table",
@@ -186,11 +177,22 @@ pub const MIGRATIONS: [Migration; 10] = [
         sql: include_str!("../../../sql/mssql/migrations/0009_lead_fingerprints.sql"),
         needs_unique_leads: false,
     },
-    // 10 is reserved (contacts and companies).
+    Migration {
+        version: 10,
+        name: "contacts_companies",
+        sql: include_str!("../../../sql/mssql/migrations/0010_contacts_companies.sql"),
+        needs_unique_leads: false,
+    },
     Migration {
         version: 11,
         name: "event_queue",
         sql: include_str!("../../../sql/mssql/migrations/0011_event_queue.sql"),
+        needs_unique_leads: false,
+    },
+    Migration {
+        version: 12,
+        name: "caller_lookup_entities",
+        sql: include_str!("../../../sql/mssql/migrations/0012_caller_lookup_entities.sql"),
         needs_unique_leads: false,
     },
 ];
@@ -256,12 +258,6 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("tx_begin.sql", TX_BEGIN),
         ("tx_commit.sql", TX_COMMIT),
         ("rollback.sql", ROLLBACK),
-        ("stage_create.sql", STAGE_CREATE),
-        ("stage_long_comments.sql", STAGE_LONG_COMMENTS),
-        ("stage_long_error_json.sql", STAGE_LONG_ERROR_JSON),
-        ("upsert_batch.sql", UPSERT_BATCH),
-        ("fingerprints_sync.sql", FINGERPRINTS_SYNC),
-        ("lead_fingerprints.sql", LEAD_FINGERPRINTS),
         ("queue_enqueue.sql", QUEUE_ENQUEUE),
         ("queue_peek.sql", QUEUE_PEEK),
         ("queue_remove.sql", QUEUE_REMOVE),
@@ -277,9 +273,7 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("runtime_row.sql", RUNTIME_ROW),
         ("state_read.sql", STATE_READ),
         ("state_write.sql", STATE_WRITE),
-        ("lead_ids.sql", LEAD_IDS),
         ("stage_delete_create.sql", STAGE_DELETE_CREATE),
-        ("delete_leads.sql", DELETE_LEADS),
         ("error_rows.sql", ERROR_ROWS),
         ("errors_clear.sql", ERRORS_CLEAR),
         ("errors_delete_row.sql", ERRORS_DELETE_ROW),
@@ -292,8 +286,6 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("oauth_lock_release.sql", OAUTH_LOCK_RELEASE),
         ("oauth_read.sql", OAUTH_READ),
         ("oauth_write.sql", OAUTH_WRITE),
-        ("lookup_stage_create.sql", LOOKUP_STAGE_CREATE),
-        ("lookup_phones_sync.sql", LOOKUP_PHONES_SYNC),
         ("lookup_caller.sql", LOOKUP_CALLER),
         ("lookup_operator_ids.sql", LOOKUP_OPERATOR_IDS),
         (
@@ -303,5 +295,6 @@ pub fn all_included() -> Vec<(&'static str, &'static str)> {
         ("lookup_operators_upsert.sql", LOOKUP_OPERATORS_UPSERT),
     ];
     all.extend(MIGRATIONS.iter().map(|m| (m.name, m.sql)));
+    all.extend(super::entity_sql::expansions());
     all
 }

@@ -12,9 +12,15 @@ use sqlparser::ast::{
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::entity_sql::{self, EntitySql};
 use super::sql;
-use crate::model::{ColumnKind, LEAD_COLUMNS};
-use crate::schema::{self, Dialect, Kind, Table};
+use crate::model::ColumnKind;
+use crate::schema::{self, Dialect, Entity, Kind, Table, ENTITIES, LEAD};
+
+/// The statements of an entity (the templates filled in, `entity_sql.rs`).
+fn of(e: Entity) -> &'static EntitySql {
+    entity_sql::statements(e)
+}
 
 /// Statements that are valid T-SQL (checked on a real engine by
 /// tests/mssql_live.rs) but that sqlparser 0.64's MsSqlDialect rejects.
@@ -118,10 +124,41 @@ fn every_sql_file_parses_except_the_allowlist() {
             );
             text = text.replace(statement, "");
         }
-        for batch in batches(&text) {
-            match parse(&batch) {
-                Ok(statements) => assert!(!statements.is_empty(), "{name}: no statements"),
-                Err(e) => failures.push(format!("{name}: {e}")),
+        // A template is checked in every entity's expansion (long-text templates once per
+        // long-text field); a fixture of shipped/ as it is.
+        let texts: Vec<(String, String)> = if text.contains("{{") {
+            assert!(
+                entity_sql::TEMPLATES.iter().any(|(n, _)| *n == base),
+                "{name} has {{{{tokens}}}} but is not a template of entity_sql.rs"
+            );
+            let (name, text) = (name.as_str(), text.as_str());
+            ENTITIES
+                .iter()
+                .flat_map(|e| {
+                    let columns: Vec<String> = if text.contains("{{long_column}}") {
+                        entity_sql::long_text_fields(*e).map(|(_, c)| c).collect()
+                    } else {
+                        vec![String::new()]
+                    };
+                    columns.into_iter().map(move |c| {
+                        let filled = text.replace("{{long_column}}", &c);
+                        (
+                            format!("{} ({})", name, e.name),
+                            entity_sql::expand(&filled, *e),
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            vec![(name.clone(), text)]
+        };
+        for (name, text) in texts {
+            assert!(!text.contains("{{"), "{name}: a token left unexpanded");
+            for batch in batches(&text) {
+                match parse(&batch) {
+                    Ok(statements) => assert!(!statements.is_empty(), "{name}: no statements"),
+                    Err(e) => failures.push(format!("{name}: {e}")),
+                }
             }
         }
     }
@@ -137,9 +174,13 @@ fn every_file_is_sent_by_the_sink_or_meant_for_people() {
     let included = sql::all_included();
     for (name, text) in all_files() {
         let base = name.rsplit('/').next().unwrap_or(&name);
-        let sent = included.iter().any(|(_, t)| *t == text);
+        let sent = included.iter().any(|(_, t)| *t == text)
+            || entity_sql::TEMPLATES.iter().any(|(_, t)| *t == text);
+        // shipped/: the lead's statements as they ran on a real server before they became
+        // templates, which entity_sql.rs's tests compare the lead's expansions with.
+        let fixture = name.starts_with("shipped/");
         assert!(
-            sent || FOR_PEOPLE.contains(&base),
+            sent || fixture || FOR_PEOPLE.contains(&base),
             "{name} is neither included by sql.rs nor listed in FOR_PEOPLE"
         );
     }
@@ -272,7 +313,7 @@ fn the_description_says_what_the_document_says() {
             panic!("{field} is not in oktell-schema.md")
         }
     };
-    for c in LEAD_COLUMNS.iter() {
+    for c in LEAD.fields.iter() {
         assert_eq!(
             Kind::from(c.kind).mssql_type(),
             doc_type(c.field),
@@ -472,84 +513,129 @@ fn columns_of_create(text: &str, table: &str) -> Vec<(String, String)> {
 
 #[test]
 fn staging_tables_are_in_bulk_order_with_bulk_friendly_types() {
-    // stage::build pushes sql_ID, the LEAD_COLUMNS in order, then the solution.
-    let mut expected = vec![("sql_ID".to_string(), "int".to_string())];
-    for c in LEAD_COLUMNS.iter() {
-        let t = match c.kind {
-            ColumnKind::DateTime | ColumnKind::Date => "datetime2(0)",
-            _ => "nvarchar(max)",
-        };
-        expected.push((c.sql_name(), t.to_string()));
-    }
-    expected.push(("sql_solution".to_string(), "nvarchar(max)".to_string()));
-    assert_eq!(
-        columns_of_create(sql::STAGE_CREATE, sql::STAGE_LEADS),
-        expected
-    );
+    for e in ENTITIES {
+        let s = of(*e);
+        // stage::build pushes sql_ID, the entity's fields in order, then the lead's solution.
+        let mut expected = vec![("sql_ID".to_string(), "int".to_string())];
+        for c in e.fields.iter() {
+            let t = match c.kind {
+                ColumnKind::DateTime | ColumnKind::Date => "datetime2(0)",
+                _ => "nvarchar(max)",
+            };
+            expected.push((c.sql_name(), t.to_string()));
+        }
+        if e.solution_table.is_some() {
+            expected.push(("sql_solution".to_string(), "nvarchar(max)".to_string()));
+        }
+        assert_eq!(
+            columns_of_create(&s.stage_create, &s.stage),
+            expected,
+            "{}",
+            e.name
+        );
 
-    let names = |t| {
-        columns_of_create(sql::STAGE_CREATE, t)
-            .into_iter()
-            .map(|c| c.0)
-            .collect::<Vec<_>>()
-    };
-    // A sequence number, then the table's columns after Id, in the table's order.
-    let staged_as = |table: &str| {
-        let mut cols = vec!["seq".to_string()];
-        let t = schema::table(table).expect("described");
-        cols.extend(t.columns[1..].iter().map(|c| c.name.to_string()));
-        cols
-    };
-    assert_eq!(
-        names(sql::STAGE_CONTACTS),
-        staged_as("bitrix_lead_contacts")
-    );
-    assert_eq!(
-        names(sql::STAGE_ERRORS),
-        staged_as("bitrix_import_lead_error")
-    );
-    for t in [sql::STAGE_LEADS, sql::STAGE_CONTACTS, sql::STAGE_ERRORS] {
-        for (c, ty) in columns_of_create(sql::STAGE_CREATE, t) {
+        let names = |t: &str| {
+            columns_of_create(&s.stage_create, t)
+                .into_iter()
+                .map(|c| c.0)
+                .collect::<Vec<_>>()
+        };
+        // A sequence number, then the table's columns after Id, in the table's order.
+        let staged_as = |table: &str| {
+            let mut cols = vec!["seq".to_string()];
+            let t = schema::table(table).expect("described");
+            cols.extend(t.columns[1..].iter().map(|c| c.name.to_string()));
+            cols
+        };
+        assert_eq!(
+            names(&s.stage_multi),
+            staged_as(e.multi_table),
+            "{}",
+            e.name
+        );
+        assert_eq!(
+            names(sql::STAGE_ERRORS),
+            staged_as(e.error_table),
+            "{}",
+            e.name
+        );
+        for t in [s.stage.as_str(), s.stage_multi.as_str(), sql::STAGE_ERRORS] {
+            for (c, ty) in columns_of_create(&s.stage_create, t) {
+                assert!(
+                    !ty.contains("ntext") && ty != "datetime",
+                    "{t}.{c} is {ty}: tiberius cannot bulk-load it"
+                );
+            }
+        }
+        // Each entity drops exactly the staging tables it creates, before creating them.
+        for t in [
+            s.stage.as_str(),
+            s.stage_multi.as_str(),
+            sql::STAGE_ERRORS,
+            sql::STAGE_FINGERPRINTS,
+        ] {
             assert!(
-                !ty.contains("ntext") && ty != "datetime",
-                "{t}.{c} is {ty}: tiberius cannot bulk-load it"
+                s.stage_create.contains(&format!(
+                    "IF OBJECT_ID(N'tempdb..{t}', N'U') IS NOT NULL DROP TABLE {t};"
+                )),
+                "{}: {t}",
+                e.name
             );
         }
+        assert_ne!(s.stage, s.stage_multi);
     }
 }
 
 #[test]
-fn upsert_writes_every_lead_column_and_uses_no_merge() {
-    let statements = parse(sql::UPSERT_BATCH).expect("parses");
-    let mut expected = vec!["sql_ID".to_string()];
-    expected.extend(LEAD_COLUMNS.iter().map(|c| c.sql_name()));
-    let insert = statements
-        .iter()
-        .find_map(|s| match s {
-            Statement::Insert(i) if i.table.to_string() == "dbo.bitrix_leads" => Some(i.clone()),
-            _ => None,
-        })
-        .expect("an INSERT INTO dbo.bitrix_leads");
-    let cols: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
-    assert_eq!(cols, expected);
-    // Every data column is both set and compared in the UPDATE.
-    for c in LEAD_COLUMNS.iter() {
-        let name = c.sql_name();
+fn upsert_writes_every_column_and_uses_no_merge() {
+    for e in ENTITIES {
+        let upsert = of(*e).upsert_batch.as_str();
+        let statements = parse(upsert).expect("parses");
+        let mut expected = vec!["sql_ID".to_string()];
+        expected.extend(e.fields.iter().map(|c| c.sql_name()));
+        let table = format!("dbo.{}", e.table);
+        let insert = statements
+            .iter()
+            .find_map(|s| match s {
+                Statement::Insert(i) if i.table.to_string() == table => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("an INSERT INTO {table}"));
+        let cols: Vec<String> = insert.columns.iter().map(|c| c.to_string()).collect();
+        assert_eq!(cols, expected);
+        // Every data column is both set and compared in the UPDATE.
+        for c in e.fields.iter() {
+            let name = c.sql_name();
+            assert!(
+                upsert.contains(&format!("t.{name} = ")),
+                "{}: UPDATE does not set {name}",
+                e.name
+            );
+            assert!(
+                upsert.contains(&format!("t.{name} AS"))
+                    || upsert.contains(&format!("t.{name},"))
+                    || upsert.contains(&format!("t.{name}\n")),
+                "{}: UPDATE does not compare {name}",
+                e.name
+            );
+        }
         assert!(
-            sql::UPSERT_BATCH.contains(&format!("t.{name} = ")),
-            "UPDATE does not set {name}"
+            upsert.contains("CAST(CAST(t.sql_COMMENTS AS nvarchar(max)) AS varbinary(max))"),
+            "ntext compared via nvarchar(max)"
         );
-        assert!(
-            sql::UPSERT_BATCH.contains(&format!("t.{name} AS"))
-                || sql::UPSERT_BATCH.contains(&format!("t.{name},"))
-                || sql::UPSERT_BATCH.contains(&format!("t.{name}\n")),
-            "UPDATE does not compare {name}"
-        );
+        // The solution only where the entity has one.
+        let solution_statements = statements
+            .iter()
+            .filter(|s| s.to_string().contains("solution"))
+            .count();
+        match e.solution_table {
+            Some(table) => {
+                assert_eq!(solution_statements, 3, "{}", e.name);
+                assert!(upsert.contains(&format!("INSERT INTO dbo.{table} (sql_LEAD_ID")));
+            }
+            None => assert_eq!(solution_statements, 0, "{}", e.name),
+        }
     }
-    assert!(
-        sql::UPSERT_BATCH.contains("CAST(CAST(t.sql_COMMENTS AS nvarchar(max)) AS varbinary(max))"),
-        "ntext compared via nvarchar(max)"
-    );
     for (name, text) in sql::all_included() {
         let upper = text.to_uppercase();
         let code: String = upper
@@ -618,10 +704,14 @@ fn checksums_ignore_line_endings_and_see_edits() {
 #[test]
 fn parameterised_statements_use_only_their_parameters() {
     // The long-value statements take LONG_CHUNK pairs; the loader binds exactly that many.
-    for text in [sql::STAGE_LONG_COMMENTS, sql::STAGE_LONG_ERROR_JSON] {
-        let n = sql::LONG_CHUNK * 2;
-        assert!(text.contains(&format!("@P{n})")));
-        assert!(!text.contains(&format!("@P{}", n + 1)));
+    for e in ENTITIES {
+        let s = of(*e);
+        let long = s.stage_long_text.iter().map(|(_, t)| t.as_str());
+        for text in long.chain([s.stage_long_error_json.as_str()]) {
+            let n = sql::LONG_CHUNK * 2;
+            assert!(text.contains(&format!("@P{n})")));
+            assert!(!text.contains(&format!("@P{}", n + 1)));
+        }
     }
     assert!(sql::LOCK_ACQUIRE.contains("@LockTimeout = @P1") && !sql::LOCK_ACQUIRE.contains("@P2"));
     // A sync's stamp is an UPDATE only; creating row 1 (IDENTITY_INSERT, needs ALTER) is
@@ -636,13 +726,22 @@ fn parameterised_statements_use_only_their_parameters() {
         .contains("IF HAS_PERMS_BY_NAME(N'dbo.bitrix_lead_runtime', N'OBJECT', N'ALTER') = 1"));
     assert!(!sql::RUNTIME_ROW.contains("@P1"));
     // Statements sent as plain batches carry no parameters at all.
-    for text in [
-        sql::STAGE_CREATE,
-        sql::UPSERT_BATCH,
-        sql::OKTELL_TABLES,
-        sql::CHECK_DUPLICATE_LEADS,
-    ] {
+    for text in [sql::OKTELL_TABLES, sql::CHECK_DUPLICATE_LEADS] {
         assert!(!text.contains("@P1"));
+    }
+    for e in ENTITIES {
+        let s = of(*e);
+        for text in [
+            &s.stage_create,
+            &s.upsert_batch,
+            &s.phones_sync,
+            &s.fingerprints_sync,
+            &s.record_ids,
+            &s.record_fingerprints,
+            &s.delete_records,
+        ] {
+            assert!(!text.contains("@P1"), "{}: {text}", e.name);
+        }
     }
 }
 
@@ -689,67 +788,67 @@ fn position(statements: &[Statement], what: &str, f: impl Fn(&Statement) -> bool
 }
 
 #[test]
-fn delete_leads_removes_dependents_then_leads_in_one_transaction() {
-    let statements = parse(sql::DELETE_LEADS).expect("parses");
-    let gone = deletes(&statements);
-    let tables: Vec<&str> = gone.iter().map(|d| d.0.as_str()).collect();
-    // The same tables as the embedded database's delete_dependents.sql + delete_leads.sql
-    // (the caller lookup's phones too), bitrix_leads last so that @@ROWCOUNT right after it
-    // is the count the trait returns.
-    assert_eq!(
-        tables,
-        [
-            "dbo.bitrix_lead_contacts",
-            "dbo.bitrix_lead_solution",
-            "dbo.bitrix_import_lead_error",
-            "dbo.b24sync_lead_phones",
-            "dbo.b24sync_lead_fingerprints",
-            "dbo.bitrix_leads"
-        ]
-    );
-    for (table, filter) in &gone {
+fn delete_records_removes_dependents_then_records_in_one_transaction() {
+    for e in ENTITIES {
+        let text = of(*e).delete_records.as_str();
+        let statements = parse(text).expect("parses");
+        let gone = deletes(&statements);
+        let tables: Vec<&str> = gone.iter().map(|d| d.0.as_str()).collect();
+        // The same tables as the embedded database's delete_dependents.sql + delete_records.sql
+        // (the caller lookup's phones too), the entity's table last so that @@ROWCOUNT right
+        // after it is the count the trait returns; the solution for the lead only.
+        let mut expected = vec![format!("dbo.{}", e.multi_table)];
+        expected.extend(e.solution_table.map(|s| format!("dbo.{s}")));
+        expected.extend([
+            format!("dbo.{}", e.error_table),
+            format!("dbo.{}", e.phones_table),
+            format!("dbo.{}", e.fingerprints_table),
+            format!("dbo.{}", e.table),
+        ]);
+        assert_eq!(tables, expected, "{}", e.name);
+        for (table, filter) in &gone {
+            assert!(
+                filter.contains("IN (SELECT") && filter.contains(sql::STAGE_DELETE_IDS),
+                "{table}: set-based on the staged IDs, got {filter}"
+            );
+        }
+        let errors = &gone[tables.len() - 4].1;
         assert!(
-            filter.contains("IN (SELECT") && filter.contains(sql::STAGE_DELETE_IDS),
-            "{table}: set-based on the staged IDs, got {filter}"
+            errors
+                .to_lowercase()
+                .starts_with("sql_id in (select convert(nvarchar(20), d.sql_id)"),
+            "error rows hold the ID as text: {errors}"
         );
-    }
-    assert!(
-        gone[2]
-            .1
-            .to_lowercase()
-            .starts_with("sql_id in (select convert(nvarchar(20), d.sql_id)"),
-        "error rows hold the ID as text: {}",
-        gone[2].1
-    );
 
-    let begin = position(&statements, "BEGIN TRANSACTION", |s| {
-        matches!(s, Statement::StartTransaction { .. })
-    });
-    let commit = position(&statements, "COMMIT", |s| {
-        matches!(s, Statement::Commit { .. })
-    });
-    let first = position(&statements, "DELETE", |s| matches!(s, Statement::Delete(_)));
-    let last = statements
-        .iter()
-        .rposition(|s| matches!(s, Statement::Delete(_)))
-        .expect("a DELETE");
-    assert!(
-        begin < first && last < commit,
-        "every DELETE inside the transaction"
-    );
-    assert!(
-        statements[last + 1]
-            .to_string()
-            .contains("@leads_deleted = @@ROWCOUNT"),
-        "the count is taken right after deleting the leads: {}",
-        statements[last + 1]
-    );
-    assert!(
-        sql::DELETE_LEADS.contains("SET XACT_ABORT ON;"),
-        "a failure rolls it all back"
-    );
-    let result = statements.last().expect("statements").to_string();
-    assert!(result.contains("AS leads_deleted"), "{result}");
+        let begin = position(&statements, "BEGIN TRANSACTION", |s| {
+            matches!(s, Statement::StartTransaction { .. })
+        });
+        let commit = position(&statements, "COMMIT", |s| {
+            matches!(s, Statement::Commit { .. })
+        });
+        let first = position(&statements, "DELETE", |s| matches!(s, Statement::Delete(_)));
+        let last = statements
+            .iter()
+            .rposition(|s| matches!(s, Statement::Delete(_)))
+            .expect("a DELETE");
+        assert!(
+            begin < first && last < commit,
+            "every DELETE inside the transaction"
+        );
+        assert!(
+            statements[last + 1]
+                .to_string()
+                .contains("@leads_deleted = @@ROWCOUNT"),
+            "the count is taken right after deleting the records: {}",
+            statements[last + 1]
+        );
+        assert!(
+            text.contains("SET XACT_ABORT ON;"),
+            "a failure rolls it all back"
+        );
+        let result = statements.last().expect("statements").to_string();
+        assert!(result.contains("AS leads_deleted"), "{result}");
+    }
 
     // The staging table holds exactly what admin::delete_id_rows sends: one int per row.
     assert_eq!(
@@ -762,56 +861,68 @@ fn delete_leads_removes_dependents_then_leads_in_one_transaction() {
 
 #[test]
 fn fingerprints_are_synced_set_based_inside_the_batch_transaction() {
-    // The staging table holds what stage::fingerprint_rows sends: an int, a nullable bigint.
-    assert_eq!(
-        columns_of_create(sql::STAGE_CREATE, sql::STAGE_FINGERPRINTS),
-        vec![
-            ("lead_id".to_string(), "int".to_string()),
-            ("fingerprint".to_string(), "bigint".to_string())
-        ]
-    );
-    assert!(sql::STAGE_CREATE.contains("lead_id int NOT NULL PRIMARY KEY"));
-    assert!(sql::STAGE_CREATE.contains(
-        "IF OBJECT_ID(N'tempdb..#stage_fingerprints', N'U') IS NOT NULL DROP TABLE #stage_fingerprints;"
-    ));
-    // A NULL fingerprint deletes, a changed one updates, a new one is inserted: three
-    // set-based statements on the staged rows, no MERGE, no row by row.
-    let statements = parse(sql::FINGERPRINTS_SYNC).expect("parses");
-    let target = "dbo.b24sync_lead_fingerprints";
-    let delete = position(&statements, "DELETE", |s| {
-        matches!(s, Statement::Delete(_)) && s.to_string().contains(target)
-    });
-    let update = position(&statements, "UPDATE", |s| {
-        matches!(s, Statement::Update(_)) && s.to_string().contains(target)
-    });
-    let insert = position(
-        &statements,
-        "INSERT",
-        |s| matches!(s, Statement::Insert(i) if i.table.to_string() == target),
-    );
-    assert!(delete < update && update < insert);
-    for (i, what) in [
-        (delete, "s.fingerprint IS NULL"),
-        (update, "s.fingerprint IS NOT NULL"),
-        (insert, "AND NOT EXISTS"),
-    ] {
-        let text = statements[i].to_string();
-        assert!(text.contains(sql::STAGE_FINGERPRINTS), "{text}");
-        assert!(text.contains(what), "{what} in {text}");
+    for e in ENTITIES {
+        let s = of(*e);
+        let key = e.phones_owner;
+        // The staging table holds what stage::fingerprint_rows sends: an int, a nullable bigint.
+        assert_eq!(
+            columns_of_create(&s.stage_create, sql::STAGE_FINGERPRINTS),
+            vec![
+                (key.to_string(), "int".to_string()),
+                ("fingerprint".to_string(), "bigint".to_string())
+            ]
+        );
+        assert!(s
+            .stage_create
+            .contains(&format!("{key} int NOT NULL PRIMARY KEY")));
+        // A NULL fingerprint deletes, a changed one updates, a new one is inserted: three
+        // set-based statements on the staged rows, no MERGE, no row by row.
+        let statements = parse(&s.fingerprints_sync).expect("parses");
+        let target = format!("dbo.{}", e.fingerprints_table);
+        let delete = position(&statements, "DELETE", |st| {
+            matches!(st, Statement::Delete(_)) && st.to_string().contains(&target)
+        });
+        let update = position(&statements, "UPDATE", |st| {
+            matches!(st, Statement::Update(_)) && st.to_string().contains(&target)
+        });
+        let insert = position(
+            &statements,
+            "INSERT",
+            |st| matches!(st, Statement::Insert(i) if i.table.to_string() == target),
+        );
+        assert!(delete < update && update < insert);
+        for (i, what) in [
+            (delete, "s.fingerprint IS NULL"),
+            (update, "s.fingerprint IS NOT NULL"),
+            (insert, "AND NOT EXISTS"),
+        ] {
+            let text = statements[i].to_string();
+            assert!(text.contains(sql::STAGE_FINGERPRINTS), "{text}");
+            assert!(text.contains(what), "{what} in {text}");
+        }
+        assert_eq!(
+            s.fingerprints_sync
+                .matches(&format!("{target} AS f WITH (UPDLOCK, SERIALIZABLE)"))
+                .count(),
+            2
+        );
+        assert!(s.fingerprints_sync.contains("SET XACT_ABORT ON;"));
+        // It opens no transaction of its own: it runs inside the batch's (writer.rs sends it
+        // between TX_BEGIN and TX_COMMIT, after the upsert and the phones).
+        assert!(!statements.iter().any(|s| matches!(
+            s,
+            Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+        )));
+        // The full sync's read: one SELECT of the two columns admin.rs reads.
+        assert_eq!(
+            statement_texts(&s.record_fingerprints),
+            [format!(
+                "SELECT {key}, fingerprint FROM {target} ORDER BY {key}"
+            )]
+        );
     }
-    assert_eq!(
-        sql::FINGERPRINTS_SYNC
-            .matches("dbo.b24sync_lead_fingerprints AS f WITH (UPDLOCK, SERIALIZABLE)")
-            .count(),
-        2
-    );
-    assert!(sql::FINGERPRINTS_SYNC.contains("SET XACT_ABORT ON;"));
-    // It opens no transaction of its own: it runs inside the batch's (writer.rs sends it
-    // between TX_BEGIN and TX_COMMIT, after the upsert and the phones).
-    assert!(!statements.iter().any(|s| matches!(
-        s,
-        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. }
-    )));
     let writer = include_str!("writer.rs");
     let at = |what: &str| {
         writer
@@ -820,17 +931,12 @@ fn fingerprints_are_synced_set_based_inside_the_batch_transaction() {
     };
     let (begin, upsert, phones, fingerprints, commit) = (
         at("run(c, sql::TX_BEGIN).await?;"),
-        at("run(c, sql::UPSERT_BATCH).await?;"),
-        at("run(c, sql::LOOKUP_PHONES_SYNC).await?;"),
-        at("run(c, sql::FINGERPRINTS_SYNC).await?;"),
+        at("run(c, &s.upsert_batch).await?;"),
+        at("run(c, &s.phones_sync).await?;"),
+        at("run(c, &s.fingerprints_sync).await?;"),
         at("run(c, sql::TX_COMMIT).await?;"),
     );
     assert!(begin < upsert && upsert < phones && phones < fingerprints && fingerprints < commit);
-    // The full sync's read: one SELECT of the two columns admin.rs reads.
-    assert_eq!(
-        statement_texts(sql::LEAD_FINGERPRINTS),
-        ["SELECT lead_id, fingerprint FROM dbo.b24sync_lead_fingerprints ORDER BY lead_id"]
-    );
 }
 
 #[test]
@@ -873,9 +979,9 @@ fn admin_statements_bind_only_what_the_sink_sends() {
         ("state_write.sql", sql::STATE_WRITE, 2),
         ("errors_clear.sql", sql::ERRORS_CLEAR, 1),
         ("errors_delete_row.sql", sql::ERRORS_DELETE_ROW, 1),
-        ("lead_ids.sql", sql::LEAD_IDS, 0),
+        ("record_ids.sql", of(LEAD).record_ids.as_str(), 0),
         ("stage_delete_create.sql", sql::STAGE_DELETE_CREATE, 0),
-        ("delete_leads.sql", sql::DELETE_LEADS, 0),
+        ("delete_records.sql", of(LEAD).delete_records.as_str(), 0),
         ("error_rows.sql", sql::ERROR_ROWS, 0),
     ] {
         for p in 1..=params {
@@ -911,11 +1017,15 @@ fn error_rows_selects_what_admin_reads() {
         assert!(text.contains(column), "{column} in {text}");
     }
     assert!(text.ends_with("ORDER BY Id"), "oldest first: {text}");
-    let ids = parse(sql::LEAD_IDS).expect("parses");
-    assert_eq!(
-        ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        ["SELECT sql_ID FROM dbo.bitrix_leads ORDER BY sql_ID"]
-    );
+    for e in ENTITIES {
+        assert_eq!(
+            statement_texts(&of(*e).record_ids),
+            [format!(
+                "SELECT sql_ID FROM dbo.{} ORDER BY sql_ID",
+                e.table
+            )]
+        );
+    }
 }
 
 #[test]
@@ -1149,8 +1259,10 @@ fn preview_wraps_the_upsert_in_a_transaction_it_rolls_back() {
     );
     // The upsert's own transaction nests inside (BEGIN/COMMIT, never ROLLBACK or SAVE, which
     // would end or confuse the outer one).
-    let upper = sql::UPSERT_BATCH.to_uppercase();
-    assert!(!upper.contains("ROLLBACK") && !upper.contains("SAVE TRAN"));
+    for e in ENTITIES {
+        let upper = of(*e).upsert_batch.to_uppercase();
+        assert!(!upper.contains("ROLLBACK") && !upper.contains("SAVE TRAN"));
+    }
 }
 
 /// The statements of a file as sqlparser prints them, one per entry.
@@ -1347,7 +1459,7 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
                 .contains("CREATE FUNCTION dbo.b24sync_lookup_caller_keys")
         })
         .expect("a migration creating the functions");
-    assert_eq!(newest.name, "lookup_collation");
+    assert_eq!(newest.name, "caller_lookup_entities");
     assert!(newest.sql.contains(
         "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
     ));
@@ -1356,13 +1468,21 @@ fn the_lookup_compares_digits_in_a_binary_collation() {
         .lines()
         .filter(|l| !l.trim_start().starts_with("--") && l.contains(" LIKE "))
         .collect();
-    assert_eq!(likes.len(), 4, "{likes:?}");
+    // Three phones tables × (the tail's digits check, the digits_rev seek), the number's
+    // two clean-up tests, and the COMPANY_ID digits check of the view's and the function's
+    // lead and contact branches.
+    assert_eq!(likes.len(), 12, "{likes:?}");
     for l in likes {
         assert!(l.contains("COLLATE Latin1_General_BIN2"), "{l}");
     }
-    assert!(newest
-        .sql
-        .contains("p.e164 = @e164 COLLATE Latin1_General_BIN2"));
+    assert_eq!(
+        newest
+            .sql
+            .matches("p.e164 = @e164 COLLATE Latin1_General_BIN2")
+            .count(),
+        3,
+        "the E.164 match of each phones table"
+    );
     // Recreated, dropped first; recorded last.
     let drop = newest
         .sql
@@ -1389,7 +1509,9 @@ fn the_error_table_is_sought_by_sql_id() {
         .sql
         .contains("CREATE INDEX IX_bitrix_import_lead_error_sql_ID\n        ON dbo.bitrix_import_lead_error (sql_ID);"));
     // No byte comparison of sql_ID without a sargable `=` on the same pair of columns.
-    for (name, text) in [("upsert_batch.sql", sql::UPSERT_BATCH)] {
+    for e in ENTITIES {
+        let name = format!("upsert_batch.sql ({})", e.name);
+        let text = of(*e).upsert_batch.as_str();
         let code: String = text
             .lines()
             .filter(|l| !l.trim_start().starts_with("--"))
@@ -1412,9 +1534,11 @@ fn the_error_table_is_sought_by_sql_id() {
         );
     }
     // The staging column has the table column's type, so the comparison needs no conversion.
-    assert!(
-        sql::STAGE_CREATE.contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,")
-    );
+    for e in ENTITIES {
+        assert!(of(*e)
+            .stage_create
+            .contains("        sql_ID nvarchar(2000) COLLATE DATABASE_DEFAULT NULL,"));
+    }
     let objects = sql::objects(m.sql);
     assert_eq!(objects, ["index IX_bitrix_import_lead_error_sql_ID"]);
 }
@@ -1442,6 +1566,126 @@ fn migrations_name_what_they_create_for_the_debug_log() {
         sql::objects(sql::MIGRATIONS[3].sql),
         ["index UX_bitrix_leads_sql_ID"]
     );
+    let entities = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup_entities")
+        .expect("0012");
+    assert_eq!(
+        sql::objects(entities.sql),
+        [
+            "view dbo.b24sync_caller_phones",
+            "function dbo.b24sync_lookup_caller_keys",
+            "function dbo.b24sync_lookup_caller",
+        ]
+    );
+}
+
+#[test]
+fn the_lookup_over_entities_keeps_its_parameters_and_reads_every_phones_table() {
+    let m = sql::MIGRATIONS
+        .iter()
+        .find(|m| m.name == "caller_lookup_entities")
+        .expect("0012");
+    assert_eq!(m.version, 12);
+    let batches = sql::batches(m.sql);
+    // Drop view; view; drop ×2; two functions; the record.
+    assert_eq!(batches.len(), 7, "{batches:#?}");
+    for b in &batches {
+        Parser::parse_sql(&MsSqlDialect {}, b).unwrap_or_else(|e| panic!("{e}\n{b}"));
+    }
+    // The parameters Oktell scenarios pass, unchanged since 0006.
+    assert!(m.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller_keys (@e164 varchar(16), @tail varchar(15))"
+    ));
+    assert!(m.sql.contains(
+        "CREATE FUNCTION dbo.b24sync_lookup_caller (@number nvarchar(50), @tail_digits int)"
+    ));
+    assert!(m
+        .sql
+        .contains("CROSS APPLY dbo.b24sync_lookup_caller_keys("));
+    // (entity, alias, joins: the view's and the keys function's; the company's table also
+    // gives a contact its company).
+    for (entity, alias, joins) in [
+        (crate::schema::LEAD, "l", 2),
+        (crate::schema::CONTACT, "c", 2),
+        (crate::schema::COMPANY, "co", 4),
+    ] {
+        // The view and the keys function each read the entity's phones and its table.
+        let phones = format!("dbo.{} AS p", entity.phones_table);
+        assert_eq!(m.sql.matches(&phones).count(), 3, "{phones}");
+        let table = format!("JOIN dbo.{} AS {alias} ON {alias}.sql_ID = ", entity.table);
+        assert_eq!(m.sql.matches(&table).count(), joins, "{table}");
+        assert!(m.sql.contains(&format!("'{}'", entity.name)));
+    }
+    // A contact's company, and no conversion that could fail on a value that is not a
+    // number: each CAST of a COMPANY_ID is guarded by its digits check.
+    let guard = |a: &str| {
+        format!(
+            "CASE WHEN LEN({a}.sql_COMPANY_ID) BETWEEN 1 AND 9 AND {a}.sql_COMPANY_ID COLLATE \
+             Latin1_General_BIN2 NOT LIKE N'%[^0-9]%' THEN CAST({a}.sql_COMPANY_ID AS int) END"
+        )
+    };
+    assert!(m.sql.contains(&format!("co.sql_ID = {}", guard("c"))));
+    assert!(m.sql.contains(&format!("lc.sql_ID = {}", guard("l"))));
+    for a in ["c", "l"] {
+        let cast = format!("CAST({a}.sql_COMPANY_ID AS int)");
+        assert_eq!(m.sql.matches(&cast).count(), 2, "{cast}");
+        assert_eq!(m.sql.matches(&guard(a)).count(), 2, "{a}");
+    }
+    // SQL Server 2016 at any compatibility level: no CONCAT_WS, STRING_AGG or TRIM (2017),
+    // no TRY_CAST, TRY_CONVERT or CONCAT (2012, compatibility level 110).
+    for newer in [
+        "CONCAT_WS",
+        "STRING_AGG",
+        "TRIM(",
+        "TRY_CAST",
+        "TRY_CONVERT",
+        "CONCAT(",
+    ] {
+        let code: String = m
+            .sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("LTRIM(", "")
+            .replace("RTRIM(", "");
+        assert!(!code.contains(newer), "{newer}");
+    }
+    // Every function column, in one order, in each branch (UNION ALL matches by position).
+    let columns = [
+        "entity_type",
+        "entity_id",
+        "priority",
+        "lead_id",
+        "title",
+        "name",
+        "last_name",
+        "company_id",
+        "company_title",
+        "status_id",
+        "status_or_type",
+        "date_modify",
+        "operator_id",
+        "operator_name",
+        "operator_last_name",
+        "operator_extension",
+        "phone_value",
+    ];
+    let number_fn = &m.sql[m
+        .sql
+        .find("CREATE FUNCTION dbo.b24sync_lookup_caller (")
+        .expect("number function")..];
+    let mut at = 0;
+    for c in columns {
+        let needle = format!("        m.{c}");
+        let pos = number_fn[at..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("m.{c} after position {at}"));
+        at += pos + needle.len();
+    }
+    let last = batches.last().expect("batches");
+    assert!(last.contains("VALUES (12, N'caller_lookup_entities', N'manual', SYSUTCDATETIME())"));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use chrono::NaiveDateTime;
 use tiberius::{ColumnData, IntoSql, TokenRow};
 
-use crate::model::{utf16_len, Batch, Cell, ColumnKind, ErrorRow, LEAD_COLUMNS};
+use crate::model::{utf16_len, Batch, Cell, ColumnKind, ErrorRow};
 use crate::prepare::FingerprintRow;
 
 /// The longest string tiberius 0.12's bulk path can carry, even into `nvarchar(max)`: its
@@ -21,6 +21,7 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
     let units = batch.records.len() + batch.rejected.len();
     let half = units / 2;
     let Batch {
+        entity,
         mut records,
         mut rejected,
     } = batch;
@@ -28,10 +29,12 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
         let right_records = records.split_off(half);
         (
             Batch {
+                entity,
                 records,
                 rejected: Vec::new(),
             },
             Batch {
+                entity,
                 records: right_records,
                 rejected,
             },
@@ -39,8 +42,13 @@ pub fn split(batch: Batch) -> (Batch, Batch) {
     } else {
         let right_rejected = rejected.split_off(half - records.len());
         (
-            Batch { records, rejected },
             Batch {
+                entity,
+                records,
+                rejected,
+            },
+            Batch {
+                entity,
                 records: Vec::new(),
                 rejected: right_rejected,
             },
@@ -53,35 +61,45 @@ pub fn units(batch: &Batch) -> usize {
     batch.records.len() + batch.rejected.len()
 }
 
-/// One batch's rows for the three staging tables, borrowing the batch's strings.
+/// One batch's rows for the staging tables of its entity (`sql/mssql/stage_create.sql`),
+/// borrowing the batch's strings.
 pub struct Staged<'a> {
-    pub leads: Vec<TokenRow<'a>>,
-    pub contacts: Vec<TokenRow<'a>>,
+    /// The records' table (`#stage_leads`): sql_ID, the entity's fields, the solution (the
+    /// lead only).
+    pub records: Vec<TokenRow<'a>>,
+    /// The multi-field values' table (`#stage_contacts` for the lead).
+    pub multi: Vec<TokenRow<'a>>,
     pub errors: Vec<TokenRow<'a>>,
-    /// `sql_COMMENTS` values staged as NULL for being too long for the bulk path: (sql_ID, text).
-    pub long_comments: Vec<(i32, &'a str)>,
-    /// `sql_full_lead_info` values staged as NULL: (seq, text).
+    /// Long-text values (`sql_COMMENTS`) staged as NULL for being too long for the bulk
+    /// path: (the field's index in `Entity::fields`, sql_ID, text).
+    pub long_text: Vec<(usize, i32, &'a str)>,
+    /// The error table's JSON values (`sql_full_lead_info`) staged as NULL: (seq, text).
     pub long_error_json: Vec<(i32, &'a str)>,
 }
 
 pub fn build<'a>(batch: &'a Batch, errors: &'a [ErrorRow], now: NaiveDateTime) -> Staged<'a> {
     let mut staged = Staged {
-        leads: Vec::with_capacity(batch.records.len()),
-        contacts: Vec::new(),
+        records: Vec::with_capacity(batch.records.len()),
+        multi: Vec::new(),
         errors: Vec::with_capacity(errors.len()),
-        long_comments: Vec::new(),
+        long_text: Vec::new(),
         long_error_json: Vec::new(),
     };
+    let fields = batch.entity.fields;
+    let solution = batch.entity.solution_table.is_some();
     let mut seq: i32 = 0;
     for r in &batch.records {
-        let mut row = TokenRow::with_capacity(LEAD_COLUMNS.len() + 2);
+        let mut row = TokenRow::with_capacity(fields.len() + 2);
         row.push(ColumnData::I32(Some(r.lead.id)));
-        for (col, cell) in LEAD_COLUMNS.iter().zip(&r.lead.cells) {
+        // One value per field, whatever the row holds: a missing cell is staged as NULL, so
+        // the row always has the staging table's columns.
+        for (i, col) in fields.iter().enumerate() {
+            let cell = r.lead.cells.get(i).unwrap_or(&Cell::Null);
             let value = match (col.kind, cell) {
                 (ColumnKind::DateTime | ColumnKind::Date, Cell::DateTime(d)) => d.into_sql(),
                 (ColumnKind::DateTime | ColumnKind::Date, _) => ColumnData::DateTime2(None),
                 (ColumnKind::LongText, Cell::Text(s)) if utf16_len(s) > BULK_MAX_UTF16 => {
-                    staged.long_comments.push((r.lead.id, s.as_str()));
+                    staged.long_text.push((i, r.lead.id, s.as_str()));
                     ColumnData::String(None)
                 }
                 (_, Cell::Text(s)) => ColumnData::String(Some(Cow::Borrowed(s.as_str()))),
@@ -89,8 +107,10 @@ pub fn build<'a>(batch: &'a Batch, errors: &'a [ErrorRow], now: NaiveDateTime) -
             };
             row.push(value);
         }
-        row.push(text(r.solution.as_deref()));
-        staged.leads.push(row);
+        if solution {
+            row.push(text(r.solution.as_deref()));
+        }
+        staged.records.push(row);
 
         for c in &r.contacts {
             seq += 1;
@@ -102,7 +122,7 @@ pub fn build<'a>(batch: &'a Batch, errors: &'a [ErrorRow], now: NaiveDateTime) -
             row.push(text(c.value_type.as_deref()));
             row.push(text(c.value.as_deref()));
             row.push(text(Some(c.type_id.as_str())));
-            staged.contacts.push(row);
+            staged.multi.push(row);
         }
     }
     for (i, e) in errors.iter().enumerate() {
@@ -144,9 +164,11 @@ fn text(s: Option<&str>) -> ColumnData<'_> {
 mod tests {
     use super::*;
     use crate::model::{
-        lead_column_index, ContactRow, LeadRecord, Problem, ProblemKind, RejectedLead,
+        lead_column_index, ContactRow, LeadRecord, LeadRow, Problem, ProblemKind, RejectedLead,
+        LEAD_COLUMNS,
     };
     use crate::prepare::prepare;
+    use crate::schema::{COMPANY, CONTACT};
 
     fn record(id: i32) -> LeadRecord {
         crate::prepare::fixtures::lead(id, &format!("Lead {id}"))
@@ -170,6 +192,7 @@ mod tests {
             raw_json: "{}".into(),
         };
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![record(1), record(2), record(3)],
             rejected: vec![rej("a"), rej("b")],
         };
@@ -177,6 +200,7 @@ mod tests {
         assert_eq!((l.records.len(), l.rejected.len()), (2, 0));
         assert_eq!((r.records.len(), r.rejected.len()), (1, 2));
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![record(1)],
             rejected: vec![rej("a"), rej("b"), rej("c")],
         };
@@ -201,6 +225,7 @@ mod tests {
         short.lead.cells[lead_column_index("COMMENTS").unwrap()] =
             Cell::Text("é".repeat(BULK_MAX_UTF16));
         let b = Batch {
+            entity: crate::schema::LEAD,
             records: vec![r, short],
             rejected: vec![],
         };
@@ -208,19 +233,20 @@ mod tests {
         let errors = b.error_rows();
         let b = b.into_batch();
         let staged = build(&b, &errors, NaiveDateTime::default());
-        assert_eq!(staged.long_comments, vec![(5, comments.as_str())]);
+        let comments_at = lead_column_index("COMMENTS").unwrap();
+        assert_eq!(staged.long_text, vec![(comments_at, 5, comments.as_str())]);
         assert_eq!(staged.long_error_json.len(), 1);
         assert_eq!(staged.long_error_json[0].0, 1);
         let comments_col = 1 + lead_column_index("COMMENTS").unwrap();
         assert_eq!(
-            staged.leads[0].get(comments_col),
+            staged.records[0].get(comments_col),
             Some(&ColumnData::String(None))
         );
         assert!(matches!(
-            staged.leads[1].get(comments_col),
+            staged.records[1].get(comments_col),
             Some(ColumnData::String(Some(_)))
         ));
-        assert_eq!(staged.leads[0].len(), 1 + LEAD_COLUMNS.len() + 1);
+        assert_eq!(staged.records[0].len(), 1 + LEAD_COLUMNS.len() + 1);
     }
 
     #[test]
@@ -237,17 +263,14 @@ mod tests {
         r.contacts.push(no_id);
         // The duplicates are dropped by `prepare`; what it keeps is staged once each.
         let b = prepare(Batch {
+            entity: crate::schema::LEAD,
             records: vec![r],
             rejected: vec![],
         })
         .into_batch();
         let staged = build(&b, &[], NaiveDateTime::default());
-        assert_eq!(staged.contacts.len(), 3);
-        let seqs: Vec<_> = staged
-            .contacts
-            .iter()
-            .map(|row| row.get(0).cloned())
-            .collect();
+        assert_eq!(staged.multi.len(), 3);
+        let seqs: Vec<_> = staged.multi.iter().map(|row| row.get(0).cloned()).collect();
         assert_eq!(
             seqs,
             vec![
@@ -285,12 +308,12 @@ mod tests {
             1 + lead_column_index("BIRTHDATE").unwrap(),
         );
         let mut leads: Vec<_> = staged
-            .leads
+            .records
             .iter()
             .map(|r| (int(r, 0), text(r, title), when(r, birthdate)))
             .collect();
         let mut contacts: Vec<_> = staged
-            .contacts
+            .multi
             .iter()
             .map(|r| (int(r, 1), text(r, 2), text(r, 4)))
             .collect();
@@ -303,5 +326,53 @@ mod tests {
         contacts.sort();
         errors.sort();
         assert_eq!((leads, contacts, errors), expected);
+    }
+
+    #[test]
+    fn a_contact_is_staged_with_its_own_fields_and_no_solution() {
+        let name = CONTACT.field_index("NAME").unwrap();
+        let comments = CONTACT.field_index("COMMENTS").unwrap();
+        let mut cells = vec![Cell::Null; CONTACT.fields.len()];
+        cells[name] = Cell::Text("Anna".into());
+        cells[comments] = Cell::Text("x".repeat(BULK_MAX_UTF16 + 1));
+        let contact_record = LeadRecord {
+            lead: LeadRow { id: 31, cells },
+            contacts: vec![contact(31, "7", "+7 900")],
+            phones: vec![],
+            solution: Some("ignored: a contact has no solution".into()),
+            problems: vec![],
+            raw_json: "{}".into(),
+        };
+        let b = prepare(Batch {
+            entity: CONTACT,
+            records: vec![contact_record],
+            rejected: vec![],
+        })
+        .into_batch();
+        let staged = build(&b, &[], NaiveDateTime::default());
+        // sql_ID and one value per field: no solution column.
+        assert_eq!(staged.records[0].len(), 1 + CONTACT.fields.len());
+        assert_eq!(
+            staged.records[0].get(1 + name),
+            Some(&ColumnData::String(Some("Anna".into())))
+        );
+        assert_eq!(staged.long_text.len(), 1);
+        assert_eq!(staged.long_text[0].0, comments);
+        assert_eq!(staged.multi.len(), 1);
+        assert_eq!(staged.multi[0].get(1), Some(&ColumnData::I32(Some(31))));
+        // A company row too short for its fields (never made so by transform) is padded.
+        let short = Batch {
+            entity: COMPANY,
+            records: vec![LeadRecord {
+                lead: LeadRow {
+                    id: 4,
+                    cells: vec![],
+                },
+                ..record(4)
+            }],
+            rejected: vec![],
+        };
+        let staged = build(&short, &[], NaiveDateTime::default());
+        assert_eq!(staged.records[0].len(), 1 + COMPANY.fields.len());
     }
 }

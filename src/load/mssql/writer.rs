@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use tiberius::Query;
 
-use super::{bulk, check_lock, lookup, run, server_text, sql, stage, Client, MssqlSink, TxError};
+use super::{
+    bulk, check_lock, entity_sql, lookup, run, server_text, sql, stage, Client, MssqlSink, TxError,
+};
 use crate::model::{clip_reason, Batch, RejectedLead};
 use crate::prepare::{Fingerprints, PreparedBatch};
 use crate::store::{BatchOutcome, BatchWriter, StoreError};
@@ -45,13 +47,19 @@ impl MssqlSink {
                 }
                 Err(Attempt::Rejected(why)) => match b.records.into_iter().next() {
                     Some(r) => {
-                        tracing::warn!(lead = r.lead.id, "SQL Server rejected the lead: {why}");
+                        tracing::warn!(
+                            id = r.lead.id,
+                            "SQL Server rejected the {}: {why}",
+                            b.entity.name
+                        );
                         pending.push(Batch {
+                            entity: b.entity,
                             records: Vec::new(),
                             rejected: vec![RejectedLead {
                                 lead_id: Some(r.lead.id.to_string()),
                                 reason: clip_reason(&format!(
-                                    "not loaded: SQL Server rejected the lead: {why}"
+                                    "not loaded: SQL Server rejected the {}: {why}",
+                                    b.entity.name
                                 )),
                                 raw_json: r.raw_json,
                             }],
@@ -61,7 +69,8 @@ impl MssqlSink {
                     None => {
                         return Err(StoreError::Database {
                             context: format!(
-                                "writing the error row of lead {}",
+                                "writing the error row of {} {}",
+                                b.entity.name,
                                 b.rejected
                                     .first()
                                     .and_then(|r| r.lead_id.as_deref())
@@ -171,8 +180,9 @@ fn is_row_rejection(e: &tiberius::error::Error) -> bool {
 async fn set_long(
     c: &mut Client,
     statement: &'static str,
-    values: &[(i32, &str)],
+    values: impl Iterator<Item = (i32, &str)>,
 ) -> tiberius::Result<()> {
+    let values: Vec<(i32, &str)> = values.collect();
     for chunk in values.chunks(sql::LONG_CHUNK) {
         let mut q = Query::new(statement);
         for i in 0..sql::LONG_CHUNK {
@@ -193,29 +203,43 @@ async fn stage_and_upsert(
     now: NaiveDateTime,
     token: Option<&str>,
 ) -> Result<BatchOutcome, TxError> {
-    run(c, sql::STAGE_CREATE).await?;
+    // The batch's entity's statements and staging tables (entity_sql.rs).
+    let s = entity_sql::statements(b.entity);
+    run(c, &s.stage_create).await?;
     run(c, sql::LOOKUP_STAGE_CREATE).await?;
     let errors = b.error_rows();
     let staged = stage::build(b, &errors, now);
-    bulk(c, sql::STAGE_LEADS, staged.leads).await?;
-    bulk(c, sql::STAGE_CONTACTS, staged.contacts).await?;
+    bulk(c, &s.stage, staged.records).await?;
+    bulk(c, &s.stage_multi, staged.multi).await?;
     bulk(c, sql::STAGE_ERRORS, staged.errors).await?;
     bulk(c, sql::STAGE_PHONES, lookup::phone_rows(b)).await?;
-    // This part's leads only: a part of a bisected batch writes its own fingerprints.
+    // This part's records only: a part of a bisected batch writes its own fingerprints.
     let fingerprint_rows = stage::fingerprint_rows(&fingerprints.rows_for(b));
     bulk(c, sql::STAGE_FINGERPRINTS, fingerprint_rows).await?;
-    set_long(c, sql::STAGE_LONG_COMMENTS, &staged.long_comments).await?;
-    set_long(c, sql::STAGE_LONG_ERROR_JSON, &staged.long_error_json).await?;
+    for (field, statement) in &s.stage_long_text {
+        let values = staged
+            .long_text
+            .iter()
+            .filter(|(f, _, _)| f == field)
+            .map(|(_, id, text)| (*id, *text));
+        set_long(c, statement, values).await?;
+    }
+    set_long(
+        c,
+        &s.stage_long_error_json,
+        staged.long_error_json.iter().copied(),
+    )
+    .await?;
 
     // One transaction around the upsert, the phones and the fingerprints: upsert_batch.sql's
     // own BEGIN/COMMIT nest inside it, and XACT_ABORT (set by TX_BEGIN) rolls all of it back
-    // on any failure, so the normalised phones always agree with the contact values and a
-    // fingerprint never describes rows that were not committed.
+    // on any failure, so the normalised phones always agree with the multi-field values and
+    // a fingerprint never describes rows that were not committed.
     run(c, sql::TX_BEGIN).await?;
     check_lock(c, token).await?;
-    let sets = run(c, sql::UPSERT_BATCH).await?;
-    run(c, sql::LOOKUP_PHONES_SYNC).await?;
-    run(c, sql::FINGERPRINTS_SYNC).await?;
+    let sets = run(c, &s.upsert_batch).await?;
+    run(c, &s.phones_sync).await?;
+    run(c, &s.fingerprints_sync).await?;
     run(c, sql::TX_COMMIT).await?;
     let row = sets.iter().rev().find_map(|s| s.first()).ok_or_else(|| {
         tiberius::error::Error::Protocol("upsert_batch.sql returned no counts".into())

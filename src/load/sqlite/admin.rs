@@ -4,15 +4,17 @@
 use chrono::NaiveDateTime;
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::entity_sql;
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::model::LeadId;
 use crate::prepare::Fingerprint;
+use crate::schema::Entity;
 use crate::store::{StoreError, StoredError};
 
-pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError> {
-    let context = "reading the lead IDs";
+pub(super) fn record_ids(conn: &mut Connection, entity: Entity) -> Result<Vec<LeadId>, StoreError> {
+    let context = "reading the record IDs";
     let mut stmt = conn
-        .prepare_cached(sql::LEAD_IDS)
+        .prepare_cached(&entity_sql::statements(entity).record_ids)
         .map_err(db_err(context))?;
     let ids = stmt
         .query_map([], |r| r.get::<_, LeadId>(0))
@@ -20,12 +22,13 @@ pub(super) fn lead_ids(conn: &mut Connection) -> Result<Vec<LeadId>, StoreError>
     ids.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
-pub(super) fn lead_fingerprints(
+pub(super) fn fingerprints(
     conn: &mut Connection,
+    entity: Entity,
 ) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
-    let context = "reading b24sync_lead_fingerprints";
+    let context = "reading the fingerprints";
     let mut stmt = conn
-        .prepare_cached(sql::LEAD_FINGERPRINTS)
+        .prepare_cached(&entity_sql::statements(entity).fingerprints)
         .map_err(db_err(context))?;
     let rows = stmt
         .query_map([], |r| {
@@ -35,8 +38,13 @@ pub(super) fn lead_fingerprints(
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }
 
-pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u64, StoreError> {
-    let context = "deleting leads removed in Bitrix24";
+pub(super) fn delete_records(
+    conn: &mut Connection,
+    entity: Entity,
+    ids: Vec<LeadId>,
+) -> Result<u64, StoreError> {
+    let context = "deleting records removed in Bitrix24";
+    let statements = entity_sql::statements(entity);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err(context))?;
@@ -50,9 +58,15 @@ pub(super) fn delete_leads(conn: &mut Connection, ids: Vec<LeadId>) -> Result<u6
             stage.execute([id]).map_err(db_err(context))?;
         }
     }
-    tx.execute_batch(sql::DELETE_DEPENDENTS)
+    tx.execute_batch(&statements.delete_dependents)
         .map_err(db_err(context))?;
-    let deleted = tx.execute(sql::DELETE_LEADS, []).map_err(db_err(context))?;
+    if entity.solution_table.is_some() {
+        tx.execute_batch(sql::DELETE_SOLUTIONS)
+            .map_err(db_err(context))?;
+    }
+    let deleted = tx
+        .execute(&statements.delete_records, [])
+        .map_err(db_err(context))?;
     tx.execute_batch("DELETE FROM stage_delete_ids;")
         .map_err(db_err(context))?;
     tx.commit().map_err(db_err(context))?;

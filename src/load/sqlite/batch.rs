@@ -1,11 +1,13 @@
 //! `load_batch`: stage the prepared batch in temp tables with prepared statements (SQLite's
 //! bulk load), then bring the real tables in line with a few set-based statements, all in
-//! one transaction. Duplicates, sizes and ranges were settled by `prepare`.
+//! one transaction. Duplicates, sizes and ranges were settled by `prepare`. The statements
+//! are the batch's entity's (`entity_sql.rs`); the solution's are the lead's only.
 
 use chrono::NaiveDateTime;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::entity_sql::{self, EntitySql};
 use super::{db_err, sql, DATETIME_FORMAT};
 use crate::model::{Batch, Cell, ErrorRow};
 use crate::prepare::{FingerprintRow, PreparedBatch};
@@ -37,18 +39,20 @@ pub(super) fn load(
     let errors = batch.error_rows();
     let fingerprints = batch.fingerprint_rows();
     let batch = batch.into_batch();
+    let entity = batch.entity;
+    let statements = entity_sql::statements(entity);
 
     // IMMEDIATE takes the write lock up front, so a concurrent reader cannot make the
     // later upgrade fail with SQLITE_BUSY halfway through.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err("starting the batch transaction"))?;
-    tx.execute_batch(sql::STAGE_CREATE)
+    tx.execute_batch(&statements.stage_create)
         .map_err(db_err("creating the staging tables"))?;
     // Cleared first as well as last: a batch that failed mid-way leaves nothing behind.
-    tx.execute_batch(sql::STAGE_CLEAR)
+    tx.execute_batch(&statements.stage_clear)
         .map_err(db_err("clearing the staging tables"))?;
-    stage_records(&tx, &batch)?;
+    stage_records(&tx, statements, &batch)?;
     super::lookup::stage_phones(&tx, &batch)?;
     stage_errors(&tx, &batch, &errors)?;
 
@@ -56,29 +60,29 @@ pub(super) fn load(
         let n = tx.execute(statement, []).map_err(db_err(context))?;
         Ok(n as u64)
     };
+    let s = statements;
     // Update before insert, so each statement's change count is exactly its own rows.
-    let leads_updated = run(sql::LEADS_UPDATE, "updating changed leads")?;
-    let leads_inserted = run(sql::LEADS_INSERT, "inserting new leads")?;
-    let contacts_deleted = run(sql::CONTACTS_DELETE, "deleting removed contact values")?;
-    let contacts_written = run(sql::CONTACTS_UPDATE, "updating changed contact values")?
-        + run(sql::CONTACTS_INSERT, "inserting new contact values")?;
-    // The normalised phones change with the contact values, in the same transaction.
-    super::lookup::sync_phones(&tx)?;
-    run(sql::SOLUTION_DELETE, "deleting removed solutions")?;
-    run(sql::SOLUTION_UPDATE, "updating changed solutions")?;
-    run(sql::SOLUTION_INSERT, "inserting new solutions")?;
-    run(sql::ERRORS_DELETE, "deleting resolved lead errors")?;
-    run(sql::ERRORS_UPDATE, "refreshing kept lead errors")?;
+    let leads_updated = run(&s.records_update, "updating changed records")?;
+    let leads_inserted = run(&s.records_insert, "inserting new records")?;
+    let contacts_deleted = run(&s.multi_delete, "deleting removed multi-field values")?;
+    let contacts_written = run(&s.multi_update, "updating changed multi-field values")?
+        + run(&s.multi_insert, "inserting new multi-field values")?;
+    // The normalised phones change with the multi-field values, in the same transaction.
+    super::lookup::sync_phones(&tx, s)?;
+    if entity.solution_table.is_some() {
+        run(sql::SOLUTION_DELETE, "deleting removed solutions")?;
+        run(sql::SOLUTION_UPDATE, "updating changed solutions")?;
+        run(sql::SOLUTION_INSERT, "inserting new solutions")?;
+    }
+    run(&s.errors_delete, "deleting resolved error rows")?;
+    run(&s.errors_update, "refreshing kept error rows")?;
     let error_rows_new = tx
-        .execute(
-            sql::ERRORS_INSERT,
-            [now.format(DATETIME_FORMAT).to_string()],
-        )
-        .map_err(db_err("inserting new lead errors"))? as u64;
+        .execute(&s.errors_insert, [now.format(DATETIME_FORMAT).to_string()])
+        .map_err(db_err("inserting new error rows"))? as u64;
     // In the same transaction as the rows they describe (see `prepare::fingerprint`).
-    write_fingerprints(&tx, &fingerprints)?;
+    write_fingerprints(&tx, s, &fingerprints)?;
     // Frees the staged text (large COMMENTS) instead of keeping it until the next batch.
-    tx.execute_batch(sql::STAGE_CLEAR)
+    tx.execute_batch(&s.stage_clear)
         .map_err(db_err("clearing the staging tables"))?;
     if commit {
         tx.commit().map_err(db_err("committing the batch"))?;
@@ -98,13 +102,17 @@ pub(super) fn load(
     })
 }
 
-fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> {
+fn stage_records(
+    tx: &Transaction<'_>,
+    statements: &EntitySql,
+    batch: &Batch,
+) -> Result<(), StoreError> {
     let mut lead_stmt = tx
-        .prepare_cached(sql::STAGE_LEAD)
-        .map_err(db_err("preparing to stage leads"))?;
+        .prepare_cached(&statements.stage_record)
+        .map_err(db_err("preparing to stage records"))?;
     let mut contact_stmt = tx
-        .prepare_cached(sql::STAGE_CONTACT)
-        .map_err(db_err("preparing to stage contact values"))?;
+        .prepare_cached(&statements.stage_multi)
+        .map_err(db_err("preparing to stage multi-field values"))?;
     for record in &batch.records {
         let lead = &record.lead;
         let cells: Vec<SqlCell<'_>> = lead.cells.iter().map(SqlCell).collect();
@@ -114,7 +122,7 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> 
         params.push(&record.solution);
         lead_stmt
             .execute(params.as_slice())
-            .map_err(db_err("staging a lead"))?;
+            .map_err(db_err("staging a record"))?;
 
         for c in &record.contacts {
             contact_stmt
@@ -125,20 +133,24 @@ fn stage_records(tx: &Transaction<'_>, batch: &Batch) -> Result<(), StoreError> 
                     c.value,
                     c.type_id
                 ])
-                .map_err(db_err("staging a contact value"))?;
+                .map_err(db_err("staging a multi-field value"))?;
         }
     }
     Ok(())
 }
 
-/// Each lead's fingerprint upserted, or deleted when it has none.
-fn write_fingerprints(tx: &Transaction<'_>, rows: &[FingerprintRow]) -> Result<(), StoreError> {
-    let context = "writing b24sync_lead_fingerprints";
+/// Each record's fingerprint upserted, or deleted when it has none.
+fn write_fingerprints(
+    tx: &Transaction<'_>,
+    statements: &EntitySql,
+    rows: &[FingerprintRow],
+) -> Result<(), StoreError> {
+    let context = "writing the fingerprints";
     let mut upsert = tx
-        .prepare_cached(sql::FINGERPRINT_UPSERT)
+        .prepare_cached(&statements.fingerprint_upsert)
         .map_err(db_err(context))?;
     let mut delete = tx
-        .prepare_cached(sql::FINGERPRINT_DELETE)
+        .prepare_cached(&statements.fingerprint_delete)
         .map_err(db_err(context))?;
     for (id, fingerprint) in rows {
         match fingerprint {

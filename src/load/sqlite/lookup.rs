@@ -1,12 +1,13 @@
-//! The caller lookup on the embedded database (migration 3, `sql/sqlite/lookup_*.sql`):
+//! The caller lookup on the embedded database (migrations 3 and 7, `sql/sqlite/lookup_*.sql`):
 //! keeping `b24sync_lead_phones` in step inside `load_batch`'s transaction, the operators,
 //! and the lookup query itself.
 
 use chrono::NaiveDateTime;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::entity_sql::EntitySql;
 use super::{db_err, sql, DATETIME_FORMAT};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{truncate_utf16, Batch, Operator};
 use crate::store::StoreError;
 
@@ -19,7 +20,7 @@ pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), St
         .map_err(db_err("preparing to stage phones"))?;
     for record in &batch.records {
         for p in &record.phones {
-            // The record's lead ID counts, as for its contact values.
+            // The record's ID counts, as for its multi-field values.
             stmt.execute(rusqlite::params![
                 record.lead.id,
                 p.contact_id,
@@ -36,11 +37,12 @@ pub(super) fn stage_phones(tx: &Transaction<'_>, batch: &Batch) -> Result<(), St
     Ok(())
 }
 
-/// Bring `b24sync_lead_phones` in line with the staged phones of the staged leads.
-pub(super) fn sync_phones(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(sql::LOOKUP_PHONES_DELETE, [])
+/// Bring the entity's phones table (`b24sync_lead_phones`, ...) in line with the staged
+/// phones of the staged records.
+pub(super) fn sync_phones(tx: &Transaction<'_>, statements: &EntitySql) -> Result<(), StoreError> {
+    tx.execute(&statements.phones_delete, [])
         .map_err(db_err("deleting removed phones"))?;
-    tx.execute(sql::LOOKUP_PHONES_INSERT, [])
+    tx.execute(&statements.phones_insert, [])
         .map_err(db_err("inserting new phones"))?;
     tx.execute_batch("DELETE FROM temp.stage_phones;")
         .map_err(db_err("clearing the phone staging table"))?;
@@ -104,6 +106,7 @@ pub(super) fn store_operators(
 pub(super) fn lookup_caller(
     conn: &mut Connection,
     query: &CallerQuery,
+    filter: &EntityFilter,
 ) -> Result<Vec<CallerMatch>, StoreError> {
     let context = "looking up the caller";
     let (e164, tail_rev) = query.params();
@@ -114,27 +117,34 @@ pub(super) fn lookup_caller(
     } else {
         (tail_rev.clone(), format!("{tail_rev}:"))
     };
+    let [t1, t2, t3] = filter.params();
     let mut stmt = conn
         .prepare_cached(sql::LOOKUP_CALLER)
         .map_err(db_err(context))?;
     let rows = stmt
-        .query_map(rusqlite::params![e164, lo, hi, query.limit], |r| {
-            let date: Option<String> = r.get(6)?;
-            Ok(CallerMatch {
-                lead_id: r.get(0)?,
-                title: r.get(1)?,
-                name: r.get(2)?,
-                last_name: r.get(3)?,
-                company_title: r.get(4)?,
-                status_id: r.get(5)?,
-                date_modify: date
-                    .and_then(|d| NaiveDateTime::parse_from_str(&d, DATETIME_FORMAT).ok()),
-                operator_id: r.get(7)?,
-                operator_name: r.get(8)?,
-                operator_last_name: r.get(9)?,
-                operator_extension: r.get(10)?,
-            })
-        })
+        .query_map(
+            rusqlite::params![e164, lo, hi, query.limit, t1, t2, t3],
+            |r| {
+                let date: Option<String> = r.get(9)?;
+                Ok(CallerMatch {
+                    entity_type: r.get(0)?,
+                    entity_id: r.get(1)?,
+                    title: r.get(3)?,
+                    name: r.get(4)?,
+                    last_name: r.get(5)?,
+                    company_id: r.get(6)?,
+                    company_title: r.get(7)?,
+                    status_or_type: r.get(8)?,
+                    date_modify: date
+                        .and_then(|d| NaiveDateTime::parse_from_str(&d, DATETIME_FORMAT).ok()),
+                    operator_id: r.get(10)?,
+                    operator_name: r.get(11)?,
+                    operator_last_name: r.get(12)?,
+                    operator_extension: r.get(13)?,
+                    phone_value: r.get(14)?,
+                })
+            },
+        )
         .map_err(db_err(context))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err(context))
 }

@@ -13,6 +13,7 @@
 
 mod admin;
 mod batch;
+mod entity_sql;
 mod lock;
 mod lookup;
 mod ops;

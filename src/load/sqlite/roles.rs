@@ -2,11 +2,12 @@
 //! the token store in `tokens.rs`. Writes create the schema on first use; reads never
 //! change it (see the module docs of `load::sqlite`).
 
+use crate::schema::Entity;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 
 use super::{admin, batch, db_err, lookup, ops, schema, sql, SqliteSink, DATETIME_FORMAT};
-use crate::model::caller::{CallerMatch, CallerQuery};
+use crate::model::caller::{CallerMatch, CallerQuery, EntityFilter};
 use crate::model::{LeadId, Operator};
 use crate::prepare::{Fingerprint, PreparedBatch};
 use crate::store::{
@@ -66,24 +67,27 @@ impl BatchWriter for SqliteSink {
 
 #[async_trait]
 impl DeletionStore for SqliteSink {
-    async fn lead_ids(&self) -> Result<Vec<LeadId>, StoreError> {
-        self.with_ready("reading the lead IDs", admin::lead_ids)
-            .await
+    async fn record_ids(&self, entity: Entity) -> Result<Vec<LeadId>, StoreError> {
+        self.with_ready("reading the record IDs", move |conn| {
+            admin::record_ids(conn, entity)
+        })
+        .await
     }
 
-    async fn delete_leads(&self, ids: Vec<LeadId>) -> Result<u64, StoreError> {
-        self.with_schema("deleting leads", move |conn| admin::delete_leads(conn, ids))
-            .await
+    async fn delete_records(&self, entity: Entity, ids: Vec<LeadId>) -> Result<u64, StoreError> {
+        self.with_schema("deleting records", move |conn| {
+            admin::delete_records(conn, entity, ids)
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl FingerprintStore for SqliteSink {
-    async fn lead_fingerprints(&self) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
-        self.with_ready(
-            "reading b24sync_lead_fingerprints",
-            admin::lead_fingerprints,
-        )
+    async fn fingerprints(&self, entity: Entity) -> Result<Vec<(LeadId, Fingerprint)>, StoreError> {
+        self.with_ready("reading the fingerprints", move |conn| {
+            admin::fingerprints(conn, entity)
+        })
         .await
     }
 }
@@ -175,10 +179,15 @@ impl OperatorStore for SqliteSink {
 
 #[async_trait]
 impl CallerLookup for SqliteSink {
-    async fn lookup_caller(&self, query: &CallerQuery) -> Result<Vec<CallerMatch>, StoreError> {
+    async fn lookup_caller_in(
+        &self,
+        query: &CallerQuery,
+        filter: &EntityFilter,
+    ) -> Result<Vec<CallerMatch>, StoreError> {
         let query = query.clone();
+        let filter = filter.clone();
         self.with_ready("looking up the caller", move |conn| {
-            lookup::lookup_caller(conn, &query)
+            lookup::lookup_caller(conn, &query, &filter)
         })
         .await
     }

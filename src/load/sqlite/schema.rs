@@ -35,11 +35,20 @@ const MIGRATIONS: &[Migration] = &[
         name: "lead fingerprints: b24sync_lead_fingerprints",
         sql: sql::MIGRATION_0004,
     },
-    // 5 is reserved (contacts and companies).
+    Migration {
+        version: 5,
+        name: "contacts and companies: bitrix_contacts, bitrix_companies and their tables",
+        sql: sql::MIGRATION_0005,
+    },
     Migration {
         version: 6,
         name: "event queue: b24sync_event_queue",
         sql: sql::MIGRATION_0006,
+    },
+    Migration {
+        version: 7,
+        name: "caller lookup over leads, contacts and companies: b24sync_caller_phones",
+        sql: sql::MIGRATION_0007,
     },
 ];
 

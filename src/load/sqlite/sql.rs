@@ -1,5 +1,6 @@
 //! Every SQL statement the SQLite sink runs, from `sql/sqlite/*.sql`. Values are always
-//! bound as parameters; nothing here is built at run time.
+//! bound as parameters. The statements that write an entity's records are templates, filled
+//! in with the entity's names by `entity_sql.rs`.
 
 /// Bootstrap: the table that records applied migrations.
 pub const MIGRATIONS_TABLE: &str = include_str!("../../../sql/sqlite/migrations_table.sql");
@@ -18,35 +19,21 @@ pub const DUPLICATE_LEADS_EXAMPLES: &str =
 /// The documented fix for duplicate `sql_ID` rows (keeps the highest `Id` of each).
 pub const FIX_DUPLICATE_LEADS: &str = include_str!("../../../sql/sqlite/fix_duplicate_leads.sql");
 
-pub const STAGE_CREATE: &str = include_str!("../../../sql/sqlite/stage_create.sql");
-pub const STAGE_CLEAR: &str = include_str!("../../../sql/sqlite/stage_clear.sql");
-pub const STAGE_LEAD: &str = include_str!("../../../sql/sqlite/stage_lead.sql");
-pub const STAGE_CONTACT: &str = include_str!("../../../sql/sqlite/stage_contact.sql");
 pub const STAGE_ERROR_ID: &str = include_str!("../../../sql/sqlite/stage_error_id.sql");
 pub const STAGE_ERROR: &str = include_str!("../../../sql/sqlite/stage_error.sql");
 
-pub const LEADS_UPDATE: &str = include_str!("../../../sql/sqlite/leads_update.sql");
-pub const LEADS_INSERT: &str = include_str!("../../../sql/sqlite/leads_insert.sql");
-pub const CONTACTS_DELETE: &str = include_str!("../../../sql/sqlite/contacts_delete.sql");
-pub const CONTACTS_UPDATE: &str = include_str!("../../../sql/sqlite/contacts_update.sql");
-pub const CONTACTS_INSERT: &str = include_str!("../../../sql/sqlite/contacts_insert.sql");
 pub const SOLUTION_DELETE: &str = include_str!("../../../sql/sqlite/solution_delete.sql");
 pub const SOLUTION_UPDATE: &str = include_str!("../../../sql/sqlite/solution_update.sql");
+pub const DELETE_SOLUTIONS: &str = include_str!("../../../sql/sqlite/delete_solutions.sql");
 pub const SOLUTION_INSERT: &str = include_str!("../../../sql/sqlite/solution_insert.sql");
-pub const ERRORS_DELETE: &str = include_str!("../../../sql/sqlite/errors_delete.sql");
-pub const ERRORS_UPDATE: &str = include_str!("../../../sql/sqlite/errors_update.sql");
-pub const ERRORS_INSERT: &str = include_str!("../../../sql/sqlite/errors_insert.sql");
 
 pub const RUNTIME_STAMP: &str = include_str!("../../../sql/sqlite/runtime_stamp.sql");
 pub const STATE_READ: &str = include_str!("../../../sql/sqlite/state_read.sql");
 pub const STATE_WRITE: &str = include_str!("../../../sql/sqlite/state_write.sql");
 
 // Deletion check and error review.
-pub const LEAD_IDS: &str = include_str!("../../../sql/sqlite/lead_ids.sql");
 pub const STAGE_DELETE_CREATE: &str = include_str!("../../../sql/sqlite/stage_delete_create.sql");
 pub const STAGE_DELETE_ID: &str = include_str!("../../../sql/sqlite/stage_delete_id.sql");
-pub const DELETE_DEPENDENTS: &str = include_str!("../../../sql/sqlite/delete_dependents.sql");
-pub const DELETE_LEADS: &str = include_str!("../../../sql/sqlite/delete_leads.sql");
 pub const ERROR_ROWS: &str = include_str!("../../../sql/sqlite/error_rows.sql");
 pub const ERRORS_CLEAR: &str = include_str!("../../../sql/sqlite/errors_clear.sql");
 pub const ERRORS_DELETE_ROW: &str = include_str!("../../../sql/sqlite/errors_delete_row.sql");
@@ -60,8 +47,6 @@ pub const TABLE_COLUMNS_TYPED: &str = include_str!("../../../sql/sqlite/table_co
 pub const MIGRATION_0003: &str = include_str!("../../../sql/sqlite/0003_caller_lookup.sql");
 pub const LOOKUP_STAGE_CREATE: &str = include_str!("../../../sql/sqlite/lookup_stage_create.sql");
 pub const LOOKUP_STAGE_PHONE: &str = include_str!("../../../sql/sqlite/lookup_stage_phone.sql");
-pub const LOOKUP_PHONES_DELETE: &str = include_str!("../../../sql/sqlite/lookup_phones_delete.sql");
-pub const LOOKUP_PHONES_INSERT: &str = include_str!("../../../sql/sqlite/lookup_phones_insert.sql");
 pub const LOOKUP_CALLER: &str = include_str!("../../../sql/sqlite/lookup_caller.sql");
 pub const LOOKUP_OPERATOR_IDS: &str = include_str!("../../../sql/sqlite/lookup_operator_ids.sql");
 pub const LOOKUP_OPERATOR_UPSERT: &str =
@@ -70,9 +55,11 @@ pub const LOOKUP_OPERATOR_INSERT_ID: &str =
     include_str!("../../../sql/sqlite/lookup_operator_insert_id.sql");
 // The leads' content fingerprints (migration 4; see `src/prepare/fingerprint.rs`).
 pub const MIGRATION_0004: &str = include_str!("../../../sql/sqlite/0004_lead_fingerprints.sql");
-pub const FINGERPRINT_UPSERT: &str = include_str!("../../../sql/sqlite/fingerprint_upsert.sql");
-pub const FINGERPRINT_DELETE: &str = include_str!("../../../sql/sqlite/fingerprint_delete.sql");
-pub const LEAD_FINGERPRINTS: &str = include_str!("../../../sql/sqlite/lead_fingerprints.sql");
+// CRM contacts and companies (migration 5; the tables of `schema::CONTACT` and `COMPANY`).
+pub const MIGRATION_0005: &str = include_str!("../../../sql/sqlite/0005_contacts_companies.sql");
+// The caller lookup over leads, contacts and companies (migration 7: the view again).
+pub const MIGRATION_0007: &str =
+    include_str!("../../../sql/sqlite/0007_caller_lookup_entities.sql");
 // The event queue of `b24sync serve` (migration 6; see `queue.rs`).
 pub const MIGRATION_0006: &str = include_str!("../../../sql/sqlite/0006_event_queue.sql");
 pub const QUEUE_ENQUEUE: &str = include_str!("../../../sql/sqlite/queue_enqueue.sql");

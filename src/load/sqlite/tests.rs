@@ -58,6 +58,7 @@ fn problem(field: &str) -> Problem {
 
 fn batch(records: Vec<LeadRecord>) -> Batch {
     Batch {
+        entity: crate::schema::LEAD,
         records,
         rejected: vec![],
     }
@@ -193,6 +194,7 @@ async fn identical_reload_touches_nothing() {
     b.contacts = vec![phone(2, Some("21"), "+7 901")];
     let c = lead(3, "c");
     let make = || Batch {
+        entity: crate::schema::LEAD,
         records: vec![a.clone(), b.clone(), c.clone()],
         rejected: vec![RejectedLead {
             lead_id: Some("x1".into()),
@@ -222,7 +224,7 @@ async fn identical_reload_touches_nothing() {
         vec![db
             .conn
             .query_row(
-                "SELECT (SELECT count(*) FROM temp.stage_leads) + (SELECT count(*) FROM temp.stage_contacts) \
+                "SELECT (SELECT count(*) FROM temp.stage_leads) + (SELECT count(*) FROM temp.stage_lead_contacts) \
                  + (SELECT count(*) FROM temp.stage_errors) + (SELECT count(*) FROM temp.stage_error_ids)",
                 [],
                 |r| r.get(0),
@@ -454,6 +456,7 @@ async fn error_rows_follow_the_current_problems() {
         raw_json: format!(r#"{{"ID":{id:?}}}"#),
     };
     let first = Batch {
+        entity: crate::schema::LEAD,
         records: vec![a.clone(), b.clone()],
         rejected: vec![
             rejected(Some("abc"), "ID is not a number"),
@@ -483,6 +486,7 @@ async fn error_rows_follow_the_current_problems() {
     a.problems.clear();
     b.raw_json = r#"{"ID":"2","new":true}"#.to_string();
     let third = Batch {
+        entity: crate::schema::LEAD,
         records: vec![a, b.clone()],
         rejected: vec![rejected(Some("abc"), "still bad")],
     };
@@ -830,43 +834,56 @@ fn static_column_lists_name_exactly_the_lead_columns() {
         )),
         with_id(&[])
     );
+    let lead = super::entity_sql::statements(crate::schema::LEAD);
     assert_eq!(
-        sql_identifiers(statement(sql::STAGE_CREATE, "stage_leads")),
+        sql_identifiers(statement(&lead.stage_create, "stage_leads")),
         with_id(&["sql_solution"])
     );
-    assert_eq!(sql_identifiers(sql::STAGE_LEAD), with_id(&["sql_solution"]));
-    assert_eq!(sql::STAGE_LEAD.matches('?').count(), data.len() + 2);
+    assert_eq!(
+        sql_identifiers(&lead.stage_record),
+        with_id(&["sql_solution"])
+    );
+    assert_eq!(lead.stage_record.matches('?').count(), data.len() + 2);
 
     let mut insert = with_id(&[]);
     insert.extend(with_id(&[]));
     insert.extend(["sql_ID", "sql_ID", "sql_ID"]);
-    assert_eq!(sql_identifiers(sql::LEADS_INSERT), insert);
+    assert_eq!(sql_identifiers(&lead.records_insert), insert);
 
     let mut update: Vec<&str> = data.iter().flat_map(|c| [*c, *c]).collect();
     update.extend(["sql_ID", "sql_ID"]);
     update.extend(data.iter().flat_map(|c| [*c, *c]));
-    assert_eq!(sql_identifiers(sql::LEADS_UPDATE), update);
+    assert_eq!(sql_identifiers(&lead.records_update), update);
 }
 
 #[tokio::test]
-async fn batch_statements_never_scan_a_whole_contract_table() {
+async fn batch_statements_never_scan_a_whole_table() {
     let f = fixture();
     f.sink.init_schema().await.unwrap();
     let db = lock_ignoring_poison(&f.sink.db);
-    db.conn.execute_batch(sql::STAGE_CREATE).unwrap();
-    for (name, statement) in [
-        ("leads_update", sql::LEADS_UPDATE),
-        ("leads_insert", sql::LEADS_INSERT),
-        ("contacts_delete", sql::CONTACTS_DELETE),
-        ("contacts_update", sql::CONTACTS_UPDATE),
-        ("contacts_insert", sql::CONTACTS_INSERT),
+    db.conn.execute_batch(sql::LOOKUP_STAGE_CREATE).unwrap();
+    let mut all: Vec<(&str, &str)> = vec![
         ("solution_delete", sql::SOLUTION_DELETE),
         ("solution_update", sql::SOLUTION_UPDATE),
         ("solution_insert", sql::SOLUTION_INSERT),
-        ("errors_delete", sql::ERRORS_DELETE),
-        ("errors_update", sql::ERRORS_UPDATE),
-        ("errors_insert", sql::ERRORS_INSERT),
-    ] {
+    ];
+    for e in crate::schema::ENTITIES {
+        let s = super::entity_sql::statements(*e);
+        db.conn.execute_batch(&s.stage_create).unwrap();
+        all.extend([
+            ("records_update", s.records_update.as_str()),
+            ("records_insert", s.records_insert.as_str()),
+            ("multi_delete", s.multi_delete.as_str()),
+            ("multi_update", s.multi_update.as_str()),
+            ("multi_insert", s.multi_insert.as_str()),
+            ("phones_delete", s.phones_delete.as_str()),
+            ("phones_insert", s.phones_insert.as_str()),
+            ("errors_delete", s.errors_delete.as_str()),
+            ("errors_update", s.errors_update.as_str()),
+            ("errors_insert", s.errors_insert.as_str()),
+        ]);
+    }
+    for (name, statement) in all {
         let mut stmt = db
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))

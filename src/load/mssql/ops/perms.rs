@@ -9,7 +9,7 @@ use crate::store::Diagnosis;
 /// asks for: nothing more is ever needed once `init-db` has run (it creates bitrix_lead_runtime's
 /// row Id = 1, the one thing that needs ALTER). `sql_tests.rs` checks the statements the sink
 /// sends against this list. bitrix_oauth is used only with an OAuth application.
-pub(in crate::load::mssql) const SYNC_RIGHTS: [(&str, &[&str]); 13] = [
+pub(in crate::load::mssql) const SYNC_RIGHTS: [(&str, &[&str]); 23] = [
     ("bitrix_oauth", &["SELECT", "INSERT", "UPDATE"]),
     ("bitrix_leads", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
     (
@@ -32,6 +32,38 @@ pub(in crate::load::mssql) const SYNC_RIGHTS: [(&str, &[&str]); 13] = [
     ("b24sync_operators", &["SELECT", "INSERT", "UPDATE"]),
     (
         "b24sync_lead_fingerprints",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    // The contacts' and the companies' tables (migration 0010), as the lead's.
+    ("bitrix_contacts", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+    (
+        "bitrix_contact_multifields",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_import_contact_error",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    ("b24sync_contact_phones", &["SELECT", "INSERT", "DELETE"]),
+    (
+        "b24sync_contact_fingerprints",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_companies",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_company_multifields",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    (
+        "bitrix_import_company_error",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
+    ("b24sync_company_phones", &["SELECT", "INSERT", "DELETE"]),
+    (
+        "b24sync_company_fingerprints",
         &["SELECT", "INSERT", "UPDATE", "DELETE"],
     ),
     (
@@ -175,6 +207,17 @@ mod tests {
         assert_eq!(listed, described);
     }
 
+    #[test]
+    fn permissions_sql_asks_about_every_table_a_sync_uses() {
+        let text = crate::load::mssql::sql::PERMISSIONS;
+        for (table, _) in SYNC_RIGHTS {
+            assert!(
+                text.contains(&format!("(N'{table}')")),
+                "permissions.sql does not ask about dbo.{table}"
+            );
+        }
+    }
+
     fn all_granted() -> Perms {
         // Exactly the rights a sync needs, no ALTER anywhere.
         let tables: Vec<(String, [bool; 5])> = SYNC_RIGHTS
@@ -206,7 +249,7 @@ mod tests {
         // Exactly SYNC_RIGHTS, no ALTER anywhere, row Id = 1 in place: all a sync needs.
         let d = judge_permissions(&all_granted(), false);
         assert!(d.ok, "{d:?}");
-        assert!(d.detail.contains("13 table(s)") && d.detail.contains("create tables"));
+        assert!(d.detail.contains("23 table(s)") && d.detail.contains("create tables"));
 
         let mut p = all_granted();
         p.tables[1].1[3] = false; // DELETE on bitrix_leads

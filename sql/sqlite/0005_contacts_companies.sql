@@ -1,0 +1,183 @@
+-- Migration 5: CRM contacts and companies (docs/tables.md), b24sync's own tables in the
+-- shape of the lead's: one row per record (sql_ID + a column per field, named sql_ + the
+-- Bitrix24 field), one row per PHONE/EMAIL/WEB/IM value, an error table, the normalised
+-- phones of the caller lookup, the content fingerprints. The six Oktell tables are not
+-- touched. IF NOT EXISTS: a copied or hand-made database keeps its tables and data.
+
+CREATE TABLE IF NOT EXISTS bitrix_contacts (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_ID INTEGER NOT NULL,
+    sql_ADDRESS NVARCHAR(3000) NULL,
+    sql_ADDRESS_2 NVARCHAR(3000) NULL,
+    sql_ADDRESS_CITY NVARCHAR(3000) NULL,
+    sql_ADDRESS_COUNTRY NVARCHAR(3000) NULL,
+    sql_ADDRESS_COUNTRY_CODE NVARCHAR(3000) NULL,
+    sql_ADDRESS_POSTAL_CODE NVARCHAR(3000) NULL,
+    sql_ADDRESS_PROVINCE NVARCHAR(3000) NULL,
+    sql_ADDRESS_REGION NVARCHAR(3000) NULL,
+    sql_ASSIGNED_BY_ID NVARCHAR(3000) NULL,
+    sql_BIRTHDATE DATETIME NULL,
+    sql_COMMENTS NTEXT NULL,
+    sql_COMPANY_ID NVARCHAR(3000) NULL,
+    sql_CREATED_BY_ID NVARCHAR(3000) NULL,
+    sql_DATE_CREATE DATETIME NULL,
+    sql_DATE_MODIFY DATETIME NULL,
+    sql_EXPORT NVARCHAR(3000) NULL,
+    sql_FACE_ID NVARCHAR(3000) NULL,
+    sql_HAS_EMAIL NVARCHAR(3000) NULL,
+    sql_HAS_IMOL NVARCHAR(3000) NULL,
+    sql_HAS_PHONE NVARCHAR(3000) NULL,
+    sql_HONORIFIC NVARCHAR(3000) NULL,
+    sql_LAST_ACTIVITY_BY NVARCHAR(3000) NULL,
+    sql_LAST_ACTIVITY_TIME DATETIME NULL,
+    sql_LAST_NAME NVARCHAR(3000) NULL,
+    sql_LEAD_ID NVARCHAR(3000) NULL,
+    sql_MODIFY_BY_ID NVARCHAR(3000) NULL,
+    sql_NAME NVARCHAR(3000) NULL,
+    sql_OPENED NVARCHAR(3000) NULL,
+    sql_ORIGIN_ID NVARCHAR(3000) NULL,
+    sql_ORIGIN_VERSION NVARCHAR(3000) NULL,
+    sql_ORIGINATOR_ID NVARCHAR(3000) NULL,
+    sql_POST NVARCHAR(3000) NULL,
+    sql_SECOND_NAME NVARCHAR(3000) NULL,
+    sql_SOURCE_DESCRIPTION NVARCHAR(3000) NULL,
+    sql_SOURCE_ID NVARCHAR(3000) NULL,
+    sql_TYPE_ID NVARCHAR(3000) NULL,
+    sql_UTM_CAMPAIGN NVARCHAR(3000) NULL,
+    sql_UTM_CONTENT NVARCHAR(3000) NULL,
+    sql_UTM_MEDIUM NVARCHAR(3000) NULL,
+    sql_UTM_SOURCE NVARCHAR(3000) NULL,
+    sql_UTM_TERM NVARCHAR(3000) NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_bitrix_contacts_sql_ID ON bitrix_contacts (sql_ID);
+
+CREATE TABLE IF NOT EXISTS bitrix_contact_multifields (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_CONTACT_ID INTEGER NULL,
+    sql_VALUE_ID NVARCHAR(2000) NULL,
+    sql_VALUE_TYPE NVARCHAR(2000) NULL,
+    sql_VALUE NVARCHAR(2000) NULL,
+    sql_TYPE_ID NVARCHAR(2000) NULL
+);
+CREATE INDEX IF NOT EXISTS ix_bitrix_contact_multifields_owner_value ON bitrix_contact_multifields (sql_CONTACT_ID, sql_VALUE_ID);
+
+CREATE TABLE IF NOT EXISTS bitrix_import_contact_error (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_ID NVARCHAR(2000) NULL,
+    sql_error NVARCHAR(2000) NULL,
+    sql_full_contact_info NTEXT NULL,
+    sql_date_error DATETIME NULL
+);
+CREATE INDEX IF NOT EXISTS ix_bitrix_import_contact_error_sql_ID ON bitrix_import_contact_error (sql_ID);
+
+CREATE TABLE IF NOT EXISTS b24sync_contact_phones (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    contact_id INTEGER NOT NULL,
+    value_id NVARCHAR(2000) NULL,
+    value NVARCHAR(2000) NOT NULL,
+    e164 VARCHAR(16) NULL,
+    extension VARCHAR(10) NULL,
+    digits_rev VARCHAR(15) NULL,
+    normalisable INTEGER NOT NULL,
+    reason NVARCHAR(400) NULL
+);
+CREATE INDEX IF NOT EXISTS ix_b24sync_contact_phones_owner ON b24sync_contact_phones (contact_id);
+CREATE INDEX IF NOT EXISTS ix_b24sync_contact_phones_e164 ON b24sync_contact_phones (e164, contact_id);
+CREATE INDEX IF NOT EXISTS ix_b24sync_contact_phones_digits_rev ON b24sync_contact_phones (digits_rev, contact_id);
+
+CREATE TABLE IF NOT EXISTS b24sync_contact_fingerprints (
+    contact_id INTEGER NOT NULL PRIMARY KEY,
+    fingerprint BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS bitrix_companies (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_ID INTEGER NOT NULL,
+    sql_ADDRESS NVARCHAR(3000) NULL,
+    sql_ADDRESS_2 NVARCHAR(3000) NULL,
+    sql_ADDRESS_CITY NVARCHAR(3000) NULL,
+    sql_ADDRESS_COUNTRY NVARCHAR(3000) NULL,
+    sql_ADDRESS_COUNTRY_CODE NVARCHAR(3000) NULL,
+    sql_ADDRESS_LEGAL NVARCHAR(3000) NULL,
+    sql_ADDRESS_POSTAL_CODE NVARCHAR(3000) NULL,
+    sql_ADDRESS_PROVINCE NVARCHAR(3000) NULL,
+    sql_ADDRESS_REGION NVARCHAR(3000) NULL,
+    sql_ASSIGNED_BY_ID NVARCHAR(3000) NULL,
+    sql_BANKING_DETAILS NVARCHAR(3000) NULL,
+    sql_COMMENTS NTEXT NULL,
+    sql_COMPANY_TYPE NVARCHAR(3000) NULL,
+    sql_CREATED_BY_ID NVARCHAR(3000) NULL,
+    sql_CURRENCY_ID NVARCHAR(3000) NULL,
+    sql_DATE_CREATE DATETIME NULL,
+    sql_DATE_MODIFY DATETIME NULL,
+    sql_EMPLOYEES NVARCHAR(3000) NULL,
+    sql_HAS_EMAIL NVARCHAR(3000) NULL,
+    sql_HAS_IMOL NVARCHAR(3000) NULL,
+    sql_HAS_PHONE NVARCHAR(3000) NULL,
+    sql_INDUSTRY NVARCHAR(3000) NULL,
+    sql_IS_MY_COMPANY NVARCHAR(3000) NULL,
+    sql_LAST_ACTIVITY_BY NVARCHAR(3000) NULL,
+    sql_LAST_ACTIVITY_TIME DATETIME NULL,
+    sql_LAST_COMMUNICATION_TIME DATETIME NULL,
+    sql_LEAD_ID NVARCHAR(3000) NULL,
+    sql_MODIFY_BY_ID NVARCHAR(3000) NULL,
+    sql_OPENED NVARCHAR(3000) NULL,
+    sql_ORIGIN_ID NVARCHAR(3000) NULL,
+    sql_ORIGIN_VERSION NVARCHAR(3000) NULL,
+    sql_ORIGINATOR_ID NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_2 NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_CITY NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_COUNTRY NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_COUNTRY_CODE NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_POSTAL_CODE NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_PROVINCE NVARCHAR(3000) NULL,
+    sql_REG_ADDRESS_REGION NVARCHAR(3000) NULL,
+    sql_REVENUE NVARCHAR(3000) NULL,
+    sql_TITLE NVARCHAR(4000) NULL,
+    sql_UTM_CAMPAIGN NVARCHAR(3000) NULL,
+    sql_UTM_CONTENT NVARCHAR(3000) NULL,
+    sql_UTM_MEDIUM NVARCHAR(3000) NULL,
+    sql_UTM_SOURCE NVARCHAR(3000) NULL,
+    sql_UTM_TERM NVARCHAR(3000) NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_bitrix_companies_sql_ID ON bitrix_companies (sql_ID);
+
+CREATE TABLE IF NOT EXISTS bitrix_company_multifields (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_COMPANY_ID INTEGER NULL,
+    sql_VALUE_ID NVARCHAR(2000) NULL,
+    sql_VALUE_TYPE NVARCHAR(2000) NULL,
+    sql_VALUE NVARCHAR(2000) NULL,
+    sql_TYPE_ID NVARCHAR(2000) NULL
+);
+CREATE INDEX IF NOT EXISTS ix_bitrix_company_multifields_owner_value ON bitrix_company_multifields (sql_COMPANY_ID, sql_VALUE_ID);
+
+CREATE TABLE IF NOT EXISTS bitrix_import_company_error (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql_ID NVARCHAR(2000) NULL,
+    sql_error NVARCHAR(2000) NULL,
+    sql_full_company_info NTEXT NULL,
+    sql_date_error DATETIME NULL
+);
+CREATE INDEX IF NOT EXISTS ix_bitrix_import_company_error_sql_ID ON bitrix_import_company_error (sql_ID);
+
+CREATE TABLE IF NOT EXISTS b24sync_company_phones (
+    Id INTEGER PRIMARY KEY AUTOINCREMENT,
+    company_id INTEGER NOT NULL,
+    value_id NVARCHAR(2000) NULL,
+    value NVARCHAR(2000) NOT NULL,
+    e164 VARCHAR(16) NULL,
+    extension VARCHAR(10) NULL,
+    digits_rev VARCHAR(15) NULL,
+    normalisable INTEGER NOT NULL,
+    reason NVARCHAR(400) NULL
+);
+CREATE INDEX IF NOT EXISTS ix_b24sync_company_phones_owner ON b24sync_company_phones (company_id);
+CREATE INDEX IF NOT EXISTS ix_b24sync_company_phones_e164 ON b24sync_company_phones (e164, company_id);
+CREATE INDEX IF NOT EXISTS ix_b24sync_company_phones_digits_rev ON b24sync_company_phones (digits_rev, company_id);
+
+CREATE TABLE IF NOT EXISTS b24sync_company_fingerprints (
+    company_id INTEGER NOT NULL PRIMARY KEY,
+    fingerprint BIGINT NOT NULL
+);

@@ -1,1 +1,0 @@
-SELECT sql_ID FROM bitrix_leads ORDER BY sql_ID;
