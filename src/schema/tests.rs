@@ -33,6 +33,7 @@ fn every_table_is_described_once_with_its_key() {
             "b24sync_lead_phones",
             "b24sync_operators",
             "b24sync_lead_fingerprints",
+            "b24sync_event_queue",
             "bitrix_contacts",
             "bitrix_contact_multifields",
             "bitrix_import_contact_error",
@@ -43,7 +44,6 @@ fn every_table_is_described_once_with_its_key() {
             "bitrix_import_company_error",
             "b24sync_company_phones",
             "b24sync_company_fingerprints",
-            "b24sync_event_queue",
         ]
     );
     assert_eq!(contract_tables().count(), 6);
