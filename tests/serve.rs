@@ -578,11 +578,14 @@ async fn offline_events_reach_the_tables_and_leave_the_portal_s_queue() {
     authorize(&sim, &db.path).await;
     let (code, out) = events_cmd(&["bind", "--offline"], &db.path).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.matches("(offline)").count(), 3, "{out}");
+    // Three events for each entity b24sync syncs (leads, contacts, companies).
+    assert_eq!(out.matches("(offline)").count(), 9, "{out}");
     let (code, out) = events_cmd(&["status"], &db.path).await;
     assert_eq!(code, 0, "{out}");
-    for e in ["ONCRMLEADADD", "ONCRMLEADUPDATE", "ONCRMLEADDELETE"] {
-        assert!(out.contains(&format!("{e}\toffline")), "{out}");
+    for e in ["LEAD", "CONTACT", "COMPANY"] {
+        for action in ["ADD", "UPDATE", "DELETE"] {
+            assert!(out.contains(&format!("ONCRM{e}{action}\toffline")), "{out}");
+        }
     }
     let (code, out) = events_cmd(&["bind"], &db.path).await;
     assert_eq!(code, 2, "outbound needs a handler: {out}");
@@ -646,7 +649,7 @@ async fn offline_events_reach_the_tables_and_leave_the_portal_s_queue() {
     assert!(!log_text.contains(CLIENT_SECRET) && !log_text.contains(TOKEN));
     let (code, out) = events_cmd(&["unbind", "--offline"], &db.path).await;
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.matches("1 binding(s)").count(), 3, "{out}");
+    assert_eq!(out.matches("1 binding(s)").count(), 9, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

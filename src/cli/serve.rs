@@ -189,7 +189,8 @@ pub(super) async fn serve_command(args: &ServeArgs, file: &FileSettings) -> u8 {
 /// `events`: an OAuth app's event bindings for the CRM entities b24sync keeps.
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
-    /// Bind ONCRMLEADADD/UPDATE/DELETE to the handler URL (outbound), or to the app's offline
+    /// Bind ONCRMLEADADD/UPDATE/DELETE and the same for contacts and companies
+    /// (ONCRMCONTACT*, ONCRMCOMPANY*) to the handler URL (outbound), or to the app's offline
     /// queue with --offline
     Bind(EventsArgs),
     /// List the app's event bindings (event.get)
