@@ -9,11 +9,10 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::extract::client::Bitrix24Client;
-use crate::extract::paging;
 use crate::extract::portal::{self, PreludeAsk};
 use crate::model::{Batch, LeadId, RejectedLead};
 use crate::prepare;
-use crate::schema::{Entity, LEAD};
+use crate::schema::Entity;
 use crate::transform::{self, TransformContext};
 
 use super::deletions::delete_behind_guard;
@@ -78,11 +77,7 @@ pub async fn apply_changes(
     if ids.is_empty() {
         return Ok(outcome);
     }
-    let user_fields: Vec<String> = match entity {
-        e if e == LEAD => opts.solution_field.iter().cloned().collect(),
-        _ => Vec::new(),
-    };
-    let select = paging::select_fields(entity, &user_fields);
+    let select = opts.select_fields(entity);
     let found = portal::records_by_id(client, entity, &ids, &select).await?;
     let gone: Vec<LeadId> = ids
         .iter()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::extract::paging::{Paging, PagingOptions, DEFAULT_MAX_CHAINS};
-use crate::schema::{Entity, ENTITIES};
+use crate::schema::{Entity, ENTITIES, LEAD};
 use crate::transform::phone::DefaultRegion;
 use crate::transform::TimePolicy;
 
@@ -133,6 +133,16 @@ pub struct SyncOptions {
 }
 
 impl SyncOptions {
+    /// The fields a read of `entity` selects: its columns and multi-fields, and for the
+    /// lead the solution field (the only user field b24sync stores).
+    pub fn select_fields(&self, entity: Entity) -> Vec<String> {
+        let user_fields: Vec<String> = match entity {
+            e if e == LEAD => self.solution_field.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        crate::extract::paging::select_fields(entity, &user_fields)
+    }
+
     /// How the export pages: the strategy and the most chains at once.
     pub fn paging_options(&self) -> PagingOptions {
         PagingOptions {

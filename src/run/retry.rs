@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::extract::client::Bitrix24Client;
-use crate::extract::paging;
 use crate::extract::portal::{self, PreludeAsk};
 use crate::model::LeadId;
 use crate::prepare;
@@ -65,8 +64,7 @@ async fn retry_errors_locked(
     if ids.is_empty() {
         return Ok(summary);
     }
-    let user_fields: Vec<String> = opts.solution_field.iter().cloned().collect();
-    let select = paging::select_fields(LEAD, &user_fields);
+    let select = opts.select_fields(LEAD);
     let ask = PreludeAsk {
         solution_field: opts.solution_field.as_deref(),
         ..PreludeAsk::default()

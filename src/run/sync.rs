@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::extract::client::{Bitrix24Client, ExtractError};
-use crate::extract::paging::{self, ExportFilter};
+use crate::extract::paging::ExportFilter;
 use crate::extract::portal::{self, EntityAsk, EntityExtents, Prelude, PreludeAsk};
 use crate::schema::{Entity, LEAD};
 use crate::store::StoreError;
@@ -211,14 +211,10 @@ struct Done {
 
 /// Which records of `plan.entity` to read, and which fields.
 fn filter_for(opts: &SyncOptions, plan: &Plan) -> ExportFilter {
-    let user_fields: Vec<String> = match plan.entity {
-        e if e == LEAD => opts.solution_field.iter().cloned().collect(),
-        _ => Vec::new(),
-    };
     ExportFilter {
         entity: plan.entity,
         modified_since: plan.since.clone(),
-        select: paging::select_fields(plan.entity, &user_fields),
+        select: opts.select_fields(plan.entity),
     }
 }
 

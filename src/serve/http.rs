@@ -65,7 +65,7 @@ async fn event(State(service): State<Arc<Service>>, headers: HeaderMap, body: By
     let expect = Expect {
         token: &service.opts.application_token,
         portal: &service.portal,
-        entities: ENTITIES,
+        entities: &ENTITIES,
     };
     match read_event(&body, &expect, now_ms()) {
         Err(refusal) => {

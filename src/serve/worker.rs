@@ -26,7 +26,7 @@ pub(super) async fn run(service: Arc<Service>) {
         }
         let mut busy = false;
         let mut failed = false;
-        for entity in ENTITIES {
+        for entity in ENTITIES.iter() {
             match drain_once(&service, entity).await {
                 Ok(0) => {}
                 Ok(_) => busy = true,
